@@ -1,0 +1,3 @@
+"""Version of the hetuflow-agent wheel."""
+
+__version__ = "0.1.0"

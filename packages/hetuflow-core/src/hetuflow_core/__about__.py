@@ -1,0 +1,3 @@
+"""Version of the hetuflow-core wheel."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""Version of the hetuflow-server wheel."""
+
+__version__ = "0.1.0"
