@@ -1,0 +1,120 @@
+"""Jobs: what to run, where, and under which limits.
+
+A job's ``JobConfig`` is copied into every task it produces (the config snapshot), so a task runs with
+the settings that were current when it was planned even if the job is edited later.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import BackoffKind, CommandKind, ConcurrencyPolicy, JobStatus, RoutingPolicy
+from hetuflow_core.types import Labels, Name, Namespace, Priority, Seconds
+
+__all__ = [
+    "Job",
+    "JobConfig",
+    "JobCreate",
+    "JobUpdate",
+    "ResourceLimits",
+    "RetryPolicy",
+    "Target",
+]
+
+EnvVars = Annotated[
+    dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)], str],
+    msgspec.Meta(max_length=256, description="Extra environment variables for the process"),
+]
+
+
+class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How often and how soon a failed, timed-out or lost attempt is tried again."""
+
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    backoff: BackoffKind = BackoffKind.EXPONENTIAL
+    base_secs: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 1.0
+    max_secs: Annotated[float, msgspec.Meta(ge=0, le=604_800)] = 300.0
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1, description="Random fraction added to a delay")] = 0.1
+
+    def delay_secs(self, retry_number: int, rand: float = 0.0) -> float:
+        """Delay before retry ``retry_number`` (1-based); ``rand`` in [0, 1) scales the jitter."""
+        if self.backoff is BackoffKind.FIXED:
+            base = self.base_secs
+        else:
+            base = self.base_secs * (2.0 ** max(retry_number - 1, 0))
+        base = min(base, self.max_secs)
+        return base * (1.0 + self.jitter * rand)
+
+
+class ResourceLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Limits the agent enforces on the whole process tree of one attempt."""
+
+    memory_mb: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] | None = None
+    cpu_secs: Annotated[int, msgspec.Meta(ge=1, le=31_536_000)] | None = None
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_073_741_824)] | None = None
+
+
+class Target(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a job may run: agents whose labels include all of ``labels``."""
+
+    labels: Labels = {}
+    routing: RoutingPolicy = RoutingPolicy.ANY
+
+
+class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The command and its execution settings.
+
+    ``command`` picks the program: ``bash`` runs ``script`` (or ``args``), ``python``/``node`` run
+    ``script`` with ``-c``/``-e`` or the file named in ``args``, ``uv`` runs ``uv run <args>``, and
+    ``npx``, ``cargo`` and ``java`` receive ``args`` as given.
+    """
+
+    command: CommandKind
+    args: Annotated[list[Annotated[str, msgspec.Meta(max_length=65_536)]], msgspec.Meta(max_length=1024)] = []
+    script: Annotated[str, msgspec.Meta(max_length=1_048_576)] | None = None
+    env: EnvVars = {}
+    workdir: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    timeout_secs: Seconds | None = None
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+    limits: ResourceLimits = msgspec.field(default_factory=ResourceLimits)
+    target: Target = msgspec.field(default_factory=Target)
+    concurrency: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    priority: Priority = 0
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A stored job as the API returns it."""
+
+    id: UUID
+    namespace: str
+    name: str
+    description: str
+    status: JobStatus
+    config: JobConfig
+    created_by: str | None
+    created_at: datetime
+    updated_by: str | None
+    updated_at: datetime
+
+
+class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/jobs``."""
+
+    name: Name
+    namespace: Namespace = "default"
+    description: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    status: JobStatus = JobStatus.ENABLED
+    config: JobConfig
+
+
+class JobUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PATCH /api/v1/jobs/{id}``: only the fields given change."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Annotated[str, msgspec.Meta(max_length=4096)] | msgspec.UnsetType = msgspec.UNSET
+    status: JobStatus | msgspec.UnsetType = msgspec.UNSET
+    config: JobConfig | msgspec.UnsetType = msgspec.UNSET

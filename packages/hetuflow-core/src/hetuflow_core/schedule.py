@@ -1,0 +1,133 @@
+"""Schedules: when a job runs, and the record of every slot that came due."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import MisfirePolicy, ScheduleKind, ScheduleStatus, SlotOutcome
+from hetuflow_core.types import Name, Parameters
+
+__all__ = [
+    "Schedule",
+    "ScheduleCreate",
+    "SchedulePreview",
+    "SchedulePreviewRequest",
+    "ScheduleSlot",
+    "ScheduleUpdate",
+]
+
+CronExpression = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=256,
+        description="5 fields (minute hour day month weekday) or 6 with leading seconds, or an @alias",
+        examples=["*/5 * * * *", "0 30 2 * * MON-FRI", "@hourly"],
+    ),
+]
+TimeZoneName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Europe/London"])
+]
+IntervalSecs = Annotated[int, msgspec.Meta(ge=1, le=31_536_000)]
+MaxCount = Annotated[int, msgspec.Meta(ge=1)]
+GraceSecs = Annotated[float, msgspec.Meta(ge=0, le=604_800)]
+MisfireMaxRuns = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+
+
+class Schedule(msgspec.Struct, kw_only=True):
+    """A stored schedule as the API returns it."""
+
+    id: UUID
+    job_id: UUID
+    kind: ScheduleKind
+    cron_expression: str | None
+    timezone: str
+    interval_secs: int | None
+    start_time: datetime | None
+    end_time: datetime | None
+    max_count: int | None
+    event_name: str | None
+    parameters: Parameters
+    misfire_policy: MisfirePolicy
+    misfire_grace_secs: float
+    misfire_max_runs: int
+    status: ScheduleStatus
+    generated_until: datetime | None
+    fire_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/schedules``. Which fields are required depends on ``kind``:
+    ``cron`` needs ``cron_expression``, ``interval`` needs ``interval_secs``, ``once`` needs
+    ``start_time`` (the instant it fires), ``event`` needs ``event_name``."""
+
+    job_id: UUID
+    kind: ScheduleKind
+    cron_expression: CronExpression | None = None
+    timezone: TimeZoneName = "UTC"
+    interval_secs: IntervalSecs | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    max_count: MaxCount | None = None
+    event_name: Name | None = None
+    parameters: Parameters = {}
+    misfire_policy: MisfirePolicy = MisfirePolicy.SKIP
+    misfire_grace_secs: GraceSecs = 0.0
+    misfire_max_runs: MisfireMaxRuns = 100
+    status: ScheduleStatus = ScheduleStatus.ENABLED
+
+
+class ScheduleUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``PATCH /api/v1/schedules/{id}``: only the fields given change."""
+
+    cron_expression: CronExpression | msgspec.UnsetType | None = msgspec.UNSET
+    timezone: TimeZoneName | msgspec.UnsetType = msgspec.UNSET
+    interval_secs: IntervalSecs | msgspec.UnsetType | None = msgspec.UNSET
+    start_time: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    end_time: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    max_count: MaxCount | msgspec.UnsetType | None = msgspec.UNSET
+    event_name: Name | msgspec.UnsetType | None = msgspec.UNSET
+    parameters: Parameters | msgspec.UnsetType = msgspec.UNSET
+    misfire_policy: MisfirePolicy | msgspec.UnsetType = msgspec.UNSET
+    misfire_grace_secs: GraceSecs | msgspec.UnsetType = msgspec.UNSET
+    misfire_max_runs: MisfireMaxRuns | msgspec.UnsetType = msgspec.UNSET
+    status: ScheduleStatus | msgspec.UnsetType = msgspec.UNSET
+
+
+class SchedulePreviewRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"from_": "from"}
+):
+    """Body of ``POST /api/v1/schedules/preview``: schedule fields plus where to start and how many."""
+
+    kind: ScheduleKind
+    cron_expression: CronExpression | None = None
+    timezone: TimeZoneName = "UTC"
+    interval_secs: IntervalSecs | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    max_count: MaxCount | None = None
+    from_: datetime | None = None
+    count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+
+
+class SchedulePreview(msgspec.Struct, kw_only=True):
+    """Next fire times as RFC 3339 strings in the schedule's time zone, with their UTC offsets."""
+
+    fire_times: list[str]
+
+
+class ScheduleSlot(msgspec.Struct, kw_only=True):
+    """One due slot of a schedule and what became of it."""
+
+    schedule_id: UUID
+    scheduled_at: datetime
+    outcome: SlotOutcome
+    task_id: UUID | None
+    detail: str | None
+    recorded_at: datetime

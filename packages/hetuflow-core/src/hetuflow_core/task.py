@@ -1,0 +1,105 @@
+"""Tasks (planned executions), their instances (attempts on agents) and their logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import InstanceStatus, LogStream, TaskStatus
+from hetuflow_core.job import JobConfig
+from hetuflow_core.types import Parameters, Priority
+
+__all__ = [
+    "InstanceMetrics",
+    "Task",
+    "TaskInstance",
+    "TaskLogEntry",
+    "TaskLogPage",
+    "TaskTrigger",
+    "TriggerResult",
+]
+
+
+class InstanceMetrics(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Resource use of one attempt, measured by the agent over the whole process tree."""
+
+    peak_rss_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    cpu_secs: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    duration_secs: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """One planned execution of a job."""
+
+    id: UUID
+    job_id: UUID
+    schedule_id: UUID | None
+    flow_run_id: UUID | None
+    scheduled_at: datetime
+    priority: int
+    parameters: Parameters
+    config: JobConfig
+    status: TaskStatus
+    attempt: int
+    next_attempt_at: datetime | None
+    depends_on: list[UUID]
+    instance_id: UUID | None
+    agent_id: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class TaskInstance(msgspec.Struct, kw_only=True):
+    """One attempt of a task on one agent; its id is the fencing token of the attempt."""
+
+    id: UUID
+    task_id: UUID
+    job_id: UUID
+    agent_id: str
+    attempt: int
+    status: InstanceStatus
+    dispatched_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    output: str
+    output_truncated: bool
+    metrics: InstanceMetrics | None
+
+
+class TaskLogEntry(msgspec.Struct, kw_only=True):
+    """One stored log chunk, decoded as UTF-8 with invalid bytes replaced."""
+
+    instance_id: UUID
+    stream: LogStream
+    seq: int
+    ts: datetime
+    content: str
+
+
+class TaskLogPage(msgspec.Struct, kw_only=True):
+    """Log chunks after a sequence number; pass ``next_after_seq`` back to continue."""
+
+    items: list[TaskLogEntry]
+    next_after_seq: int
+
+
+class TaskTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/jobs/{id}/trigger``: run now (or at ``scheduled_at``) with parameters."""
+
+    parameters: Parameters = {}
+    scheduled_at: datetime | None = None
+    priority: Priority | None = None
+
+
+class TriggerResult(msgspec.Struct, kw_only=True):
+    """The tasks created by a trigger or an event."""
+
+    task_ids: list[UUID]
