@@ -1,0 +1,252 @@
+"""Developer and CI tasks of the hetuflow monorepo: lint, tests, build, bench, docs, demo.
+
+Each package is tested alone in its own virtualenv, installed from its directory as a normal (non-editable)
+install, so a missing dependency or an import of a sibling it must not know about fails here and not on a
+user's machine. Virtualenvs are made with uv when nox finds it, with virtualenv otherwise.
+
+    nox -s lint     # ruff check, ruff format --check, mypy --strict on each package's src/
+    nox -s tests    # tests-core, tests-agent, tests-server, then tests-integration
+    nox -s build    # three wheels into dist/, each installed alone in a fresh venv and imported
+    nox -s bench    # every bench/*_bench.py
+    nox -s docs     # relative links of README.md and docs/ point to existing files
+
+Arguments after ``--`` go to pytest (tests sessions) or to each benchmark (bench).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+from urllib.parse import unquote
+
+import nox
+from packaging.version import Version
+
+nox.needs_version = ">=2024.4.15"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).resolve().parent
+PYTHON = "3.11"
+PACKAGES = ("hetuflow-core", "hetuflow-agent", "hetuflow-server")
+CLIS = {"hetuflow-server": "hetuflow-server", "hetuflow-agent": "hetuflow-agent"}
+# The environment the Postgres test plugin reads (tests-integration/pgfixture.py).
+PG_ENV = ("HETUFLOW_REQUIRE_PG", "HETUFLOW_TEST_DATABASE_URL")
+TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx")
+INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis")
+LINT_DEPS = ("ruff", "mypy", "types-psutil")
+
+
+def _pkg(name: str, extras: str = "") -> str:
+    """An installable requirement for a package of this repository: its directory, with extras."""
+    return f"{ROOT / 'packages' / name}{f'[{extras}]' if extras else ''}"
+
+
+CORE = _pkg("hetuflow-core")
+CORE_CLIENT = _pkg("hetuflow-core", "client")
+AGENT = _pkg("hetuflow-agent")
+SERVER_EMBEDDED = _pkg("hetuflow-server", "embedded")
+ALL_PACKAGES = (CORE_CLIENT, AGENT, SERVER_EMBEDDED)
+# What each package's own test venv holds: the package with its extras, and only the siblings it depends on.
+PACKAGE_TEST_INSTALLS = {
+    "core": (CORE_CLIENT,),
+    "agent": (CORE, AGENT),
+    "server": (CORE, SERVER_EMBEDDED),
+}
+
+
+def _pg_env() -> dict[str, str]:
+    """Hand the Postgres settings of the caller to the tests explicitly."""
+    return {name: os.environ[name] for name in PG_ENV if name in os.environ}
+
+
+def _pytest(session: nox.Session, path: str, *, allow_no_tests: bool) -> None:
+    """Run pytest on ``path`` with the root configuration (strict markers, warnings as errors)."""
+    # Exit code 5 means "no tests collected": fine for a package whose tests are not written yet, or when
+    # posargs select nothing in this directory; anywhere else an empty run is a broken configuration.
+    success_codes = [0, 5] if allow_no_tests or session.posargs else [0]
+    session.run(
+        "pytest", "-c", "pyproject.toml", path, *session.posargs, env=_pg_env(), success_codes=success_codes
+    )
+
+
+def _has_tests(directory: Path) -> bool:
+    return any(directory.rglob("test_*.py")) or any(directory.rglob("*_test.py"))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check on the repository, mypy --strict on each package's src/."""
+    editable = [arg for requirement in ALL_PACKAGES for arg in ("-e", requirement)]
+    session.install(*LINT_DEPS, *editable)
+    # Run every check even when one fails, so that one run reports all of them.
+    checks = [("ruff", "check", "."), ("ruff", "format", "--check", ".")]
+    mypy = ("mypy", "--config-file", "pyproject.toml", "--strict")
+    checks += [(*mypy, f"packages/{name}/src") for name in PACKAGES]
+    failed = []
+    for check in checks:
+        try:
+            session.run(*check)
+        except nox.command.CommandFailed:
+            failed.append(" ".join(check))
+    if failed:
+        session.error("failed: " + "; ".join(failed))
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Run all tests: each package alone in its own venv, then tests-integration against real PostgreSQL."""
+    for name in ("tests-core", "tests-agent", "tests-server", "tests-integration"):
+        session.notify(name, session.posargs)
+
+
+def _package_tests(session: nox.Session, short: str) -> None:
+    directory = ROOT / "packages" / f"hetuflow-{short}" / "tests"
+    if not directory.is_dir():
+        session.skip(f"{directory.relative_to(ROOT)} does not exist")
+    session.install(*PACKAGE_TEST_INSTALLS[short], *TEST_DEPS)
+    has_tests = _has_tests(directory)
+    if not has_tests:
+        session.log(f"{directory.relative_to(ROOT)} has no tests yet")
+    _pytest(session, str(directory.relative_to(ROOT)), allow_no_tests=not has_tests)
+
+
+@nox.session(name="tests-core", python=PYTHON)
+def tests_core(session: nox.Session) -> None:
+    """Tests of hetuflow-core[client], installed alone."""
+    _package_tests(session, "core")
+
+
+@nox.session(name="tests-agent", python=PYTHON)
+def tests_agent(session: nox.Session) -> None:
+    """Tests of hetuflow-agent, installed with hetuflow-core only."""
+    _package_tests(session, "agent")
+
+
+@nox.session(name="tests-server", python=PYTHON)
+def tests_server(session: nox.Session) -> None:
+    """Tests of hetuflow-server[embedded], installed with hetuflow-core only."""
+    _package_tests(session, "server")
+
+
+@nox.session(name="tests-integration", python=PYTHON)
+def tests_integration(session: nox.Session) -> None:
+    """Integration tests on real PostgreSQL (HETUFLOW_TEST_DATABASE_URL, testcontainers or embedded)."""
+    session.install(*ALL_PACKAGES, *INTEGRATION_DEPS, *TEST_DEPS)
+    _pytest(session, "tests-integration", allow_no_tests=False)
+
+
+def _wheel(dist: Path, name: str) -> Path:
+    wheels = sorted(dist.glob(f"{name.replace('-', '_')}-*.whl"))
+    if len(wheels) != 1:
+        raise ValueError(f"expected one {name} wheel in {dist}, found {len(wheels)}")
+    return wheels[0]
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the three wheels into dist/, check versions, install and import each alone in a fresh venv."""
+    session.install("uv")
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for name in PACKAGES:
+        session.run("uv", "build", "--wheel", "--out-dir", str(dist), str(ROOT / "packages" / name))
+    session.run("python", "scripts/check_versions.py", "--dist", str(dist))
+
+    core_wheel = _wheel(dist, "hetuflow-core")
+    base_python = session.run("python", "-c", "import sys; print(sys.executable)", silent=True)
+    assert isinstance(base_python, str)
+    for name in PACKAGES:
+        wheel = _wheel(dist, name)
+        module = name.replace("-", "_")
+        venv = Path(session.create_tmp()) / f"wheel-{name}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("uv", "venv", "--quiet", "--python", base_python.strip(), str(venv))
+        python = str(venv / "bin" / "python")
+        # This wheel, its dependencies from the index, and the core wheel just built (never core from PyPI).
+        wheels = [str(wheel)] if wheel == core_wheel else [str(core_wheel), str(wheel)]
+        session.run("uv", "pip", "install", "--quiet", "--python", python, *wheels)
+        printed = session.run(
+            python, "-c", f"import {module}; print({module}.__version__)", silent=True, external=True
+        )
+        assert isinstance(printed, str)
+        built_version = wheel.name.split("-")[1]
+        if Version(printed.strip()) != Version(built_version):
+            session.error(f"{name}: imports as {printed.strip()} but the wheel is {built_version}")
+        session.log(f"{name} {printed.strip()}: wheel installs alone and imports")
+
+        if name in CLIS:
+            with zipfile.ZipFile(wheel) as archive:
+                has_cli = bool({f"{module}/cli.py", f"{module}/cli/__init__.py"} & set(archive.namelist()))
+            if has_cli:
+                session.run(str(venv / "bin" / CLIS[name]), "--help", external=True)
+            else:
+                session.log(f"{name}: no {module}.cli module yet, skipping `{CLIS[name]} --help`")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run every bench/*_bench.py with all three packages installed (skipped while there is none)."""
+    scripts = sorted((ROOT / "bench").glob("*_bench.py"))
+    if not scripts:
+        session.skip("no bench/*_bench.py yet")
+    session.install(*ALL_PACKAGES)
+    requirements = ROOT / "bench" / "requirements.txt"
+    if requirements.is_file():
+        session.install("-r", str(requirements))
+    for script in scripts:
+        session.run("python", str(script.relative_to(ROOT)), *session.posargs, env=_pg_env())
+
+
+_FENCED_CODE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^)]*)?\)")
+_REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def broken_relative_links(files: list[Path]) -> list[str]:
+    """Return ``file: target`` for every relative link in ``files`` whose target does not exist.
+
+    Absolute URLs (any scheme) and pure ``#anchors`` are not checked; code blocks and spans are ignored.
+    """
+    broken = []
+    for path in files:
+        text = _INLINE_CODE.sub("", _FENCED_CODE.sub("", path.read_text(encoding="utf-8")))
+        targets = _INLINE_LINK.findall(text) + _REFERENCE_LINK.findall(text)
+        for target in targets:
+            if _SCHEME.match(target) or target.startswith("#"):
+                continue
+            relative = unquote(target.split("#", 1)[0].split("?", 1)[0])
+            resolved = ROOT / relative.lstrip("/") if relative.startswith("/") else path.parent / relative
+            if not resolved.exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    return broken
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    """Check that relative links in README.md and docs/**/*.md point to existing files.
+
+    It will also build the documentation site once docs/ has content to build.
+    """
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    files = [path for path in files if path.is_file()]
+    broken = broken_relative_links(files)
+    for link in broken:
+        session.warn(f"broken link: {link}")
+    if broken:
+        session.error(f"{len(broken)} broken relative link(s)")
+    session.log(f"relative links of {len(files)} Markdown file(s) point to existing files")
+
+
+@nox.session(python=False)
+def demo(session: nox.Session) -> None:
+    """Placeholder: the demo needs the server pipeline (REST API, scheduler, dispatcher), not built yet."""
+    session.log(
+        "nothing to demo yet: the demo needs the hetuflow-server pipeline (API, scheduler, dispatcher)"
+    )
