@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.enums import AgentStatus, CommandKind, ServerStatus
-from hetuflow_core.types import Labels
+from hetuflow_core.types import INT32_MAX, Labels
 
 __all__ = ["Agent", "AgentCapabilities", "AgentMetrics", "AgentUpdate", "Server"]
 
@@ -28,8 +28,8 @@ class AgentCapabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 class AgentMetrics(msgspec.Struct, kw_only=True):
     """Host and load figures an agent reports with each heartbeat."""
 
-    running: Annotated[int, msgspec.Meta(ge=0)] = 0
-    free_slots: Annotated[int, msgspec.Meta(ge=0)] = 0
+    running: Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)] = 0
+    free_slots: Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)] = 0
     cpu_percent: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     memory_percent: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
     load1: Annotated[float, msgspec.Meta(ge=0)] = 0.0

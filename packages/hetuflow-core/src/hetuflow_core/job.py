@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 EnvVars = Annotated[
-    dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)], str],
+    dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?!\n)$", max_length=256)], str],
     msgspec.Meta(max_length=256, description="Extra environment variables for the process"),
 ]
 

@@ -30,7 +30,7 @@ from hetuflow_core.enums import (
 from hetuflow_core.ids import new_message_id, now_ms
 from hetuflow_core.job import JobConfig
 from hetuflow_core.task import InstanceMetrics
-from hetuflow_core.types import AgentId, Labels, Parameters
+from hetuflow_core.types import INT32_MAX, INT64_MAX, AgentId, Int32, Labels, Parameters
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -74,8 +74,8 @@ MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 """Largest frame ``decode`` accepts by default (a log chunk batch stays far below this)."""
 
 MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-EpochMs = Annotated[int, msgspec.Meta(ge=0)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]  # up to 9999-12-31T23:59:59.999Z
+Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
 class ProtocolError(Exception):
@@ -174,8 +174,8 @@ class TaskInstanceUpdatedData(msgspec.Struct, kw_only=True):
     status: InstanceStatus
     seq: Seq = 0
     at: datetime | None = None
-    exit_code: int | None = None
-    signal: int | None = None
+    exit_code: Int32 | None = None
+    signal: Int32 | None = None
     error: Annotated[str, msgspec.Meta(max_length=65_536)] | None = None
     output: Annotated[str, msgspec.Meta(max_length=1_048_576)] = ""
     output_truncated: bool = False
@@ -205,7 +205,7 @@ class ScheduledTaskData(msgspec.Struct, kw_only=True):
     instance_id: UUID
     task_id: UUID
     job_id: UUID
-    attempt: Annotated[int, msgspec.Meta(ge=1)]
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
     scheduled_at: datetime
     fire_at: datetime
     config: JobConfig

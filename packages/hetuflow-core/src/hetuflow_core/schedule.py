@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.enums import MisfirePolicy, ScheduleKind, ScheduleStatus, SlotOutcome
-from hetuflow_core.types import Name, Parameters
+from hetuflow_core.types import INT32_MAX, Name, Parameters
 
 __all__ = [
     "Schedule",
@@ -33,7 +33,7 @@ TimeZoneName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Europe/London"])
 ]
 IntervalSecs = Annotated[int, msgspec.Meta(ge=1, le=31_536_000)]
-MaxCount = Annotated[int, msgspec.Meta(ge=1)]
+MaxCount = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
 GraceSecs = Annotated[float, msgspec.Meta(ge=0, le=604_800)]
 MisfireMaxRuns = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 

@@ -10,7 +10,7 @@ import msgspec
 
 from hetuflow_core.enums import InstanceStatus, LogStream, TaskStatus
 from hetuflow_core.job import JobConfig
-from hetuflow_core.types import Parameters, Priority
+from hetuflow_core.types import Count, Parameters, Priority
 
 __all__ = [
     "InstanceMetrics",
@@ -26,7 +26,7 @@ __all__ = [
 class InstanceMetrics(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Resource use of one attempt, measured by the agent over the whole process tree."""
 
-    peak_rss_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    peak_rss_bytes: Count = 0
     cpu_secs: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     duration_secs: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
