@@ -1,0 +1,345 @@
+"""The server's configuration: one typed msgspec Struct, read once at startup and passed down.
+
+Values come from four layers, each overriding the one before: the defaults below, a TOML file (``--config``),
+environment variables ``HETUFLOW_<SECTION>__<KEY>`` and command-line flags. Every value is validated on its
+own, so a bad one is reported with its key and where it came from, e.g.
+``server.port: expected int in 1..65535, got "abc" (from HETUFLOW_SERVER__PORT)``; unknown keys are refused
+the same way. This is the only module that reads the environment; everything else receives a `ServerConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from hetuflow_server.errors import HetuflowError
+
+__all__ = [
+    "ENV_PREFIX",
+    "AuthSection",
+    "ConfigError",
+    "DatabaseSection",
+    "LogSection",
+    "SchedulerSection",
+    "ServerConfig",
+    "ServerSection",
+    "Setting",
+    "env_var",
+    "iter_keys",
+    "load_config",
+    "redact_url",
+]
+
+ENV_PREFIX = "HETUFLOW_"
+DEFAULT_PORT = 8900
+KEY_FILE_NAME = "server.jwk"
+EMBEDDED_PG_DIR_NAME = "pg"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Secs = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+PoolSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+TokenTtlSecs = Annotated[int, msgspec.Meta(ge=60, le=10 * 365 * 86_400)]
+CacheSecs = Annotated[float, msgspec.Meta(ge=0, le=60)]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+
+
+class ConfigError(HetuflowError):
+    """A configuration value is unknown, malformed or inconsistent; the message names the key."""
+
+    code = "config"
+    title = "Configuration error"
+
+
+class ServerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """This server process: identity, listening address, data directory, TLS, shutdown."""
+
+    name: NonEmpty = msgspec.field(default_factory=socket.gethostname)
+    host: NonEmpty = "127.0.0.1"
+    port: Port = DEFAULT_PORT
+    data_dir: Path = Path("data")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    graceful_timeout_secs: Secs = 10.0
+
+
+class DatabaseSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """PostgreSQL: a conninfo string or URL; none means the embedded server in ``<data_dir>/pg``."""
+
+    url: str | None = None
+    pool_min: PoolSize = 1
+    pool_max: PoolSize = 10
+    connect_timeout_secs: Secs = 10.0
+
+
+class AuthSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The server's private key and token defaults."""
+
+    key_file: Path | None = None
+    token_ttl_secs: TokenTtlSecs = 365 * 86_400
+    revocation_cache_secs: CacheSecs = 5.0
+
+
+class SchedulerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Timings of generation, dispatch and liveness (DESIGN §5)."""
+
+    generation_horizon_secs: Secs = 600.0
+    dispatch_lookahead_secs: Secs = 5.0
+    heartbeat_interval_secs: Secs = 5.0
+    agent_timeout_secs: Secs = 15.0
+    safety_poll_secs: Secs = 30.0
+    lease_secs: Secs = 15.0
+
+
+class LogSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Log level and line format (``text`` for people, ``json`` for collectors)."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "text"
+
+
+class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The whole configuration of one server process."""
+
+    server: ServerSection = msgspec.field(default_factory=ServerSection)
+    database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
+    auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    scheduler: SchedulerSection = msgspec.field(default_factory=SchedulerSection)
+    log: LogSection = msgspec.field(default_factory=LogSection)
+
+    @property
+    def key_path(self) -> Path:
+        """Where the server's private key lives: ``auth.key_file`` or ``<data_dir>/server.jwk``."""
+        return self.auth.key_file or self.server.data_dir / KEY_FILE_NAME
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        """The data directory of the embedded PostgreSQL (used when ``database.url`` is not set)."""
+        return self.server.data_dir / EMBEDDED_PG_DIR_NAME
+
+
+_SECTIONS: dict[str, type[msgspec.Struct]] = {
+    field.name: field.type for field in msgspec.structs.fields(ServerConfig)
+}
+
+
+class Setting(NamedTuple):
+    """A value from the environment or a flag: dotted key (``server.port``), raw value, its source."""
+
+    key: str
+    value: object
+    source: str
+
+
+def env_var(key: str) -> str:
+    """The environment variable of dotted ``key``: ``server.port`` → ``HETUFLOW_SERVER__PORT``."""
+    section, _, name = key.partition(".")
+    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+
+
+def iter_keys() -> Iterator[tuple[str, Any, object]]:
+    """Every key as ``(dotted key, type, default)``, in declaration order (for docs and ``--help``)."""
+    for section, section_type in _SECTIONS.items():
+        defaults = section_type()
+        for field in msgspec.structs.fields(section_type):
+            yield f"{section}.{field.name}", field.type, getattr(defaults, field.name)
+
+
+def load_config(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[Setting] = (),
+    cwd: Path | None = None,
+) -> ServerConfig:
+    """Build the configuration from defaults, ``config_file``, ``environ`` and ``overrides`` (flags).
+
+    Relative paths are resolved against the config file's directory for values from the file and against
+    ``cwd`` (default: the working directory) for everything else. Raises `ConfigError` naming the key.
+    """
+    base = (cwd or Path.cwd()).absolute()
+    values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    if config_file is not None:
+        for setting in _read_toml(config_file):
+            _apply(values, setting, strict=True, base=config_file.absolute().parent)
+    for setting in _env_settings(os.environ if environ is None else environ):
+        _apply(values, setting, strict=False, base=base)
+    for setting in overrides:
+        _apply(values, setting, strict=False, base=base)
+
+    sections = {name: section_type(**values[name]) for name, section_type in _SECTIONS.items()}
+    server = sections["server"]
+    assert isinstance(server, ServerSection)
+    if not server.data_dir.is_absolute():
+        sections["server"] = msgspec.structs.replace(server, data_dir=base / server.data_dir)
+    config = ServerConfig(**sections)  # type: ignore[arg-type]
+    _check_consistency(config)
+    return config
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and reports."""
+    parts = urlsplit(url)
+    if parts.scheme and parts.password is not None:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    if not parts.scheme and "password" in url:
+        # A key=value conninfo string: blank out the value after password=.
+        words = ["password=***" if word.startswith("password=") else word for word in url.split()]
+        return " ".join(words)
+    return url
+
+
+# -- reading the layers ---------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> Iterator[Setting]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {_os_reason(exc)}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    source = str(path)
+    for section, table in document.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{section}: unknown section (from {source}); known: {', '.join(_SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: expected a table [{section}], got {_show(table)} (from {source})")
+        for name, value in table.items():
+            yield Setting(f"{section}.{name}", value, source)
+
+
+def _env_settings(environ: Mapping[str, str]) -> Iterator[Setting]:
+    # Only HETUFLOW_<SECTION>__<KEY> names whose section is ours are configuration: the same prefix is used
+    # by the agent (HETUFLOW_AGENT__*), the test suite and the variables handed to task processes.
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        if section.lower() in _SECTIONS:
+            yield Setting(f"{section.lower()}.{key.lower()}", environ[name], name)
+
+
+def _apply(values: dict[str, dict[str, Any]], setting: Setting, *, strict: bool, base: Path) -> None:
+    section, _, name = setting.key.partition(".")
+    section_type = _SECTIONS.get(section)
+    if section_type is None:
+        raise ConfigError(f"{setting.key}: unknown section {section!r} (from {setting.source})")
+    fields = {field.name: field for field in msgspec.structs.fields(section_type)}
+    field = fields.get(name)
+    if field is None:
+        known = ", ".join(fields)
+        raise ConfigError(f"{setting.key}: unknown key (from {setting.source}); {section} keys: {known}")
+    values[section][name] = _convert(setting, field.type, strict=strict, base=base)
+
+
+def _convert(setting: Setting, field_type: Any, *, strict: bool, base: Path) -> Any:
+    raw = setting.value
+    info = msgspec.inspect.type_info(field_type)
+    if raw == "" and not strict and _allows_none(info):
+        # An empty environment variable or flag clears an optional value (e.g. falls back to embedded PG).
+        return None
+    try:
+        value = msgspec.convert(raw, field_type, strict=strict, dec_hook=_dec_hook)
+    except msgspec.ValidationError:
+        raise ConfigError(
+            f"{setting.key}: expected {_describe(info)}, got {_show(raw)} (from {setting.source})"
+        ) from None
+    if isinstance(value, Path):
+        value = value.expanduser()
+        if not value.is_absolute():
+            value = base / value
+    return value
+
+
+def _dec_hook(type_: type, obj: object) -> object:
+    if type_ is Path and isinstance(obj, str) and obj:
+        return Path(obj)
+    raise TypeError(f"cannot convert {obj!r} to {type_.__name__}")
+
+
+def _check_consistency(config: ServerConfig) -> None:
+    server, database, scheduler = config.server, config.database, config.scheduler
+    if (server.tls_cert is None) != (server.tls_key is None):
+        missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
+        raise ConfigError(f"{missing}: required when the other of server.tls_cert/server.tls_key is set")
+    if database.pool_min > database.pool_max:
+        raise ConfigError(
+            "database.pool_min: must not exceed database.pool_max "
+            f"({database.pool_min} > {database.pool_max})"
+        )
+    if scheduler.agent_timeout_secs <= scheduler.heartbeat_interval_secs:
+        raise ConfigError(
+            "scheduler.agent_timeout_secs: must be longer than scheduler.heartbeat_interval_secs "
+            f"({scheduler.agent_timeout_secs:g} <= {scheduler.heartbeat_interval_secs:g})"
+        )
+
+
+# -- messages -------------------------------------------------------------------------------------------
+
+
+def _allows_none(info: msgspec.inspect.Type) -> bool:
+    return isinstance(info, msgspec.inspect.UnionType) and any(
+        isinstance(member, msgspec.inspect.NoneType) for member in info.types
+    )
+
+
+def _describe(info: msgspec.inspect.Type) -> str:
+    """A short human description of what a field accepts, e.g. ``int in 1..65535``."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        members = [m for m in info.types if not isinstance(m, msgspec.inspect.NoneType)]
+        described = " or ".join(_describe(m) for m in members)
+        return f"{described} (or empty)" if len(members) < len(info.types) else described
+    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        kind = "int" if isinstance(info, msgspec.inspect.IntType) else "number"
+        return kind + _bounds(info.gt, info.ge, info.lt, info.le)
+    if isinstance(info, msgspec.inspect.BoolType):
+        return "true or false"
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(str(v) for v in info.values)
+    if isinstance(info, msgspec.inspect.StrType):
+        return "a non-empty string" if info.min_length else "a string"
+    if isinstance(info, msgspec.inspect.CustomType) and info.cls is Path:
+        return "a path"
+    return type(info).__name__
+
+
+def _bounds(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
+    if ge is not None and le is not None:
+        return f" in {ge:g}..{le:g}"
+    parts = []
+    if gt is not None:
+        parts.append(f"> {gt:g}")
+    if ge is not None:
+        parts.append(f">= {ge:g}")
+    if lt is not None:
+        parts.append(f"< {lt:g}")
+    if le is not None:
+        parts.append(f"<= {le:g}")
+    return " " + " and ".join(parts) if parts else ""
+
+
+def _show(value: object) -> str:
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _os_reason(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return "not UTF-8 text"
