@@ -1,0 +1,407 @@
+"""The session: one agent's lasting relationship with the servers, across any number of connections.
+
+``Session.run`` connects to the configured server URLs in turn and never gives up: after any end of a
+connection — refused, rejected, dropped, or closed cleanly by the server — it waits an exponential
+backoff with full jitter and tries the next URL. The backoff starts over after a connection that stayed
+registered for ``backoff_reset_secs``.
+
+Each connection goes: upgrade (token in the request) → ``AgentRegisterRequest`` with the state sync
+(what the runner holds, plus finished attempts whose report is not acked yet) → apply the
+``AgentRegisterResponse`` (clock sample, kill list, heartbeat interval) → replay the outbox in order →
+announce free slots → serve. Serving is five named tasks: reader (applies server frames and acks
+them), writer (outbox frames), heartbeat, credits (``AcquireTaskRequest`` whenever slots free up) and
+a watchdog that drops a connection on which the server stayed silent longer than its agent timeout.
+The first of them to fail ends the connection; ``stop`` ends it with a clean close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from hetuflow_agent.config import AgentConfig
+from hetuflow_agent.connection.backoff import Backoff
+from hetuflow_agent.connection.inbound import InboundHandler
+from hetuflow_agent.connection.metrics import host_metrics
+from hetuflow_agent.connection.outbox import Outbox
+from hetuflow_agent.connection.runner import TaskRunner
+from hetuflow_agent.connection.url import ServerUrl, make_ssl_context, parse_server_url
+from hetuflow_agent.connection.websocket import CLOSE_GOING_AWAY, WebSocket, connect
+from hetuflow_agent.errors import (
+    ConnectionLost,
+    HandshakeRejected,
+    MessageTooLarge,
+    RegistrationRejected,
+    WebSocketError,
+)
+from hetuflow_agent.scheduler.clock import Clock
+from hetuflow_core.agent import AgentCapabilities
+from hetuflow_core.enums import AgentStatus, ProtocolErrorCode
+from hetuflow_core.ids import now_ms
+from hetuflow_core.protocol import (
+    AcquireTaskData,
+    AcquireTaskRequest,
+    AgentRegisterData,
+    AgentRegisterRequest,
+    AgentRegisterResponse,
+    Error,
+    ErrorData,
+    HeartbeatData,
+    HeartbeatRequest,
+    Message,
+    ProtocolError,
+    RegisterResponseData,
+    RunningInstance,
+    ServerMessage,
+    TaskInstanceUpdated,
+    TaskInstanceUpdatedData,
+    TaskLogChunk,
+    TaskLogChunkData,
+    decode,
+    encode,
+    is_compatible,
+)
+
+__all__ = ["Session"]
+
+logger = logging.getLogger(__name__)
+
+_CREDITS_COALESCE_SECS: Final = 0.01
+"""Slots freed within this window are announced in one ``AcquireTaskRequest``."""
+_WATCHDOG_TICK_SECS: Final = 0.5
+"""How often the watchdog checks for a silent server."""
+
+
+class Session:
+    """Keeps this agent connected, registered and reporting, until ``stop``.
+
+    ``report_update`` and ``report_log`` are the runner's callbacks: they queue the frame in the outbox
+    and return at once, connected or not.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        capabilities: AgentCapabilities,
+        runner: TaskRunner,
+        clock: Clock,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._urls: list[ServerUrl] = [parse_server_url(url) for url in config.servers]
+        self._ssl: ssl.SSLContext | None = None
+        if any(url.secure for url in self._urls):
+            self._ssl = make_ssl_context(config.tls_ca_file, config.tls_insecure)
+        self._capabilities = capabilities
+        self._runner = runner
+        self._clock = clock
+        self._on_shutdown = on_shutdown
+        self.outbox = Outbox(config.outbox_max_bytes)
+        self.labels: dict[str, str] = dict(config.labels)
+        self._draining = False
+        self._inbound = InboundHandler(runner, self.outbox, clock, self)
+        self._stop = asyncio.Event()
+        self._registered = asyncio.Event()
+        self._credits_due = asyncio.Event()
+        self._heartbeat_due = asyncio.Event()
+        self._heartbeat_interval_secs = 5.0
+        self._agent_timeout_secs = 15.0
+        self._last_received = 0.0
+        self._registered_at: float | None = None
+        self.server_url: str | None = None
+        """URL of the server this agent is registered with right now, if any."""
+        self.connections = 0
+        """Connections that completed registration, since start."""
+        self.bad_frames = 0
+        """Server frames that could not be decoded (each answered with an ``Error`` frame)."""
+
+    # ------------------------------------------------------------------ state the rest of the agent reads
+
+    @property
+    def draining(self) -> bool:
+        """True once the agent stopped taking work (SIGTERM or a ``drain`` command)."""
+        return self._draining
+
+    @property
+    def registered(self) -> bool:
+        """True while a connection is up and registered."""
+        return self._registered.is_set()
+
+    @property
+    def duplicates(self) -> int:
+        """Dispatches and commands received again and not applied again."""
+        return self._inbound.duplicates
+
+    async def wait_registered(self, timeout_secs: float) -> bool:
+        """Wait until registered; False when ``timeout_secs`` passed first."""
+        try:
+            async with asyncio.timeout(timeout_secs):
+                await self._registered.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ the runner's callbacks
+
+    async def report_update(self, data: TaskInstanceUpdatedData) -> None:
+        """Queue a status report; a final one frees a slot, which is announced as a credit."""
+        self.outbox.put(TaskInstanceUpdated(data=data))
+        if data.status.is_final:
+            self._credits_due.set()
+
+    async def report_log(self, data: TaskLogChunkData) -> None:
+        """Queue a log chunk."""
+        self.outbox.put(TaskLogChunk(data=data))
+
+    # ------------------------------------------------------------------ control (also used by commands)
+
+    def start_drain(self) -> None:
+        """Take no more work: the next heartbeat says ``draining`` and zero credits are announced now."""
+        if not self._draining:
+            logger.info("draining: no new work will be taken")
+        self._draining = True
+        self._heartbeat_due.set()
+        self._credits_due.set()
+
+    def request_shutdown(self) -> None:
+        """Ask the application to drain and exit (the server's ``shutdown`` command)."""
+        if self._on_shutdown is not None:
+            self._on_shutdown()
+        else:
+            self.start_drain()
+
+    def set_labels(self, labels: dict[str, str]) -> None:
+        """Replace the routing labels; they are sent at every registration from now on."""
+        self.labels = labels
+
+    async def flush(self, timeout_secs: float) -> bool:
+        """Wait until the server acked every queued report; False when ``timeout_secs`` passed first."""
+        return await self.outbox.wait_empty(timeout_secs)
+
+    def stop(self) -> None:
+        """End ``run``: the current connection is closed cleanly and no new one is opened."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ connection lifecycle
+
+    async def run(self) -> None:
+        """Connect, register and serve; reconnect after every end of a connection, until ``stop``."""
+        loop = asyncio.get_running_loop()
+        cfg = self._config
+        backoff = Backoff(cfg.backoff_initial_secs, cfg.backoff_max_secs)
+        attempt = 0
+        while not self._stop.is_set():
+            url = self._urls[attempt % len(self._urls)]
+            attempt += 1  # every end of a connection moves on to the next URL (failover)
+            self._registered_at = None
+            try:
+                await self._connection(url)
+            except HandshakeRejected as exc:
+                level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
+                logger.log(level, "%s", exc, extra={"server": url.url, "status": exc.status})
+            except RegistrationRejected as exc:
+                logger.error("%s", exc, extra={"server": url.url})
+            except WebSocketError as exc:
+                logger.warning("%s", exc, extra={"server": url.url})
+            except Exception:  # a bug in one connection must not end the agent: log, reconnect
+                logger.exception("connection to %s failed unexpectedly", url, extra={"server": url.url})
+            if self._stop.is_set():
+                break
+            if self._was_healthy(loop.time()):
+                backoff.reset()
+            delay = backoff.next_delay()
+            logger.info(
+                "reconnecting in %.2f s", delay, extra={"server": self._urls[attempt % len(self._urls)].url}
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+
+    def _was_healthy(self, now: float) -> bool:
+        """True when the connection that just ended stayed registered for ``backoff_reset_secs``."""
+        up_since = self._registered_at
+        return up_since is not None and now - up_since >= self._config.backoff_reset_secs
+
+    async def _connection(self, url: ServerUrl) -> None:
+        """One connection's life: upgrade, register, serve until it fails (raise) or ``stop`` (return)."""
+        cfg = self._config
+        ws = await connect(
+            url,
+            cfg.token,
+            agent_id=cfg.id,
+            ssl_context=self._ssl,
+            timeout_secs=cfg.connect_timeout_secs,
+            max_message_bytes=cfg.max_message_bytes,
+        )
+        try:
+            response = await self._register(ws)
+            await self._apply_registration(url, response)
+            self._registered_at = asyncio.get_running_loop().time()
+            self.server_url = url.url
+            self.connections += 1
+            self._registered.set()
+            self.outbox.rewind()
+            self._credits_due.set()  # announce free slots on every new connection
+            await self._serve(ws)
+            await ws.close(CLOSE_GOING_AWAY, "agent shutting down")
+        finally:
+            self._registered.clear()
+            self.server_url = None
+            ws.abort()
+
+    async def _register(self, ws: WebSocket) -> RegisterResponseData:
+        """Send the registration with the state sync and wait for the server's answer."""
+        running: dict[object, RunningInstance] = {item.instance_id: item for item in self._runner.running()}
+        for item in self.outbox.finished_instances():
+            running[item.instance_id] = item  # finished here, report not yet acked: not lost
+        request = AgentRegisterRequest(
+            data=AgentRegisterData(
+                agent_id=self._config.id,
+                name=self._config.display_name,
+                labels=dict(self.labels),
+                capabilities=self._capabilities,
+                running=list(running.values()),
+            )
+        )
+        sent_ms = request.ts
+        await self._send(ws, request)
+        try:
+            async with asyncio.timeout(self._config.connect_timeout_secs):
+                while True:
+                    message = await self._receive(ws)
+                    if isinstance(message, AgentRegisterResponse):
+                        break
+                    if isinstance(message, Error):
+                        raise RegistrationRejected(ws.url.url, f"{message.data.code}: {message.data.message}")
+                    logger.warning(
+                        "ignoring %s received before the registration response", type(message).__name__
+                    )
+        except TimeoutError:
+            raise ConnectionLost(
+                ws.url.url,
+                f"{ws.url}: no registration response within {self._config.connect_timeout_secs:g} s",
+            ) from None
+        if message.data.server_time_ms:
+            self._clock.observe(server_time_ms=message.data.server_time_ms, sent_ms=sent_ms)
+        return message.data
+
+    async def _apply_registration(self, url: ServerUrl, data: RegisterResponseData) -> None:
+        if not data.accepted:
+            raise RegistrationRejected(url.url, data.error or "no reason given")
+        if not is_compatible(data.protocol_version):
+            raise RegistrationRejected(url.url, f"server speaks protocol {data.protocol_version}")
+        interval = data.heartbeat_interval_secs
+        if self._config.heartbeat_interval_secs is not None:
+            interval = min(interval, self._config.heartbeat_interval_secs)
+        self._heartbeat_interval_secs = interval
+        self._agent_timeout_secs = data.agent_timeout_secs
+        for instance_id in data.kill:
+            logger.info("server does not know instance %s any more: killing it", instance_id)
+            await self._runner.kill(instance_id)
+        logger.info(
+            "registered with %s (clock offset %+.3f s, %d kept, %d killed)",
+            url,
+            self._clock.offset_secs,
+            len(data.keep),
+            len(data.kill),
+            extra={"server": url.url, "server_id": str(data.server_id)},
+        )
+
+    async def _serve(self, ws: WebSocket) -> None:
+        """Run the connection's tasks until one fails (raise it) or ``stop`` is called (return)."""
+        self._last_received = asyncio.get_running_loop().time()
+        loops: dict[str, Coroutine[Any, Any, None]] = {
+            "reader": self._read_loop(ws),
+            "writer": self._write_loop(ws),
+            "heartbeat": self._heartbeat_loop(ws),
+            "credits": self._credits_loop(ws),
+            "watchdog": self._watchdog_loop(ws),
+        }
+        tasks = [
+            asyncio.create_task(coro, name=f"hetuflow-agent.session.{name}") for name, coro in loops.items()
+        ]
+        stop = asyncio.create_task(self._stop.wait(), name="hetuflow-agent.session.stop")
+        try:
+            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [*tasks, stop]:
+                task.cancel()
+            await asyncio.gather(*tasks, stop, return_exceptions=True)
+        for task in tasks:
+            if task in done and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if stop not in done:
+            raise ConnectionLost(ws.url.url, f"{ws.url}: a connection task ended unexpectedly")
+
+    # ------------------------------------------------------------------ the connection's tasks
+
+    async def _read_loop(self, ws: WebSocket) -> None:
+        while True:
+            message = await self._receive(ws)
+            if message is None:
+                continue
+            reply = await self._inbound.handle(message, now_ms())
+            if reply is not None:
+                await self._send(ws, reply)
+
+    async def _receive(self, ws: WebSocket) -> Any:
+        """The next decoded server frame, or None for one that was refused (and answered with ``Error``)."""
+        try:
+            raw = await ws.recv()
+        except MessageTooLarge as exc:
+            self.bad_frames += 1
+            logger.warning("%s", exc, extra={"server": ws.url.url})
+            await self._send(ws, Error(data=ErrorData(code=ProtocolErrorCode.TOO_LARGE, message=str(exc))))
+            return None
+        self._last_received = asyncio.get_running_loop().time()
+        try:
+            return decode(raw, ServerMessage, max_bytes=self._config.max_message_bytes)
+        except ProtocolError as exc:
+            self.bad_frames += 1
+            logger.warning("undecodable frame from %s: %s", ws.url, exc.message, extra={"code": exc.code})
+            await self._send(ws, exc.to_frame())
+            return None
+
+    async def _write_loop(self, ws: WebSocket) -> None:
+        while True:
+            entry = await self.outbox.next_unsent()
+            await ws.send(entry.text)
+
+    async def _heartbeat_loop(self, ws: WebSocket) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._heartbeat_interval_secs):
+                    await self._heartbeat_due.wait()
+            self._heartbeat_due.clear()
+            running = [item.instance_id for item in self._runner.running()]
+            free = 0 if self._draining else self._runner.free_slots
+            data = HeartbeatData(
+                status=AgentStatus.DRAINING if self._draining else AgentStatus.ONLINE,
+                metrics=host_metrics(len(running), free),
+                running=running,
+            )
+            await self._send(ws, HeartbeatRequest(data=data))
+
+    async def _credits_loop(self, ws: WebSocket) -> None:
+        while True:
+            await self._credits_due.wait()
+            await asyncio.sleep(_CREDITS_COALESCE_SECS)  # let the runner release the slot; batch bursts
+            self._credits_due.clear()
+            free = 0 if self._draining else self._runner.free_slots
+            await self._send(ws, AcquireTaskRequest(data=AcquireTaskData(free_slots=free)))
+
+    async def _watchdog_loop(self, ws: WebSocket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_WATCHDOG_TICK_SECS)
+            silent = loop.time() - self._last_received
+            if silent > self._agent_timeout_secs:
+                raise ConnectionLost(ws.url.url, f"{ws.url}: server silent for {silent:.1f} s")
+
+    async def _send(self, ws: WebSocket, frame: Message) -> None:
+        await ws.send(encode(frame).decode())

@@ -1,0 +1,481 @@
+"""The WebSocket client against a real wsproto server on 127.0.0.1, and that server for other modules.
+
+``ProtocolServer`` is a small but real hetuflow agent endpoint: it checks the token before the upgrade
+(401/403), answers registration and heartbeats, acks reports, and lets a test dispatch tasks, send
+anything (garbage, fragments, pings, oversized messages), drop a connection uncleanly or close it
+cleanly. The other agent test modules import it from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from wsproto.utilities import RemoteProtocolError
+
+from hetuflow_agent.connection.url import parse_server_url
+from hetuflow_agent.connection.websocket import WebSocket, connect
+from hetuflow_agent.errors import (
+    ConnectFailed,
+    ConnectionClosed,
+    ConnectionLost,
+    HandshakeRejected,
+    MessageTooLarge,
+)
+from hetuflow_core.ids import now_ms
+from hetuflow_core.protocol import (
+    Ack,
+    AckData,
+    AgentMessage,
+    AgentRegisterRequest,
+    AgentRegisterResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    HeartbeatResponseData,
+    RegisterResponseData,
+    TaskInstanceUpdated,
+    TaskLogChunk,
+    decode,
+    encode,
+)
+
+TOKEN = "test-token"
+AGENT_ID = "agent-1"
+WAIT_SECS = 10.0
+
+
+class ServerConnection:
+    """One accepted agent connection as the test server sees it."""
+
+    def __init__(self, server: ProtocolServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.frames: list[Any] = []
+        self.raw: list[str | bytes] = []
+        self.pongs: list[bytes] = []
+        self.close_code: int | None = None
+        self.closed = asyncio.Event()
+        self.upgraded = asyncio.Event()
+        self.headers: dict[str, str] = {}
+        self._changed = asyncio.Condition()
+        self._parts: list[str | bytes] = []
+
+    # ---------------------------------------------------------------- test controls
+
+    async def send_frame(self, frame: Any) -> None:
+        await self.send_text(encode(frame).decode())
+
+    async def send_text(self, text: str) -> None:
+        await self._write(self.ws.send(Message(data=text)))
+
+    async def send_fragments(self, text: str, pieces: int) -> None:
+        step = max(len(text) // pieces, 1)
+        chunks = [text[i : i + step] for i in range(0, len(text), step)]
+        for i, chunk in enumerate(chunks):
+            await self._write(self.ws.send(TextMessage(data=chunk, message_finished=i == len(chunks) - 1)))
+
+    async def ping(self, payload: bytes) -> None:
+        await self._write(self.ws.send(Ping(payload=payload)))
+
+    def drop(self) -> None:
+        """End the TCP connection without a close frame."""
+        self.writer.transport.abort()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.ws.state is ConnectionState.OPEN:
+            await self._write(self.ws.send(CloseConnection(code=code, reason=reason)))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self.closed.wait()
+        self.writer.transport.abort()
+
+    async def expect(
+        self, kind: type[Any], predicate: Callable[[Any], bool] = lambda _: True, timeout: float = WAIT_SECS
+    ) -> Any:
+        """The first received frame (old or new) of type ``kind`` matching ``predicate``."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                while True:
+                    for frame in self.frames:
+                        if isinstance(frame, kind) and predicate(frame):
+                            return frame
+                    await self._changed.wait()
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = WAIT_SECS) -> None:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(condition)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [f for f in self.frames if isinstance(f, kind)]
+
+    # ---------------------------------------------------------------- protocol
+
+    async def _write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                data = await self.reader.read(65536)
+                self.ws.receive_data(data or None)
+                for event in self.ws.events():
+                    await self._on_event(event)
+                if not data:
+                    break
+        except (ConnectionError, OSError, RemoteProtocolError):
+            pass  # a client speaking TLS or garbage to us: the connection just ends
+        finally:
+            self.closed.set()
+            self.writer.transport.abort()
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _on_event(self, event: Any) -> None:
+        if isinstance(event, Request):
+            self.headers = {k.decode().lower(): v.decode() for k, v in event.extra_headers}
+            status = self.server.check_auth(self.headers)
+            if status is not None:
+                body = b'{"title": "refused by the test server"}'
+                await self._write(
+                    self.ws.send(RejectConnection(status_code=status, headers=[], has_body=True))
+                    + self.ws.send(RejectData(data=body))
+                )
+                self.writer.transport.abort()
+                return
+            await self._write(self.ws.send(AcceptConnection()))
+            self.upgraded.set()
+            self.server.connections.append(self)
+            await self.server._notify()
+        elif isinstance(event, TextMessage | BytesMessage):
+            self._parts.append(event.data)
+            if event.message_finished:
+                parts, self._parts = self._parts, []
+                text = "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
+                await self._on_message(text)
+        elif isinstance(event, Pong):
+            self.pongs.append(bytes(event.payload))
+            await self._notify()
+        elif isinstance(event, Ping):
+            await self._write(self.ws.send(event.response()))
+        elif isinstance(event, CloseConnection):
+            if self.close_code is None:  # wsproto adds a 1006 at EOF even after a clean close
+                self.close_code = event.code
+            if self.ws.state is ConnectionState.REMOTE_CLOSING:
+                await self._write(self.ws.send(event.response()))
+            self.closed.set()
+            await self._notify()
+
+    async def _on_message(self, text: str | bytes) -> None:
+        self.raw.append(text)
+        frame = decode(text, AgentMessage)
+        self.frames.append(frame)
+        server = self.server
+        if isinstance(frame, AgentRegisterRequest):
+            await self.send_frame(AgentRegisterResponse(data=server.register_response(frame)))
+        elif isinstance(frame, HeartbeatRequest):
+            reply = HeartbeatResponseData(server_time_ms=now_ms() + server.clock_offset_ms, request_ts=frame.ts)
+            await self.send_frame(HeartbeatResponse(data=reply))
+        elif isinstance(frame, TaskInstanceUpdated | TaskLogChunk) and server.auto_ack:
+            await self.send_frame(Ack(data=AckData(ack_id=frame.id)))
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+class ProtocolServer:
+    """A real WebSocket agent endpoint on 127.0.0.1 with scriptable behaviour."""
+
+    def __init__(self) -> None:
+        self.tokens = {TOKEN: AGENT_ID}
+        self.auto_ack = True
+        self.accept = True
+        self.kill: list[Any] = []
+        self.clock_offset_ms = 0
+        self.heartbeat_interval_secs = 5.0
+        self.agent_timeout_secs = 15.0
+        self.connections: list[ServerConnection] = []
+        self.attempts = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._all: list[ServerConnection] = []
+        self._changed = asyncio.Condition()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self, port: int = 0) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection (handlers end on their own, never cancelled)."""
+        if self._server is not None:
+            self._server.close()
+        for conn in self._all:
+            conn.drop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def check_auth(self, headers: dict[str, str]) -> int | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        sub = self.tokens.get(token) if scheme.lower() == "bearer" else None
+        if sub is None:
+            return 401
+        if headers.get("x-hetuflow-agent-id") != sub:
+            return 403
+        return None
+
+    def register_response(self, frame: AgentRegisterRequest) -> RegisterResponseData:
+        return RegisterResponseData(
+            accepted=self.accept,
+            error=None if self.accept else "agent disabled",
+            server_time_ms=now_ms() + self.clock_offset_ms,
+            heartbeat_interval_secs=self.heartbeat_interval_secs,
+            agent_timeout_secs=self.agent_timeout_secs,
+            kill=list(self.kill),
+        )
+
+    async def connection(self, index: int, timeout: float = WAIT_SECS) -> ServerConnection:
+        """The ``index``-th upgraded connection, waiting for it."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.connections) > index)
+        return self.connections[index]
+
+    async def registered(self, index: int, timeout: float = WAIT_SECS) -> ServerConnection:
+        """The ``index``-th connection once its registration arrived."""
+        conn = await self.connection(index, timeout)
+        await conn.expect(AgentRegisterRequest, timeout=timeout)
+        return conn
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.attempts += 1
+        conn = ServerConnection(self, reader, writer)
+        self._all.append(conn)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await conn.serve()
+        finally:
+            self._tasks.discard(task)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+@contextlib.asynccontextmanager
+async def running_server() -> AsyncIterator[ProtocolServer]:
+    server = ProtocolServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released), for connection-refused cases."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ProtocolServer]:
+    async with running_server() as srv:
+        yield srv
+
+
+async def _open(server: ProtocolServer, **kwargs: Any) -> WebSocket:
+    options: dict[str, Any] = {"agent_id": AGENT_ID, "timeout_secs": 5.0} | kwargs
+    token = options.pop("token", TOKEN)
+    return await connect(parse_server_url(server.url), token, **options)
+
+
+async def test_upgrade_sends_token_and_agent_id(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    assert conn.headers["authorization"] == f"Bearer {TOKEN}"
+    assert conn.headers["x-hetuflow-agent-id"] == AGENT_ID
+    assert conn.headers["user-agent"].startswith("hetuflow-agent/")
+    await ws.close()
+    await asyncio.wait_for(conn.closed.wait(), WAIT_SECS)
+    assert conn.close_code == 1000
+
+
+async def test_bad_token_is_401(server: ProtocolServer) -> None:
+    with pytest.raises(HandshakeRejected) as info:
+        await _open(server, token="wrong")
+    assert info.value.status == 401
+    assert "401" in str(info.value)
+    assert "token missing, invalid" in str(info.value)
+    assert "refused by the test server" in info.value.body
+
+
+async def test_missing_token_is_401(server: ProtocolServer) -> None:
+    with pytest.raises(HandshakeRejected) as info:
+        await _open(server, token=None)
+    assert info.value.status == 401
+
+
+async def test_token_of_another_agent_is_403(server: ProtocolServer) -> None:
+    with pytest.raises(HandshakeRejected) as info:
+        await _open(server, agent_id="someone-else")
+    assert info.value.status == 403
+    assert "not valid for this agent id" in str(info.value)
+
+
+async def test_refused_port_is_reported_as_refused() -> None:
+    url = parse_server_url(f"ws://127.0.0.1:{free_port()}")
+    with pytest.raises(ConnectFailed) as info:
+        await connect(url, TOKEN, timeout_secs=5.0)
+    assert info.value.kind == "refused"
+    assert "connection refused" in str(info.value)
+
+
+async def test_unknown_host_is_reported_as_dns() -> None:
+    url = parse_server_url("ws://no-such-host.invalid:9")
+    with pytest.raises(ConnectFailed) as info:
+        await connect(url, TOKEN, timeout_secs=5.0)
+    assert info.value.kind == "dns"
+    assert "no-such-host.invalid" in str(info.value)
+
+
+async def test_tls_to_a_plain_server_is_reported_as_tls(server: ProtocolServer) -> None:
+    url = parse_server_url(f"wss://127.0.0.1:{server.port}")
+    with pytest.raises(ConnectFailed) as info:
+        await connect(url, TOKEN, agent_id=AGENT_ID, timeout_secs=5.0)
+    assert info.value.kind == "tls"
+
+
+@contextlib.asynccontextmanager
+async def raw_server(reply: bytes | None) -> AsyncIterator[str]:
+    """A TCP server that answers the upgrade request with ``reply`` verbatim (None: stays silent)."""
+
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            if reply is not None:
+                writer.write(reply)
+                await writer.drain()
+            await reader.read()  # until the client goes away
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    finally:
+        srv.close()
+        await asyncio.wait_for(asyncio.gather(*handlers), WAIT_SECS)  # the client is gone: they end
+        await srv.wait_closed()
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    async with raw_server(None) as url:
+        with pytest.raises(ConnectFailed) as info:
+            await connect(parse_server_url(url), TOKEN, timeout_secs=0.3)
+    assert info.value.kind == "timeout"
+    assert "no WebSocket upgrade within 0.3 s" in str(info.value)
+
+
+async def test_not_a_websocket_server_is_a_protocol_error() -> None:
+    async with raw_server(b"garbage that is not HTTP\r\n\r\n") as url:
+        with pytest.raises(ConnectFailed) as info:
+            await connect(parse_server_url(url), TOKEN, timeout_secs=5.0)
+    assert info.value.kind == "protocol"
+
+
+async def test_fragmented_messages_are_reassembled(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    text = "é" * 5000 + "end"
+    await conn.send_fragments(text, pieces=7)
+    assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == text
+    await ws.close()
+
+
+async def test_ping_is_answered_with_pong(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    await conn.ping(b"are-you-there")
+    await conn.send_text("after the ping")
+    assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == "after the ping"
+    await conn.wait_for(lambda: conn.pongs == [b"are-you-there"])
+    await ws.close()
+
+
+async def test_oversized_message_is_refused_and_the_connection_survives(server: ProtocolServer) -> None:
+    ws = await _open(server, max_message_bytes=65_536)
+    conn = await server.connection(0)
+    await conn.send_fragments("x" * 200_000, pieces=4)
+    await conn.send_text("small")
+    with pytest.raises(MessageTooLarge) as info:
+        await asyncio.wait_for(ws.recv(), WAIT_SECS)
+    assert info.value.size == 200_000
+    assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == "small"
+    await ws.close()
+
+
+async def test_server_close_is_connection_closed_with_code(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    receiving = asyncio.create_task(ws.recv())
+    await conn.close(1012, "restarting")
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(receiving, WAIT_SECS)
+    assert (info.value.code, info.value.reason) == (1012, "restarting")
+    assert conn.close_code == 1012  # the agent answered the close handshake
+
+
+async def test_dropped_connection_is_connection_lost(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    conn.drop()
+    with pytest.raises(ConnectionLost):
+        await asyncio.wait_for(ws.recv(), WAIT_SECS)
+    with pytest.raises(ConnectionLost):
+        await ws.send("too late")
+
+
+async def test_binary_messages_arrive_as_bytes(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    await conn._write(conn.ws.send(BytesMessage(data=b"\x00\x01")))
+    assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == b"\x00\x01"
+    await ws.close()
