@@ -29,7 +29,7 @@ from hetuflow_core.enums import (
     TaskStatus,
     TokenScope,
 )
-from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowStep
+from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowStep
 from hetuflow_core.ids import new_message_id, now_ms, uuid7
 from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate, ResourceLimits, RetryPolicy, Target
 from hetuflow_core.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
@@ -66,6 +66,7 @@ __all__ = [
     "Flow",
     "FlowCreate",
     "FlowRun",
+    "FlowRunCreate",
     "FlowRunStatus",
     "FlowStep",
     "InstanceMetrics",

@@ -11,7 +11,7 @@ import msgspec
 from hetuflow_core.enums import FlowRunStatus, JobStatus
 from hetuflow_core.types import Name, Parameters
 
-__all__ = ["Flow", "FlowCreate", "FlowRun", "FlowStep"]
+__all__ = ["Flow", "FlowCreate", "FlowRun", "FlowRunCreate", "FlowStep"]
 
 
 class FlowStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,3 +53,9 @@ class FlowRun(msgspec.Struct, kw_only=True):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+
+
+class FlowRunCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/v1/flows/{id}/run``: parameters handed to every step (step overrides win)."""
+
+    parameters: Parameters = {}

@@ -45,7 +45,8 @@ class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.backoff is BackoffKind.FIXED:
             base = self.base_secs
         else:
-            base = self.base_secs * (2.0 ** max(retry_number - 1, 0))
+            # 2.0 ** 1024 raises OverflowError; past 2 ** 1023 every delay is capped anyway.
+            base = self.base_secs * (2.0 ** min(max(retry_number - 1, 0), 1023))
         base = min(base, self.max_secs)
         return base * (1.0 + self.jitter * rand)
 

@@ -33,6 +33,7 @@ from hetuflow_core.task import InstanceMetrics
 from hetuflow_core.types import INT32_MAX, INT64_MAX, AgentId, Int32, Labels, Parameters
 
 __all__ = [
+    "MAX_ERROR_MESSAGE_CHARS",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "Ack",
@@ -73,6 +74,9 @@ PROTOCOL_VERSION: Final = "1.0"
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 """Largest frame ``decode`` accepts by default (a log chunk batch stays far below this)."""
 
+MAX_ERROR_MESSAGE_CHARS: Final = 1024
+"""``ProtocolError`` messages are cut to this length (they quote the offending input)."""
+
 MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]  # up to 9999-12-31T23:59:59.999Z
 Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -85,6 +89,10 @@ class ProtocolError(Exception):
     """
 
     def __init__(self, code: ProtocolErrorCode, message: str, ref_id: str | None = None) -> None:
+        # msgspec quotes the offending value, which may be megabytes long: keep the message fit for a
+        # log line and for ``ErrorData.message``, else the error frame itself would be refused.
+        if len(message) > MAX_ERROR_MESSAGE_CHARS:
+            message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
         super().__init__(message)
         self.code = code
         self.message = message
