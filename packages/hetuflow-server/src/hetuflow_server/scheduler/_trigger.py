@@ -103,7 +103,7 @@ class IntervalTrigger:
             raise InvalidSchedule("interval_secs", f"must be an integer, not {type(seconds).__name__}")
         if not 1 <= seconds <= MAX_INTERVAL_SECS:
             raise InvalidSchedule(
-                "interval_secs", f"must be between 1 and {MAX_INTERVAL_SECS}, got {seconds}"
+                "interval_secs", f"must be between 1 and {MAX_INTERVAL_SECS} (one year), got {seconds}"
             )
         self.seconds = seconds
         self.start, self.end = check_window(start, end)
