@@ -1,0 +1,49 @@
+"""Business-model controllers: one class per table, one method per named SQL statement.
+
+Every method takes the connection of the caller's transaction (``ModelManager.transaction()``) so a service
+can combine several statements atomically, runs exactly one statement through ``infra.db``, and returns
+hetuflow-core Structs. Missing rows raise ``NotFound``; conditional status changes return None (or fewer rows)
+when the state did not allow them, and the service turns that into ``IllegalTransition``.
+"""
+
+from __future__ import annotations
+
+from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
+from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
+from hetuflow_server.infra.bmc.instance import InstanceBmc, NewInstance
+from hetuflow_server.infra.bmc.job import JobBmc
+from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
+from hetuflow_server.infra.bmc.schedule import EventTarget, GeneratableSchedule, ScheduleBmc
+from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc
+from hetuflow_server.infra.bmc.slot import NewSlot, SlotBmc
+from hetuflow_server.infra.bmc.task import AgentProfile, Assignment, NewTask, TaskBmc, TaskChange, TaskOrigin
+from hetuflow_server.infra.bmc.token import TokenBmc
+
+__all__ = [
+    "LEADER_LEASE",
+    "AgentBmc",
+    "AgentMsgBmc",
+    "AgentProfile",
+    "Assignment",
+    "EventTarget",
+    "FlowBmc",
+    "FlowRunBmc",
+    "GeneratableSchedule",
+    "InstanceBmc",
+    "JobBmc",
+    "Lease",
+    "LeaseBmc",
+    "LogBmc",
+    "NewInstance",
+    "NewLogChunk",
+    "NewSlot",
+    "NewTask",
+    "ScheduleBmc",
+    "ServerBmc",
+    "SlotBmc",
+    "StoredLogChunk",
+    "TaskBmc",
+    "TaskChange",
+    "TaskOrigin",
+    "TokenBmc",
+]

@@ -1,0 +1,126 @@
+"""AgentBmc and AgentMsgBmc: statements on ``sched_agent`` and on the ids of frames already applied."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from hetuflow_core.agent import Agent, AgentCapabilities, AgentMetrics
+from hetuflow_core.enums import AgentStatus
+from hetuflow_server.infra import db
+from hetuflow_server.infra.bmc._rows import jsonb, jsonb_or_none, many, one, required
+from hetuflow_server.infra.sql import query
+
+__all__ = ["AgentBmc", "AgentMsgBmc"]
+
+_REGISTER = query("register_agent")
+_HEARTBEAT = query("heartbeat_agent")
+_GET = query("get_agent")
+_LIST = query("list_agents")
+_SET_LABELS = query("set_agent_labels")
+_SET_STATUS = query("set_agent_status")
+_ENABLE = query("enable_agent")
+_DISCONNECT = query("disconnect_agent")
+_MARK_STALE = query("mark_stale_agents_offline")
+_DELETE = query("delete_agent")
+_RECORD_MSGS = query("record_agent_msgs")
+_PURGE_MSGS = query("purge_agent_msgs")
+
+
+class AgentBmc:
+    """Agents: worker processes and where they are connected."""
+
+    @staticmethod
+    async def register(
+        conn: db.Connection,
+        *,
+        agent_id: str,
+        name: str,
+        address: str | None,
+        labels: dict[str, str],
+        capabilities: AgentCapabilities,
+        server_id: UUID,
+    ) -> Agent:
+        """Create or refresh the agent as connected to ``server_id`` (operator modes survive)."""
+        params = {
+            "id": agent_id,
+            "name": name,
+            "address": address,
+            "labels": jsonb(labels),
+            "capabilities": jsonb(capabilities),
+            "server_id": server_id,
+        }
+        return required(await db.fetch_one(conn, _REGISTER, params), Agent, "agent", agent_id)
+
+    @staticmethod
+    async def heartbeat(
+        conn: db.Connection, agent_id: str, *, server_id: UUID, metrics: AgentMetrics | None
+    ) -> Agent:
+        """Record a heartbeat received by ``server_id``."""
+        params = {"id": agent_id, "server_id": server_id, "metrics": jsonb_or_none(metrics)}
+        return required(await db.fetch_one(conn, _HEARTBEAT, params), Agent, "agent", agent_id)
+
+    @staticmethod
+    async def get(conn: db.Connection, agent_id: str) -> Agent:
+        """The agent, or NotFound."""
+        return required(await db.fetch_one(conn, _GET, {"id": agent_id}), Agent, "agent", agent_id)
+
+    @staticmethod
+    async def select_all(conn: db.Connection) -> list[Agent]:
+        """Every agent, by id."""
+        return many(await db.fetch_all(conn, _LIST), Agent)
+
+    @staticmethod
+    async def set_labels(conn: db.Connection, agent_id: str, labels: dict[str, str]) -> Agent:
+        """Replace the routing labels."""
+        row = await db.fetch_one(conn, _SET_LABELS, {"id": agent_id, "labels": jsonb(labels)})
+        return required(row, Agent, "agent", agent_id)
+
+    @staticmethod
+    async def set_status(
+        conn: db.Connection, agent_id: str, status: AgentStatus, *, allowed: Sequence[AgentStatus]
+    ) -> Agent | None:
+        """Set ``status`` if the agent is in one of ``allowed``; else None (also when it does not exist)."""
+        params = {"id": agent_id, "status": status.value, "allowed": [s.value for s in allowed]}
+        row = await db.fetch_one(conn, _SET_STATUS, params)
+        return None if row is None else one(row, Agent)
+
+    @staticmethod
+    async def enable(conn: db.Connection, agent_id: str) -> Agent | None:
+        """disabled → online (connected) or offline; None when the agent is not disabled or does not exist."""
+        row = await db.fetch_one(conn, _ENABLE, {"id": agent_id})
+        return None if row is None else one(row, Agent)
+
+    @staticmethod
+    async def disconnect(conn: db.Connection, agent_id: str, *, server_id: UUID) -> Agent | None:
+        """The connection ``server_id`` held is gone; None when another server holds it by now."""
+        row = await db.fetch_one(conn, _DISCONNECT, {"id": agent_id, "server_id": server_id})
+        return None if row is None else one(row, Agent)
+
+    @staticmethod
+    async def mark_stale_offline(conn: db.Connection, *, before: datetime) -> list[str]:
+        """Agents silent since before ``before`` go offline; their ids."""
+        return [row["id"] for row in await db.fetch_all(conn, _MARK_STALE, {"before": before})]
+
+    @staticmethod
+    async def delete(conn: db.Connection, agent_id: str) -> bool:
+        """Delete a disconnected agent; False when it exists but is connected (or does not exist)."""
+        return await db.fetch_one(conn, _DELETE, {"id": agent_id}) is not None
+
+
+class AgentMsgBmc:
+    """Ids of agent frames already applied, so resent frames are applied once."""
+
+    @staticmethod
+    async def record(conn: db.Connection, agent_id: str, msg_ids: Sequence[str]) -> set[str]:
+        """Remember ``msg_ids`` for the agent; returns those seen for the first time."""
+        if not msg_ids:
+            return set()
+        rows = await db.fetch_all(conn, _RECORD_MSGS, {"agent_id": agent_id, "msg_ids": list(msg_ids)})
+        return {row["msg_id"] for row in rows}
+
+    @staticmethod
+    async def purge(conn: db.Connection, *, before: datetime) -> int:
+        """Forget ids processed before ``before``; the number forgotten."""
+        return await db.execute(conn, _PURGE_MSGS, {"before": before})

@@ -1,0 +1,271 @@
+"""TaskBmc: statements on ``sched_task`` — inserts, pages, conditional status changes and the dispatcher's
+claim."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import TaskStatus
+from hetuflow_core.job import JobConfig
+from hetuflow_core.task import Task
+from hetuflow_core.types import Parameters
+from hetuflow_server.infra import db, transitions
+from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
+from hetuflow_server.infra.sql import query
+
+__all__ = ["AgentProfile", "Assignment", "NewTask", "TaskBmc", "TaskChange", "TaskOrigin"]
+
+_INSERT_MANY = query("insert_tasks")
+_GET = query("get_task")
+_LOCK_MANY = query("lock_tasks")
+_LIST = query("list_tasks")
+_TRANSITION = query("transition_task")
+_TRANSITION_MANY = query("transition_tasks")
+_CLAIM = query("claim_due_tasks")
+_MARK_DISPATCHED = query("mark_tasks_dispatched")
+_PROMOTE = query("promote_due_retries")
+_DELETE_FUTURE_OF_JOB = query("delete_future_tasks_of_job")
+_DELETE_UNSTARTED_OF_SCHEDULE = query("delete_unstarted_tasks_of_schedule")
+_CANCEL_OPEN_OF_JOB = query("cancel_open_tasks_of_job")
+_SKIP_BLOCKED = query("skip_blocked_flow_tasks")
+
+_TASK_EDGES = transitions.transition_pairs(transitions.TASK_TRANSITIONS)
+_OPEN_UNSTARTED = [TaskStatus.PENDING.value, TaskStatus.WAITING_RETRY.value]
+
+
+class TaskOrigin(StrEnum):
+    """What created a task (stored in ``sched_task.origin``)."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    EVENT = "event"
+    FLOW = "flow"
+    RETRY = "retry"
+
+
+class NewTask(msgspec.Struct, kw_only=True, frozen=True):
+    """A task to insert."""
+
+    id: UUID
+    job_id: UUID
+    origin: TaskOrigin
+    scheduled_at: datetime
+    config: JobConfig
+    priority: int = 0
+    parameters: Parameters = {}
+    schedule_id: UUID | None = None
+    flow_run_id: UUID | None = None
+    flow_step: str | None = None
+    retry_of: UUID | None = None
+    depends_on: list[UUID] = []
+
+
+class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
+    """One status change of a batch; ``instance_id`` fences it to that current attempt."""
+
+    task_id: UUID
+    status: TaskStatus
+    instance_id: UUID | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
+    """What one agent can run, as the claim query matches it: its labels and its command kinds."""
+
+    labels: dict[str, str]
+    commands: list[str]
+
+
+class Assignment(msgspec.Struct, kw_only=True, frozen=True):
+    """A claimed task given to an agent as attempt ``attempt`` under instance ``instance_id``."""
+
+    task_id: UUID
+    instance_id: UUID
+    agent_id: str
+    attempt: int
+
+
+class TaskBmc:
+    """Tasks: planned executions of a job."""
+
+    @staticmethod
+    async def insert_many(conn: db.Connection, tasks: Sequence[NewTask], *, by: str | None) -> list[Task]:
+        """Insert ``tasks`` in one statement; a slot its schedule already has is skipped (not returned)."""
+        if not tasks:
+            return []
+        params: dict[str, Any] = {
+            "ids": [t.id for t in tasks],
+            "job_ids": [t.job_id for t in tasks],
+            "schedule_ids": [t.schedule_id for t in tasks],
+            "flow_run_ids": [t.flow_run_id for t in tasks],
+            "flow_steps": [t.flow_step for t in tasks],
+            "retry_ofs": [t.retry_of for t in tasks],
+            "origins": [t.origin.value for t in tasks],
+            "scheduled_ats": [t.scheduled_at for t in tasks],
+            "priorities": [t.priority for t in tasks],
+            "parameters": [jsonb(t.parameters) for t in tasks],
+            "configs": [jsonb(t.config) for t in tasks],
+            "depends_on": [jsonb(t.depends_on) for t in tasks],
+            "by": by,
+        }
+        return many(await db.fetch_all(conn, _INSERT_MANY, params), Task)
+
+    @staticmethod
+    async def get(conn: db.Connection, task_id: UUID) -> Task:
+        """The task, or NotFound."""
+        return required(await db.fetch_one(conn, _GET, {"id": task_id}), Task, "task", task_id)
+
+    @staticmethod
+    async def lock_many(conn: db.Connection, task_ids: Sequence[UUID]) -> list[Task]:
+        """The existing tasks among ``task_ids``, locked FOR UPDATE in id order."""
+        if not task_ids:
+            return []
+        return many(await db.fetch_all(conn, _LOCK_MANY, {"ids": list(task_ids)}), Task)
+
+    @staticmethod
+    async def select_page(
+        conn: db.Connection,
+        *,
+        statuses: Sequence[TaskStatus] = (),
+        job_id: UUID | None = None,
+        schedule_id: UUID | None = None,
+        agent_id: str | None = None,
+        scheduled_after: datetime | None = None,
+        scheduled_before: datetime | None = None,
+        cursor: tuple[datetime, UUID] | None = None,
+        limit: int,
+    ) -> list[Task]:
+        """Up to ``limit`` tasks, newest scheduled first, strictly after ``cursor`` (scheduled_at, id)."""
+        params = {
+            "statuses": [status.value for status in statuses],
+            "job_id": job_id,
+            "schedule_id": schedule_id,
+            "agent_id": agent_id,
+            "scheduled_after": scheduled_after,
+            "scheduled_before": scheduled_before,
+            "cursor_at": cursor[0] if cursor else None,
+            "cursor_id": cursor[1] if cursor else None,
+            "limit": limit,
+        }
+        return many(await db.fetch_all(conn, _LIST, params), Task)
+
+    @staticmethod
+    async def transition(
+        conn: db.Connection,
+        task_id: UUID,
+        status: TaskStatus,
+        *,
+        instance_id: UUID | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> tuple[Task, TaskStatus] | None:
+        """Move the task to ``status`` if DESIGN §3 allows it from its current state (and ``instance_id`` is
+        its current attempt, when given). Returns the changed task and the state it left, or None when nothing
+        changed (wrong state, other instance, or no such task)."""
+        row = await db.fetch_one(
+            conn,
+            _TRANSITION,
+            {
+                "id": task_id,
+                "status": status.value,
+                "allowed": transitions.allowed_sources(status),
+                "instance_id": instance_id,
+                "error": error,
+                "next_attempt_at": next_attempt_at,
+            },
+        )
+        if row is None:
+            return None
+        return one(row, Task), TaskStatus(row["previous_status"])
+
+    @staticmethod
+    async def transition_many(conn: db.Connection, changes: Sequence[TaskChange]) -> list[Task]:
+        """Apply many status changes in one statement (each task at most once); returns the tasks that
+        changed."""
+        if not changes:
+            return []
+        if len({change.task_id for change in changes}) != len(changes):
+            raise ValueError("transition_many: a task may appear only once per batch")
+        params = {
+            "ids": [c.task_id for c in changes],
+            "instance_ids": [c.instance_id for c in changes],
+            "statuses": [c.status.value for c in changes],
+            "errors": [c.error for c in changes],
+            "next_attempt_ats": [c.next_attempt_at for c in changes],
+            "edge_from": _TASK_EDGES[0],
+            "edge_to": _TASK_EDGES[1],
+        }
+        return many(await db.fetch_all(conn, _TRANSITION_MANY, params), Task)
+
+    @staticmethod
+    async def claim_due(
+        conn: db.Connection, *, horizon: datetime, profiles: Sequence[AgentProfile], limit: int
+    ) -> list[Task]:
+        """Lock up to ``limit`` pending tasks due by ``horizon`` that one of ``profiles`` can run (SKIP
+        LOCKED).
+
+        The locks hold until the transaction ends: dispatch the ones you can in the same transaction.
+
+        """
+        if not profiles or limit <= 0:
+            return []
+        params = {"horizon": horizon, "profiles": jsonb(list(profiles)), "limit": limit}
+        return many(await db.fetch_all(conn, _CLAIM, params), Task)
+
+    @staticmethod
+    async def mark_dispatched(conn: db.Connection, assignments: Sequence[Assignment]) -> list[UUID]:
+        """pending → dispatched for each assignment (instances inserted first); the ids changed."""
+        if not assignments:
+            return []
+        params = {
+            "ids": [a.task_id for a in assignments],
+            "instance_ids": [a.instance_id for a in assignments],
+            "agent_ids": [a.agent_id for a in assignments],
+            "attempts": [a.attempt for a in assignments],
+            "allowed": transitions.allowed_sources(TaskStatus.DISPATCHED),
+        }
+        return [row["id"] for row in await db.fetch_all(conn, _MARK_DISPATCHED, params)]
+
+    @staticmethod
+    async def promote_due_retries(conn: db.Connection, *, limit: int) -> list[UUID]:
+        """waiting_retry → pending for up to ``limit`` tasks whose backoff has passed; the ids moved."""
+        params = {"limit": limit, "allowed": transitions.allowed_sources(TaskStatus.PENDING)}
+        return [row["id"] for row in await db.fetch_all(conn, _PROMOTE, params)]
+
+    @staticmethod
+    async def delete_future_of_job(conn: db.Connection, job_id: UUID) -> list[UUID]:
+        """Delete the job's scheduled tasks that never started and are not due yet."""
+        return [row["id"] for row in await db.fetch_all(conn, _DELETE_FUTURE_OF_JOB, {"job_id": job_id})]
+
+    @staticmethod
+    async def delete_unstarted_of_schedule(
+        conn: db.Connection, schedule_id: UUID, *, include_due: bool
+    ) -> list[UUID]:
+        """Delete the schedule's tasks that never started: only future ones, or also those already due."""
+        params = {"schedule_id": schedule_id, "include_due": include_due}
+        return [row["id"] for row in await db.fetch_all(conn, _DELETE_UNSTARTED_OF_SCHEDULE, params)]
+
+    @staticmethod
+    async def cancel_open_of_job(conn: db.Connection, job_id: UUID, *, reason: str) -> list[UUID]:
+        """Cancel the job's tasks that are not on an agent (pending, waiting_retry)."""
+        allowed = [s for s in _OPEN_UNSTARTED if s in transitions.allowed_sources(TaskStatus.CANCELLED)]
+        params = {"job_id": job_id, "reason": reason, "allowed": allowed}
+        return [row["id"] for row in await db.fetch_all(conn, _CANCEL_OPEN_OF_JOB, params)]
+
+    @staticmethod
+    async def skip_blocked_flow_tasks(conn: db.Connection, run_ids: Sequence[UUID]) -> list[UUID]:
+        """pending → skipped for flow steps of ``run_ids`` whose dependencies did not succeed (one level)."""
+        if not run_ids:
+            return []
+        allowed = [
+            s for s in transitions.allowed_sources(TaskStatus.SKIPPED) if s == TaskStatus.PENDING.value
+        ]
+        params = {"run_ids": list(run_ids), "allowed": allowed}
+        return [row["id"] for row in await db.fetch_all(conn, _SKIP_BLOCKED, params)]

@@ -1,0 +1,211 @@
+"""The database boundary: the connection pool, the transaction helper and the one statement executor.
+
+``ModelManager`` owns a ``psycopg_pool.AsyncConnectionPool``; the application opens it in its lifespan and
+closes it on shutdown. Every statement of the server runs through ``fetch_one``/``fetch_all``/``execute``
+below, on a connection handed out by ``ModelManager.transaction()``. Those two places are the only ones that
+see psycopg's exceptions: ``translate`` turns them into ``hetuflow_server.errors`` (a unique violation is a
+``Conflict``, a check violation ``InvalidInput``, a lost connection ``DatabaseUnavailable`` ...), so no other
+layer imports psycopg errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Final, TypeAlias
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from hetuflow_server.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    FieldProblem,
+    HetuflowError,
+    InvalidInput,
+)
+from hetuflow_server.infra.sql import Query, query
+
+__all__ = [
+    "Connection",
+    "ModelManager",
+    "Params",
+    "execute",
+    "fetch_all",
+    "fetch_one",
+    "translate",
+]
+
+logger = logging.getLogger(__name__)
+
+Connection: TypeAlias = psycopg.AsyncConnection[DictRow]
+Params: TypeAlias = Mapping[str, Any]
+Row: TypeAlias = dict[str, Any]
+
+DEFAULT_POOL_MIN_SIZE: Final = 1
+DEFAULT_POOL_MAX_SIZE: Final = 10
+DEFAULT_POOL_TIMEOUT_SECS: Final = 10.0
+DEFAULT_OPEN_TIMEOUT_SECS: Final = 30.0
+
+# Friendly words for the constraints a client can run into; anything else gets PostgreSQL's own message.
+_CONFLICT_MESSAGES: Final[Mapping[str, str]] = {
+    "sched_job_namespace_name_key": "a job with this name already exists in the namespace",
+    "sched_flow_name_key": "a flow with this name already exists",
+    "sched_task_schedule_slot_key": "the schedule already has a task for this slot",
+    "sched_task_instance_attempt_key": "this attempt of the task was already dispatched",
+    "sched_token_pkey": "a token with this jti already exists",
+    "sched_agent_pkey": "an agent with this id already exists",
+}
+# "Key (job_id)=(...) is not present in table ..." names the offending column of a foreign-key violation.
+_KEY_COLUMNS: Final = re.compile(r"Key \((\w+)\)=")
+
+
+class ModelManager:
+    """The pool of database connections and the way to run a unit of work on one.
+
+    ``open()``/``close()`` belong to the application's lifespan. ``transaction()`` hands out a connection
+    inside a transaction that commits when the block ends normally and rolls back when it raises.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int = DEFAULT_POOL_MIN_SIZE,
+        max_size: int = DEFAULT_POOL_MAX_SIZE,
+        timeout_secs: float = DEFAULT_POOL_TIMEOUT_SECS,
+        name: str = "hetuflow",
+    ) -> None:
+        self._conninfo = conninfo
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            conninfo,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={"row_factory": dict_row},
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            # A connection that died while idle (server restart, network cut) is replaced before it is handed
+            # out.
+            check=AsyncConnectionPool.check_connection,
+            timeout=timeout_secs,
+            name=name,
+            configure=_configure,
+        )
+
+    @property
+    def conninfo(self) -> str:
+        """The connection string the pool connects with (the LISTEN connection and migrations reuse it)."""
+        return self._conninfo
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Connection]:
+        """The underlying pool, for its statistics; run statements through ``transaction()``."""
+        return self._pool
+
+    async def open(self, *, wait: bool = True, timeout_secs: float = DEFAULT_OPEN_TIMEOUT_SECS) -> None:
+        """Open the pool; with ``wait`` block until ``min_size`` connections exist or fail with
+        DatabaseUnavailable."""
+        try:
+            await self._pool.open(wait=wait, timeout=timeout_secs)
+        except (psycopg.Error, PoolTimeout) as exc:
+            await self._pool.close()
+            raise translate(exc) from exc
+
+    async def close(self) -> None:
+        """Close the pool; connections in use are closed as they come back."""
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside one transaction: commit on normal exit, rollback on error."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            # Statement errors were translated by the executor; what is left is checkout, commit or rollback.
+            raise translate(exc) from exc
+
+    async def ping(self) -> None:
+        """Run a trivial statement; raises DatabaseUnavailable when the database cannot be reached."""
+        async with self.transaction() as conn:
+            await fetch_one(conn, _PING)
+
+
+_PING: Final = query("ping")
+_SET_UTC: Final = query("set_session_utc")
+
+
+async def _configure(conn: Connection) -> None:
+    """Per new connection: timestamps come back in UTC whatever the database's default time zone is."""
+    await conn.set_autocommit(True)
+    await conn.execute(_SET_UTC.statement)
+    await conn.set_autocommit(False)
+
+
+@contextmanager
+def _translated(q: Query) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc, q.name) from exc
+
+
+async def fetch_one(conn: Connection, q: Query, params: Params | None = None) -> Row | None:
+    """Run ``q`` and return its first row as a dict, or None when it returns no row."""
+    with _translated(q):
+        cur = await conn.execute(q.statement, params)
+        return await cur.fetchone()
+
+
+async def fetch_all(conn: Connection, q: Query, params: Params | None = None) -> list[Row]:
+    """Run ``q`` and return all its rows as dicts."""
+    with _translated(q):
+        cur = await conn.execute(q.statement, params)
+        return await cur.fetchall()
+
+
+async def execute(conn: Connection, q: Query, params: Params | None = None) -> int:
+    """Run ``q`` for its effect and return the number of rows it touched."""
+    with _translated(q):
+        cur = await conn.execute(q.statement, params)
+        return cur.rowcount
+
+
+def translate(exc: BaseException, query_name: str | None = None) -> HetuflowError:
+    """The server error that stands for a psycopg or pool exception (the one translation of the codebase)."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnavailable(f"no database connection available: {exc}")
+    if not isinstance(exc, psycopg.Error):
+        return HetuflowError(f"unexpected database failure: {exc!r}")
+    diag = exc.diag
+    constraint = diag.constraint_name or ""
+    detail = diag.message_detail or ""
+    primary = diag.message_primary or str(exc).strip()
+    if isinstance(exc, pg_errors.UniqueViolation):
+        message = _CONFLICT_MESSAGES.get(constraint, "already exists")
+        return Conflict(f"{message} ({detail})" if detail else message)
+    if isinstance(exc, pg_errors.ForeignKeyViolation):
+        if "still referenced" in detail:
+            return Conflict(f"still in use: {detail}")
+        key = _KEY_COLUMNS.match(detail)
+        fields = [FieldProblem(f"$.{key.group(1)}", "does not exist")] if key else []
+        return InvalidInput(f"refers to something that does not exist: {detail or primary}", fields)
+    if isinstance(exc, pg_errors.NotNullViolation):
+        column = diag.column_name or "?"
+        return InvalidInput(f"{column} is required", [FieldProblem(f"$.{column}", "required")])
+    if isinstance(exc, pg_errors.IntegrityError | pg_errors.DataError):
+        return InvalidInput(
+            f"value refused by the database: {primary}" + (f" ({constraint})" if constraint else "")
+        )
+    if isinstance(exc, pg_errors.TransactionRollback):
+        # Serialization failures and deadlocks: the request clashed with a concurrent one and may be retried.
+        return Conflict(f"concurrent update, try again: {primary}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(f"database unavailable: {primary}")
+    where = f" in query {query_name}" if query_name else ""
+    logger.error("database error%s: %s", where, primary, extra={"query": query_name})
+    return HetuflowError(f"database error{where}: {primary}")

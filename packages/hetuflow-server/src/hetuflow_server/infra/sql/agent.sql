@@ -1,0 +1,86 @@
+-- Agents (sched_agent) and the ids of their frames already applied (sched_agent_msg).
+-- Status mixes liveness (online/offline) with operator modes (draining/disabled): an operator mode survives a
+-- reconnect; only `online` agents get new work.
+
+-- name: register_agent
+-- Registration: create the agent or refresh it. A disabled or draining agent keeps its mode.
+INSERT INTO sched_agent (id, name, address, status, labels, capabilities, server_id, last_heartbeat_at)
+VALUES (%(id)s::text, %(name)s::text, %(address)s::text, 'online', %(labels)s::jsonb, %(capabilities)s::jsonb,
+        %(server_id)s::uuid, now())
+ON CONFLICT (id) DO UPDATE
+SET name = excluded.name,
+    address = excluded.address,
+    status = CASE WHEN sched_agent.status IN ('disabled', 'draining') THEN sched_agent.status ELSE 'online' END,
+    labels = excluded.labels,
+    capabilities = excluded.capabilities,
+    server_id = excluded.server_id,
+    last_heartbeat_at = now(),
+    updated_at = now()
+RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+
+-- name: heartbeat_agent
+-- A heartbeat on the connection held by `server_id`; an agent declared offline that still beats is back online.
+UPDATE sched_agent
+SET last_heartbeat_at = now(),
+    metrics = %(metrics)s::jsonb,
+    server_id = %(server_id)s::uuid,
+    status = CASE WHEN status = 'offline' THEN 'online' ELSE status END,
+    updated_at = now()
+WHERE id = %(id)s::text
+RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+
+-- name: get_agent
+SELECT id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+FROM sched_agent WHERE id = %(id)s::text
+
+-- name: list_agents
+SELECT id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+FROM sched_agent ORDER BY id
+
+-- name: set_agent_labels
+UPDATE sched_agent SET labels = %(labels)s::jsonb, updated_at = now()
+WHERE id = %(id)s::text
+RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+
+-- name: set_agent_status
+-- Conditional mode change (drain, disable).
+UPDATE sched_agent SET status = %(status)s::text, updated_at = now()
+WHERE id = %(id)s::text AND status = ANY(%(allowed)s::text[])
+RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+
+-- name: enable_agent
+-- A disabled agent comes back online if a server holds its connection, else offline.
+UPDATE sched_agent
+SET status = CASE WHEN server_id IS NOT NULL THEN 'online' ELSE 'offline' END, updated_at = now()
+WHERE id = %(id)s::text AND status = 'disabled'
+RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+
+-- name: disconnect_agent
+-- The connection held by `server_id` closed: the agent is offline (a disabled one stays disabled).
+UPDATE sched_agent
+SET status = CASE WHEN status = 'disabled' THEN status ELSE 'offline' END, server_id = NULL, updated_at = now()
+WHERE id = %(id)s::text AND server_id = %(server_id)s::uuid
+RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+
+-- name: mark_stale_agents_offline
+-- Liveness: agents silent since before `before` are offline.
+UPDATE sched_agent
+SET status = 'offline', server_id = NULL, updated_at = now()
+WHERE status IN ('online', 'draining') AND last_heartbeat_at < %(before)s::timestamptz
+RETURNING id
+
+-- name: delete_agent
+-- Only an agent that is not connected can be deleted.
+DELETE FROM sched_agent
+WHERE id = %(id)s::text AND server_id IS NULL AND status IN ('offline', 'disabled')
+RETURNING id
+
+-- name: record_agent_msgs
+-- Remember frame ids as applied; returns the ids seen for the first time.
+INSERT INTO sched_agent_msg (agent_id, msg_id)
+SELECT %(agent_id)s::text, m.msg_id FROM unnest(%(msg_ids)s::text[]) AS m(msg_id)
+ON CONFLICT (agent_id, msg_id) DO NOTHING
+RETURNING msg_id
+
+-- name: purge_agent_msgs
+DELETE FROM sched_agent_msg WHERE processed_at < %(before)s::timestamptz

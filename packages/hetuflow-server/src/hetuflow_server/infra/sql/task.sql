@@ -1,0 +1,151 @@
+-- Tasks (sched_task). Statements return whole rows (`t.*`): the Task Struct takes the columns it knows.
+-- Status changes are conditional: `allowed` (or the `edge_from`/`edge_to` pairs) come from infra/transitions.py.
+
+-- name: insert_tasks
+-- Many tasks in one statement. A task for a schedule slot that already has one is skipped (generation is
+-- idempotent across servers); compare the returned ids with the requested ones to see which.
+INSERT INTO sched_task (id, job_id, schedule_id, flow_run_id, flow_step, retry_of, origin, scheduled_at, priority,
+                        parameters, config, depends_on, created_by)
+SELECT u.id, u.job_id, u.schedule_id, u.flow_run_id, u.flow_step, u.retry_of, u.origin, u.scheduled_at, u.priority,
+       u.parameters, u.config, ARRAY(SELECT jsonb_array_elements_text(u.depends_on)::uuid), %(by)s::text
+FROM unnest(%(ids)s::uuid[], %(job_ids)s::uuid[], %(schedule_ids)s::uuid[], %(flow_run_ids)s::uuid[],
+            %(flow_steps)s::text[], %(retry_ofs)s::uuid[], %(origins)s::text[], %(scheduled_ats)s::timestamptz[],
+            %(priorities)s::integer[], %(parameters)s::jsonb[], %(configs)s::jsonb[], %(depends_on)s::jsonb[])
+     AS u(id, job_id, schedule_id, flow_run_id, flow_step, retry_of, origin, scheduled_at, priority, parameters,
+          config, depends_on)
+ON CONFLICT ON CONSTRAINT sched_task_schedule_slot_key DO NOTHING
+RETURNING *
+
+-- name: get_task
+SELECT * FROM sched_task WHERE id = %(id)s::uuid
+
+-- name: lock_tasks
+-- The rows of many tasks, locked in id order (a fixed order, so two lockers never deadlock).
+SELECT * FROM sched_task WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR UPDATE
+
+-- name: list_tasks
+-- One page, newest scheduled first, after the cursor (scheduled_at, id); each filter applies only when given.
+SELECT *
+FROM sched_task t
+WHERE (cardinality(%(statuses)s::text[]) = 0 OR t.status = ANY(%(statuses)s::text[]))
+  AND (%(job_id)s::uuid IS NULL OR t.job_id = %(job_id)s::uuid)
+  AND (%(schedule_id)s::uuid IS NULL OR t.schedule_id = %(schedule_id)s::uuid)
+  AND (%(agent_id)s::text IS NULL OR t.agent_id = %(agent_id)s::text)
+  AND (%(scheduled_after)s::timestamptz IS NULL OR t.scheduled_at >= %(scheduled_after)s::timestamptz)
+  AND (%(scheduled_before)s::timestamptz IS NULL OR t.scheduled_at < %(scheduled_before)s::timestamptz)
+  AND (%(cursor_at)s::timestamptz IS NULL
+       OR (t.scheduled_at, t.id) < (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid))
+ORDER BY t.scheduled_at DESC, t.id DESC
+LIMIT %(limit)s::integer
+
+-- name: transition_task
+-- One conditional status change. The row is locked first so `previous_status` is the state the change was
+-- decided on; with `instance_id` given, the change applies only while that instance is the current attempt.
+WITH current_row AS (
+    SELECT id, status FROM sched_task WHERE id = %(id)s::uuid FOR UPDATE
+)
+UPDATE sched_task t
+SET status = %(status)s::text,
+    error = coalesce(%(error)s::text, t.error),
+    next_attempt_at = %(next_attempt_at)s::timestamptz,
+    completed_at = CASE WHEN %(status)s::text IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
+    updated_at = now()
+FROM current_row
+WHERE t.id = current_row.id
+  AND current_row.status = ANY(%(allowed)s::text[])
+  AND (%(instance_id)s::uuid IS NULL OR t.instance_id = %(instance_id)s::uuid)
+RETURNING t.*, current_row.status AS previous_status
+
+-- name: transition_tasks
+-- Many status changes in one statement, each checked against the allowed (from, to) pairs and fenced by the
+-- instance it names (when given). Each task id may appear once. Returns the rows that changed.
+UPDATE sched_task t
+SET status = u.status,
+    error = coalesce(u.error, t.error),
+    next_attempt_at = u.next_attempt_at,
+    completed_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(instance_ids)s::uuid[], %(statuses)s::text[], %(errors)s::text[],
+            %(next_attempt_ats)s::timestamptz[]) AS u(id, instance_id, status, error, next_attempt_at)
+JOIN unnest(%(edge_from)s::text[], %(edge_to)s::text[]) AS e(from_status, to_status) ON e.to_status = u.status
+WHERE t.id = u.id
+  AND t.status = e.from_status
+  AND (u.instance_id IS NULL OR t.instance_id = u.instance_id)
+RETURNING t.*
+
+-- name: claim_due_tasks
+-- The dispatcher's claim: pending tasks due before `horizon` whose dependencies all succeeded and that at least
+-- one of the given agent profiles ([{"labels": {...}, "commands": [...]}]) can run (required labels ⊆ agent
+-- labels, command among its capabilities). Priority first, then due time. Locked rows are skipped, so concurrent
+-- dispatchers on other servers never claim the same task; the locks last until the caller's transaction ends.
+SELECT t.*
+FROM sched_task t
+WHERE t.status = 'pending'
+  AND t.scheduled_at <= %(horizon)s::timestamptz
+  AND (cardinality(t.depends_on) = 0
+       OR NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status <> 'succeeded'))
+  AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(profiles)s::jsonb) AS p(profile)
+              WHERE coalesce(t.config -> 'target' -> 'labels', '{}'::jsonb) <@ (p.profile -> 'labels')
+                AND (p.profile -> 'commands') ? (t.config ->> 'command'))
+ORDER BY t.priority DESC, t.scheduled_at, t.id
+LIMIT %(limit)s::integer
+FOR UPDATE OF t SKIP LOCKED
+
+-- name: mark_tasks_dispatched
+-- Claimed tasks become dispatched, each with its new instance (inserted just before) and agent.
+UPDATE sched_task t
+SET status = 'dispatched',
+    instance_id = u.instance_id,
+    agent_id = u.agent_id,
+    attempt = u.attempt,
+    next_attempt_at = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(instance_ids)s::uuid[], %(agent_ids)s::text[], %(attempts)s::integer[])
+     AS u(id, instance_id, agent_id, attempt)
+WHERE t.id = u.id AND t.status = ANY(%(allowed)s::text[])
+RETURNING t.id
+
+-- name: promote_due_retries
+-- Tasks whose retry backoff has passed go back to pending (waiting_retry → pending).
+UPDATE sched_task t
+SET status = 'pending', updated_at = now()
+WHERE t.id IN (SELECT id FROM sched_task
+               WHERE status = 'waiting_retry' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at
+               LIMIT %(limit)s::integer
+               FOR UPDATE SKIP LOCKED)
+  AND t.status = ANY(%(allowed)s::text[])
+RETURNING t.id
+
+-- name: delete_future_tasks_of_job
+-- Planned runs of a job's schedules that never started and are not yet due (job disabled).
+DELETE FROM sched_task
+WHERE job_id = %(job_id)s::uuid AND schedule_id IS NOT NULL
+  AND status = 'pending' AND attempt = 0 AND scheduled_at > now()
+RETURNING id
+
+-- name: delete_unstarted_tasks_of_schedule
+-- Planned runs of a schedule that never started: the future ones (disable, rule change) or all (delete).
+DELETE FROM sched_task
+WHERE schedule_id = %(schedule_id)s::uuid
+  AND status = 'pending' AND attempt = 0
+  AND (%(include_due)s::boolean OR scheduled_at > now())
+RETURNING id
+
+-- name: cancel_open_tasks_of_job
+-- Tasks of a job that are not on an agent (pending, waiting for a retry) end cancelled (job deleted).
+UPDATE sched_task
+SET status = 'cancelled', error = %(reason)s::text, completed_at = now(), next_attempt_at = NULL,
+    updated_at = now()
+WHERE job_id = %(job_id)s::uuid AND status = ANY(%(allowed)s::text[])
+RETURNING id
+
+-- name: skip_blocked_flow_tasks
+-- Flow steps that can never run because a step they depend on did not succeed.
+UPDATE sched_task t
+SET status = 'skipped', error = 'a step it depends on did not succeed', completed_at = now(), updated_at = now()
+WHERE t.flow_run_id = ANY(%(run_ids)s::uuid[])
+  AND t.status = ANY(%(allowed)s::text[])
+  AND EXISTS (SELECT 1 FROM sched_task d
+              WHERE d.id = ANY(t.depends_on) AND d.status IN ('failed', 'cancelled', 'skipped'))
+RETURNING t.id

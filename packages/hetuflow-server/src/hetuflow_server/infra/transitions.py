@@ -1,0 +1,87 @@
+"""The state machines of DESIGN §3 as data: for each target state, the states it may be entered from.
+
+Every status change in SQL is a conditional ``UPDATE ... WHERE status = ANY(%(allowed)s)`` (or a join against
+the ``(from, to)`` pairs for batched updates) whose ``allowed`` comes from these tables, so the rules live
+here once. An update that finds its row in another state changes nothing, and the caller raises
+``IllegalTransition``.
+
+Edges, read from DESIGN §3 (``a → b`` is an edge; ``a|b → c`` is one edge per source):
+
+Task: ``pending → dispatched → running → succeeded | failed | cancelled | skipped``; ``running|dispatched →
+waiting_retry → pending``; ``pending|dispatched|running|waiting_retry → cancelled``. Two edges are implied by
+other parts of the design and written out here: ``dispatched → failed`` (an attempt that ended before its
+process ran — agent lost, executable missing — with no retries left; DESIGN §5 liveness) and ``pending →
+skipped`` (a due slot refused by the overlap policy ``forbid`` before it is dispatched; issue 5).
+
+Instance: ``dispatched → running → succeeded | failed | timeout | cancelled | lost``, and from ``dispatched``
+directly to ``failed`` (could not start), ``cancelled`` (cancelled before its fire time) and ``lost`` (agent
+gone before it started). Final states are never left; a late report for a final instance is stored beside it
+(``reported_status``) and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, TypeVar
+
+from hetuflow_core.enums import InstanceStatus, TaskStatus
+
+__all__ = [
+    "INSTANCE_TRANSITIONS",
+    "TASK_TRANSITIONS",
+    "allowed_sources",
+    "is_allowed",
+    "transition_pairs",
+]
+
+S = TypeVar("S", TaskStatus, InstanceStatus)
+
+_T = TaskStatus
+TASK_TRANSITIONS: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
+    _T.DISPATCHED: frozenset({_T.PENDING}),
+    _T.RUNNING: frozenset({_T.DISPATCHED}),
+    _T.SUCCEEDED: frozenset({_T.RUNNING}),
+    _T.FAILED: frozenset({_T.RUNNING, _T.DISPATCHED}),
+    _T.SKIPPED: frozenset({_T.RUNNING, _T.PENDING}),
+    _T.WAITING_RETRY: frozenset({_T.RUNNING, _T.DISPATCHED}),
+    _T.PENDING: frozenset({_T.WAITING_RETRY}),
+    _T.CANCELLED: frozenset({_T.PENDING, _T.DISPATCHED, _T.RUNNING, _T.WAITING_RETRY}),
+}
+
+_I = InstanceStatus
+INSTANCE_TRANSITIONS: Final[Mapping[InstanceStatus, frozenset[InstanceStatus]]] = {
+    _I.DISPATCHED: frozenset(),  # only ever inserted in this state
+    _I.RUNNING: frozenset({_I.DISPATCHED}),
+    _I.SUCCEEDED: frozenset({_I.RUNNING}),
+    _I.FAILED: frozenset({_I.RUNNING, _I.DISPATCHED}),
+    _I.TIMEOUT: frozenset({_I.RUNNING}),
+    _I.CANCELLED: frozenset({_I.RUNNING, _I.DISPATCHED}),
+    _I.LOST: frozenset({_I.RUNNING, _I.DISPATCHED}),
+}
+
+
+def _table(target: S) -> Mapping[S, frozenset[S]]:
+    if isinstance(target, TaskStatus):
+        return TASK_TRANSITIONS
+    return INSTANCE_TRANSITIONS
+
+
+def allowed_sources(target: S) -> list[str]:
+    """The states ``target`` may be entered from, as the text values a SQL ``= ANY(%(allowed)s)`` binds."""
+    return sorted(state.value for state in _table(target).get(target, frozenset()))
+
+
+def is_allowed(source: S, target: S) -> bool:
+    """True when DESIGN §3 allows moving from ``source`` to ``target``."""
+    return source in _table(target).get(target, frozenset())
+
+
+def transition_pairs(table: Mapping[S, frozenset[S]]) -> tuple[list[str], list[str]]:
+    """Every allowed edge of ``table`` as two parallel lists (from, to) for batched SQL joins."""
+    sources: list[str] = []
+    targets: list[str] = []
+    for target, froms in sorted(table.items()):
+        for source in sorted(froms):
+            sources.append(source.value)
+            targets.append(target.value)
+    return sources, targets

@@ -1,0 +1,68 @@
+"""Services: the operations of the server, between the endpoints (API, gateway, scheduler) and the BMCs.
+
+Each service is a plain class over the ``ModelManager``; every public method is one transaction, validates its
+input (raising ``InvalidInput`` with the JSON path of the bad field), and returns hetuflow-core Structs.
+Changes that other servers must react to send a NOTIFY in the same transaction (``infra.notify``).
+``Services`` bundles one of each for the application container.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service.agents import AgentService, ServerService
+from hetuflow_server.service.dispatch import (
+    AgentCapacity,
+    Dispatch,
+    DispatchService,
+    Reconciliation,
+    ReportOutcome,
+    ReportResult,
+)
+from hetuflow_server.service.events import EventService
+from hetuflow_server.service.flows import FlowService
+from hetuflow_server.service.jobs import JobService
+from hetuflow_server.service.schedules import ScheduleService
+from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
+from hetuflow_server.service.tokens import TokenService
+
+__all__ = [
+    "AgentCapacity",
+    "AgentService",
+    "CancelOutcome",
+    "Dispatch",
+    "DispatchService",
+    "EventService",
+    "FlowService",
+    "InstanceService",
+    "JobService",
+    "Reconciliation",
+    "ReportOutcome",
+    "ReportResult",
+    "ScheduleService",
+    "ServerService",
+    "Services",
+    "TaskService",
+    "TokenService",
+]
+
+
+class Services:
+    """One instance of every service over one ``ModelManager``.
+
+    ``server_id`` (this server's id) is recorded on the instances it dispatches.
+    """
+
+    def __init__(self, db: ModelManager, *, server_id: UUID | None = None) -> None:
+        self.db = db
+        self.jobs = JobService(db)
+        self.schedules = ScheduleService(db)
+        self.tasks = TaskService(db)
+        self.instances = InstanceService(db)
+        self.agents = AgentService(db)
+        self.servers = ServerService(db)
+        self.events = EventService(db)
+        self.flows = FlowService(db)
+        self.tokens = TokenService(db)
+        self.dispatch = DispatchService(db, server_id=server_id)

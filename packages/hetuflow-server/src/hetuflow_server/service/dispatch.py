@@ -1,0 +1,390 @@
+"""DispatchService: the data side of the dispatcher, the status handler and liveness (DESIGN §3, §5).
+
+``dispatch`` claims due tasks for a set of connected agents with ``FOR UPDATE SKIP LOCKED`` (so no two servers
+ever take the same task), gives each to the least-loaded matching agent with a free slot, creates the
+instances (the fencing tokens of the attempts) and marks the tasks dispatched — one transaction, a handful of
+statements per batch. ``apply_reports`` applies ``TaskInstanceUpdated`` reports in batches: instance
+transitions first, then the task transitions they imply for the task's *current* instance only (a late report
+for an attempt that is no longer current is stored beside it and never moves the task). Failed, timed-out and
+lost attempts become ``waiting_retry`` with exponential backoff and jitter while retries remain; ``dispatch``
+first promotes retries whose backoff has passed back to ``pending``. Every batch that frees capacity or adds
+work sends one NOTIFY.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Final
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import CommandKind, InstanceStatus, TaskStatus
+from hetuflow_core.ids import uuid7
+from hetuflow_core.protocol import TaskInstanceUpdatedData
+from hetuflow_core.task import Task, TaskInstance
+from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service._flows import settle_flow_runs
+
+__all__ = [
+    "AgentCapacity",
+    "Dispatch",
+    "DispatchService",
+    "Reconciliation",
+    "ReportOutcome",
+    "ReportResult",
+]
+
+DEFAULT_LOOKAHEAD_SECS: Final = 5.0
+DEFAULT_BATCH_SIZE: Final = 200
+PROMOTE_BATCH_SIZE: Final = 1000
+
+
+class AgentCapacity(msgspec.Struct, kw_only=True, frozen=True):
+    """A connected agent as the dispatcher sees it: what it can run and how many more it can take."""
+
+    agent_id: str
+    labels: dict[str, str]
+    commands: list[CommandKind]
+    free_slots: int
+    load: int = 0
+    """Attempts it holds now; the least loaded matching agent gets the next task."""
+
+
+class Dispatch(msgspec.Struct, kw_only=True):
+    """A task given to an agent: push ``ScheduledTask`` for ``instance`` (fire at ``instance.fire_at``)."""
+
+    task: Task
+    instance: TaskInstance
+
+
+class ReportOutcome(StrEnum):
+    """What became of one status report."""
+
+    APPLIED = "applied"
+    """The instance moved (and the task, if the instance is its current attempt)."""
+    DUPLICATE = "duplicate"
+    """The instance already was in the reported state (a resend)."""
+    LATE = "late"
+    """The instance had already ended otherwise; the report is stored beside it, nothing moved."""
+    REFUSED = "refused"
+    """Unknown instance, another agent's instance, or a transition DESIGN §3 does not allow."""
+
+
+class ReportResult(msgspec.Struct, kw_only=True):
+    """The outcome of one report, with the task when it changed."""
+
+    instance_id: UUID
+    outcome: ReportOutcome
+    task: Task | None = None
+
+
+class Reconciliation(msgspec.Struct, kw_only=True):
+    """State sync of a (re)registering agent: attempts to keep running, to kill, and declared lost."""
+
+    keep: list[UUID]
+    kill: list[UUID]
+    lost: list[UUID]
+
+
+def _labels_match(required: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in required.items())
+
+
+class DispatchService:
+    """Claim and dispatch, status reports, liveness and logs: what the gateway and dispatcher write."""
+
+    def __init__(
+        self, db: ModelManager, *, server_id: UUID | None = None, rand: Callable[[], float] = random.random
+    ) -> None:
+        self._db = db
+        self._server_id = server_id
+        self._rand = rand
+
+    async def dispatch(
+        self,
+        agents: Sequence[AgentCapacity],
+        *,
+        lookahead_secs: float = DEFAULT_LOOKAHEAD_SECS,
+        limit: int = DEFAULT_BATCH_SIZE,
+    ) -> list[Dispatch]:
+        """Claim due work for ``agents`` and assign it; the dispatches to push (each agent within its free
+        slots).
+
+        Tasks due within ``lookahead_secs`` are included (the agent waits for ``fire_at``); priority first,
+        then due time. Tasks none of the agents can run stay pending for other servers.
+        """
+        usable = [agent for agent in agents if agent.free_slots > 0 and agent.commands]
+        budget = min(limit, sum(agent.free_slots for agent in usable))
+        now = datetime.now(UTC)
+        async with self._db.transaction() as conn:
+            await bmc.TaskBmc.promote_due_retries(conn, limit=PROMOTE_BATCH_SIZE)
+            if budget <= 0:
+                return []
+            profiles = {
+                (tuple(sorted(a.labels.items())), tuple(sorted(c.value for c in a.commands))) for a in usable
+            }
+            claimed = await bmc.TaskBmc.claim_due(
+                conn,
+                horizon=now + timedelta(seconds=lookahead_secs),
+                profiles=[
+                    bmc.AgentProfile(labels=dict(lbl), commands=list(cmd)) for lbl, cmd in sorted(profiles)
+                ],
+                limit=budget,
+            )
+            free = {agent.agent_id: agent.free_slots for agent in usable}
+            load = {agent.agent_id: agent.load for agent in usable}
+            chosen: list[tuple[Task, bmc.NewInstance]] = []
+            for task in claimed:
+                candidates = [
+                    agent
+                    for agent in usable
+                    if free[agent.agent_id] > 0
+                    and task.config.command in agent.commands
+                    and _labels_match(task.config.target.labels, agent.labels)
+                ]
+                if not candidates:
+                    continue  # released at commit, still pending
+                best = min(candidates, key=lambda a: (load[a.agent_id], -free[a.agent_id], a.agent_id))
+                free[best.agent_id] -= 1
+                load[best.agent_id] += 1
+                chosen.append(
+                    (
+                        task,
+                        bmc.NewInstance(
+                            id=uuid7(),
+                            task_id=task.id,
+                            job_id=task.job_id,
+                            agent_id=best.agent_id,
+                            attempt=task.attempt + 1,
+                            fire_at=max(task.scheduled_at, now),
+                            server_id=self._server_id,
+                        ),
+                    )
+                )
+            if not chosen:
+                return []
+            instances = await bmc.InstanceBmc.insert_many(conn, [inst for _, inst in chosen])
+            marked = set(
+                await bmc.TaskBmc.mark_dispatched(
+                    conn,
+                    [
+                        bmc.Assignment(
+                            task_id=task.id, instance_id=inst.id, agent_id=inst.agent_id, attempt=inst.attempt
+                        )
+                        for task, inst in chosen
+                    ],
+                )
+            )
+            # The claimed rows are locked by this transaction, so every one of them is still pending.
+            assert marked == {task.id for task, _ in chosen}, "claimed tasks changed under their row lock"
+        by_id = {inst.id: inst for inst in instances}
+        return [
+            Dispatch(
+                task=msgspec.structs.replace(
+                    task,
+                    status=TaskStatus.DISPATCHED,
+                    attempt=new.attempt,
+                    instance_id=new.id,
+                    agent_id=new.agent_id,
+                    next_attempt_at=None,
+                ),
+                instance=by_id[new.id],
+            )
+            for task, new in chosen
+        ]
+
+    async def apply_reports(
+        self, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
+    ) -> list[ReportResult]:
+        """Apply status reports of ``agent_id``'s instances (None: the server's own verdicts, e.g. lost).
+
+        Reports of one instance are applied in ``seq`` order, many instances per statement. A succeeded report
+        with a non-zero exit code counts as failed. Returns one result per report, in input order.
+        """
+        async with self._db.transaction() as conn:
+            return await self._apply(conn, reports, agent_id=agent_id)
+
+    async def mark_lost(self, instance_ids: Collection[UUID], *, reason: str) -> list[ReportResult]:
+        """Declare live attempts lost (their agent is gone); their tasks retry or fail per policy."""
+        async with self._db.transaction() as conn:
+            return await self._mark_lost(conn, instance_ids, reason=reason)
+
+    async def reap_offline_agents(self, *, timeout_secs: float) -> list[str]:
+        """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agent ids."""
+        async with self._db.transaction() as conn:
+            before = datetime.now(UTC) - timedelta(seconds=timeout_secs)
+            agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
+            live = await bmc.InstanceBmc.live_of_agents(conn, agent_ids)
+            await self._mark_lost(
+                conn, [inst.id for inst in live], reason=f"agent silent for more than {timeout_secs:g}s"
+            )
+        return agent_ids
+
+    async def reconcile(self, agent_id: str, running: Collection[UUID]) -> Reconciliation:
+        """State sync at registration: of what the agent says it runs, keep its live current attempts and kill
+        the rest; its live attempts it did not mention are lost."""
+        async with self._db.transaction() as conn:
+            live = await bmc.InstanceBmc.live_of_agents(conn, [agent_id])
+            live_ids = {inst.id for inst in live}
+            current = {
+                task.instance_id for task in await bmc.TaskBmc.lock_many(conn, [i.task_id for i in live])
+            }
+            keep = sorted(i for i in running if i in live_ids and i in current)
+            kill = sorted(i for i in running if i not in keep)
+            lost = sorted(live_ids - set(keep))
+            await self._mark_lost(conn, lost, reason="not running on the agent after it reconnected")
+        return Reconciliation(keep=keep, kill=kill, lost=lost)
+
+    async def store_logs(self, chunks: Sequence[bmc.NewLogChunk]) -> int:
+        """Store log chunks (resends are skipped); the number newly stored."""
+        async with self._db.transaction() as conn:
+            return len(await bmc.LogBmc.insert_many(conn, chunks))
+
+    async def live_instances(self, agent_id: str) -> list[TaskInstance]:
+        """The agent's dispatched or running attempts."""
+        async with self._db.transaction() as conn:
+            return await bmc.InstanceBmc.live_of_agents(conn, [agent_id])
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    async def _mark_lost(
+        self, conn: db.Connection, instance_ids: Collection[UUID], *, reason: str
+    ) -> list[ReportResult]:
+        instances = await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
+        reports = [
+            TaskInstanceUpdatedData(
+                instance_id=inst.id, task_id=inst.task_id, status=InstanceStatus.LOST, error=reason
+            )
+            for inst in instances
+            if not inst.status.is_final
+        ]
+        return await self._apply(conn, reports, agent_id=None)
+
+    async def _apply(
+        self, conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
+    ) -> list[ReportResult]:
+        normalised = [_normalise(report) for report in reports]
+        queues: dict[UUID, list[tuple[int, TaskInstanceUpdatedData]]] = defaultdict(list)
+        for position, report in enumerate(normalised):
+            queues[report.instance_id].append((position, report))
+        for queue in queues.values():
+            queue.sort(key=lambda item: (item[1].seq, item[0]))
+        results: dict[int, ReportResult] = {}
+        ended: list[Task] = []
+        freed = False
+        depth = max((len(queue) for queue in queues.values()), default=0)
+        for level in range(depth):
+            batch = [queue[level] for queue in queues.values() if level < len(queue)]
+            round_results, round_ended, round_freed = await self._apply_round(conn, batch, agent_id)
+            results.update(round_results)
+            ended.extend(round_ended)
+            freed = freed or round_freed
+        await settle_flow_runs(conn, ended)
+        if freed:
+            await notify.notify(conn, notify.WORK_CHANNEL, "")
+        return [results[position] for position in range(len(normalised))]
+
+    async def _apply_round(
+        self,
+        conn: db.Connection,
+        batch: Sequence[tuple[int, TaskInstanceUpdatedData]],
+        agent_id: str | None,
+    ) -> tuple[dict[int, ReportResult], list[Task], bool]:
+        reports = [report for _, report in batch]
+        applied = {
+            inst.id: inst for inst in await bmc.InstanceBmc.transition_many(conn, reports, agent_id=agent_id)
+        }
+        rest = [report for report in reports if report.instance_id not in applied]
+        existing = {
+            inst.id: inst for inst in await bmc.InstanceBmc.by_ids(conn, [r.instance_id for r in rest])
+        }
+        late_ids = set(await bmc.InstanceBmc.record_late(conn, rest, agent_id=agent_id))
+
+        tasks = {
+            task.id: task for task in await bmc.TaskBmc.lock_many(conn, [i.task_id for i in applied.values()])
+        }
+        report_of = {report.instance_id: report for report in reports}
+        changes: list[bmc.TaskChange] = []
+        for inst in applied.values():
+            task = tasks.get(inst.task_id)
+            if task is None or task.instance_id != inst.id or task.status.is_final:
+                continue
+            change = self._task_change(task, inst, report_of[inst.id])
+            if change is not None:
+                changes.append(change)
+        changed = {task.id: task for task in await bmc.TaskBmc.transition_many(conn, changes)}
+
+        results: dict[int, ReportResult] = {}
+        for position, report in batch:
+            inst_id = report.instance_id
+            if inst_id in applied:
+                results[position] = ReportResult(
+                    instance_id=inst_id,
+                    outcome=ReportOutcome.APPLIED,
+                    task=changed.get(applied[inst_id].task_id),
+                )
+            elif inst_id in late_ids:
+                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.LATE)
+            elif (
+                inst_id in existing
+                and existing[inst_id].status is report.status
+                and (agent_id is None or existing[inst_id].agent_id == agent_id)
+            ):
+                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.DUPLICATE)
+            else:
+                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.REFUSED)
+        freed = any(inst.status.is_final for inst in applied.values())
+        return results, [task for task in changed.values() if task.status.is_final], freed
+
+    def _task_change(
+        self, task: Task, inst: TaskInstance, report: TaskInstanceUpdatedData
+    ) -> bmc.TaskChange | None:
+        status = inst.status
+        if status is InstanceStatus.RUNNING:
+            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.RUNNING)
+        if status is InstanceStatus.SUCCEEDED:
+            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.SUCCEEDED)
+        if status is InstanceStatus.CANCELLED:
+            error = report.error or "cancelled on the agent"
+            return bmc.TaskChange(
+                task_id=task.id, instance_id=inst.id, status=TaskStatus.CANCELLED, error=error
+            )
+        if status in (InstanceStatus.FAILED, InstanceStatus.TIMEOUT, InstanceStatus.LOST):
+            error = report.error or _describe(status, report)
+            retry = task.config.retry
+            if task.attempt <= retry.max_retries:
+                delay = retry.delay_secs(task.attempt, self._rand())
+                return bmc.TaskChange(
+                    task_id=task.id,
+                    instance_id=inst.id,
+                    status=TaskStatus.WAITING_RETRY,
+                    error=error,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+                )
+            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.FAILED, error=error)
+        return None
+
+
+def _normalise(report: TaskInstanceUpdatedData) -> TaskInstanceUpdatedData:
+    """A non-zero exit code is a failure whatever the agent called it (DESIGN §3)."""
+    if report.status is InstanceStatus.SUCCEEDED and report.exit_code not in (None, 0):
+        return msgspec.structs.replace(report, status=InstanceStatus.FAILED)
+    return report
+
+
+def _describe(status: InstanceStatus, report: TaskInstanceUpdatedData) -> str:
+    if status is InstanceStatus.TIMEOUT:
+        return "timed out"
+    if status is InstanceStatus.LOST:
+        return "the agent running it was lost"
+    if report.signal is not None:
+        return f"killed by signal {report.signal}"
+    if report.exit_code is not None:
+        return f"exit code {report.exit_code}"
+    return "failed"

@@ -1,0 +1,58 @@
+"""EventService: an event fires every enabled event schedule listening to its name.
+
+Each matching schedule (of an enabled, live job) gets one task, due now, with the schedule's parameters
+overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, DESIGN §2;
+origin ``event``), so two events of the same name never collide.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from hetuflow_core.ids import uuid7
+from hetuflow_core.task import TriggerResult
+from hetuflow_server.infra import bmc
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service._validation import invalid
+from hetuflow_server.service.jobs import work_added
+
+__all__ = ["EventService"]
+
+_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class EventService:
+    """Named events that start event-scheduled jobs."""
+
+    def __init__(self, db: ModelManager) -> None:
+        self._db = db
+
+    async def fire(self, name: str, payload: dict[str, Any], *, by: str | None = None) -> TriggerResult:
+        """Create one task per enabled event schedule listening to ``name``; the ids (possibly none)."""
+        if not _NAME.match(name):
+            raise invalid(
+                "$.name", "letters, digits, '_', '.', '-', starting with a letter or digit (max 128)"
+            )
+        if not isinstance(payload, dict):
+            raise invalid("$", "the event payload must be a JSON object")
+        now = datetime.now(UTC)
+        async with self._db.transaction() as conn:
+            targets = await bmc.ScheduleBmc.event_targets(conn, name)
+            tasks = [
+                bmc.NewTask(
+                    id=uuid7(),
+                    job_id=target.job_id,
+                    origin=bmc.TaskOrigin.EVENT,
+                    scheduled_at=now,
+                    config=target.config,
+                    priority=target.config.priority,
+                    parameters={**target.parameters, **payload},
+                )
+                for target in targets
+            ]
+            created = await bmc.TaskBmc.insert_many(conn, tasks, by=by)
+            if created:
+                await work_added(conn)
+        return TriggerResult(task_ids=[task.id for task in created])

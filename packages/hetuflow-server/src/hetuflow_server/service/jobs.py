@@ -1,0 +1,166 @@
+"""JobService: create, read, change, enable/disable, delete and trigger jobs.
+
+Disabling a job stops its schedules from producing work: the not-yet-dispatched future tasks its schedules
+already generated are removed and the schedules' generation cursors rewound, so enabling it again generates
+from then on (the schedules' misfire policy decides about the gap). Tasks created by hand (trigger, events)
+are explicit requests and stay. Deleting a job is a soft delete: it frees the name, disables the job and its
+schedules, removes the future scheduled tasks and cancels every task of it that is not on an agent yet
+(pending or waiting for a retry); tasks already dispatched or running finish, and the history stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.api import Page
+from hetuflow_core.enums import CommandKind, JobStatus
+from hetuflow_core.ids import uuid7
+from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate
+from hetuflow_core.task import TaskTrigger, TriggerResult
+from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
+from hetuflow_server.service._validation import invalid, revalidate
+
+__all__ = ["JobService", "validate_job_config"]
+
+_NEEDS_ARGS = frozenset({CommandKind.UV, CommandKind.NPX, CommandKind.CARGO, CommandKind.JAVA})
+_TAKES_SCRIPT = frozenset({CommandKind.BASH, CommandKind.PYTHON, CommandKind.NODE})
+
+
+def validate_job_config(config: JobConfig, path: str = "$.config") -> JobConfig:
+    """Check what the types cannot: the command has something to run, and the retry bounds make sense."""
+    config = revalidate(config, JobConfig)
+    if config.command in _TAKES_SCRIPT and config.script is None and not config.args:
+        raise invalid(f"{path}.script", f"a {config.command} job needs a script or args")
+    if config.command in _NEEDS_ARGS and not config.args:
+        raise invalid(f"{path}.args", f"a {config.command} job needs args")
+    if config.script is not None and config.command not in _TAKES_SCRIPT:
+        raise invalid(f"{path}.script", f"{config.command} jobs take args, not a script")
+    if config.retry.max_secs < config.retry.base_secs:
+        raise invalid(f"{path}.retry.max_secs", "must not be smaller than base_secs")
+    return config
+
+
+async def schedules_changed(conn: db.Connection, **ids: UUID) -> None:
+    """Wake the task generator about a job or schedule change (sent at commit)."""
+    await notify.notify(conn, notify.SCHEDULE_CHANNEL, json.dumps({k: str(v) for k, v in ids.items()}))
+
+
+async def work_added(conn: db.Connection) -> None:
+    """Wake the dispatchers: new work is pending (sent at commit, once per transaction that calls it)."""
+    await notify.notify(conn, notify.WORK_CHANNEL, "")
+
+
+class JobService:
+    """Jobs: what to run, where and under which limits."""
+
+    def __init__(self, db: ModelManager) -> None:
+        self._db = db
+
+    async def create(self, data: JobCreate, *, by: str | None = None) -> Job:
+        """Store a new job; Conflict when a live job of that namespace already has the name."""
+        data = revalidate(data, JobCreate)
+        config = validate_job_config(data.config)
+        async with self._db.transaction() as conn:
+            job = await bmc.JobBmc.insert(
+                conn,
+                job_id=uuid7(),
+                namespace=data.namespace,
+                name=data.name,
+                description=data.description,
+                status=data.status,
+                config=config,
+                by=by,
+            )
+            await schedules_changed(conn, job_id=job.id)
+        return job
+
+    async def get(self, job_id: UUID) -> Job:
+        """The job, or NotFound (also for deleted jobs)."""
+        async with self._db.transaction() as conn:
+            return await bmc.JobBmc.get(conn, job_id)
+
+    async def list(
+        self, *, namespace: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+    ) -> Page[Job]:
+        """A page of live jobs in creation order, optionally of one namespace."""
+        limit = check_limit(limit)
+        after_id = decode_id_cursor(cursor)
+        async with self._db.transaction() as conn:
+            rows = await bmc.JobBmc.select_page(conn, namespace=namespace, after_id=after_id, limit=limit + 1)
+        return make_page(rows, limit, lambda job: (job.id,))
+
+    async def update(self, job_id: UUID, patch: JobUpdate, *, by: str | None = None) -> Job:
+        """Change the given fields (PATCH); the config is replaced as a whole when given."""
+        patch = revalidate(patch, JobUpdate)
+        config = None if patch.config is msgspec.UNSET else validate_job_config(patch.config)
+        async with self._db.transaction() as conn:
+            job = await bmc.JobBmc.get(conn, job_id, lock=True)
+            status = job.status if patch.status is msgspec.UNSET else patch.status
+            if status is JobStatus.DISABLED and job.status is JobStatus.ENABLED:
+                await _unplan(conn, job_id)
+            updated = await bmc.JobBmc.update(
+                conn,
+                job_id,
+                name=job.name if patch.name is msgspec.UNSET else patch.name,
+                description=job.description if patch.description is msgspec.UNSET else patch.description,
+                status=status,
+                config=job.config if config is None else config,
+                by=by,
+            )
+            await schedules_changed(conn, job_id=job_id)
+        return updated
+
+    async def enable(self, job_id: UUID, *, by: str | None = None) -> Job:
+        """Let the job's schedules produce work again (no-op when already enabled)."""
+        return await self.update(job_id, JobUpdate(status=JobStatus.ENABLED), by=by)
+
+    async def disable(self, job_id: UUID, *, by: str | None = None) -> Job:
+        """Stop the job's schedules and remove their not-yet-dispatched future tasks (no-op when disabled)."""
+        return await self.update(job_id, JobUpdate(status=JobStatus.DISABLED), by=by)
+
+    async def delete(self, job_id: UUID, *, by: str | None = None) -> None:
+        """Soft-delete the job (see the module docstring for what happens to its tasks and schedules)."""
+        async with self._db.transaction() as conn:
+            await bmc.JobBmc.get(conn, job_id, lock=True)
+            await bmc.TaskBmc.delete_future_of_job(conn, job_id)
+            await bmc.ScheduleBmc.disable_job(conn, job_id)
+            await bmc.TaskBmc.cancel_open_of_job(conn, job_id, reason="job deleted")
+            await bmc.JobBmc.soft_delete(conn, job_id, by=by)
+            await schedules_changed(conn, job_id=job_id)
+
+    async def trigger(self, job_id: UUID, trigger: TaskTrigger, *, by: str | None = None) -> TriggerResult:
+        """Create one task of the job now (or at ``trigger.scheduled_at``) with the given parameters.
+
+        Works for disabled jobs too (disabled only silences schedules); the task gets the job's current
+        config.
+        """
+        trigger = revalidate(trigger, TaskTrigger)
+        if trigger.scheduled_at is not None and trigger.scheduled_at.tzinfo is None:
+            raise invalid("$.scheduled_at", "needs a UTC offset")
+        async with self._db.transaction() as conn:
+            # FOR UPDATE: a concurrent delete waits for us, so it cancels this task instead of missing it.
+            job = await bmc.JobBmc.get(conn, job_id, lock=True)
+            task = bmc.NewTask(
+                id=uuid7(),
+                job_id=job.id,
+                origin=bmc.TaskOrigin.MANUAL,
+                scheduled_at=trigger.scheduled_at or datetime.now(UTC),
+                config=job.config,
+                priority=job.config.priority if trigger.priority is None else trigger.priority,
+                parameters=trigger.parameters,
+            )
+            created = await bmc.TaskBmc.insert_many(conn, [task], by=by)
+            await work_added(conn)
+        return TriggerResult(task_ids=[t.id for t in created])
+
+
+async def _unplan(conn: db.Connection, job_id: UUID) -> None:
+    """Remove the job's future scheduled tasks and rewind its schedules' cursors to now."""
+    await bmc.TaskBmc.delete_future_of_job(conn, job_id)
+    await bmc.ScheduleBmc.rewind_job(conn, job_id)

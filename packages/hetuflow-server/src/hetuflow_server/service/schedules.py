@@ -1,0 +1,195 @@
+"""ScheduleService: create, read, change, enable/disable and delete schedules, and read their fire-slot
+record.
+
+Every write validates the schedule as a whole through the scheduler's ``build_trigger`` (the same code the
+generator and the preview use), so a stored schedule always has a usable rule; a bad field is ``InvalidInput``
+naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or changing its rule,
+removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor to now; deleting it
+removes all of its tasks that never started and its slot record, and leaves its past tasks unlinked.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.api import Page
+from hetuflow_core.enums import ScheduleKind, ScheduleStatus
+from hetuflow_core.ids import uuid7
+from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, ScheduleUpdate
+from hetuflow_server.errors import NotFound
+from hetuflow_server.infra import bmc
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.scheduler import build_trigger
+from hetuflow_server.service._paging import (
+    DEFAULT_LIMIT,
+    check_limit,
+    decode_id_cursor,
+    decode_time_cursor,
+    make_page,
+)
+from hetuflow_server.service._validation import invalid, revalidate
+from hetuflow_server.service.jobs import schedules_changed
+
+__all__ = ["ScheduleService", "validate_schedule"]
+
+# Fields that define when a schedule fires: changing one replans its future.
+_RULE_FIELDS = ("cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count")
+
+
+def validate_schedule(
+    kind: ScheduleKind,
+    *,
+    cron_expression: str | None,
+    timezone: str,
+    interval_secs: int | None,
+    start_time: object,
+    end_time: object,
+    max_count: int | None,
+    event_name: str | None,
+) -> None:
+    """Raise InvalidInput (with the field's path) unless the fields make a valid schedule of ``kind``."""
+    build_trigger(
+        kind.value,
+        cron_expression=cron_expression,
+        timezone=timezone,
+        interval_secs=interval_secs,
+        start_time=start_time,  # type: ignore[arg-type]
+        end_time=end_time,  # type: ignore[arg-type]
+        max_count=max_count,
+    )
+    if kind is ScheduleKind.EVENT and event_name is None:
+        raise invalid("$.event_name", "required for event schedules")
+    if kind is not ScheduleKind.EVENT and event_name is not None:
+        raise invalid("$.event_name", f"only event schedules take one, this one is {kind}")
+
+
+def _validate_stored(schedule: Schedule) -> None:
+    validate_schedule(
+        schedule.kind,
+        cron_expression=schedule.cron_expression,
+        timezone=schedule.timezone,
+        interval_secs=schedule.interval_secs,
+        start_time=schedule.start_time,
+        end_time=schedule.end_time,
+        max_count=schedule.max_count,
+        event_name=schedule.event_name,
+    )
+
+
+class ScheduleService:
+    """Schedules: when a job runs."""
+
+    def __init__(self, db: ModelManager) -> None:
+        self._db = db
+
+    async def create(self, data: ScheduleCreate) -> Schedule:
+        """Store a new schedule of a live job (a missing job is InvalidInput at ``$.job_id``)."""
+        data = revalidate(data, ScheduleCreate)
+        if data.status is ScheduleStatus.EXPIRED:
+            raise invalid("$.status", "expired is set by the server when a schedule ends")
+        validate_schedule(
+            data.kind,
+            cron_expression=data.cron_expression,
+            timezone=data.timezone,
+            interval_secs=data.interval_secs,
+            start_time=data.start_time,
+            end_time=data.end_time,
+            max_count=data.max_count,
+            event_name=data.event_name,
+        )
+        async with self._db.transaction() as conn:
+            try:
+                # FOR UPDATE: a concurrent job delete cannot slip between this check and the insert.
+                await bmc.JobBmc.get(conn, data.job_id, lock=True)
+            except NotFound:
+                raise invalid("$.job_id", f"no job {data.job_id}") from None
+            schedule = await bmc.ScheduleBmc.insert(conn, uuid7(), data)
+            await schedules_changed(conn, schedule_id=schedule.id, job_id=schedule.job_id)
+        return schedule
+
+    async def get(self, schedule_id: UUID) -> Schedule:
+        """The schedule, or NotFound."""
+        async with self._db.transaction() as conn:
+            return await bmc.ScheduleBmc.get(conn, schedule_id)
+
+    async def list(
+        self, *, job_id: UUID | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+    ) -> Page[Schedule]:
+        """A page of schedules in creation order, optionally of one job."""
+        limit = check_limit(limit)
+        after_id = decode_id_cursor(cursor)
+        async with self._db.transaction() as conn:
+            rows = await bmc.ScheduleBmc.select_page(conn, job_id=job_id, after_id=after_id, limit=limit + 1)
+        return make_page(rows, limit, lambda schedule: (schedule.id,))
+
+    async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> Schedule:
+        """Change the given fields (PATCH); the result must still be a valid schedule of its kind."""
+        patch = revalidate(patch, ScheduleUpdate)
+        if patch.status is ScheduleStatus.EXPIRED:
+            raise invalid("$.status", "expired is set by the server when a schedule ends")
+        changes = {
+            field: value
+            for field, value in msgspec.structs.asdict(patch).items()
+            if value is not msgspec.UNSET
+        }
+        async with self._db.transaction() as conn:
+            current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
+            merged = msgspec.structs.replace(current, **changes)
+            _validate_stored(merged)
+            rule_changed = any(getattr(merged, f) != getattr(current, f) for f in _RULE_FIELDS)
+            disabling = (
+                merged.status is not ScheduleStatus.ENABLED and current.status is ScheduleStatus.ENABLED
+            )
+            if rule_changed or disabling:
+                await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
+            updated = await bmc.ScheduleBmc.update(conn, merged, reset_cursor=rule_changed or disabling)
+            await schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
+        return updated
+
+    async def enable(self, schedule_id: UUID) -> Schedule:
+        """disabled or expired → enabled (no-op when enabled)."""
+        return await self._set_status(
+            schedule_id, ScheduleStatus.ENABLED, (ScheduleStatus.DISABLED, ScheduleStatus.EXPIRED)
+        )
+
+    async def disable(self, schedule_id: UUID) -> Schedule:
+        """enabled or expired → disabled, removing its unstarted future tasks (no-op if disabled)."""
+        return await self._set_status(
+            schedule_id, ScheduleStatus.DISABLED, (ScheduleStatus.ENABLED, ScheduleStatus.EXPIRED)
+        )
+
+    async def _set_status(
+        self, schedule_id: UUID, status: ScheduleStatus, allowed: tuple[ScheduleStatus, ...]
+    ) -> Schedule:
+        async with self._db.transaction() as conn:
+            current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
+            if current.status is status:
+                return current
+            if status is ScheduleStatus.DISABLED:
+                await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
+            # The row is locked and its state was just read, so the conditional update cannot miss.
+            changed = await bmc.ScheduleBmc.set_status(conn, schedule_id, status, allowed=allowed)
+            assert changed is not None
+            await schedules_changed(conn, schedule_id=schedule_id, job_id=changed.job_id)
+        return changed
+
+    async def delete(self, schedule_id: UUID) -> None:
+        """Delete the schedule, its never-started tasks and its slot record; past tasks stay, unlinked."""
+        async with self._db.transaction() as conn:
+            current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
+            await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=True)
+            await bmc.ScheduleBmc.delete(conn, schedule_id)
+            await schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)
+
+    async def list_slots(
+        self, schedule_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+    ) -> Page[ScheduleSlot]:
+        """A page of the schedule's fire-slot record, latest slot first; NotFound for an unknown schedule."""
+        limit = check_limit(limit)
+        before = decode_time_cursor(cursor)
+        async with self._db.transaction() as conn:
+            await bmc.ScheduleBmc.get(conn, schedule_id)
+            rows = await bmc.SlotBmc.select_page(conn, schedule_id, before=before, limit=limit + 1)
+        return make_page(rows, limit, lambda slot: (slot.scheduled_at,))
