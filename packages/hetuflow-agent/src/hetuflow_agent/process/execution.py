@@ -1,0 +1,376 @@
+"""One attempt of one task, from the wait for its fire time to its final report.
+
+An ``Execution`` waits on the precise timer, prepares the launch, starts the process group, feeds its
+pipes into log chunks and enforces its limits, then reports. Reports leave in a fixed order through
+one sender: ``running`` (when the process really started), the log chunks of each stream in sequence,
+and the final status last, after every chunk. Stops are requests (``request_stop``) from cancel, kill,
+drain, the timeout and the limit checks; the first one decides the final status, a later ``kill`` can
+only make it harsher (SIGKILL at once instead of SIGTERM, grace, SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+from uuid import UUID
+
+from hetuflow_agent.executor import launch as launching
+from hetuflow_agent.process import child, orphans
+from hetuflow_agent.process.output import OutputBuffer
+from hetuflow_agent.process.pipes import LogPump
+from hetuflow_agent.process.sampler import TreeUsage
+from hetuflow_agent.process.settings import ProcessSettings
+from hetuflow_agent.scheduler.timer import PreciseTimer
+from hetuflow_core.enums import InstanceStatus
+from hetuflow_core.protocol import ScheduledTaskData, TaskInstanceUpdatedData, TaskLogChunkData
+from hetuflow_core.task import InstanceMetrics
+
+__all__ = ["Execution", "LogCallback", "Phase", "UpdateCallback"]
+
+logger = logging.getLogger(__name__)
+
+UpdateCallback = Callable[[TaskInstanceUpdatedData], Awaitable[None]]
+LogCallback = Callable[[TaskLogChunkData], Awaitable[None]]
+
+_MIB: Final = 1024 * 1024
+
+
+class Phase(enum.Enum):
+    """Where an attempt is in its life."""
+
+    WAITING = "waiting"
+    """Accepted, waiting for its fire time."""
+    RUNNING = "running"
+    """Its process was started."""
+    FINISHED = "finished"
+    """Its final status is decided; only reporting and cleanup remain."""
+
+
+class _Stop(NamedTuple):
+    status: InstanceStatus
+    error: str
+    immediate: bool
+
+
+class Execution:
+    """The life of one dispatched attempt. Create it, then await ``run`` once (in its own task)."""
+
+    def __init__(
+        self,
+        task: ScheduledTaskData,
+        *,
+        settings: ProcessSettings,
+        workdir: Path,
+        base_env: Mapping[str, str],
+        timer: PreciseTimer,
+        on_update: UpdateCallback,
+        on_log: LogCallback,
+        on_finished: Callable[[Execution], None],
+    ) -> None:
+        self.task = task
+        self.phase = Phase.WAITING
+        self.pid: int | None = None
+        self.started_at: datetime | None = None
+        self._settings = settings
+        self._workdir = workdir
+        self._base_env = base_env
+        self._timer = timer
+        self._on_update = on_update
+        self._on_log = on_log
+        self._on_finished = on_finished
+        self._stop: _Stop | None = None
+        self._exited = False
+        self._changed = asyncio.Event()
+        self._next_seq = 0
+        self._peak_rss = 0
+        self._peak_cpu = 0.0
+
+    @property
+    def instance_id(self) -> UUID:
+        """The attempt's id (the fencing token of this dispatch)."""
+        return self.task.instance_id
+
+    @property
+    def task_dir(self) -> Path:
+        """The attempt's scratch directory (it may not exist)."""
+        return launching.task_dir_for(self._workdir / "tasks", self.task)
+
+    def request_stop(self, status: InstanceStatus, error: str, *, immediate: bool) -> bool:
+        """Ask the attempt to end with ``status``; False when its outcome is already decided.
+
+        Not ``immediate``: SIGTERM to the group, ``kill_grace_secs``, then SIGKILL. ``immediate``:
+        SIGKILL at once. A waiting attempt simply never starts.
+        """
+        if self.phase is Phase.FINISHED or self._exited:
+            return False  # the process ended on its own; that outcome stands
+        if self._stop is None:
+            self._stop = _Stop(status, error, immediate)
+        elif immediate and not self._stop.immediate:
+            self._stop = self._stop._replace(immediate=True)
+        self._changed.set()
+        return True
+
+    def observe(self, usage: TreeUsage) -> None:
+        """Take one sample of the process tree: keep the peaks and enforce the memory and CPU limits."""
+        if self.phase is not Phase.RUNNING:
+            return
+        self._peak_rss = max(self._peak_rss, usage.rss_bytes)
+        self._peak_cpu = max(self._peak_cpu, usage.cpu_secs)
+        limits = self.task.config.limits
+        if limits.memory_mb is not None and usage.rss_bytes > limits.memory_mb * _MIB:
+            self.request_stop(
+                InstanceStatus.FAILED,
+                f"memory limit exceeded: the process tree used {usage.rss_bytes / _MIB:.1f} MiB "
+                f"({usage.processes} processes), limit {limits.memory_mb} MiB",
+                immediate=True,
+            )
+        elif limits.cpu_secs is not None and usage.cpu_secs > limits.cpu_secs:
+            self.request_stop(
+                InstanceStatus.FAILED,
+                f"cpu limit exceeded: the process tree used {usage.cpu_secs:.1f} s of CPU time, "
+                f"limit {limits.cpu_secs} s",
+                immediate=True,
+            )
+
+    async def run(self) -> None:
+        """Wait, run, report. Never raises (but ``CancelledError``): problems become a failed report."""
+        try:
+            final = await self._run()
+        except Exception as exc:
+            # The one boundary of an attempt: whatever went wrong inside the agent is reported as this
+            # attempt's failure, and the agent goes on with its other work.
+            logger.exception("attempt failed inside the agent", extra={"instance_id": str(self.instance_id)})
+            final = self._final(InstanceStatus.FAILED, f"agent error: {type(exc).__name__}: {exc}")
+        self.phase = Phase.FINISHED
+        self._on_finished(self)
+        await self._send_update(final)
+
+    # ---------------------------------------------------------------- phases
+
+    async def _run(self) -> TaskInstanceUpdatedData:
+        if not await self._wait_for_fire():
+            assert self._stop is not None
+            return self._final(self._stop.status, self._stop.error)
+        config = self.task.config
+        try:
+            launch = launching.prepare_launch(
+                self.task,
+                executables=self._settings.executables,
+                base_env=self._base_env,
+                workdir=self._workdir,
+            )
+        except launching.LaunchError as exc:
+            return self._final(InstanceStatus.FAILED, str(exc))
+        try:
+            popen = child.spawn(launch, cpu_secs=config.limits.cpu_secs)
+        except OSError as exc:
+            return self._final(InstanceStatus.FAILED, f"cannot start {launch.argv[0]}: {exc.strerror or exc}")
+        except (ValueError, subprocess.SubprocessError) as exc:  # NUL in argv/env, failed rlimit in the child
+            return self._final(InstanceStatus.FAILED, f"cannot start {launch.argv[0]}: {exc}")
+        return await self._supervise(popen, launch)
+
+    async def _wait_for_fire(self) -> bool:
+        """Wait for the fire time; False when a stop request came first."""
+        if self._stop is not None:
+            return False
+        fired = asyncio.ensure_future(self._timer.wait_until(self.task.fire_at))
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({fired, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            fired.cancel()
+            changed.cancel()
+        if fired.done() and not fired.cancelled():
+            fired.result()  # surface a timer bug as this attempt's failure
+        return self._stop is None
+
+    async def _supervise(
+        self, popen: subprocess.Popen[bytes], launch: launching.Launch
+    ) -> TaskInstanceUpdatedData:
+        pid = popen.pid
+        self.pid = pid
+        self.started_at = self._timer.clock.server_now()
+        self.phase = Phase.RUNNING
+        started = time.monotonic()
+        exited = child.watch_exit(pid)
+        exited.add_done_callback(lambda future: _settle(popen, future))
+        orphans.record_leader(launch.task_dir, pid)
+        buffer = OutputBuffer(
+            self.instance_id,
+            max_output_bytes=self._max_output_bytes(),
+            chunk_bytes=self._settings.log_chunk_bytes,
+            tail_bytes=self._settings.output_tail_bytes,
+        )
+        pump = LogPump(buffer, flush_secs=self._settings.log_flush_secs)
+        sender = asyncio.create_task(self._send_all(pump), name=f"hetuflow-reports-{self.instance_id}")
+        try:
+            assert popen.stdout is not None
+            assert popen.stderr is not None
+            await pump.connect(popen.stdout, popen.stderr)
+            await self._enforce(exited, pid, started)
+            status = await exited
+            self._exited = True
+            duration = time.monotonic() - started
+            await pump.wait_closed(self._settings.pipe_drain_secs)
+        finally:
+            if not exited.done():  # only when the agent itself failed or is being cancelled
+                child.signal_group(pid, signal.SIGKILL)
+            pump.finish()
+            await sender
+        return self._outcome(status, buffer, duration)
+
+    async def _enforce(self, exited: asyncio.Future[child.ExitStatus], pid: int, started: float) -> None:
+        """Until the leader exits: apply the timeout and stop requests to the process group."""
+        timeout = self.task.config.timeout_secs
+        deadline = started + timeout if timeout is not None else None
+        grace = self._settings.kill_grace_secs
+        term_sent_at: float | None = None
+        killed = False
+        while not exited.done():
+            self._changed.clear()
+            now = time.monotonic()
+            if self._stop is None and deadline is not None and now >= deadline:
+                self.request_stop(InstanceStatus.TIMEOUT, f"timed out after {timeout:g} s", immediate=False)
+            wake_at = deadline
+            if self._stop is not None:
+                if self._stop.immediate or (term_sent_at is not None and now >= term_sent_at + grace):
+                    if not killed:
+                        child.signal_group(pid, signal.SIGKILL)
+                        killed = True
+                    wake_at = None
+                else:
+                    if term_sent_at is None:
+                        child.signal_group(pid, signal.SIGTERM)
+                        term_sent_at = now
+                    wake_at = term_sent_at + grace
+            changed = asyncio.ensure_future(self._changed.wait())
+            waiting: set[asyncio.Future[Any]] = {exited, changed}
+            try:
+                await asyncio.wait(
+                    waiting,
+                    timeout=None if wake_at is None else max(0.0, wake_at - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                changed.cancel()
+
+    # ---------------------------------------------------------------- reports
+
+    def _outcome(
+        self, status: child.ExitStatus, buffer: OutputBuffer, duration: float
+    ) -> TaskInstanceUpdatedData:
+        code = status.returncode
+        exit_code = code if code is not None and code >= 0 else None
+        signum = -code if code is not None and code < 0 else None
+        cpu = max(status.cpu_secs, self._peak_cpu)
+        cpu_limit = self.task.config.limits.cpu_secs
+        if self._stop is not None:
+            result, error = self._stop.status, self._stop.error
+        elif code == 0:
+            result, error = InstanceStatus.SUCCEEDED, None
+        elif cpu_limit is not None and (signum == signal.SIGXCPU or cpu >= cpu_limit):
+            result = InstanceStatus.FAILED
+            error = f"cpu limit exceeded: used {cpu:.1f} s of CPU time, limit {cpu_limit} s (RLIMIT_CPU)"
+        elif code is None:
+            result, error = (
+                InstanceStatus.FAILED,
+                "exit status unknown: the process was reaped outside the agent",
+            )
+        elif signum is not None:
+            result, error = InstanceStatus.FAILED, f"killed by signal {_signal_name(signum)}"
+        else:
+            result, error = InstanceStatus.FAILED, f"exited with code {code}"
+        return self._final(
+            result,
+            error,
+            exit_code=exit_code,
+            signal=signum,
+            output=buffer.tail(),
+            output_truncated=buffer.truncated,
+            metrics=InstanceMetrics(
+                peak_rss_bytes=max(status.max_rss_bytes, self._peak_rss),
+                cpu_secs=cpu,
+                duration_secs=duration,
+            ),
+        )
+
+    def _final(
+        self,
+        status: InstanceStatus,
+        error: str | None,
+        *,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        output: str = "",
+        output_truncated: bool = False,
+        metrics: InstanceMetrics | None = None,
+    ) -> TaskInstanceUpdatedData:
+        return TaskInstanceUpdatedData(
+            instance_id=self.instance_id,
+            task_id=self.task.task_id,
+            status=status,
+            seq=self._take_seq(),
+            at=self._timer.clock.server_now(),
+            exit_code=exit_code,
+            signal=signal,
+            error=error,
+            output=output,
+            output_truncated=output_truncated,
+            metrics=metrics,
+        )
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def _max_output_bytes(self) -> int:
+        limit = self.task.config.limits.max_output_bytes
+        return self._settings.max_output_bytes if limit is None else limit
+
+    async def _send_all(self, pump: LogPump) -> None:
+        """The attempt's one sender: ``running`` first, then every log chunk in order."""
+        await self._send_update(
+            TaskInstanceUpdatedData(
+                instance_id=self.instance_id,
+                task_id=self.task.task_id,
+                status=InstanceStatus.RUNNING,
+                seq=self._take_seq(),
+                at=self.started_at,
+            )
+        )
+        async for chunk in pump.chunks():
+            try:
+                await self._on_log(chunk)
+            except Exception:
+                logger.exception("log callback failed", extra={"instance_id": str(self.instance_id)})
+
+    async def _send_update(self, update: TaskInstanceUpdatedData) -> None:
+        try:
+            await self._on_update(update)
+        except Exception:
+            # The connection layer queues reports; if it fails there is nobody better to tell.
+            logger.exception("update callback failed", extra={"instance_id": str(self.instance_id)})
+
+
+def _settle(popen: subprocess.Popen[bytes], exited: asyncio.Future[child.ExitStatus]) -> None:
+    """Tell the ``Popen`` object its child was reaped, so it neither waits nor warns about it."""
+    if exited.cancelled() or exited.exception() is not None:
+        return
+    code = exited.result().returncode
+    popen.returncode = code if code is not None else -1
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
