@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from wsproto import ConnectionType, WSConnection
@@ -29,9 +32,10 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-
 from wsproto.utilities import RemoteProtocolError
 
+from hetuflow_agent.application import AgentApplication
+from hetuflow_agent.config import AgentConfig, load_config
 from hetuflow_agent.connection.url import parse_server_url
 from hetuflow_agent.connection.websocket import WebSocket, connect
 from hetuflow_agent.errors import (
@@ -41,7 +45,9 @@ from hetuflow_agent.errors import (
     HandshakeRejected,
     MessageTooLarge,
 )
-from hetuflow_core.ids import now_ms
+from hetuflow_core.enums import CommandKind
+from hetuflow_core.ids import now_ms, uuid7
+from hetuflow_core.job import JobConfig
 from hetuflow_core.protocol import (
     Ack,
     AckData,
@@ -52,7 +58,10 @@ from hetuflow_core.protocol import (
     HeartbeatResponse,
     HeartbeatResponseData,
     RegisterResponseData,
+    ScheduledTask,
+    ScheduledTaskData,
     TaskInstanceUpdated,
+    TaskInstanceUpdatedData,
     TaskLogChunk,
     decode,
     encode,
@@ -111,10 +120,10 @@ class ServerConnection:
         self.writer.transport.abort()
 
     async def expect(
-        self, kind: type[Any], predicate: Callable[[Any], bool] = lambda _: True, timeout: float = WAIT_SECS
+        self, kind: type[Any], predicate: Callable[[Any], bool] = lambda _: True, within: float = WAIT_SECS
     ) -> Any:
         """The first received frame (old or new) of type ``kind`` matching ``predicate``."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async with self._changed:
                 while True:
                     for frame in self.frames:
@@ -122,8 +131,8 @@ class ServerConnection:
                             return frame
                     await self._changed.wait()
 
-    async def wait_for(self, condition: Callable[[], bool], timeout: float = WAIT_SECS) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, condition: Callable[[], bool], within: float = WAIT_SECS) -> None:
+        async with asyncio.timeout(within):
             async with self._changed:
                 await self._changed.wait_for(condition)
 
@@ -195,8 +204,10 @@ class ServerConnection:
         server = self.server
         if isinstance(frame, AgentRegisterRequest):
             await self.send_frame(AgentRegisterResponse(data=server.register_response(frame)))
-        elif isinstance(frame, HeartbeatRequest):
-            reply = HeartbeatResponseData(server_time_ms=now_ms() + server.clock_offset_ms, request_ts=frame.ts)
+        elif isinstance(frame, HeartbeatRequest) and server.answer_heartbeats:
+            reply = HeartbeatResponseData(
+                server_time_ms=now_ms() + server.clock_offset_ms, request_ts=frame.ts
+            )
             await self.send_frame(HeartbeatResponse(data=reply))
         elif isinstance(frame, TaskInstanceUpdated | TaskLogChunk) and server.auto_ack:
             await self.send_frame(Ack(data=AckData(ack_id=frame.id)))
@@ -213,6 +224,7 @@ class ProtocolServer:
     def __init__(self) -> None:
         self.tokens = {TOKEN: AGENT_ID}
         self.auto_ack = True
+        self.answer_heartbeats = True
         self.accept = True
         self.kill: list[Any] = []
         self.clock_offset_ms = 0
@@ -263,17 +275,17 @@ class ProtocolServer:
             kill=list(self.kill),
         )
 
-    async def connection(self, index: int, timeout: float = WAIT_SECS) -> ServerConnection:
+    async def connection(self, index: int, within: float = WAIT_SECS) -> ServerConnection:
         """The ``index``-th upgraded connection, waiting for it."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self.connections) > index)
         return self.connections[index]
 
-    async def registered(self, index: int, timeout: float = WAIT_SECS) -> ServerConnection:
+    async def registered(self, index: int, within: float = WAIT_SECS) -> ServerConnection:
         """The ``index``-th connection once its registration arrived."""
-        conn = await self.connection(index, timeout)
-        await conn.expect(AgentRegisterRequest, timeout=timeout)
+        conn = await self.connection(index, within)
+        await conn.expect(AgentRegisterRequest, within=within)
         return conn
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -308,6 +320,66 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def agent_config(workdir: Path, *servers: str, **settings: Any) -> AgentConfig:
+    """A checked config for a test agent: fast reconnects, short drains, the test token and id."""
+    values: dict[str, Any] = {
+        "servers": list(servers),
+        "token": TOKEN,
+        "id": AGENT_ID,
+        "workdir": str(workdir),
+        "capacity": 2,
+        "backoff_initial_secs": 0.05,
+        "backoff_max_secs": 0.2,
+        "connect_timeout_secs": 5.0,
+        "drain_timeout_secs": 2.0,
+        "flush_timeout_secs": 2.0,
+        "kill_grace_secs": 0.5,
+    } | settings
+    return load_config(env={}, flags={key: ("test", value) for key, value in values.items()})
+
+
+@contextlib.asynccontextmanager
+async def running_agent(config: AgentConfig) -> AsyncIterator[AgentApplication]:
+    """An ``AgentApplication`` started in this event loop and stopped (drained) at exit."""
+    app = AgentApplication(config)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await asyncio.wait_for(app.stop(), 30)
+
+
+def dispatch(script: str = "echo hi", *, fire_in_secs: float = 0.0, **config: Any) -> ScheduledTask:
+    """A dispatch of a bash script, due now (or ``fire_in_secs`` from now)."""
+    now = datetime.now(UTC)
+    return ScheduledTask(
+        data=ScheduledTaskData(
+            instance_id=uuid7(),
+            task_id=uuid7(),
+            job_id=uuid7(),
+            attempt=1,
+            scheduled_at=now,
+            fire_at=now + timedelta(seconds=fire_in_secs),
+            config=JobConfig(command=CommandKind.BASH, script=script, **config),
+        )
+    )
+
+
+async def eventually(condition: Callable[[], bool], within: float = WAIT_SECS) -> None:
+    """Wait until ``condition()`` holds (polling; for state that has no event to wait on)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the state has no event; polling is the point
+            await asyncio.sleep(0.01)
+
+
+def updates_of(conn: ServerConnection, instance_id: UUID) -> list[TaskInstanceUpdatedData]:
+    return [f.data for f in conn.of(TaskInstanceUpdated) if f.data.instance_id == instance_id]
+
+
+def final_update(instance_id: UUID) -> Callable[[Any], bool]:
+    return lambda f: f.data.instance_id == instance_id and f.data.status.is_final
 
 
 # ---------------------------------------------------------------------------------------------- tests

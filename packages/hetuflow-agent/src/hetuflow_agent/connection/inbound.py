@@ -16,6 +16,7 @@ from uuid import UUID
 
 from hetuflow_agent.connection.outbox import Outbox
 from hetuflow_agent.connection.runner import TaskRunner
+from hetuflow_agent.errors import AgentError
 from hetuflow_agent.scheduler.clock import Clock
 from hetuflow_core.enums import AgentCommandKind
 from hetuflow_core.protocol import (
@@ -155,9 +156,12 @@ class InboundHandler:
             return AckData(ack_id=message.id, ok=False, error="agent is draining")
         try:
             await self._runner.submit(data)
-        except Exception as exc:  # the runner refused it (e.g. full); the server must re-queue it
+        except AgentError as exc:  # the runner refused it (full, shutting down): the server re-queues it
             logger.warning("refused dispatch of %s: %s", data.instance_id, exc, extra=extra)
-            return AckData(ack_id=message.id, ok=False, error=f"cannot take the task: {exc}")
+            return AckData(ack_id=message.id, ok=False, error=str(exc))
+        except Exception as exc:  # a bug must cost this one dispatch, not the connection
+            logger.exception("dispatch of %s failed", data.instance_id, extra=extra)
+            return AckData(ack_id=message.id, ok=False, error=f"agent error: {type(exc).__name__}: {exc}")
         self._instances.put(data.instance_id, None)
         logger.info("took instance %s (fire at %s)", data.instance_id, data.fire_at.isoformat(), extra=extra)
         return AckData(ack_id=message.id)

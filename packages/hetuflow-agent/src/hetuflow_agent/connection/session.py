@@ -21,9 +21,8 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from hetuflow_agent.config import AgentConfig
 from hetuflow_agent.connection.backoff import Backoff
 from hetuflow_agent.connection.inbound import InboundHandler
 from hetuflow_agent.connection.metrics import host_metrics
@@ -65,6 +64,9 @@ from hetuflow_core.protocol import (
     encode,
     is_compatible,
 )
+
+if TYPE_CHECKING:  # config imports connection.url; a runtime import here would be circular
+    from hetuflow_agent.config import AgentConfig
 
 __all__ = ["Session"]
 

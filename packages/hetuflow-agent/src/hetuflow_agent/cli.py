@@ -1,0 +1,203 @@
+"""The ``hetuflow-agent`` command: ``run`` the agent, or ``check`` that a server accepts it.
+
+This is the only place that configures logging handlers, reads the process environment and installs
+signal handlers. Every bad argument or setting exits with status 2 and one line on stderr; ``check``
+exits 1 when a server cannot be reached or refuses the token, saying exactly why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Final, NoReturn
+
+import msgspec
+
+from hetuflow_agent.__about__ import __version__
+from hetuflow_agent.application import AgentApplication
+from hetuflow_agent.config import SETTINGS_HELP, AgentConfig, env_var, load_config, parse_pairs
+from hetuflow_agent.connection.url import make_ssl_context, parse_server_url
+from hetuflow_agent.connection.websocket import CLOSE_NORMAL, connect
+from hetuflow_agent.errors import AgentError, ConfigError
+
+__all__ = ["main"]
+
+PROG: Final = "hetuflow-agent"
+EXIT_USAGE: Final = 2
+
+# CLI flag → config key; flags not listed here (--config) are not settings.
+_FLAG_KEYS: Final = {
+    "server": "servers",
+    "token": "token",
+    "token_file": "token_file",
+    "id": "id",
+    "name": "name",
+    "labels": "labels",
+    "capacity": "capacity",
+    "workdir": "workdir",
+    "drain_timeout": "drain_timeout_secs",
+    "tls_ca_file": "tls_ca_file",
+    "tls_insecure": "tls_insecure",
+    "log_level": "log_level",
+    "log_format": "log_format",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message}\n")
+
+
+def _help(key: str) -> str:
+    return f"{SETTINGS_HELP[key]} [env {env_var(key)}]".replace("%", "%%")
+
+
+def _build_parser() -> _Parser:
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
+    common.add_argument("--server", metavar="URL", action="append", help=_help("servers") + "; repeatable")
+    common.add_argument("--token", metavar="TOKEN", help=_help("token"))
+    common.add_argument("--token-file", metavar="FILE", help=_help("token_file"))
+    common.add_argument("--id", metavar="ID", help=_help("id"))
+    common.add_argument("--name", metavar="NAME", help=_help("name"))
+    common.add_argument("--labels", metavar="K=V,...", help=_help("labels"))
+    common.add_argument("--capacity", metavar="N", type=int, help=_help("capacity"))
+    common.add_argument("--workdir", metavar="DIR", help=_help("workdir"))
+    common.add_argument("--drain-timeout", metavar="SECS", type=float, help=_help("drain_timeout_secs"))
+    common.add_argument("--tls-ca-file", metavar="FILE", help=_help("tls_ca_file"))
+    common.add_argument("--tls-insecure", action="store_true", default=None, help=_help("tls_insecure"))
+    common.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper, help=_help("log_level")
+    )
+    common.add_argument("--log-format", choices=("text", "json"), help=_help("log_format"))
+
+    settings = "\n".join(f"  {env_var(key):<42} {text}" for key, text in SETTINGS_HELP.items())
+    epilog = (
+        "Settings, lowest precedence first: defaults < TOML file (--config, keys named as below in "
+        "lower case) < environment < flags.\nEnvironment variables:\n" + settings.replace("%", "%%")
+    )
+    parser = _Parser(
+        prog=PROG,
+        description="Worker of the hetuflow distributed task scheduler.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,check}")
+    commands.add_parser(
+        "run",
+        parents=[common],
+        help="connect to the servers and run the tasks they dispatch",
+        description="Run the agent until SIGTERM/SIGINT (then drain and exit 0).",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands.add_parser(
+        "check",
+        parents=[common],
+        help="check that each server is reachable and accepts the token, then exit",
+        description="Open the agent WebSocket to each server with the token and close it again; "
+        "exit 0 when all accept it, 1 otherwise. Does not register, so a running agent is undisturbed.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of ``python -m hetuflow_agent``; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    flags: dict[str, tuple[str, Any]] = {}
+    for dest, key in _FLAG_KEYS.items():
+        value = getattr(args, dest)
+        if dest == "labels" and value is not None:
+            try:
+                value = parse_pairs(value)
+            except ValueError as exc:
+                parser.error(f"argument --labels: {exc}")
+        flags[key] = ("--" + dest.replace("_", "-"), value)
+    try:
+        config = load_config(file=args.config, env=os.environ, flags=flags)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    _configure_logging(config)
+    if args.command == "check":
+        return asyncio.run(_check(config))
+    return asyncio.run(_run(config))
+
+
+async def _run(config: AgentConfig) -> int:
+    """Run the agent; the first SIGTERM/SIGINT drains and exits, a second one skips the drain."""
+    app = AgentApplication(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.request_stop)
+    try:
+        await app.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+async def _check(config: AgentConfig) -> int:
+    """Upgrade to each server with the token, close cleanly, and print one line per server."""
+    context = make_ssl_context(config.tls_ca_file, config.tls_insecure)
+    failures = 0
+    for text in config.servers:
+        url = parse_server_url(text)
+        try:
+            ws = await connect(
+                url,
+                config.token,
+                agent_id=config.id,
+                ssl_context=context,
+                timeout_secs=config.connect_timeout_secs,
+                max_message_bytes=config.max_message_bytes,
+            )
+        except AgentError as exc:
+            failures += 1
+            print(f"FAIL {exc}", flush=True)
+            continue
+        await ws.close(CLOSE_NORMAL, "hetuflow-agent check")
+        print(f"ok   {url}: reachable, token accepted for agent {config.id!r}", flush=True)
+    return 1 if failures else 0
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every ``extra=`` field."""
+
+    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update((k, v) for k, v in vars(record).items() if k not in self._STANDARD)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry, enc_hook=str).decode()
+
+
+def _configure_logging(config: AgentConfig) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level)
