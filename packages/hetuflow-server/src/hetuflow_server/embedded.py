@@ -90,24 +90,35 @@ class EmbeddedPostgres:
         server, self._server = self._server, None
         if server is None:
             return
+        others = [pid for pid in self._holders() if pid != os.getpid() and _process_exists(pid)]
+        if others:
+            logger.info(
+                "leaving embedded PostgreSQL in %s running for %d other process(es)",
+                self.pgdata,
+                len(others),
+                extra={"pgdata": str(self.pgdata)},
+            )
+        else:
+            logger.info("stopping embedded PostgreSQL in %s", self.pgdata, extra={"pgdata": str(self.pgdata)})
         try:
             server.cleanup()
         except Exception:
             logger.exception("stopping embedded PostgreSQL in %s failed", self.pgdata)
-            return
-        logger.info("released embedded PostgreSQL in %s", self.pgdata, extra={"pgdata": str(self.pgdata)})
+
+    def _holders(self) -> list[int]:
+        """Pids recorded as holding the server (pgserver's own bookkeeping file)."""
+        try:
+            pids = json.loads((self.pgdata / _HANDLE_PIDS_FILE).read_text() or "[]")
+        except (OSError, ValueError):
+            return []
+        return [pid for pid in pids if isinstance(pid, int)] if isinstance(pids, list) else []
 
     def _forget_dead_holders(self, pgserver: Any) -> None:
         path = self.pgdata / _HANDLE_PIDS_FILE
         # The same inter-process lock pgserver takes around its own reads and writes of this file.
         with pgserver.PostgresServer._lock:
-            try:
-                pids = json.loads(path.read_text() or "[]")
-            except (OSError, ValueError):
-                return
-            if not isinstance(pids, list):
-                return
-            alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+            pids = self._holders()
+            alive = [pid for pid in pids if _process_exists(pid)]
             if alive != pids:
                 logger.info(
                     "embedded PostgreSQL: forgetting holders that no longer run: %s",

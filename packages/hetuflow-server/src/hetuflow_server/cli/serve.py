@@ -1,0 +1,89 @@
+"""``hetuflow-server serve``: the application on Hypercorn until SIGTERM or SIGINT, then a graceful stop.
+
+The container is started before Hypercorn binds its socket, so a startup failure (database unreachable, bad
+key file) is reported as one plain line instead of an ASGI lifespan traceback. On SIGTERM/SIGINT the server
+stops accepting connections, gives in-flight requests ``server.graceful_timeout_secs`` to finish, then stops
+the container (loops, server row, pool, embedded PostgreSQL) and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import ssl
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from hetuflow_server.application import ServerApplication, build_app
+from hetuflow_server.cli.parser import CommandFailed
+from hetuflow_server.config import ConfigError, ServerConfig
+
+__all__ = ["hypercorn_config", "serve"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def hypercorn_config(config: ServerConfig) -> HypercornConfig:
+    """Hypercorn's settings for ``config``: bind address, TLS, graceful timeout, our loggers."""
+    server = config.server
+    hc = HypercornConfig()
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    hc.bind = [f"{host}:{server.port}"]
+    hc.graceful_timeout = server.graceful_timeout_secs
+    # Records go to the handlers the CLI configured (text or JSON), not to Hypercorn's own.
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.accesslog = logging.getLogger("hypercorn.access")
+    hc.include_server_header = False
+    if server.tls_cert is not None and server.tls_key is not None:
+        _check_tls(server.tls_cert.as_posix(), server.tls_key.as_posix())
+        hc.certfile = server.tls_cert.as_posix()
+        hc.keyfile = server.tls_key.as_posix()
+    return hc
+
+
+async def serve(config: ServerConfig) -> int:
+    """Run the server until a stop signal; the exit status (0 after a clean stop)."""
+    hc = hypercorn_config(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            logger.info("received %s, shutting down", signum.name)
+        stop.set()
+        application.draining.set()
+
+    application = ServerApplication(config)
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await application.start()
+        if not stop.is_set():
+            await hypercorn_serve(build_app(application), hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    except OSError as exc:
+        if exc.errno not in _BIND_ERRNOS:
+            raise
+        raise CommandFailed(f"cannot listen on {hc.bind[0]}: {exc.strerror}") from None
+    finally:
+        await application.stop()
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    logger.info("server %s stopped", config.server.name)
+    return 0
+
+
+def _check_tls(cert: str, key: str) -> None:
+    # Hypercorn would fail on these only after the application started; check them up front instead.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"server.tls_cert/server.tls_key: file not found: {exc.filename}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.tls_cert/server.tls_key: cannot load {cert} with {key}: {exc}") from None

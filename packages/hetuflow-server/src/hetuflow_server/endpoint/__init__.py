@@ -1,0 +1,18 @@
+"""HTTP and WebSocket endpoints of the server, assembled into the routes of the Starlette app.
+
+- ``health``: ``/healthz`` and ``/readyz`` (no token).
+- ``api``: the REST API under ``/api/v1`` and its OpenAPI document at ``/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from hetuflow_server.endpoint import health
+
+__all__ = ["routes"]
+
+
+def routes() -> list[BaseRoute]:
+    """Every route of the server, in matching order."""
+    return [*health.routes()]
