@@ -36,6 +36,23 @@ def test_new_york_spring_forward_fixed_time_fires_once_at_the_jump() -> None:
     assert fire == utc(2025, 3, 9, 7, 0)
 
 
+@pytest.mark.parametrize(
+    "after",
+    [
+        utc(2025, 3, 9, 6, 59, 59),
+        datetime(2025, 3, 9, 6, 59, 59, 999999, tzinfo=UTC),
+        datetime(2025, 3, 9, 6, 59, 59, 1, tzinfo=UTC),
+    ],
+)
+def test_asked_the_second_before_the_jump_the_skipped_time_fires_at_the_jump(after: datetime) -> None:
+    for expression in ("30 2 * * *", "0 2 * * *", "0 30 2 * * *", "59 59 2 * * *"):
+        trigger = CronTrigger(expression, "America/New_York")
+        assert trigger.next_fire_after(after) == utc(2025, 3, 9, 7, 0), expression
+        following = trigger.next_fire_after(utc(2025, 3, 9, 7, 0))
+        assert following is not None
+        assert following.astimezone(NY).date().isoformat() == "2025-03-10", expression
+
+
 def test_several_skipped_times_collapse_into_one_fire() -> None:
     assert local_day("0,15,30,45 2 * * *", NY, 2025, 3, 9) == ["2025-03-09T03:00:00-04:00"]
     # 02:00 is skipped and 03:00 is real: both land on the same instant, one fire.

@@ -83,10 +83,13 @@ class CronTrigger:
         """First matching wall-clock time whose instant (first occurrence, or end of gap) is at or after t."""
         zone = self.timezone
         local = t.astimezone(zone)
-        wall = local.replace(tzinfo=None)
         if local.fold:
             # t lies in the second pass of a repeated span: its times already fired on the first pass.
-            wall = self._end_of_fold(t, wall)
+            wall = self._end_of_fold(t, local.replace(tzinfo=None))
+        else:
+            # The wall clock one second before t, plus one second: the same as t's wall clock, except when t
+            # is the instant of a jump forward, whose skipped times fire at t itself.
+            wall = (t - _SECOND).astimezone(zone).replace(tzinfo=None) + _SECOND
         match = self.expression.next_match(wall)
         while match is not None:
             fire = self._first_instant(match)
