@@ -76,7 +76,7 @@ async def test_registration_measures_the_clock_offset(server: ProtocolServer, tm
 
 async def test_heartbeats_carry_status_metrics_and_running(server: ProtocolServer, tmp_path: Path) -> None:
     server.heartbeat_interval_secs = 0.1
-    async with running_agent(agent_config(tmp_path, server.url)) as app:
+    async with running_agent(agent_config(tmp_path, server.url, drain_timeout_secs=0.1)) as app:
         conn = await server.registered(0)
         task = dispatch("sleep 5")
         await conn.send_frame(task)

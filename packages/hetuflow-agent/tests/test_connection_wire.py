@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +39,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from hetuflow_agent.application import AgentApplication
 from hetuflow_agent.config import AgentConfig, load_config
-from hetuflow_agent.connection.url import parse_server_url
+from hetuflow_agent.connection.url import make_ssl_context, parse_server_url
 from hetuflow_agent.connection.websocket import WebSocket, connect
 from hetuflow_agent.errors import (
     ConnectFailed,
@@ -237,13 +240,15 @@ class ProtocolServer:
         self._all: list[ServerConnection] = []
         self._changed = asyncio.Condition()
         self.port = 0
+        self.secure = False
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self.secure else 'ws'}://127.0.0.1:{self.port}"
 
-    async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.secure = tls is not None
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port, ssl=tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -551,3 +556,61 @@ async def test_binary_messages_arrive_as_bytes(server: ProtocolServer) -> None:
     await conn._write(conn.ws.send(BytesMessage(data=b"\x00\x01")))
     assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == b"\x00\x01"
     await ws.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command) and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_wss_with_a_trusted_ca_file(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    secure = ProtocolServer()
+    await secure.start(tls=tls)
+    try:
+        url = parse_server_url(secure.url)
+        with pytest.raises(ConnectFailed) as info:  # the system CAs do not know this certificate
+            await connect(url, TOKEN, agent_id=AGENT_ID, timeout_secs=5.0)
+        assert info.value.kind == "tls"
+        assert "certificate not trusted" in str(info.value)
+        for index, context in enumerate(
+            (make_ssl_context(ca_file=str(cert)), make_ssl_context(insecure=True))
+        ):
+            ws = await connect(url, TOKEN, agent_id=AGENT_ID, ssl_context=context, timeout_secs=5.0)
+            conn = await secure.connection(index)
+            await conn.send_text("over tls")
+            assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == "over tls"
+            await ws.close()
+    finally:
+        await secure.stop()
