@@ -71,8 +71,8 @@ class CronTrigger:
             wall = self.expression.next_match(local.replace(tzinfo=None))
             if wall is None:
                 return None
-            # Valid only if the offset holds from t to the fire; otherwise resume at the change (a fall-back
-            # replays earlier wall-clock times, a spring-forward skips the rest of this wall).
+            # Valid only if the offset holds from t to the fire; otherwise resume at the change, where the
+            # wall clock replays earlier times (fall-back) or skips ahead (spring-forward).
             fire = (wall - offset).replace(tzinfo=UTC)
             change = next_offset_change(t, fire, zone) if fire > t else None
             if change is None:
