@@ -49,8 +49,8 @@ def from_type(tp: Any) -> st.SearchStrategy[Any]:
 def _struct(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
     info = mi.type_info(cls)
     assert isinstance(info, mi.StructType)
-    required = {f.name: st.deferred(lambda t=f.type: _strategy(t)) for f in info.fields if f.required}
-    optional = {f.name: st.deferred(lambda t=f.type: _strategy(t)) for f in info.fields if not f.required}
+    required = {f.name: _strategy(f.type) for f in info.fields if f.required}
+    optional = {f.name: _strategy(f.type) for f in info.fields if not f.required}
     return st.fixed_dictionaries(required, optional=optional).map(lambda kwargs: cls(**kwargs))
 
 

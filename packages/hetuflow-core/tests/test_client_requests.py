@@ -17,7 +17,7 @@ import httpx
 import msgspec
 import pytest
 from core_strategies import from_type
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetuflow_core import (
@@ -290,7 +290,7 @@ def test_every_endpoint_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8)
 @given(data=st.data())
 def test_sync_client(case: Case, data: st.DataObject) -> None:
     tp = response_type(case)
@@ -304,7 +304,7 @@ def test_sync_client(case: Case, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=3)
 @given(data=st.data())
 def test_async_client(case: Case, data: st.DataObject) -> None:
     tp = response_type(case)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetuflow_core.enums import ProtocolErrorCode
+from hetuflow_core.ids import uuid7
 from hetuflow_core.protocol import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_FRAME_BYTES,
@@ -134,7 +135,7 @@ def _parent(envelope: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] |
     return node if isinstance(node, dict) else None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250)
 @given(frame=from_type(Message), pick=st.randoms(use_true_random=False))
 def test_a_value_of_the_wrong_json_type_is_refused(frame: msgspec.Struct, pick: random.Random) -> None:
     envelope = msgspec.to_builtins(frame)
@@ -150,7 +151,7 @@ def test_a_value_of_the_wrong_json_type_is_refused(frame: msgspec.Struct, pick: 
     assert error.ref_id == (envelope["id"] if path != ("id",) else None)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250)
 @given(frame=from_type(Message), pick=st.randoms(use_true_random=False))
 def test_a_missing_required_field_is_refused(frame: msgspec.Struct, pick: random.Random) -> None:
     envelope = msgspec.to_builtins(frame)
@@ -268,3 +269,16 @@ def test_an_unusable_id_is_not_echoed() -> None:
 
 def test_valid_ack_decodes() -> None:
     assert decode(VALID_ACK) == Ack(id="m1", ts=1, data=AckData(ack_id="a1"))
+
+
+@pytest.mark.parametrize("at", ["2024-03-10T01:30:00", "2024-03-10 01:30:00", "2024-03-10", "yesterday"])
+def test_datetimes_must_name_an_instant(at: str) -> None:
+    frame = {
+        "type": "instance.updated",
+        "id": "m1",
+        "data": {"instance_id": str(uuid7()), "task_id": str(uuid7()), "status": "running", "at": at},
+    }
+    error = decode_or_refuse(msgspec.json.encode(frame))
+    assert error is not None
+    assert error.code is ProtocolErrorCode.INVALID
+    assert "$.data.at" in error.message

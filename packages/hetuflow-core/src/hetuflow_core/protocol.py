@@ -13,7 +13,6 @@ a reconnect, and receivers apply a given id (or instance + seq) once.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
 from uuid import UUID
 
@@ -30,7 +29,7 @@ from hetuflow_core.enums import (
 from hetuflow_core.ids import new_message_id, now_ms
 from hetuflow_core.job import JobConfig
 from hetuflow_core.task import InstanceMetrics
-from hetuflow_core.types import INT32_MAX, INT64_MAX, AgentId, Int32, Labels, Parameters
+from hetuflow_core.types import INT32_MAX, INT64_MAX, AgentId, AwareDatetime, Int32, Labels, Parameters
 
 __all__ = [
     "MAX_ERROR_MESSAGE_CHARS",
@@ -125,7 +124,7 @@ class RunningInstance(msgspec.Struct, kw_only=True):
     instance_id: UUID
     task_id: UUID
     status: InstanceStatus
-    started_at: datetime | None = None
+    started_at: AwareDatetime | None = None
 
 
 class AgentRegisterData(msgspec.Struct, kw_only=True):
@@ -181,7 +180,7 @@ class TaskInstanceUpdatedData(msgspec.Struct, kw_only=True):
     task_id: UUID
     status: InstanceStatus
     seq: Seq = 0
-    at: datetime | None = None
+    at: AwareDatetime | None = None
     exit_code: Int32 | None = None
     signal: Int32 | None = None
     error: Annotated[str, msgspec.Meta(max_length=65_536)] | None = None
@@ -214,8 +213,8 @@ class ScheduledTaskData(msgspec.Struct, kw_only=True):
     task_id: UUID
     job_id: UUID
     attempt: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
-    scheduled_at: datetime
-    fire_at: datetime
+    scheduled_at: AwareDatetime
+    fire_at: AwareDatetime
     config: JobConfig
     parameters: Parameters = {}
 

@@ -10,6 +10,7 @@ but is not ECMA-262, the regex dialect of JSON Schema; the lookahead means the s
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -18,6 +19,7 @@ __all__ = [
     "INT32_MAX",
     "INT64_MAX",
     "AgentId",
+    "AwareDatetime",
     "Count",
     "Int32",
     "Labels",
@@ -73,3 +75,7 @@ Priority = Annotated[int, msgspec.Meta(ge=-1000, le=1000, description="Higher ru
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=31_536_000)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Int32 = Annotated[int, msgspec.Meta(ge=-INT32_MAX - 1, le=INT32_MAX)]
+AwareDatetime = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 with an offset; a time without one names no instant"),
+]

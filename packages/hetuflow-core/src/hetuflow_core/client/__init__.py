@@ -4,11 +4,12 @@ Needs httpx, which the ``client`` extra installs (``pip install 'hetuflow-core[c
 ``hetuflow_core`` itself never imports it. Both clients have the same methods, one per endpoint of the
 REST API, taking and returning the Structs of ``hetuflow_core``::
 
-    from hetuflow_core import JobConfig, JobCreate
-    from hetuflow_core.client import Client, NotFoundError
+    from hetuflow_core import CommandKind, JobConfig, JobCreate
+    from hetuflow_core.client import Client
 
     with Client("http://127.0.0.1:8080", token) as hetuflow:
-        job = hetuflow.create_job(JobCreate(name="hello", config=JobConfig(command="bash", script="echo hi")))
+        config = JobConfig(command=CommandKind.BASH, script="echo $HETUFLOW_PARAMS")
+        job = hetuflow.create_job(JobCreate(name="hello", config=config))
         hetuflow.trigger_job(job.id, {"who": "world"})
 
 Every failure is a ``HetuflowClientError``: ``TransportError`` when no reply came, ``ApiError`` (with
