@@ -25,6 +25,7 @@ from test_connection_wire import (
     dispatch,
     final_update,
     running_server,
+    start_running,
 )
 
 from hetuflow_core.enums import AgentCommandKind, AgentStatus, InstanceStatus
@@ -121,9 +122,7 @@ async def test_sigterm_drains_flushes_closes_and_exits_0(server: ProtocolServer,
 
 async def test_drain_timeout_hands_the_task_back_as_lost(server: ProtocolServer, tmp_path: Path) -> None:
     proc, conn = await _start_agent(server, tmp_path, HETUFLOW_AGENT__DRAIN_TIMEOUT_SECS="0.3")
-    task = dispatch("sleep 30")
-    await conn.send_frame(task)
-    await conn.expect(TaskInstanceUpdated, lambda f: f.data.status is InstanceStatus.RUNNING)
+    task = await start_running(conn)
     proc.send_signal(signal.SIGTERM)
     final = await conn.expect(TaskInstanceUpdated, final_update(task.data.instance_id))
     assert final.data.status is InstanceStatus.LOST  # the server retries it elsewhere
@@ -133,9 +132,7 @@ async def test_drain_timeout_hands_the_task_back_as_lost(server: ProtocolServer,
 
 async def test_a_second_signal_cuts_the_drain_short(server: ProtocolServer, tmp_path: Path) -> None:
     proc, conn = await _start_agent(server, tmp_path, HETUFLOW_AGENT__DRAIN_TIMEOUT_SECS="60")
-    task = dispatch("sleep 30")
-    await conn.send_frame(task)
-    await conn.expect(TaskInstanceUpdated, lambda f: f.data.status is InstanceStatus.RUNNING)
+    task = await start_running(conn)
     proc.send_signal(signal.SIGINT)
     await conn.expect(HeartbeatRequest, lambda f: f.data.status is AgentStatus.DRAINING)
     proc.send_signal(signal.SIGINT)

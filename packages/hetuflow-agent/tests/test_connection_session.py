@@ -21,6 +21,7 @@ from test_connection_wire import (
     free_port,
     running_agent,
     running_server,
+    start_running,
     updates_of,
 )
 
@@ -264,9 +265,7 @@ async def test_a_silent_server_is_left(server: ProtocolServer, tmp_path: Path) -
 async def test_kill_list_at_registration_stops_the_instance(server: ProtocolServer, tmp_path: Path) -> None:
     async with running_agent(agent_config(tmp_path, server.url)):
         first = await server.registered(0)
-        task = dispatch("sleep 30")
-        await first.send_frame(task)
-        await first.expect(TaskInstanceUpdated, lambda f: f.data.status is InstanceStatus.RUNNING)
+        task = await start_running(first)
         server.kill = [task.data.instance_id]
         first.drop()
         second = await server.registered(1)
@@ -279,9 +278,7 @@ async def test_kill_list_at_registration_stops_the_instance(server: ProtocolServ
 async def test_cancel_command_stops_a_running_task(server: ProtocolServer, tmp_path: Path) -> None:
     async with running_agent(agent_config(tmp_path, server.url)):
         conn = await server.registered(0)
-        task = dispatch("sleep 30")
-        await conn.send_frame(task)
-        await conn.expect(TaskInstanceUpdated, lambda f: f.data.status is InstanceStatus.RUNNING)
+        task = await start_running(conn)
         cancel = AgentCommand(
             data=AgentCommandData(command=AgentCommandKind.CANCEL, instance_id=task.data.instance_id)
         )
@@ -326,3 +323,14 @@ async def test_update_labels_command_applies_at_next_registration(
         conn.drop()
         second = await server.registered(1)
         assert (await second.expect(AgentRegisterRequest)).data.labels == {"zone": "b"}
+
+
+async def test_a_dispatch_beyond_capacity_is_refused(server: ProtocolServer, tmp_path: Path) -> None:
+    async with running_agent(agent_config(tmp_path, server.url, capacity=1, drain_timeout_secs=0.1)):
+        conn = await server.registered(0)
+        first, second = dispatch("sleep 5"), dispatch("sleep 5")
+        await conn.send_frame(first)
+        await conn.send_frame(second)
+        ack = await conn.expect(Ack, lambda f: f.data.ack_id == second.id)
+        assert (ack.data.ok, ack.data.error) == (False, "agent is at capacity (1 tasks)")
+        assert (await conn.expect(Ack, lambda f: f.data.ack_id == first.id)).data.ok

@@ -48,7 +48,7 @@ from hetuflow_agent.errors import (
     HandshakeRejected,
     MessageTooLarge,
 )
-from hetuflow_core.enums import CommandKind
+from hetuflow_core.enums import CommandKind, InstanceStatus
 from hetuflow_core.ids import now_ms, uuid7
 from hetuflow_core.job import JobConfig
 from hetuflow_core.protocol import (
@@ -377,6 +377,17 @@ async def eventually(condition: Callable[[], bool], within: float = WAIT_SECS) -
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - the state has no event; polling is the point
             await asyncio.sleep(0.01)
+
+
+async def start_running(conn: ServerConnection, script: str = "sleep 30") -> ScheduledTask:
+    """Dispatch ``script`` over ``conn`` and wait until the agent reports it running."""
+    task = dispatch(script)
+    await conn.send_frame(task)
+    await conn.expect(
+        TaskInstanceUpdated,
+        lambda f: f.data.instance_id == task.data.instance_id and f.data.status is InstanceStatus.RUNNING,
+    )
+    return task
 
 
 def updates_of(conn: ServerConnection, instance_id: UUID) -> list[TaskInstanceUpdatedData]:

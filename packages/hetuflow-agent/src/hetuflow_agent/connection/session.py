@@ -111,6 +111,9 @@ class Session:
         self._registered = asyncio.Event()
         self._credits_due = asyncio.Event()
         self._heartbeat_due = asyncio.Event()
+        # Held while a server frame is applied and acked, and while credits are counted and sent, so a
+        # credit announcement counts exactly the dispatches acked before it (the server relies on that).
+        self._apply_lock = asyncio.Lock()
         self._heartbeat_interval_secs = 5.0
         self._agent_timeout_secs = 15.0
         self._last_received = 0.0
@@ -347,9 +350,10 @@ class Session:
             message = await self._receive(ws)
             if message is None:
                 continue
-            reply = await self._inbound.handle(message, now_ms())
-            if reply is not None:
-                await self._send(ws, reply)
+            async with self._apply_lock:
+                reply = await self._inbound.handle(message, now_ms())
+                if reply is not None:
+                    await self._send(ws, reply)
 
     async def _receive(self, ws: WebSocket) -> Any:
         """The next decoded server frame, or None for one that was refused (and answered with ``Error``)."""
@@ -394,8 +398,9 @@ class Session:
             await self._credits_due.wait()
             await asyncio.sleep(_CREDITS_COALESCE_SECS)  # let the runner release the slot; batch bursts
             self._credits_due.clear()
-            free = 0 if self._draining else self._runner.free_slots
-            await self._send(ws, AcquireTaskRequest(data=AcquireTaskData(free_slots=free)))
+            async with self._apply_lock:
+                free = 0 if self._draining else self._runner.free_slots
+                await self._send(ws, AcquireTaskRequest(data=AcquireTaskData(free_slots=free)))
 
     async def _watchdog_loop(self, ws: WebSocket) -> None:
         loop = asyncio.get_running_loop()
