@@ -37,8 +37,9 @@ class OutboxEntry:
     def __init__(self, frame: TaskInstanceUpdated | TaskLogChunk) -> None:
         self.frame = frame
         self.id = frame.id
-        self.text = encode(frame).decode()
-        self.size = len(self.text)
+        raw = encode(frame)
+        self.text = raw.decode()
+        self.size = len(raw)
 
     @property
     def is_log(self) -> bool:

@@ -23,46 +23,32 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
+from hetuflow_agent.connection import registration
 from hetuflow_agent.connection.backoff import Backoff
+from hetuflow_agent.connection.channel import Channel, SessionStats
 from hetuflow_agent.connection.inbound import InboundHandler
 from hetuflow_agent.connection.metrics import host_metrics
 from hetuflow_agent.connection.outbox import Outbox
 from hetuflow_agent.connection.runner import TaskRunner
 from hetuflow_agent.connection.url import ServerUrl, make_ssl_context, parse_server_url
-from hetuflow_agent.connection.websocket import CLOSE_GOING_AWAY, WebSocket, connect
-from hetuflow_agent.errors import (
-    ConnectionLost,
-    HandshakeRejected,
-    MessageTooLarge,
-    RegistrationRejected,
-    WebSocketError,
-)
+from hetuflow_agent.connection.websocket import CLOSE_GOING_AWAY, connect
+from hetuflow_agent.errors import ConnectionLost, HandshakeRejected, RegistrationRejected, WebSocketError
 from hetuflow_agent.scheduler.clock import Clock
 from hetuflow_core.agent import AgentCapabilities
-from hetuflow_core.enums import AgentStatus, ProtocolErrorCode
+from hetuflow_core.enums import AgentStatus
 from hetuflow_core.ids import now_ms
 from hetuflow_core.protocol import (
     AcquireTaskData,
     AcquireTaskRequest,
     AgentRegisterData,
     AgentRegisterRequest,
-    AgentRegisterResponse,
-    Error,
-    ErrorData,
     HeartbeatData,
     HeartbeatRequest,
-    Message,
-    ProtocolError,
     RegisterResponseData,
-    RunningInstance,
-    ServerMessage,
     TaskInstanceUpdated,
     TaskInstanceUpdatedData,
     TaskLogChunk,
     TaskLogChunkData,
-    decode,
-    encode,
-    is_compatible,
 )
 
 if TYPE_CHECKING:  # config imports connection.url; a runtime import here would be circular
@@ -116,14 +102,10 @@ class Session:
         self._apply_lock = asyncio.Lock()
         self._heartbeat_interval_secs = 5.0
         self._agent_timeout_secs = 15.0
-        self._last_received = 0.0
         self._registered_at: float | None = None
         self.server_url: str | None = None
         """URL of the server this agent is registered with right now, if any."""
-        self.connections = 0
-        """Connections that completed registration, since start."""
-        self.bad_frames = 0
-        """Server frames that could not be decoded (each answered with an ``Error`` frame)."""
+        self.stats = SessionStats()
 
     # ------------------------------------------------------------------ state the rest of the agent reads
 
@@ -136,6 +118,16 @@ class Session:
     def registered(self) -> bool:
         """True while a connection is up and registered."""
         return self._registered.is_set()
+
+    @property
+    def connections(self) -> int:
+        """Connections that completed registration, since start."""
+        return self.stats.connections
+
+    @property
+    def bad_frames(self) -> int:
+        """Server messages refused (each answered with an ``error`` frame), since start."""
+        return self.stats.bad_frames
 
     @property
     def duplicates(self) -> int:
@@ -243,63 +235,41 @@ class Session:
             timeout_secs=cfg.connect_timeout_secs,
             max_message_bytes=cfg.max_message_bytes,
         )
+        channel = Channel(ws, max_message_bytes=cfg.max_message_bytes, stats=self.stats)
         try:
-            response = await self._register(ws)
-            await self._apply_registration(url, response)
+            request = self._register_request()
+            response = await registration.register(channel, request, cfg.connect_timeout_secs)
+            await self._apply_registration(url, request, response)
             self._registered_at = asyncio.get_running_loop().time()
             self.server_url = url.url
-            self.connections += 1
+            self.stats.connections += 1
             self._registered.set()
             self.outbox.rewind()
             self._credits_due.set()  # announce free slots on every new connection
-            await self._serve(ws)
+            await self._serve(channel)
             await ws.close(CLOSE_GOING_AWAY, "agent shutting down")
         finally:
             self._registered.clear()
             self.server_url = None
             ws.abort()
 
-    async def _register(self, ws: WebSocket) -> RegisterResponseData:
-        """Send the registration with the state sync and wait for the server's answer."""
-        running: dict[object, RunningInstance] = {item.instance_id: item for item in self._runner.running()}
-        for item in self.outbox.finished_instances():
-            running[item.instance_id] = item  # finished here, report not yet acked: not lost
-        request = AgentRegisterRequest(
-            data=AgentRegisterData(
-                agent_id=self._config.id,
-                name=self._config.display_name,
-                labels=dict(self.labels),
-                capabilities=self._capabilities,
-                running=list(running.values()),
-            )
+    def _register_request(self) -> AgentRegisterRequest:
+        running = registration.state_sync(self._runner.running(), self.outbox.finished_instances())
+        data = AgentRegisterData(
+            agent_id=self._config.id,
+            name=self._config.display_name,
+            labels=dict(self.labels),
+            capabilities=self._capabilities,
+            running=running,
         )
-        sent_ms = request.ts
-        await self._send(ws, request)
-        try:
-            async with asyncio.timeout(self._config.connect_timeout_secs):
-                while True:
-                    message = await self._receive(ws)
-                    if isinstance(message, AgentRegisterResponse):
-                        break
-                    if isinstance(message, Error):
-                        raise RegistrationRejected(ws.url.url, f"{message.data.code}: {message.data.message}")
-                    logger.warning(
-                        "ignoring %s received before the registration response", type(message).__name__
-                    )
-        except TimeoutError:
-            raise ConnectionLost(
-                ws.url.url,
-                f"{ws.url}: no registration response within {self._config.connect_timeout_secs:g} s",
-            ) from None
-        if message.data.server_time_ms:
-            self._clock.observe(server_time_ms=message.data.server_time_ms, sent_ms=sent_ms)
-        return message.data
+        return AgentRegisterRequest(data=data)
 
-    async def _apply_registration(self, url: ServerUrl, data: RegisterResponseData) -> None:
-        if not data.accepted:
-            raise RegistrationRejected(url.url, data.error or "no reason given")
-        if not is_compatible(data.protocol_version):
-            raise RegistrationRejected(url.url, f"server speaks protocol {data.protocol_version}")
+    async def _apply_registration(
+        self, url: ServerUrl, request: AgentRegisterRequest, data: RegisterResponseData
+    ) -> None:
+        """Clock sample, heartbeat timing and the kill list of an accepted registration."""
+        if data.server_time_ms:
+            self._clock.observe(server_time_ms=data.server_time_ms, sent_ms=request.ts)
         interval = data.heartbeat_interval_secs
         if self._config.heartbeat_interval_secs is not None:
             interval = min(interval, self._config.heartbeat_interval_secs)
@@ -317,15 +287,14 @@ class Session:
             extra={"server": url.url, "server_id": str(data.server_id)},
         )
 
-    async def _serve(self, ws: WebSocket) -> None:
+    async def _serve(self, channel: Channel) -> None:
         """Run the connection's tasks until one fails (raise it) or ``stop`` is called (return)."""
-        self._last_received = asyncio.get_running_loop().time()
         loops: dict[str, Coroutine[Any, Any, None]] = {
-            "reader": self._read_loop(ws),
-            "writer": self._write_loop(ws),
-            "heartbeat": self._heartbeat_loop(ws),
-            "credits": self._credits_loop(ws),
-            "watchdog": self._watchdog_loop(ws),
+            "reader": self._read_loop(channel),
+            "writer": self._write_loop(channel),
+            "heartbeat": self._heartbeat_loop(channel),
+            "credits": self._credits_loop(channel),
+            "watchdog": self._watchdog_loop(channel),
         }
         tasks = [
             asyncio.create_task(coro, name=f"hetuflow-agent.session.{name}") for name, coro in loops.items()
@@ -341,44 +310,26 @@ class Session:
             if task in done and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         if stop not in done:
-            raise ConnectionLost(ws.url.url, f"{ws.url}: a connection task ended unexpectedly")
+            raise ConnectionLost(channel.url.url, f"{channel.url}: a connection task ended unexpectedly")
 
     # ------------------------------------------------------------------ the connection's tasks
 
-    async def _read_loop(self, ws: WebSocket) -> None:
+    async def _read_loop(self, channel: Channel) -> None:
         while True:
-            message = await self._receive(ws)
+            message = await channel.receive()
             if message is None:
                 continue
             async with self._apply_lock:
                 reply = await self._inbound.handle(message, now_ms())
                 if reply is not None:
-                    await self._send(ws, reply)
+                    await channel.send(reply)
 
-    async def _receive(self, ws: WebSocket) -> Any:
-        """The next decoded server frame, or None for one that was refused (and answered with ``Error``)."""
-        try:
-            raw = await ws.recv()
-        except MessageTooLarge as exc:
-            self.bad_frames += 1
-            logger.warning("%s", exc, extra={"server": ws.url.url})
-            await self._send(ws, Error(data=ErrorData(code=ProtocolErrorCode.TOO_LARGE, message=str(exc))))
-            return None
-        self._last_received = asyncio.get_running_loop().time()
-        try:
-            return decode(raw, ServerMessage, max_bytes=self._config.max_message_bytes)
-        except ProtocolError as exc:
-            self.bad_frames += 1
-            logger.warning("undecodable frame from %s: %s", ws.url, exc.message, extra={"code": exc.code})
-            await self._send(ws, exc.to_frame())
-            return None
-
-    async def _write_loop(self, ws: WebSocket) -> None:
+    async def _write_loop(self, channel: Channel) -> None:
         while True:
             entry = await self.outbox.next_unsent()
-            await ws.send(entry.text)
+            await channel.ws.send(entry.text)
 
-    async def _heartbeat_loop(self, ws: WebSocket) -> None:
+    async def _heartbeat_loop(self, channel: Channel) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._heartbeat_interval_secs):
@@ -391,24 +342,21 @@ class Session:
                 metrics=host_metrics(len(running), free),
                 running=running,
             )
-            await self._send(ws, HeartbeatRequest(data=data))
+            await channel.send(HeartbeatRequest(data=data))
 
-    async def _credits_loop(self, ws: WebSocket) -> None:
+    async def _credits_loop(self, channel: Channel) -> None:
         while True:
             await self._credits_due.wait()
             await asyncio.sleep(_CREDITS_COALESCE_SECS)  # let the runner release the slot; batch bursts
             self._credits_due.clear()
             async with self._apply_lock:
                 free = 0 if self._draining else self._runner.free_slots
-                await self._send(ws, AcquireTaskRequest(data=AcquireTaskData(free_slots=free)))
+                await channel.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=free)))
 
-    async def _watchdog_loop(self, ws: WebSocket) -> None:
+    async def _watchdog_loop(self, channel: Channel) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_WATCHDOG_TICK_SECS)
-            silent = loop.time() - self._last_received
+            silent = loop.time() - channel.last_received
             if silent > self._agent_timeout_secs:
-                raise ConnectionLost(ws.url.url, f"{ws.url}: server silent for {silent:.1f} s")
-
-    async def _send(self, ws: WebSocket, frame: Message) -> None:
-        await ws.send(encode(frame).decode())
+                raise ConnectionLost(channel.url.url, f"{channel.url}: server silent for {silent:.1f} s")
