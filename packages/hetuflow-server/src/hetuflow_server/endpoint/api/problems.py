@@ -100,6 +100,9 @@ def problem_response(problem: Problem, headers: Mapping[str, str] | None = None)
     if problem.status == http.HTTPStatus.UNAUTHORIZED:
         # RFC 9110 §11.6.1: a 401 names the authentication scheme the client should use.
         all_headers.setdefault("WWW-Authenticate", 'Bearer realm="hetuflow"')
+    elif problem.status == http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        # The unread rest of the body is still on the wire: this connection cannot carry another request.
+        all_headers.setdefault("Connection", "close")
     return Response(
         _encoder.encode(problem),
         status_code=problem.status,
