@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_connection_wire import AGENT_ID, TOKEN, ProtocolServer, free_port, running_server
+from test_connection_server import AGENT_ID, TOKEN, ProtocolServer, free_port, running_server
 
 from hetuflow_agent.cli import main
 

@@ -37,7 +37,7 @@ def _log(seq: int, size: int = 100) -> TaskLogChunk:
 
 
 async def _drain_unsent(outbox: Outbox) -> list[str]:
-    ids = []
+    ids: list[str] = []
     while True:
         try:
             entry = await asyncio.wait_for(outbox.next_unsent(), 0.05)
@@ -48,7 +48,12 @@ async def _drain_unsent(outbox: Outbox) -> list[str]:
 
 async def test_outbox_sends_in_order_and_resends_unacked_after_rewind() -> None:
     outbox = Outbox(max_bytes=1_000_000)
-    frames = [_status(InstanceStatus.RUNNING), _log(0), _log(1), _status(InstanceStatus.SUCCEEDED, seq=1)]
+    frames: list[TaskInstanceUpdated | TaskLogChunk] = [
+        _status(InstanceStatus.RUNNING),
+        _log(0),
+        _log(1),
+        _status(InstanceStatus.SUCCEEDED, seq=1),
+    ]
     for frame in frames:
         outbox.put(frame)
     outbox.put(frames[0])  # the same frame again is still one frame
