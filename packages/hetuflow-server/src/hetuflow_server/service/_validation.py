@@ -18,7 +18,8 @@ __all__ = ["invalid", "revalidate"]
 
 T = TypeVar("T")
 
-_PATH: Final = re.compile(r"- at `(\$[^`]*)`$")
+# msgspec ends its messages with "- at `$.a.b`", or "- at `key` in `$.a.b`" for a bad mapping key.
+_PATH: Final = re.compile(r"- at (?:`key` in )?`(\$[^`]*)`$")
 
 
 def invalid(path: str, message: str) -> InvalidInput:

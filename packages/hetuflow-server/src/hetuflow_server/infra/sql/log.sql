@@ -1,14 +1,14 @@
 -- Log chunks (sched_task_log).
 
 -- name: insert_log_chunks
--- Many chunks in one statement; a chunk already stored (same instance, stream, seq: a resend) or for an unknown
--- instance is skipped. Returns the chunks stored.
+-- Many chunks in one statement, positioned (id) in the order given; a chunk already stored (same instance,
+-- stream, seq: a resend) or for an unknown instance is skipped. Returns the chunks stored.
 INSERT INTO sched_task_log (instance_id, stream, seq, ts, content)
 SELECT u.instance_id, u.stream, u.seq, coalesce(u.ts, now()), u.content
 FROM unnest(%(instance_ids)s::uuid[], %(streams)s::text[], %(seqs)s::bigint[], %(tss)s::timestamptz[],
-            %(contents)s::bytea[]) AS u(instance_id, stream, seq, ts, content)
+            %(contents)s::bytea[]) WITH ORDINALITY AS u(instance_id, stream, seq, ts, content, position)
 WHERE EXISTS (SELECT 1 FROM sched_task_instance i WHERE i.id = u.instance_id)
-ORDER BY u.instance_id, u.stream, u.seq
+ORDER BY u.position
 ON CONFLICT (instance_id, stream, seq) DO NOTHING
 RETURNING instance_id, stream, seq
 
