@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("HETUFLOW_AGENT__"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``main`` configures the root logger (its job in a real process); undo it for the next tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -148,3 +159,18 @@ async def test_check_reports_dns_failures() -> None:
     code, out, _ = await _cli("check", "--server", "ws://no-such-host.invalid", "--token", TOKEN)
     assert code == 1
     assert "cannot resolve host 'no-such-host.invalid'" in out
+
+
+def test_an_unusable_workdir_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--server", "ws://127.0.0.1:1", "--token", "t", "--workdir", str(blocker / "work")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(
+        f"hetuflow-agent: error: workdir: cannot prepare {blocker / 'work'}: Not a directory"
+    )

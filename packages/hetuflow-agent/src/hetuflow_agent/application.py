@@ -23,6 +23,7 @@ from typing import Final
 from hetuflow_agent.__about__ import __version__
 from hetuflow_agent.config import AgentConfig
 from hetuflow_agent.connection.session import Session
+from hetuflow_agent.errors import ConfigError
 from hetuflow_agent.executor.capabilities import DEFAULT_EXECUTABLES, detect_capabilities
 from hetuflow_agent.process.manager import ProcessManager
 from hetuflow_agent.process.settings import ProcessSettings
@@ -91,8 +92,15 @@ class AgentApplication:
         self._stop_requested.set()
 
     async def start(self) -> None:
-        """Prepare the working directory and connect (in the background) to the servers."""
-        killed = await self.process_manager.start()
+        """Prepare the working directory and connect (in the background) to the servers.
+
+        Raises ``ConfigError`` when the working directory cannot be created or used.
+        """
+        try:
+            killed = await self.process_manager.start()
+        except OSError as exc:  # the one setting this touches on disk
+            reason = exc.strerror or str(exc)
+            raise ConfigError("workdir", f"cannot prepare {self.config.workdir}: {reason}") from exc
         if killed:
             logger.warning("killed %d process groups left by a previous run", len(killed))
         logger.info(

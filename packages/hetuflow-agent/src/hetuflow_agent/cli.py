@@ -132,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(config)
     if args.command == "check":
         return asyncio.run(_check(config))
-    return asyncio.run(_run(config))
+    try:
+        return asyncio.run(_run(config))
+    except ConfigError as exc:  # found only when starting (the working directory)
+        parser.error(str(exc))
 
 
 async def _run(config: AgentConfig) -> int:
