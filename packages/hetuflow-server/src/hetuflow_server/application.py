@@ -29,7 +29,7 @@ from hetuflow_server.auth.service import TokenService
 from hetuflow_server.auth.tokens import TokenCodec
 from hetuflow_server.config import ServerConfig, redact_url
 from hetuflow_server.embedded import EmbeddedPostgres
-from hetuflow_server.endpoint.api.problems import exception_handlers
+from hetuflow_server.endpoint.api import exception_handlers
 from hetuflow_server.errors import HetuflowError
 from hetuflow_server.infra import ModelManager, migrate, pending_migrations
 from hetuflow_server.loops import BackgroundLoops, every

@@ -65,8 +65,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(section: LogSection, stream: TextIO | None = None) -> None:
-    """Send every record at ``section.level`` or above to ``stream`` (stderr) in ``section.format``."""
+def configure_logging(section: LogSection, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+    """Send every record at ``section.level`` or above to ``stream`` (stderr) in ``section.format``.
+
+    ``quiet`` (one-shot commands) raises ``info`` to ``warning``: their result is what matters, not the steps.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if section.format == "json" else TextFormatter())
     root = logging.getLogger()
@@ -74,6 +77,8 @@ def configure_logging(section: LogSection, stream: TextIO | None = None) -> None
         root.removeHandler(existing)
     root.addHandler(handler)
     level = getattr(logging, section.level.upper())
+    if quiet and level == logging.INFO:
+        level = logging.WARNING
     root.setLevel(level)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)

@@ -1,7 +1,8 @@
 """``hetuflow-server serve``: the application on Hypercorn until SIGTERM or SIGINT, then a graceful stop.
 
-The container is started before Hypercorn binds its socket, so a startup failure (database unreachable, bad
-key file) is reported as one plain line instead of an ASGI lifespan traceback. On SIGTERM/SIGINT the server
+The listening address is tried and the container started before Hypercorn takes over, so a startup failure
+(port in use, database unreachable, bad key file) is reported as one plain line instead of an ASGI lifespan
+traceback. On SIGTERM/SIGINT the server
 stops accepting connections, gives in-flight requests ``server.graceful_timeout_secs`` to finish, then stops
 the container (loops, server row, pool, embedded PostgreSQL) and exits 0.
 """
@@ -59,6 +60,7 @@ async def serve(config: ServerConfig) -> int:
         stop.set()
         application.draining.set()
 
+    _check_bind(hc)
     application = ServerApplication(config)
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
@@ -66,16 +68,25 @@ async def serve(config: ServerConfig) -> int:
         await application.start()
         if not stop.is_set():
             await hypercorn_serve(build_app(application), hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-    except OSError as exc:
-        if exc.errno not in _BIND_ERRNOS:
-            raise
-        raise CommandFailed(f"cannot listen on {hc.bind[0]}: {exc.strerror}") from None
     finally:
         await application.stop()
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     logger.info("server %s stopped", config.server.name)
     return 0
+
+
+def _check_bind(hc: HypercornConfig) -> None:
+    # Bind once before starting anything (database, embedded PostgreSQL), so that a port in use is reported
+    # at once and plainly; Hypercorn binds again right after (SO_REUSEADDR makes that immediate).
+    try:
+        sockets = hc.create_sockets()
+    except OSError as exc:
+        if exc.errno not in _BIND_ERRNOS:
+            raise
+        raise CommandFailed(f"cannot listen on {hc.bind[0]}: {exc.strerror}") from None
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
 
 
 def _check_tls(cert: str, key: str) -> None:
