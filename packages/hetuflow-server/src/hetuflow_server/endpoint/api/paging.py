@@ -20,18 +20,23 @@ __all__ = ["page_of"]
 T = TypeVar("T")
 
 
+# Marks our cursors, so that a string that merely happens to be valid base64 is refused, not misread.
+_MARK = "k:"
+
+
 def _encode(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode("ascii").rstrip("=")
+    return base64.urlsafe_b64encode((_MARK + key).encode()).decode("ascii").rstrip("=")
 
 
 def _decode(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, ValueError):
+        text = ""
+    if not text.startswith(_MARK):
         message = "not a cursor returned by this API"
-        raise errors.InvalidInput(
-            f"invalid cursor: {message}", [errors.FieldProblem("$.cursor", message)]
-        ) from None
+        raise errors.InvalidInput(f"invalid cursor: {message}", [errors.FieldProblem("$.cursor", message)])
+    return text.removeprefix(_MARK)
 
 
 def page_of(items: Sequence[T], key: Callable[[T], str], cursor: str | None, limit: int) -> Page[T]:
