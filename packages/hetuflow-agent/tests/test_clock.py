@@ -54,9 +54,10 @@ def test_old_samples_leave_the_window() -> None:
     assert clock.offset_secs == pytest.approx(0.095)  # the rtt-0 sample is gone; 10 ms rtt is best now
 
 
-def test_a_negative_round_trip_is_ignored() -> None:
+def test_a_negative_round_trip_or_a_missing_server_time_is_ignored() -> None:
     clock = Clock(wall=FakeWall(0.0))
     assert not clock.observe(server_time_ms=5_000, sent_ms=2_000, received_ms=1_000)
+    assert not clock.observe(server_time_ms=0, sent_ms=1_000, received_ms=1_001)
     assert not clock.synced
 
 

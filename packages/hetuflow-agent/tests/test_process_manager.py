@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_process_harness import TEST_ENV, Reports, open_manager, pid_alive, scheduled, wait_gone
 
-from hetuflow_agent.process import CapacityExceeded, NotAccepting, ProcessManager
+from hetuflow_agent.process import CapacityExceeded, NotAccepting, ProcessManager, ProcessSettings
 from hetuflow_agent.process.orphans import PID_FILE, record_leader
 from hetuflow_core.enums import CommandKind, InstanceStatus, LogStream
 from hetuflow_core.protocol import TaskInstanceUpdatedData, TaskLogChunkData
@@ -228,6 +228,23 @@ async def test_cpu_limit_stops_a_busy_loop(tmp_path: Path) -> None:
     assert final.error.startswith("cpu limit exceeded")
     assert final.metrics is not None
     assert final.metrics.cpu_secs >= 0.9
+
+
+async def test_metrics_cover_memory_cpu_and_duration(tmp_path: Path) -> None:
+    script = (
+        "import time\n"
+        "block = b'x' * (80 * 1024 * 1024)\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\n"
+        "time.sleep(0.3)\n"
+    )
+    async with open_manager(tmp_path) as (manager, reports):
+        final = await reports.run(manager, scheduled(PY, script=script))
+    assert final.status is InstanceStatus.SUCCEEDED, final.error
+    assert final.metrics is not None
+    assert final.metrics.peak_rss_bytes >= 80 * 1024 * 1024
+    assert final.metrics.cpu_secs >= 0.3
+    assert final.metrics.duration_secs >= 0.6
 
 
 async def test_output_beyond_the_cap_is_dropped_and_the_process_completes(tmp_path: Path) -> None:
@@ -523,3 +540,17 @@ async def test_start_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
     finally:
         stranger.kill()
         await stranger.wait()
+
+
+async def test_settings_outside_their_bounds_are_refused(tmp_path: Path) -> None:
+    reports = Reports()
+    with pytest.raises(ValueError, match=r"log_chunk_bytes"):
+        ProcessManager(
+            capacity=1,
+            workdir=tmp_path,
+            on_update=reports.on_update,
+            on_log=reports.on_log,
+            settings=ProcessSettings(log_chunk_bytes=2 * 1024 * 1024),  # above the protocol's chunk limit
+        )
+    with pytest.raises(ValueError, match="capacity"):
+        ProcessManager(capacity=0, workdir=tmp_path, on_update=reports.on_update, on_log=reports.on_log)

@@ -41,6 +41,8 @@ UpdateCallback = Callable[[TaskInstanceUpdatedData], Awaitable[None]]
 LogCallback = Callable[[TaskLogChunkData], Awaitable[None]]
 
 _MIB: Final = 1024 * 1024
+_MAX_ERROR_CHARS: Final = 4096
+"""Errors are one line for people; the protocol refuses more than 64 Ki characters."""
 
 
 class Phase(enum.Enum):
@@ -321,7 +323,7 @@ class Execution:
             at=self._timer.clock.server_now(),
             exit_code=exit_code,
             signal=signal,
-            error=error,
+            error=None if error is None else error[:_MAX_ERROR_CHARS],
             output=output,
             output_truncated=output_truncated,
             metrics=metrics,

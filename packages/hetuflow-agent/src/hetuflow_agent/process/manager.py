@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Final
 from uuid import UUID
 
+import msgspec
+
 from hetuflow_agent.process import orphans, sampler
 from hetuflow_agent.process.errors import CapacityExceeded, NotAccepting
 from hetuflow_agent.process.execution import Execution, LogCallback, Phase, UpdateCallback
@@ -73,7 +75,7 @@ class ProcessManager:
         self._on_update = on_update
         self._on_log = on_log
         self._timer = PreciseTimer(clock if clock is not None else Clock())
-        self._settings = settings if settings is not None else ProcessSettings()
+        self._settings = ProcessSettings() if settings is None else _checked(settings)
         self._base_env = dict(os.environ if base_env is None else base_env)
         self._active: dict[UUID, Execution] = {}
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
@@ -249,3 +251,15 @@ class ProcessManager:
                 tree = usage.get(pid)
                 if tree is not None:
                     execution.observe(tree)
+
+
+def _checked(settings: ProcessSettings) -> ProcessSettings:
+    """``settings`` with its declared bounds enforced (they are checked on decoding, not on construction).
+
+    The bounds matter beyond taste: a log chunk or output tail above the protocol's limits would be
+    refused by the server and resent forever.
+    """
+    try:
+        return msgspec.convert(msgspec.to_builtins(settings), ProcessSettings)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid process settings: {exc}") from None

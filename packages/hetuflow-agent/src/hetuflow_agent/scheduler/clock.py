@@ -50,12 +50,13 @@ class Clock:
 
         ``sent_ms`` and ``received_ms`` are local times (``received_ms`` defaults to now). Returns False,
         and ignores the sample, when the round trip is negative (the local clock stepped backwards
-        between send and receive) because such a sample says nothing reliable.
+        between send and receive) or the server time is missing (0), because such a sample says
+        nothing reliable.
         """
         if received_ms is None:
             received_ms = self._wall() * 1000.0
         rtt_ms = received_ms - sent_ms
-        if rtt_ms < 0:
+        if rtt_ms < 0 or server_time_ms <= 0:
             return False
         offset_ms = server_time_ms - (sent_ms + received_ms) / 2.0
         self._samples.append(ClockSample(offset_ms / 1000.0, rtt_ms / 1000.0))
