@@ -101,7 +101,7 @@ class Session:
         # credit announcement counts exactly the dispatches acked before it (the server relies on that).
         self._apply_lock = asyncio.Lock()
         self._heartbeat_interval_secs = 5.0
-        self._agent_timeout_secs = 15.0
+        self._silence_limit_secs = 15.0
         self._registered_at: float | None = None
         self.server_url: str | None = None
         """URL of the server this agent is registered with right now, if any."""
@@ -212,9 +212,8 @@ class Session:
             if self._was_healthy(loop.time()):
                 backoff.reset()
             delay = backoff.next_delay()
-            logger.info(
-                "reconnecting in %.2f s", delay, extra={"server": self._urls[attempt % len(self._urls)].url}
-            )
+            upcoming = self._urls[attempt % len(self._urls)]
+            logger.info("reconnecting to %s in %.2f s", upcoming, delay, extra={"server": upcoming.url})
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stop.wait()
@@ -274,7 +273,9 @@ class Session:
         if self._config.heartbeat_interval_secs is not None:
             interval = min(interval, self._config.heartbeat_interval_secs)
         self._heartbeat_interval_secs = interval
-        self._agent_timeout_secs = data.agent_timeout_secs
+        # silence is judged against the server's timeout, but never so tightly that one slow heartbeat
+        # round trip would end a healthy connection
+        self._silence_limit_secs = max(data.agent_timeout_secs, 2.0 * interval)
         for instance_id in data.kill:
             logger.info("server does not know instance %s any more: killing it", instance_id)
             await self._runner.kill(instance_id)
@@ -358,5 +359,5 @@ class Session:
         while True:
             await asyncio.sleep(_WATCHDOG_TICK_SECS)
             silent = loop.time() - channel.last_received
-            if silent > self._agent_timeout_secs:
+            if silent > self._silence_limit_secs:
                 raise ConnectionLost(channel.url.url, f"{channel.url}: server silent for {silent:.1f} s")
