@@ -319,17 +319,21 @@ def _describe(info: msgspec.inspect.Type) -> str:
 
 def _bounds(gt: float | None, ge: float | None, lt: float | None, le: float | None) -> str:
     if ge is not None and le is not None:
-        return f" in {ge:g}..{le:g}"
+        return f" in {_number(ge)}..{_number(le)}"
     parts = []
     if gt is not None:
-        parts.append(f"> {gt:g}")
+        parts.append(f"> {_number(gt)}")
     if ge is not None:
-        parts.append(f">= {ge:g}")
+        parts.append(f">= {_number(ge)}")
     if lt is not None:
-        parts.append(f"< {lt:g}")
+        parts.append(f"< {_number(lt)}")
     if le is not None:
-        parts.append(f"<= {le:g}")
+        parts.append(f"<= {_number(le)}")
     return " " + " and ".join(parts) if parts else ""
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _show(value: object) -> str:
