@@ -7,6 +7,7 @@ afterwards); a few run the real ``python -m hetuflow_server`` to prove the entry
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hetuflow_server.cli import main
-from hetuflow_server.config import iter_keys
+from hetuflow_server.config import env_var, iter_keys
 
 # A port nothing listens on: connecting fails at once, so "database unreachable" needs no real database.
 _CLOSED_PORT_URL = "postgresql://hetuflow@127.0.0.1:{port}/hetuflow?connect_timeout=2"
@@ -153,7 +154,35 @@ def test_help_names_every_environment_variable(capsys: pytest.CaptureFixture[str
     ):
         assert variable in text
     assert "HETUFLOW_<SECTION>__<KEY>" in text
-    assert len(list(iter_keys())) > 9  # the rest are named in docs/configuration.md
+
+
+def test_configuration_reference_documents_every_key() -> None:
+    reference = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+    text = reference.read_text(encoding="utf-8")
+    missing = [
+        key for key, _, _ in iter_keys() if env_var(key) not in text or f"`{key.split('.')[1]}`" not in text
+    ]
+    assert missing == []
+
+
+def test_json_log_lines(cli: Callable[..., Outcome], tmp_path: Path, closed_port_url: str) -> None:
+    result = cli(
+        "migrate",
+        "--data-dir",
+        str(tmp_path),
+        "--database-url",
+        closed_port_url,
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+    )
+    assert result.returncode == 1
+    *log_lines, final = result.stderr.strip().splitlines()
+    records = [json.loads(line) for line in log_lines]
+    assert records
+    assert all({"ts", "level", "logger", "message"} <= record.keys() for record in records)
+    assert final.startswith("hetuflow-server: database unavailable")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
