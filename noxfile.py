@@ -36,7 +36,8 @@ PACKAGES = ("hetuflow-core", "hetuflow-agent", "hetuflow-server")
 CLIS = {"hetuflow-server": "hetuflow-server", "hetuflow-agent": "hetuflow-agent"}
 # The environment the Postgres test plugin reads (tests-integration/pgfixture.py).
 PG_ENV = ("HETUFLOW_REQUIRE_PG", "HETUFLOW_TEST_DATABASE_URL")
-TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx", "jsonschema-rs")
+# uv is a test dependency too: the agent runs `uv` command kinds for real, so it must be on the venv PATH.
+TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx", "jsonschema-rs", "uv")
 INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis")
 LINT_DEPS = ("ruff", "mypy", "types-psutil")
 
