@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from dbfixtures import MakeJob
 
-from hetuflow_core.enums import InstanceStatus, TaskStatus
+from hetuflow_core.enums import CommandKind, InstanceStatus, TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig
 from hetuflow_core.protocol import TaskInstanceUpdatedData
@@ -32,7 +32,7 @@ async def _new_task(db: ModelManager, job_id: UUID) -> tuple[UUID, UUID]:
                     job_id=job_id,
                     origin=bmc.TaskOrigin.MANUAL,
                     scheduled_at=datetime.now(UTC),
-                    config=JobConfig(command="bash", script="true"),
+                    config=JobConfig(command=CommandKind.BASH, script="true"),
                 )
             ],
             by=None,
@@ -92,8 +92,8 @@ def test_transition_tables_follow_design() -> None:
     # Final states are never left.
     for final in (s for s in TaskStatus if s.is_final):
         assert not any(t(final, target) for target in TaskStatus)
-    for final in (s for s in InstanceStatus if s.is_final):
-        assert not any(t(final, target) for target in InstanceStatus)
+    for done in (s for s in InstanceStatus if s.is_final):
+        assert not any(t(done, target) for target in InstanceStatus)
 
 
 @pytest.mark.parametrize(

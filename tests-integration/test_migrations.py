@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 
 import pgfixture
 import psycopg
@@ -52,7 +51,7 @@ ENUM_CHECKS = {
 
 
 @pytest.fixture(scope="module")
-def schema(database_url: str) -> Iterator[str]:
+def schema(database_url: str) -> str:
     """The module database, migrated once by the first test that needs it."""
     applied = asyncio.run(migrate(database_url))
     assert applied == [m.name for m in available_migrations()]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import msgspec
 import psycopg
 import pytest
 from dbfixtures import MakeJob
 
-from hetuflow_core.enums import JobStatus, ScheduleKind, TaskStatus
+from hetuflow_core.enums import CommandKind, JobStatus, ScheduleKind, TaskStatus
 from hetuflow_core.ids import uuid7
-from hetuflow_core.job import JobConfig, JobCreate, JobUpdate
+from hetuflow_core.job import JobConfig, JobCreate, JobUpdate, RetryPolicy
 from hetuflow_core.schedule import ScheduleCreate
 from hetuflow_core.task import TaskTrigger
 from hetuflow_server.errors import Conflict, InvalidInput, NotFound
@@ -42,7 +43,9 @@ def _path(exc: InvalidInput) -> str:
 
 async def test_create_and_get(services: Services) -> None:
     job = await services.jobs.create(
-        JobCreate(name="nightly", description="d", config=JobConfig(command="bash", script="echo hi")),
+        JobCreate(
+            name="nightly", description="d", config=JobConfig(command=CommandKind.BASH, script="echo hi")
+        ),
         by="alice",
     )
     assert (job.namespace, job.name, job.status, job.created_by) == (
@@ -56,7 +59,7 @@ async def test_create_and_get(services: Services) -> None:
 
 
 async def test_duplicate_name_conflicts_only_within_namespace(services: Services) -> None:
-    config = JobConfig(command="bash", script="true")
+    config = JobConfig(command=CommandKind.BASH, script="true")
     await services.jobs.create(JobCreate(name="dup", config=config))
     with pytest.raises(Conflict, match="already exists"):
         await services.jobs.create(JobCreate(name="dup", config=config))
@@ -67,15 +70,15 @@ async def test_duplicate_name_conflicts_only_within_namespace(services: Services
 @pytest.mark.parametrize(
     ("config", "path"),
     [
-        (JobConfig(command="bash"), "$.config.script"),
-        (JobConfig(command="uv"), "$.config.args"),
-        (JobConfig(command="java", args=["-jar", "x.jar"], script="x"), "$.config.script"),
+        (JobConfig(command=CommandKind.BASH), "$.config.script"),
+        (JobConfig(command=CommandKind.UV), "$.config.args"),
+        (JobConfig(command=CommandKind.JAVA, args=["-jar", "x.jar"], script="x"), "$.config.script"),
         (
-            JobConfig(command="bash", script="true", retry={"base_secs": 10, "max_secs": 1}),
+            JobConfig(command=CommandKind.BASH, script="true", retry=RetryPolicy(base_secs=10, max_secs=1)),
             "$.config.retry.max_secs",
         ),
-        (JobConfig(command="bash", script="true", timeout_secs=-1), "$.config.timeout_secs"),
-        (JobConfig(command="bash", script="true", env={"1BAD": "x"}), "$.config.env"),
+        (JobConfig(command=CommandKind.BASH, script="true", timeout_secs=-1), "$.config.timeout_secs"),
+        (JobConfig(command=CommandKind.BASH, script="true", env={"1BAD": "x"}), "$.config.env"),
     ],
 )
 async def test_invalid_config_names_the_field(config: JobConfig, path: str, services: Services) -> None:
@@ -87,7 +90,7 @@ async def test_invalid_config_names_the_field(config: JobConfig, path: str, serv
 async def test_invalid_name_names_the_field(services: Services) -> None:
     with pytest.raises(InvalidInput) as info:
         await services.jobs.create(
-            JobCreate(name="no spaces", config=JobConfig(command="bash", script="true"))
+            JobCreate(name="no spaces", config=JobConfig(command=CommandKind.BASH, script="true"))
         )
     assert _path(info.value) == "$.name"
 
@@ -99,7 +102,7 @@ async def test_get_unknown_is_not_found(services: Services) -> None:
 
 async def test_list_pages_each_job_once(services: Services, make_job: MakeJob) -> None:
     made = {(await make_job(namespace="paging")).id for _ in range(23)}
-    seen: list[object] = []
+    seen: list[UUID] = []
     cursor = None
     while True:
         page = await services.jobs.list(namespace="paging", cursor=cursor, limit=5)
@@ -132,10 +135,10 @@ async def test_patch_changes_only_given_fields(services: Services, make_job: Mak
         "tests",
         "bob",
     )
-    config = JobConfig(command="python", script="print(1)", priority=5)
+    config = JobConfig(command=CommandKind.PYTHON, script="print(1)", priority=5)
     assert (await services.jobs.update(job.id, JobUpdate(config=config))).config == config
     with pytest.raises(InvalidInput):
-        await services.jobs.update(job.id, JobUpdate(config=JobConfig(command="uv")))
+        await services.jobs.update(job.id, JobUpdate(config=JobConfig(command=CommandKind.UV)))
     with pytest.raises(NotFound):
         await services.jobs.update(uuid7(), JobUpdate(description="x"))
 
@@ -160,7 +163,7 @@ async def _scheduled_task(db: ModelManager, job_id: object, schedule_id: object,
                     origin=bmc.TaskOrigin.SCHEDULE,
                     schedule_id=schedule_id,  # type: ignore[arg-type]
                     scheduled_at=at,
-                    config=JobConfig(command="bash", script="true"),
+                    config=JobConfig(command=CommandKind.BASH, script="true"),
                 )
             ],
             by=None,
@@ -251,6 +254,8 @@ async def test_disabled_job_can_still_be_triggered(services: Services, make_job:
 async def test_config_snapshot_survives_job_edits(services: Services, make_job: MakeJob) -> None:
     job = await make_job()
     (task_id,) = (await services.jobs.trigger(job.id, TaskTrigger())).task_ids
-    await services.jobs.update(job.id, JobUpdate(config=JobConfig(command="bash", script="echo changed")))
+    await services.jobs.update(
+        job.id, JobUpdate(config=JobConfig(command=CommandKind.BASH, script="echo changed"))
+    )
     assert (await services.tasks.get(task_id)).config.script == "true"
     assert msgspec.json.encode((await services.tasks.get(task_id)).config) == msgspec.json.encode(job.config)

@@ -1,5 +1,5 @@
-"""ScheduleService and the generator's statements: validation by field path, replanning on change, slot records,
-idempotent slot tasks and lease-fenced cursor moves."""
+"""ScheduleService and the generator's statements: validation by field path, replanning on change, slot
+records, idempotent slot tasks and lease-fenced cursor moves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from dbfixtures import MakeJob
 
-from hetuflow_core.enums import ScheduleKind, ScheduleStatus, SlotOutcome, TaskStatus
+from hetuflow_core.enums import CommandKind, ScheduleKind, ScheduleStatus, SlotOutcome, TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig
 from hetuflow_core.schedule import ScheduleCreate, ScheduleUpdate
@@ -34,7 +34,7 @@ async def _slot_task(db: ModelManager, job_id: UUID, schedule_id: UUID, at: date
                     origin=bmc.TaskOrigin.SCHEDULE,
                     schedule_id=schedule_id,
                     scheduled_at=at,
-                    config=JobConfig(command="bash", script="true"),
+                    config=JobConfig(command=CommandKind.BASH, script="true"),
                 )
             ],
             by=None,
@@ -55,7 +55,7 @@ async def test_create_get_and_list(services: Services, make_job: MakeJob) -> Non
     assert made[0].timezone == "Asia/Kolkata"
     assert made[0].generated_until is None
     assert await services.schedules.get(made[0].id) == made[0]
-    seen = []
+    seen: list[UUID] = []
     cursor = None
     while True:
         page = await services.schedules.list(job_id=job.id, cursor=cursor, limit=3)
@@ -270,7 +270,7 @@ async def test_slot_record_pages_latest_first(
                     )
                 ],
             )
-    times = []
+    times: list[datetime] = []
     cursor = None
     while True:
         page = await services.schedules.list_slots(schedule.id, cursor=cursor, limit=5)

@@ -1,5 +1,5 @@
-"""TaskService and InstanceService: filtered cursor pages, cancel (with the agent command it publishes), retry,
-attempts and logs."""
+"""TaskService and InstanceService: filtered cursor pages, cancel (with the agent command it publishes),
+retry, attempts and logs."""
 
 from __future__ import annotations
 
@@ -241,4 +241,6 @@ async def test_config_of_claimed_task_drives_dispatch(services: Services, make_j
     bash_only = AgentCapacity(agent_id="bash-only", labels={}, commands=[CommandKind.BASH], free_slots=100)
     assert task_id not in {d.task.id for d in await services.dispatch.dispatch([bash_only])}
     assert (await services.tasks.get(task_id)).status is TaskStatus.PENDING
-    assert JobConfig(command="python", script="print(1)") == (await services.tasks.get(task_id)).config
+    assert (
+        JobConfig(command=CommandKind.PYTHON, script="print(1)") == (await services.tasks.get(task_id)).config
+    )

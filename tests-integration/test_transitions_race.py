@@ -13,7 +13,7 @@ from dbfixtures import MakeJob
 
 from hetuflow_core.enums import CommandKind, InstanceStatus, TaskStatus
 from hetuflow_core.ids import uuid7
-from hetuflow_core.job import JobConfig
+from hetuflow_core.job import JobConfig, Target
 from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import TaskTrigger
 from hetuflow_server.errors import IllegalTransition
@@ -109,7 +109,9 @@ async def test_concurrent_claimers_never_take_the_same_task(
                     job_id=job.id,
                     origin=bmc.TaskOrigin.MANUAL,
                     scheduled_at=now,
-                    config=JobConfig(command="bash", script="true", target={"labels": {"race": "yes"}}),
+                    config=JobConfig(
+                        command=CommandKind.BASH, script="true", target=Target(labels={"race": "yes"})
+                    ),
                 )
                 for task_id in task_ids
             ],

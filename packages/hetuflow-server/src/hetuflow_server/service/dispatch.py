@@ -33,6 +33,7 @@ from hetuflow_server.service._flows import settle_flow_runs
 
 __all__ = [
     "AgentCapacity",
+    "AgentReport",
     "Dispatch",
     "DispatchService",
     "Reconciliation",
@@ -57,10 +58,12 @@ class AgentCapacity(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Dispatch(msgspec.Struct, kw_only=True):
-    """A task given to an agent: push ``ScheduledTask`` for ``instance`` (fire at ``instance.fire_at``)."""
+    """A task given to an agent: push ``ScheduledTask`` for ``instance``, to fire at ``fire_at``."""
 
     task: Task
     instance: TaskInstance
+    fire_at: datetime
+    """The task's due time, or the dispatch time for overdue work (retries, backlog)."""
 
 
 class ReportOutcome(StrEnum):
@@ -82,6 +85,14 @@ class ReportResult(msgspec.Struct, kw_only=True):
     instance_id: UUID
     outcome: ReportOutcome
     task: Task | None = None
+
+
+class AgentReport(msgspec.Struct, kw_only=True, frozen=True):
+    """A status report as an agent's frame carried it: the sender and the frame id it came under."""
+
+    agent_id: str
+    msg_id: str
+    data: TaskInstanceUpdatedData
 
 
 class Reconciliation(msgspec.Struct, kw_only=True):
@@ -195,6 +206,7 @@ class DispatchService:
                     next_attempt_at=None,
                 ),
                 instance=by_id[new.id],
+                fire_at=new.fire_at,
             )
             for task, new in chosen
         ]
@@ -220,7 +232,8 @@ class DispatchService:
         async with self._db.transaction() as conn:
             before = datetime.now(UTC) - timedelta(seconds=timeout_secs)
             agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
-            live = await bmc.InstanceBmc.live_of_agents(conn, agent_ids)
+            # Also agents a closed connection already marked offline: silence is what loses their attempts.
+            live = await bmc.InstanceBmc.live_of_silent_agents(conn, before=before)
             await self._mark_lost(
                 conn, [inst.id for inst in live], reason=f"agent silent for more than {timeout_secs:g}s"
             )
@@ -240,6 +253,75 @@ class DispatchService:
             lost = sorted(live_ids - set(keep))
             await self._mark_lost(conn, lost, reason="not running on the agent after it reconnected")
         return Reconciliation(keep=keep, kill=kill, lost=lost)
+
+    async def apply_agent_reports(self, reports: Sequence[AgentReport]) -> list[ReportResult | None]:
+        """Apply reports of several agents in one transaction, each only to its own sender's instances.
+
+        A frame id already applied for its agent (a resend after a reconnect) is skipped and answered None, so
+        a replayed ``running`` never lands beside a final state. One result per report, in input order.
+        """
+        results: list[ReportResult | None] = [None] * len(reports)
+        by_agent: dict[str, dict[str, int]] = defaultdict(dict)
+        for position, report in enumerate(reports):
+            by_agent[report.agent_id].setdefault(report.msg_id, position)  # first of any repeats in the batch
+        async with self._db.transaction() as conn:
+            for agent_id, positions in by_agent.items():
+                fresh = await bmc.AgentMsgBmc.record(conn, agent_id, list(positions))
+                todo = [position for msg_id, position in positions.items() if msg_id in fresh]
+                applied = await self._apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
+                for position, result in zip(todo, applied, strict=True):
+                    results[position] = result
+        return results
+
+    async def hand_back(self, instance_ids: Collection[UUID], *, reason: str) -> list[UUID]:
+        """Attempts that never reached their agent (or that it refused) end ``lost``; their tasks go back to
+        ``waiting_retry``, due at once whatever the retry budget: the attempt never ran. Only attempts still
+        ``dispatched`` are handed back; returns the ids of the tasks re-queued."""
+        async with self._db.transaction() as conn:
+            reports = [
+                TaskInstanceUpdatedData(
+                    instance_id=inst.id, task_id=inst.task_id, status=InstanceStatus.LOST, error=reason
+                )
+                for inst in await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
+                if inst.status is InstanceStatus.DISPATCHED
+            ]
+            lost = await bmc.InstanceBmc.transition_many(conn, reports, agent_id=None)
+            now = datetime.now(UTC)
+            changes = [
+                bmc.TaskChange(
+                    task_id=task.id,
+                    instance_id=task.instance_id,
+                    status=TaskStatus.WAITING_RETRY,
+                    error=reason,
+                    next_attempt_at=now,
+                )
+                for task in await bmc.TaskBmc.lock_many(conn, [inst.task_id for inst in lost])
+                if task.instance_id in {inst.id for inst in lost} and not task.status.is_final
+            ]
+            requeued = [task.id for task in await bmc.TaskBmc.transition_many(conn, changes)]
+            if lost:
+                await notify.notify(conn, notify.WORK_CHANNEL, "")
+        return requeued
+
+    async def next_wake_at(self, *, lookahead_secs: float = DEFAULT_LOOKAHEAD_SECS) -> datetime | None:
+        """When a dispatcher must look again without being woken: the moment the next pending task enters the
+        look-ahead window, or the next retry backoff ends; None when there is neither."""
+        window = timedelta(seconds=lookahead_secs)
+        async with self._db.transaction() as conn:
+            pending_at, retry_at = await bmc.TaskBmc.next_due(conn, after=datetime.now(UTC) + window)
+        moments = [pending_at - window if pending_at is not None else None, retry_at]
+        return min((moment for moment in moments if moment is not None), default=None)
+
+    async def live_attempts(self, agent_id: str) -> list[bmc.LiveAttempt]:
+        """The agent's dispatched or running attempts with the status of their tasks (state sync)."""
+        async with self._db.transaction() as conn:
+            return await bmc.InstanceBmc.live_attempts_of_agent(conn, agent_id)
+
+    async def forget_frames(self, *, before: datetime) -> int:
+        """Forget the ids of agent frames applied before ``before`` (a resend older than that is still
+        harmless: every report and chunk is idempotent by state or by sequence number)."""
+        async with self._db.transaction() as conn:
+            return await bmc.AgentMsgBmc.purge(conn, before=before)
 
     async def store_logs(self, chunks: Sequence[bmc.NewLogChunk]) -> int:
         """Store log chunks (resends are skipped); the number newly stored."""

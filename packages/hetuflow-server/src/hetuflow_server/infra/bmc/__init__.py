@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
-from hetuflow_server.infra.bmc.instance import InstanceBmc, NewInstance
+from hetuflow_server.infra.bmc.instance import InstanceBmc, LiveAttempt, NewInstance
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
 from hetuflow_server.infra.bmc.schedule import EventTarget, GeneratableSchedule, ScheduleBmc
 from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc
 from hetuflow_server.infra.bmc.slot import NewSlot, SlotBmc
+from hetuflow_server.infra.bmc.slot_task import LateSlot, LiveRun, MisfireSettings, SlotTaskBmc
 from hetuflow_server.infra.bmc.task import AgentProfile, Assignment, NewTask, TaskBmc, TaskChange, TaskOrigin
 from hetuflow_server.infra.bmc.token import TokenBmc
 
@@ -31,9 +32,13 @@ __all__ = [
     "GeneratableSchedule",
     "InstanceBmc",
     "JobBmc",
+    "LateSlot",
     "Lease",
     "LeaseBmc",
+    "LiveAttempt",
+    "LiveRun",
     "LogBmc",
+    "MisfireSettings",
     "NewInstance",
     "NewLogChunk",
     "NewSlot",
@@ -41,6 +46,7 @@ __all__ = [
     "ScheduleBmc",
     "ServerBmc",
     "SlotBmc",
+    "SlotTaskBmc",
     "StoredLogChunk",
     "TaskBmc",
     "TaskChange",

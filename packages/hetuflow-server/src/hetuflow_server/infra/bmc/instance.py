@@ -9,13 +9,14 @@ from uuid import UUID
 
 import msgspec
 
+from hetuflow_core.enums import TaskStatus
 from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import TaskInstance
 from hetuflow_server.infra import db, transitions
 from hetuflow_server.infra.bmc._rows import jsonb_or_none, many, required
 from hetuflow_server.infra.sql import query
 
-__all__ = ["InstanceBmc", "NewInstance"]
+__all__ = ["InstanceBmc", "LiveAttempt", "NewInstance"]
 
 _INSERT_MANY = query("insert_instances")
 _GET = query("get_instance")
@@ -25,6 +26,8 @@ _TRANSITION_MANY = query("transition_instances")
 _RECORD_LATE = query("record_late_reports")
 _LIVE_OF_AGENTS = query("live_instances_of_agents")
 _COUNT_LIVE = query("count_live_instances")
+_LIVE_OF_SILENT = query("live_instances_of_silent_agents")
+_LIVE_ATTEMPTS = query("live_attempts_of_agent")
 
 _INSTANCE_EDGES = transitions.transition_pairs(transitions.INSTANCE_TRANSITIONS)
 
@@ -39,6 +42,14 @@ class NewInstance(msgspec.Struct, kw_only=True, frozen=True):
     attempt: int
     fire_at: datetime
     server_id: UUID | None = None
+
+
+class LiveAttempt(msgspec.Struct, kw_only=True, frozen=True):
+    """An attempt still dispatched or running on an agent, with the status of its task."""
+
+    instance_id: UUID
+    task_id: UUID
+    task_status: TaskStatus
 
 
 def _report_params(reports: Sequence[TaskInstanceUpdatedData], agent_id: str | None) -> dict[str, Any]:
@@ -132,3 +143,19 @@ class InstanceBmc:
             return {}
         rows = await db.fetch_all(conn, _COUNT_LIVE, {"agent_ids": list(agent_ids)})
         return {row["agent_id"]: row["live"] for row in rows}
+
+    @staticmethod
+    async def live_of_silent_agents(conn: db.Connection, *, before: datetime) -> list[TaskInstance]:
+        """Attempts still dispatched or running whose agent has not beaten since ``before`` (or is gone)."""
+        return many(await db.fetch_all(conn, _LIVE_OF_SILENT, {"before": before}), TaskInstance)
+
+    @staticmethod
+    async def live_attempts_of_agent(conn: db.Connection, agent_id: str) -> list[LiveAttempt]:
+        """The agent's dispatched or running attempts with their task's status."""
+        rows = await db.fetch_all(conn, _LIVE_ATTEMPTS, {"agent_id": agent_id})
+        return [
+            LiveAttempt(
+                instance_id=row["id"], task_id=row["task_id"], task_status=TaskStatus(row["task_status"])
+            )
+            for row in rows
+        ]

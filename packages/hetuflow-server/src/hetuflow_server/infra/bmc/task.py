@@ -34,6 +34,7 @@ _DELETE_FUTURE_OF_JOB = query("delete_future_tasks_of_job")
 _DELETE_UNSTARTED_OF_SCHEDULE = query("delete_unstarted_tasks_of_schedule")
 _CANCEL_OPEN_OF_JOB = query("cancel_open_tasks_of_job")
 _SKIP_BLOCKED = query("skip_blocked_flow_tasks")
+_NEXT_DUE = query("next_due_times")
 
 _TASK_EDGES = transitions.transition_pairs(transitions.TASK_TRANSITIONS)
 _OPEN_UNSTARTED = [TaskStatus.PENDING.value, TaskStatus.WAITING_RETRY.value]
@@ -269,3 +270,11 @@ class TaskBmc:
         ]
         params = {"run_ids": list(run_ids), "allowed": allowed}
         return [row["id"] for row in await db.fetch_all(conn, _SKIP_BLOCKED, params)]
+
+    @staticmethod
+    async def next_due(conn: db.Connection, *, after: datetime) -> tuple[datetime | None, datetime | None]:
+        """The earliest pending task due after ``after`` and the earliest end of a retry backoff."""
+        row = await db.fetch_one(conn, _NEXT_DUE, {"after": after})
+        if row is None:
+            return None, None
+        return row["next_pending_at"], row["next_retry_at"]

@@ -74,3 +74,22 @@ SELECT agent_id, count(*)::integer AS live
 FROM sched_task_instance
 WHERE agent_id = ANY(%(agent_ids)s::text[]) AND status IN ('dispatched', 'running')
 GROUP BY agent_id
+
+-- name: live_instances_of_silent_agents
+-- Liveness: attempts still dispatched or running whose agent last beat before `before` (or no longer exists),
+-- whatever the agent's status says: a closed connection already marked it offline, but its attempts are only
+-- given up once it stayed silent for the whole agent timeout.
+SELECT i.* FROM sched_task_instance i
+LEFT JOIN sched_agent a ON a.id = i.agent_id
+WHERE i.status IN ('dispatched', 'running')
+  AND (a.id IS NULL OR a.last_heartbeat_at IS NULL OR a.last_heartbeat_at < %(before)s::timestamptz)
+ORDER BY i.id
+
+-- name: live_attempts_of_agent
+-- State sync while connected: the agent's attempts still dispatched or running, with the status of their task (a
+-- task that ended meanwhile, e.g. cancelled while the agent could not be told, must be stopped on the agent).
+SELECT i.id, i.task_id, t.status AS task_status
+FROM sched_task_instance i
+JOIN sched_task t ON t.id = i.task_id
+WHERE i.agent_id = %(agent_id)s::text AND i.status IN ('dispatched', 'running')
+ORDER BY i.id

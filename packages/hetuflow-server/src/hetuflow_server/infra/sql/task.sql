@@ -149,3 +149,10 @@ WHERE t.flow_run_id = ANY(%(run_ids)s::uuid[])
   AND EXISTS (SELECT 1 FROM sched_task d
               WHERE d.id = ANY(t.depends_on) AND d.status IN ('failed', 'cancelled', 'skipped'))
 RETURNING t.id
+
+-- name: next_due_times
+-- When the dispatcher must look again without being woken: the earliest pending task due after `after` (the end
+-- of the look-ahead window it already claimed from) and the earliest end of a retry backoff.
+SELECT (SELECT min(scheduled_at) FROM sched_task
+        WHERE status = 'pending' AND scheduled_at > %(after)s::timestamptz) AS next_pending_at,
+       (SELECT min(next_attempt_at) FROM sched_task WHERE status = 'waiting_retry') AS next_retry_at
