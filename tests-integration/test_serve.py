@@ -111,3 +111,27 @@ async def test_readyz_is_503_when_migrations_are_pending(pg_admin_url: str, tmp_
             await application.stop()
     assert response.status_code == 503
     assert response.json()["detail"] == "database migrations pending: 0001_initial"
+
+
+def test_keep_alive_survives_answers_given_before_the_body_is_read(server_process: ServerProcess) -> None:
+    # 401 (guard), 405 (routing) answer without reading the body; the connection must stay usable.
+    unauthorized = {"Authorization": "Bearer not-a-token"}
+    body = {"name": "x", "config": {"command": "bash", "script": "true"}}
+    with httpx.Client(base_url=server_process.url, timeout=10) as client:
+        for i in range(200):
+            if i % 3 == 0:
+                assert client.post("/api/v1/jobs", json=body, headers=unauthorized).status_code == 401
+            elif i % 3 == 1:
+                assert client.post("/healthz", json=body).status_code == 405
+            else:
+                assert client.get("/healthz").status_code == 200
+
+
+def test_large_unread_body_closes_the_connection_cleanly(server_process: ServerProcess) -> None:
+    with httpx.Client(base_url=server_process.url, timeout=10) as client:
+        response = client.post(
+            "/api/v1/jobs", content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 401
+        assert response.headers["connection"] == "close"
+        assert client.get("/healthz").status_code == 200  # on a new connection

@@ -21,6 +21,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from hetuflow_core.ids import uuid7
 from hetuflow_server import endpoint
@@ -30,6 +31,7 @@ from hetuflow_server.auth.tokens import TokenCodec
 from hetuflow_server.config import ServerConfig, redact_url
 from hetuflow_server.embedded import EmbeddedPostgres
 from hetuflow_server.endpoint.api import exception_handlers
+from hetuflow_server.endpoint.keepalive import DrainRequestBody
 from hetuflow_server.errors import HetuflowError
 from hetuflow_server.infra import ModelManager, migrate, pending_migrations
 from hetuflow_server.loops import BackgroundLoops, every
@@ -250,7 +252,12 @@ def build_app(application: ServerApplication) -> Starlette:
             if owned:
                 await application.stop()
 
-    app = Starlette(routes=endpoint.routes(), exception_handlers=exception_handlers, lifespan=lifespan)
+    app = Starlette(
+        routes=endpoint.routes(),
+        middleware=[Middleware(DrainRequestBody)],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
     app.state.hetuflow = application
     return app
 
