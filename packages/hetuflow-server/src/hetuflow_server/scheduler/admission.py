@@ -1,0 +1,190 @@
+"""Admission of due schedule slots at dispatch: misfire and overlap policies, applied where they are exact.
+
+The dispatcher claims pending tasks and picks an agent for each; just before it creates the attempts it hands
+the chosen tasks to ``admit`` inside the same transaction (the tasks are row-locked by the claim). Only the
+first attempt of a schedule's slot is judged — manual, event and flow tasks and retries pass untouched:
+
+1. **Misfire** (``misfire``): a slot started later than its schedule's grace (a task planned before an
+   outage, or held back while no agent could run it) runs only if the policy keeps it — ``run_once`` keeps the
+   latest late slot, ``run_all`` the latest ``misfire_max_runs``, ``skip`` none. The others end ``skipped``
+   with slot outcome ``missed``.
+2. **Overlap** (``overlap``): for ``forbid`` and ``replace`` jobs, a slot due now while an earlier run of the
+   same schedule is dispatched or running is skipped (``skipped_overlap``), or that run is cancelled the way
+   the API cancels a task (task ``cancelled`` at once, ``AgentCommand`` cancel routed over NOTIFY to the
+   server holding the agent). Such slots are only judged when due: one that is not due yet is held back (it
+   stays pending), and the claim leaves them alone until their time.
+3. Slots that go ahead are recorded ``ran`` with their task id (an existing ``deduplicated`` record, which
+   also names that task, is kept).
+
+Everything happens in a handful of batched statements; one NOTIFY on ``WORK_CHANNEL`` tells the dispatchers
+that capacity meant for skipped slots is free again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from hetuflow_core.enums import AgentCommandKind, ConcurrencyPolicy, SlotOutcome, TaskStatus
+from hetuflow_core.task import Task
+from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.scheduler.misfire import MisfireRule
+from hetuflow_server.scheduler.overlap import RunRef, plan_overlap
+
+__all__ = ["admit", "is_slot_start"]
+
+
+def is_slot_start(task: Task) -> bool:
+    """True for the first attempt of a schedule slot: the tasks whose start the policies judge."""
+    return task.schedule_id is not None and task.attempt == 0
+
+
+async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) -> list[Task]:
+    """The tasks among ``tasks`` (claimed, about to be dispatched at ``now``) that may start, in input order.
+
+    The others are dealt with in ``conn``'s transaction: skipped as missed or overlapping (with their slot
+    records), or held back until due.
+    """
+    slots = [task for task in tasks if is_slot_start(task)]
+    if not slots:
+        return list(tasks)
+    missed = await _misfires(conn, slots, now)
+    held: set[UUID] = set()
+    skipped: dict[UUID, str] = {}
+    cancels: list[bmc.LiveRun] = []
+    guarded: dict[UUID, list[Task]] = defaultdict(list)
+    for task in slots:
+        if task.id in missed or task.config.concurrency is ConcurrencyPolicy.ALLOW:
+            continue
+        if task.scheduled_at > now:
+            held.add(task.id)  # judged when due, never ahead of time
+        else:
+            guarded[_schedule_id(task)].append(task)
+    if guarded:
+        live: dict[UUID, list[bmc.LiveRun]] = defaultdict(list)
+        for run in await bmc.SlotTaskBmc.live_runs(conn, list(guarded)):
+            live[run.schedule_id].append(run)
+        for schedule_id, due in guarded.items():
+            runs = {run.task_id: run for run in live[schedule_id]}
+            newest = max(due, key=lambda task: task.scheduled_at)  # the job's latest word on concurrency
+            plan = plan_overlap(
+                newest.config.concurrency,
+                [RunRef(task_id=task.id, scheduled_at=task.scheduled_at) for task in due],
+                [RunRef(task_id=run.task_id, scheduled_at=run.scheduled_at) for run in runs.values()],
+            )
+            skipped.update((skip.task_id, skip.detail) for skip in plan.skip)
+            cancels.extend(runs[ref.task_id] for ref in plan.cancel)
+            if plan.cancel:
+                winner = plan.run[0]
+                reason = f"replaced by the slot at {winner.scheduled_at.isoformat()} (task {winner.task_id})"
+                await _cancel(conn, [runs[ref.task_id] for ref in plan.cancel], reason)
+
+    by_id = {task.id: task for task in slots}
+    await _skip(conn, by_id, missed, SlotOutcome.MISSED)
+    await _skip(conn, by_id, skipped, SlotOutcome.SKIPPED_OVERLAP)
+    refused = missed.keys() | skipped.keys() | held
+    starting = [task for task in slots if task.id not in refused]
+    await bmc.SlotBmc.record_many(
+        conn,
+        [
+            bmc.NewSlot(
+                schedule_id=_schedule_id(task),
+                scheduled_at=task.scheduled_at,
+                outcome=SlotOutcome.RAN,
+                task_id=task.id,
+            )
+            for task in starting
+        ],
+    )
+    if missed or skipped or cancels:
+        await notify.notify(conn, notify.WORK_CHANNEL, "")
+    return [task for task in tasks if task.id not in refused]
+
+
+async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -> dict[UUID, str]:
+    """The late slots the misfire policy does not run, with why."""
+    settings = await bmc.SlotTaskBmc.misfire_settings(conn, [_schedule_id(task) for task in slots])
+    rules = {
+        schedule_id: MisfireRule(
+            policy=s.misfire_policy, grace_secs=s.misfire_grace_secs, max_runs=s.misfire_max_runs
+        )
+        for schedule_id, s in settings.items()
+    }
+    late = [
+        (task, rule)
+        for task in slots
+        if (rule := rules.get(_schedule_id(task), MisfireRule())).is_late(task.scheduled_at, now)
+    ]
+    counts = await bmc.SlotTaskBmc.later_late_counts(
+        conn,
+        [
+            bmc.LateSlot(
+                task_id=task.id,
+                schedule_id=_schedule_id(task),
+                scheduled_at=task.scheduled_at,
+                cutoff=rule.cutoff(now),
+            )
+            for task, rule in late
+            if rule.keep > 0
+        ],
+    )
+    return {
+        task.id: rule.missed_detail(task.scheduled_at, now)
+        for task, rule in late
+        if not rule.runs_late(counts.get(task.id, 0))
+    }
+
+
+async def _skip(
+    conn: db.Connection, tasks: dict[UUID, Task], reasons: dict[UUID, str], outcome: SlotOutcome
+) -> None:
+    """pending → skipped for the refused slots, and their slot records (replacing a ``deduplicated`` one)."""
+    if not reasons:
+        return
+    changes = [
+        bmc.TaskChange(task_id=task_id, status=TaskStatus.SKIPPED, error=reason)
+        for task_id, reason in reasons.items()
+    ]
+    await bmc.TaskBmc.transition_many(conn, changes)
+    await bmc.SlotBmc.record_many(
+        conn,
+        [
+            bmc.NewSlot(
+                schedule_id=_schedule_id(tasks[task_id]),
+                scheduled_at=tasks[task_id].scheduled_at,
+                outcome=outcome,
+                task_id=task_id,
+                detail=reason,
+            )
+            for task_id, reason in reasons.items()
+        ],
+        overwrite=True,
+    )
+
+
+async def _cancel(conn: db.Connection, runs: Sequence[bmc.LiveRun], reason: str) -> None:
+    """Cancel live runs as the API does: the task ends ``cancelled`` now (only if ``run`` is still its current
+    attempt), and the agent holding the attempt is told to stop it."""
+    changes = [
+        bmc.TaskChange(
+            task_id=run.task_id, status=TaskStatus.CANCELLED, instance_id=run.instance_id, error=reason
+        )
+        for run in runs
+    ]
+    for task in await bmc.TaskBmc.transition_many(conn, changes):
+        if task.instance_id is None or task.agent_id is None:
+            continue
+        notice = notify.AgentCommandNotice(
+            agent_id=task.agent_id,
+            command=AgentCommandKind.CANCEL,
+            instance_id=task.instance_id,
+            reason=reason,
+        )
+        await notify.notify(conn, notify.AGENT_CMD_CHANNEL, notify.encode_agent_command(notice))
+
+
+def _schedule_id(task: Task) -> UUID:
+    assert task.schedule_id is not None, "only slot tasks are judged"
+    return task.schedule_id

@@ -1,0 +1,364 @@
+"""Task generation on the leader: every enabled clock schedule's slots become tasks ahead of time.
+
+A cycle lists the enabled cron, interval and once schedules of enabled, live jobs whose generation cursor
+(``generated_until``) is unset or less than half a horizon ahead, and for each one materialises its slots up
+to ``horizon_secs`` from now: one task per slot (parameters = the schedule's, config = a snapshot of the
+job's), inserted in one batched ``INSERT … ON CONFLICT DO NOTHING`` per schedule, so the unique
+``(schedule_id, scheduled_at)`` makes generation idempotent. In the same transaction it records the slots that
+will not run (``missed`` by the misfire policy, ``deduplicated`` when another generator already planned the
+slot) and advances the cursor and ``fire_count`` — fenced by the leader's lease token, so a generator that
+lost its lease mid-cycle commits nothing. A schedule whose slots are all planned (``end_time``,
+``max_count``, a ``once``) turns ``expired`` once its last slot has passed.
+
+Slots the cursor reaches only after their time (the leader was down for longer than the horizon, the
+schedule or its job was disabled) go through the misfire policy (``misfire``); a long gap is streamed through
+in transactions of ``MISSED_CHUNK`` missed slots, so a day of a one-second schedule costs bounded memory and a
+few seconds. Each per-schedule transaction locks the job row and then the schedule row — the order the job
+and schedule services use — and checks that the schedule did not change since it was listed, so a concurrent
+disable, edit or delete either happens before (and the schedule is left alone) or after (and sees, and
+removes, the tasks just made).
+
+A cycle runs when woken — NOTIFY on ``SCHEDULE_CHANNEL`` (``on_notify``), or this server becoming leader —
+and every ``interval_secs`` otherwise; only while this server leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import msgspec
+
+from hetuflow_core.enums import JobStatus, ScheduleStatus, SlotOutcome
+from hetuflow_core.ids import uuid7
+from hetuflow_core.job import Job
+from hetuflow_core.schedule import Schedule
+from hetuflow_server.errors import HetuflowError, NotFound
+from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.loops import LoopFactory
+from hetuflow_server.scheduler._build import build_trigger
+from hetuflow_server.scheduler._errors import InvalidSchedule
+from hetuflow_server.scheduler._trigger import Trigger, fire_times
+from hetuflow_server.scheduler.leader import Leadership, Tenure
+from hetuflow_server.scheduler.misfire import LateSlots, MisfireRule
+
+__all__ = [
+    "DEFAULT_HORIZON_SECS",
+    "GENERATION_INTERVAL_SECS",
+    "MISSED_CHUNK",
+    "CycleReport",
+    "Generator",
+    "schedule_trigger",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HORIZON_SECS: Final = 600.0
+GENERATION_INTERVAL_SECS: Final = 5.0
+"""Longest pause between two cycles without a wake-up (shorter for horizons under 20 s)."""
+PAGE_SIZE: Final = 200
+"""Schedules listed per query of a cycle."""
+MISSED_CHUNK: Final = 1000
+"""Missed slots recorded per transaction while streaming through a long gap."""
+
+Clock = Callable[[], datetime]
+
+
+class CycleReport(msgspec.Struct, kw_only=True):
+    """What one cycle did."""
+
+    schedules: int = 0
+    """Schedules whose cursor moved (or that expired)."""
+    tasks: int = 0
+    missed: int = 0
+    deduplicated: int = 0
+    expired: int = 0
+    lost_lease: bool = False
+    """The cycle stopped because this server no longer held the lease."""
+
+
+class _Written(msgspec.Struct, kw_only=True, frozen=True):
+    """One committed write: the schedule as stored now, and how many tasks it made or found made."""
+
+    schedule: Schedule
+    tasks: int
+    deduplicated: int
+
+
+class _LostLease(Exception):
+    """The lease moved on: roll the transaction back and end the cycle."""
+
+
+class _Changed(Exception):
+    """The schedule or its job changed since it was listed: leave it to the next cycle."""
+
+
+def schedule_trigger(schedule: Schedule) -> Trigger | None:
+    """The trigger of a stored schedule, built exactly as the preview API builds it (same interval anchor)."""
+    return build_trigger(
+        schedule.kind.value,
+        cron_expression=schedule.cron_expression,
+        timezone=schedule.timezone,
+        interval_secs=schedule.interval_secs,
+        start_time=schedule.start_time,
+        end_time=schedule.end_time,
+        max_count=schedule.max_count,
+    )
+
+
+class Generator:
+    """Materialises the slots of clock schedules as tasks while ``leadership`` says this server leads."""
+
+    def __init__(
+        self,
+        db: ModelManager,
+        leadership: Leadership,
+        *,
+        horizon_secs: float = DEFAULT_HORIZON_SECS,
+        interval_secs: float | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        if horizon_secs <= 0:
+            raise ValueError(f"horizon_secs must be positive, got {horizon_secs}")
+        self._db = db
+        self._leadership = leadership
+        self._horizon = timedelta(seconds=horizon_secs)
+        self._interval_secs = (
+            interval_secs if interval_secs is not None else min(GENERATION_INTERVAL_SECS, horizon_secs / 4)
+        )
+        self._clock = clock
+        self._wake = asyncio.Event()
+        leadership.watch(lambda leading: self.wake() if leading else None)
+
+    @property
+    def interval_secs(self) -> float:
+        """Longest pause between cycles."""
+        return self._interval_secs
+
+    def wake(self) -> None:
+        """Run a cycle as soon as possible (a job or schedule changed, or this server became leader)."""
+        self._wake.set()
+
+    async def on_notify(self, payload: str) -> None:
+        """Listener callback for ``SCHEDULE_CHANNEL``: every change wakes the generator."""
+        del payload  # which schedule changed does not matter: a cycle looks at all that need work
+        self.wake()
+
+    def loop(self) -> LoopFactory:
+        """The background loop: a cycle per wake-up or ``interval_secs``, while this server leads."""
+
+        async def run() -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval_secs)
+                self._wake.clear()
+                if not self._leadership.is_leader:
+                    continue
+                try:
+                    report = await self.cycle()
+                except Exception:
+                    logger.exception("task generation cycle failed")
+                    continue
+                if report.schedules:
+                    logger.debug("generation cycle: %s", msgspec.structs.asdict(report))
+
+        return run
+
+    async def cycle(self) -> CycleReport:
+        """One pass over every schedule that needs tasks; does nothing unless this server leads."""
+        report = CycleReport()
+        tenure = self._leadership.tenure
+        if tenure is None:
+            return report
+        now = self._clock()
+        until = now + self._horizon
+        refill_before = now + self._horizon / 2
+        after_id = None
+        while True:
+            async with self._db.transaction() as conn:
+                page = await bmc.SlotTaskBmc.generation_work(
+                    conn, until=refill_before, after_id=after_id, limit=PAGE_SIZE
+                )
+            for schedule in page:
+                try:
+                    await self._generate(schedule, tenure, now, until, report)
+                except _LostLease:
+                    logger.warning(
+                        "lost the %s lease during a generation cycle",
+                        tenure.name,
+                        extra={"token": tenure.token},
+                    )
+                    report.lost_lease = True
+                    return report
+                except _Changed:
+                    continue
+                except (HetuflowError, InvalidSchedule) as exc:
+                    # One bad schedule (or a failed statement) must not stop the others.
+                    logger.warning(
+                        "generation for schedule %s failed: %s",
+                        schedule.id,
+                        exc,
+                        extra={"schedule_id": str(schedule.id)},
+                    )
+            if len(page) < PAGE_SIZE:
+                return report
+            after_id = page[-1].id
+
+    # -- one schedule ----------------------------------------------------------------------------------------
+
+    async def _generate(
+        self, schedule: Schedule, tenure: Tenure, now: datetime, until: datetime, report: CycleReport
+    ) -> None:
+        trigger = schedule_trigger(schedule)
+        if trigger is None:  # only clock schedules are listed; a kind change would make it None
+            return
+        rule = MisfireRule(
+            policy=schedule.misfire_policy,
+            grace_secs=schedule.misfire_grace_secs,
+            max_runs=schedule.misfire_max_runs,
+        )
+        cutoff = rule.cutoff(now)
+        start = schedule.generated_until or schedule.created_at
+        late = LateSlots(rule.keep)
+        missed: list[datetime] = []
+        on_time: list[datetime] = []
+        slots: Iterator[datetime] = fire_times(trigger, start, until, fired=schedule.fire_count)
+        consumed = 0
+        last: datetime | None = None
+        for slot in slots:
+            consumed += 1
+            last = slot
+            if slot >= cutoff:
+                on_time.append(slot)
+                continue
+            dropped = late.add(slot)
+            if dropped is not None:
+                missed.append(dropped)
+            if len(missed) >= MISSED_CHUNK:
+                # Every slot up to the last missed one is decided (the kept ones are all later): commit them.
+                flushed = await self._write(
+                    schedule, tenure, now, missed=missed, run=[], cursor=missed[-1], fired=len(missed)
+                )
+                schedule = flushed.schedule
+                report.missed += len(missed)
+                consumed -= len(missed)
+                missed = []
+        fired_total = schedule.fire_count + consumed
+        exhausted = (trigger.max_count is not None and fired_total >= trigger.max_count) or (
+            trigger.next_fire_after(until) is None
+        )
+        current = schedule.generated_until or schedule.created_at
+        cursor = until if not exhausted else max(last or current, current)
+        expire = exhausted and cursor <= now
+        if consumed == 0 and cursor == schedule.generated_until and not expire:
+            return  # nothing new: a finished schedule waiting for its last slot to pass
+        run = late.kept + on_time
+        written = await self._write(
+            schedule, tenure, now, missed=missed, run=run, cursor=cursor, fired=consumed, expire=expire
+        )
+        report.schedules += 1
+        report.missed += len(missed)
+        report.expired += int(written.schedule.status is ScheduleStatus.EXPIRED)
+        report.tasks += written.tasks
+        report.deduplicated += written.deduplicated
+
+    async def _write(
+        self,
+        schedule: Schedule,
+        tenure: Tenure,
+        now: datetime,
+        *,
+        missed: list[datetime],
+        run: list[datetime],
+        cursor: datetime,
+        fired: int,
+        expire: bool = False,
+    ) -> _Written:
+        """One fenced transaction: tasks for ``run``, records for ``missed`` and duplicates, cursor to
+        ``cursor``. Returns the schedule as written (the snapshot the next write of this cycle expects)."""
+        rule = MisfireRule(
+            policy=schedule.misfire_policy,
+            grace_secs=schedule.misfire_grace_secs,
+            max_runs=schedule.misfire_max_runs,
+        )
+        async with self._db.transaction() as conn:
+            job = await self._lock(conn, schedule, tenure)
+            inserted = await bmc.TaskBmc.insert_many(
+                conn,
+                [
+                    bmc.NewTask(
+                        id=uuid7(),
+                        job_id=job.id,
+                        schedule_id=schedule.id,
+                        origin=bmc.TaskOrigin.SCHEDULE,
+                        scheduled_at=slot,
+                        config=job.config,
+                        priority=job.config.priority,
+                        parameters=schedule.parameters,
+                    )
+                    for slot in run
+                ],
+                by=None,
+            )
+            made = {task.scheduled_at for task in inserted}
+            existing = await bmc.SlotTaskBmc.tasks_at(conn, schedule.id, [s for s in run if s not in made])
+            records = [
+                bmc.NewSlot(
+                    schedule_id=schedule.id,
+                    scheduled_at=slot,
+                    outcome=SlotOutcome.MISSED,
+                    detail=rule.missed_detail(slot, now),
+                )
+                for slot in missed
+            ]
+            records += [
+                bmc.NewSlot(
+                    schedule_id=schedule.id,
+                    scheduled_at=slot,
+                    outcome=SlotOutcome.DEDUPLICATED,
+                    task_id=task_id,
+                    detail=f"already planned as task {task_id}; this generation of the slot was dropped",
+                )
+                for slot, task_id in sorted(existing.items())
+            ]
+            await bmc.SlotBmc.record_many(conn, records)
+            written = await bmc.ScheduleBmc.advance(
+                conn,
+                schedule.id,
+                generated_until=cursor,
+                fired=fired,
+                expire=expire,
+                lease_name=tenure.name,
+                holder=tenure.holder,
+                token=tenure.token,
+            )
+            if written is None:
+                raise _LostLease
+            if inserted:
+                await notify.notify(conn, notify.WORK_CHANNEL, "")
+        if expire:
+            logger.info("schedule %s expired", schedule.id, extra={"schedule_id": str(schedule.id)})
+        return _Written(schedule=written, tasks=len(inserted), deduplicated=len(existing))
+
+    async def _lock(self, conn: db.Connection, schedule: Schedule, tenure: Tenure) -> Job:
+        """Fence, then lock the job and the schedule (in the services' order) and check nothing changed."""
+        if not await bmc.LeaseBmc.hold(conn, tenure.name, holder=tenure.holder, token=tenure.token):
+            raise _LostLease
+        try:
+            job = await bmc.JobBmc.get(conn, schedule.job_id, lock=True)
+            current = await bmc.ScheduleBmc.get(conn, schedule.id, lock=True)
+        except NotFound:
+            raise _Changed from None
+        if (
+            job.status is not JobStatus.ENABLED
+            or current.status is not ScheduleStatus.ENABLED
+            or current.generated_until != schedule.generated_until
+            or current.updated_at != schedule.updated_at
+        ):
+            raise _Changed
+        return job
