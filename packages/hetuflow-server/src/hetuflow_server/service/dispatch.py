@@ -29,6 +29,7 @@ from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import Task, TaskInstance
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.scheduler import admission
 from hetuflow_server.service._flows import settle_flow_runs
 
 __all__ = [
@@ -178,6 +179,11 @@ class DispatchService:
                         ),
                     )
                 )
+            # Schedule slots start only as their misfire and overlap policies allow (scheduler.admission).
+            admitted = {
+                task.id for task in await admission.admit(conn, [task for task, _ in chosen], now=now)
+            }
+            chosen = [(task, inst) for task, inst in chosen if task.id in admitted]
             if not chosen:
                 return []
             instances = await bmc.InstanceBmc.insert_many(conn, [inst for _, inst in chosen])
@@ -307,9 +313,12 @@ class DispatchService:
         """When a dispatcher must look again without being woken: the moment the next pending task enters the
         look-ahead window, or the next retry backoff ends; None when there is neither."""
         window = timedelta(seconds=lookahead_secs)
+        now = datetime.now(UTC)
         async with self._db.transaction() as conn:
-            pending_at, retry_at = await bmc.TaskBmc.next_due(conn, after=datetime.now(UTC) + window)
-        moments = [pending_at - window if pending_at is not None else None, retry_at]
+            pending_at, retry_at = await bmc.TaskBmc.next_due(conn, after=now + window)
+            # Slots of forbid/replace jobs are claimed when due, not a look-ahead early (scheduler.admission).
+            guarded_at = await bmc.SlotTaskBmc.next_guarded_at(conn, after=now)
+        moments = [pending_at - window if pending_at is not None else None, retry_at, guarded_at]
         return min((moment for moment in moments if moment is not None), default=None)
 
     async def live_attempts(self, agent_id: str) -> list[bmc.LiveAttempt]:

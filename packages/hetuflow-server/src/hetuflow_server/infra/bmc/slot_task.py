@@ -26,6 +26,7 @@ _TASKS_AT = query("slot_tasks_at")
 _MISFIRE_RULES = query("misfire_rules")
 _LATER_LATE = query("count_later_late_slots")
 _LIVE_RUNS = query("live_runs_of_schedules")
+_NEXT_GUARDED = query("next_guarded_slot")
 
 
 class MisfireSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -111,3 +112,9 @@ class SlotTaskBmc:
             return []
         rows = await db.fetch_all(conn, _LIVE_RUNS, {"schedule_ids": sorted(set(schedule_ids))})
         return many(rows, LiveRun)
+
+    @staticmethod
+    async def next_guarded_at(conn: db.Connection, *, after: datetime) -> datetime | None:
+        """When the next pending slot of a forbid/replace job comes due after ``after`` (None: none waits)."""
+        row = await db.fetch_one(conn, _NEXT_GUARDED, {"after": after})
+        return None if row is None else row["at"]

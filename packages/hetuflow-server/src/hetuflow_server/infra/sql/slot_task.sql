@@ -47,3 +47,12 @@ SELECT id AS task_id, schedule_id, scheduled_at, instance_id, agent_id
 FROM sched_task
 WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND status IN ('dispatched', 'running')
 ORDER BY schedule_id, scheduled_at, id
+
+-- name: next_guarded_slot
+-- The earliest pending first attempt, due after `after`, of a schedule slot whose job forbids or replaces
+-- overlapping runs: the dispatcher claims those when due, so it must wake up then.
+SELECT min(scheduled_at) AS at
+FROM sched_task
+WHERE status = 'pending' AND attempt = 0 AND schedule_id IS NOT NULL
+  AND scheduled_at > %(after)s::timestamptz
+  AND coalesce(config ->> 'concurrency', 'allow') <> 'allow'

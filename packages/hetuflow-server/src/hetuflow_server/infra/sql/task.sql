@@ -87,6 +87,10 @@ WHERE t.status = 'pending'
   AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(profiles)s::jsonb) AS p(profile)
               WHERE coalesce(t.config -> 'target' -> 'labels', '{}'::jsonb) <@ (p.profile -> 'labels')
                 AND (p.profile -> 'commands') ? (t.config ->> 'command'))
+  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (scheduler.admission),
+  -- so it is never claimed ahead of its time.
+  AND (t.scheduled_at <= now() OR t.schedule_id IS NULL OR t.attempt > 0
+       OR coalesce(t.config ->> 'concurrency', 'allow') = 'allow')
 ORDER BY t.priority DESC, t.scheduled_at, t.id
 LIMIT %(limit)s::integer
 FOR UPDATE OF t SKIP LOCKED
