@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from hetuflow_core.ids import uuid7
-from hetuflow_server import endpoint
+from hetuflow_server import broker, endpoint
 from hetuflow_server.auth.keys import load_or_create_key
 from hetuflow_server.auth.service import TokenService
 from hetuflow_server.auth.tokens import TokenCodec
@@ -73,6 +73,7 @@ class ServerApplication:
         self._db: ModelManager | None = None
         self._services: Services | None = None
         self._tokens: TokenService | None = None
+        self._broker: broker.Broker | None = None
 
     # -- what the rest of the server uses -------------------------------------------------------------------
 
@@ -90,6 +91,11 @@ class ServerApplication:
     def tokens(self) -> TokenService:
         """The token service (only while open)."""
         return _require(self._tokens, "token service")
+
+    @property
+    def broker(self) -> broker.Broker:
+        """The agent gateway, dispatcher and liveness (only while serving)."""
+        return _require(self._broker, "broker")
 
     @property
     def address(self) -> str:
@@ -203,6 +209,15 @@ class ServerApplication:
             "server-heartbeat",
             every(self.config.scheduler.heartbeat_interval_secs, self._heartbeat, name="server-heartbeat"),
         )
+        self._broker = broker.Broker(
+            self.services,
+            server_id=self.server_id,
+            conninfo=self.db.conninfo,
+            settings=broker.BrokerSettings.from_config(self.config.scheduler),
+            draining=self.draining,
+        )
+        for name, factory in self._broker.loops():
+            self.loops.add(name, factory)
 
     async def _heartbeat(self) -> None:
         await self.services.servers.heartbeat(self.server_id)
@@ -253,7 +268,8 @@ def build_app(application: ServerApplication) -> Starlette:
                 await application.stop()
 
     app = Starlette(
-        routes=endpoint.routes(),
+        # The broker's routes sit under the API prefix: they go first, before the API's mount takes its paths.
+        routes=[*broker.routes(), *endpoint.routes()],
         middleware=[Middleware(DrainRequestBody)],
         exception_handlers=exception_handlers,
         lifespan=lifespan,

@@ -1,0 +1,232 @@
+"""The agent gateway: ``/api/v1/agents/ws``, from the upgrade request to the end of the connection.
+
+1. **Before the upgrade** the bearer token is verified: none or an invalid one is answered ``401``, a token
+   that is not an agent token or whose subject is not the agent named by the ``X-Hetuflow-Agent-Id`` header
+   ``403`` — as real HTTP responses (the ASGI WebSocket denial response), so the agent can tell them apart.
+2. **Registration**: the first frame must be ``agent.register`` within ``REGISTER_TIMEOUT_SECS``, for the
+   authenticated agent, in a compatible protocol version. The agent row is upserted (online, this server,
+   its labels and capabilities), its state sync reconciled (``keep``/``kill``), and the answer carries the
+   server time, the heartbeat interval and the agent timeout. A connection that closes before any frame is a
+   ``hetuflow-agent check`` probe and changes nothing.
+3. **Serving**: frames are handled by `inbound.handle_frame` until the agent leaves, the server shuts down
+   (close 1001), or the connection is closed for cause. Undecodable frames are answered with an ``error``
+   frame and counted; ``MAX_BAD_FRAMES`` of them close the connection with 1008 (policy violation). Nothing
+   an agent sends can affect another agent or the server.
+4. **End**: the session leaves the registry; dispatches still queued (never sent) are handed back at once.
+   Its other attempts are not lost here: the agent's next registration reconciles them, or the reaper loses
+   them after the agent timeout. The agent row is marked offline unless a newer connection took over.
+
+The ASGI send/receive calls on the WebSocket are this module's (and the session writer's) boundary to the
+network: a failing send ends the connection like a disconnect does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final, Protocol, cast
+
+from starlette.websockets import WebSocket
+
+from hetuflow_core.enums import ProtocolErrorCode, TokenScope
+from hetuflow_core.ids import now_ms
+from hetuflow_core.protocol import (
+    PROTOCOL_VERSION,
+    AgentMessage,
+    AgentRegisterRequest,
+    AgentRegisterResponse,
+    ProtocolError,
+    RegisterResponseData,
+    decode,
+    encode,
+    is_compatible,
+)
+from hetuflow_server.auth import guard
+from hetuflow_server.broker import inbound
+from hetuflow_server.broker.broker import Broker
+from hetuflow_server.broker.session import AgentSession
+from hetuflow_server.endpoint.api.problems import problem_for_error, problem_response
+from hetuflow_server.errors import Forbidden, HetuflowError
+
+__all__ = ["AGENT_ID_HEADER", "MAX_BAD_FRAMES", "REGISTER_TIMEOUT_SECS", "agent_socket"]
+
+logger = logging.getLogger(__name__)
+
+AGENT_ID_HEADER: Final = "x-hetuflow-agent-id"
+REGISTER_TIMEOUT_SECS: Final = 10.0
+"""How long an accepted connection may take to send its ``agent.register``."""
+MAX_BAD_FRAMES: Final = 20
+"""Undecodable or unexpected frames one connection may send before it is closed."""
+CLOSE_TIMEOUT_SECS: Final = 2.0
+"""How long the frames queued before a close (and the close itself) may take to be written."""
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_POLICY_VIOLATION: Final = 1008
+CLOSE_TRY_AGAIN: Final = 1013
+
+
+class _Container(Protocol):
+    @property
+    def broker(self) -> Broker: ...
+
+
+async def agent_socket(websocket: WebSocket) -> None:
+    """The WebSocket endpoint of agents (see the module docstring)."""
+    broker = cast(_Container, websocket.app.state.hetuflow).broker
+    try:
+        agent_id = await _authenticate(websocket)
+    except HetuflowError as exc:
+        await _deny(websocket, exc)
+        return
+    await websocket.accept()
+    try:
+        session = await _register(websocket, broker, agent_id)
+    except _Refused as refused:
+        with contextlib.suppress(Exception):  # the peer may be gone already; nothing more to tell it
+            if refused.frame is not None:
+                await websocket.send_text(refused.frame)
+            await websocket.close(refused.code, refused.reason)
+        return
+    if session is not None:
+        await _serve(websocket, broker, session)
+
+
+# -- before the upgrade --------------------------------------------------------------------------------
+
+
+async def _authenticate(websocket: WebSocket) -> str:
+    """The agent id the token proves; Unauthorized (401) or Forbidden (403) otherwise."""
+    principal = await guard.authorize(websocket, TokenScope.AGENT)
+    claimed = websocket.headers.get(AGENT_ID_HEADER)
+    if claimed is not None and claimed != principal.subject:
+        raise Forbidden(f"this token belongs to agent {principal.subject!r}, not {claimed!r}")
+    return principal.subject
+
+
+async def _deny(websocket: WebSocket, exc: HetuflowError) -> None:
+    problem = problem_for_error(exc, websocket.url.path)
+    try:
+        await websocket.send_denial_response(problem_response(problem))
+    except RuntimeError:
+        # A server without the denial-response extension: refuse the upgrade; the client sees 403.
+        await websocket.close(CLOSE_POLICY_VIOLATION, exc.detail[:120])
+
+
+# -- registration --------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """Registration refused: the frame telling the agent why, then the close code."""
+
+    def __init__(self, frame: str | None, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.frame = frame
+        self.code = code
+        self.reason = reason
+
+
+def _refusal(error: str, code: int) -> _Refused:
+    response = AgentRegisterResponse(
+        data=RegisterResponseData(accepted=False, error=error, server_time_ms=now_ms())
+    )
+    return _Refused(encode(response).decode("utf-8"), code, error[:120])
+
+
+def _protocol_refusal(exc: ProtocolError) -> _Refused:
+    return _Refused(encode(exc.to_frame()).decode("utf-8"), CLOSE_POLICY_VIOLATION, exc.message[:120])
+
+
+async def _register(websocket: WebSocket, broker: Broker, agent_id: str) -> AgentSession | None:
+    """Run the registration; the session, or None when the client left without a word (a probe)."""
+    try:
+        async with asyncio.timeout(REGISTER_TIMEOUT_SECS):
+            raw = await inbound.receive(websocket)
+    except TimeoutError:
+        raise _protocol_refusal(
+            ProtocolError(
+                ProtocolErrorCode.UNEXPECTED, f"no agent.register within {REGISTER_TIMEOUT_SECS:g} s"
+            )
+        ) from None
+    if raw is None:
+        return None
+    try:
+        frame = decode(raw, AgentMessage)
+    except ProtocolError as exc:
+        raise _protocol_refusal(exc) from None
+    if not isinstance(frame, AgentRegisterRequest):
+        raise _protocol_refusal(
+            ProtocolError(ProtocolErrorCode.UNEXPECTED, "the first frame must be agent.register", frame.id)
+        )
+    data = frame.data
+    if not is_compatible(data.protocol_version):
+        raise _refusal(
+            f"protocol {data.protocol_version} is not compatible with this server's {PROTOCOL_VERSION}",
+            CLOSE_PROTOCOL_ERROR,
+        )
+    if data.agent_id != agent_id:
+        raise _protocol_refusal(
+            ProtocolError(
+                ProtocolErrorCode.UNAUTHORIZED,
+                f"registering as {data.agent_id!r} with a token of agent {agent_id!r}",
+                frame.id,
+            )
+        )
+    try:
+        return await broker.register(websocket, data)
+    except HetuflowError as exc:
+        logger.warning(
+            "registration of agent %s failed: %s", agent_id, exc.detail, extra={"agent_id": agent_id}
+        )
+        raise _refusal(f"registration failed, try again: {exc.detail}", CLOSE_TRY_AGAIN) from None
+
+
+# -- serving -------------------------------------------------------------------------------------------
+
+
+async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
+    extra = {"agent_id": session.agent_id}
+    reader = asyncio.create_task(
+        _read_loop(websocket, broker, session), name=f"hetuflow:agent-read:{session.agent_id}"
+    )
+    writer = asyncio.create_task(session.write_loop(), name=f"hetuflow:agent-write:{session.agent_id}")
+    aborted = asyncio.create_task(session.aborted.wait(), name=f"hetuflow:agent-abort:{session.agent_id}")
+    draining = asyncio.create_task(broker.draining.wait(), name=f"hetuflow:agent-drain:{session.agent_id}")
+    tasks = {reader, writer, aborted, draining}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if draining in done:
+            session.close(CLOSE_GOING_AWAY, "server shutting down")  # the agent goes to another server
+        if not session.open and not writer.done() and aborted not in done:
+            # A close was asked for (shutdown, bad frames, replaced): write what is queued, then the close.
+            await asyncio.wait({writer}, timeout=CLOSE_TIMEOUT_SECS)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
+                logger.info("connection of agent %s ended: %r", session.agent_id, result, extra=extra)
+        await broker.unregister(session)
+
+
+async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
+    while session.open:
+        await broker.reports.wait_room()
+        raw = await inbound.receive(websocket)
+        if raw is None:
+            return
+        try:
+            await inbound.handle_frame(broker, session, raw)
+        except ProtocolError as exc:
+            session.bad_frames += 1
+            session.send(exc.to_frame())
+            if session.bad_frames >= MAX_BAD_FRAMES:
+                logger.warning(
+                    "agent %s sent %d bad frames; closing its connection",
+                    session.agent_id,
+                    session.bad_frames,
+                    extra={"agent_id": session.agent_id},
+                )
+                session.close(CLOSE_POLICY_VIOLATION, f"{session.bad_frames} malformed or unexpected frames")
+                return

@@ -1,0 +1,151 @@
+"""Liveness: heartbeats, the state sync they carry, and the reaper of silent agents.
+
+Each heartbeat refreshes ``sched_agent`` (``last_heartbeat_at``, metrics) and runs a state sync of the
+agent's live attempts against what this connection knows (`AgentSession.known`):
+
+- an attempt live in the database that this connection neither listed at registration nor pushed was
+  dispatched over a connection the agent had already left (a stale connection on this or another server):
+  the agent cannot hold it, so it is declared ``lost`` now and retried, instead of waiting forever (the
+  agent keeps beating, so the reaper would never take it);
+- an attempt whose task already ended (cancelled while the agent could not be told, or a missed
+  notification) is cancelled on the agent, once per connection.
+
+The reaper runs on the leader only (the holder of the ``leader`` lease, taken or renewed here; the lease is
+shared with any other singleton work): agents silent for ``agent_timeout_secs`` go offline and their
+dispatched or running attempts become ``lost``, so their tasks follow the retry policy. It also forgets the
+ids of agent frames applied long ago.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+from hetuflow_core.agent import AgentMetrics
+from hetuflow_core.enums import AgentCommandKind, AgentStatus
+from hetuflow_core.protocol import AgentCommandData
+from hetuflow_server.broker.dispatcher import Dispatcher
+from hetuflow_server.broker.session import AgentSession, SessionClosed
+from hetuflow_server.errors import HetuflowError
+from hetuflow_server.infra.bmc import LEADER_LEASE
+from hetuflow_server.service import Services
+
+__all__ = ["Liveness"]
+
+logger = logging.getLogger(__name__)
+
+FRAME_ID_RETENTION: Final = timedelta(days=1)
+"""How long the ids of applied agent frames are remembered (resends older than that are still idempotent)."""
+PURGE_EVERY_TICKS: Final = 600
+"""The frame-id purge runs once every this many reaper ticks."""
+
+
+class Liveness:
+    """Heartbeat handling and the leader's reaper (see the module docstring)."""
+
+    def __init__(
+        self,
+        services: Services,
+        dispatcher: Dispatcher,
+        *,
+        server_id: UUID,
+        agent_timeout_secs: float,
+        lease_secs: float,
+    ) -> None:
+        self._services = services
+        self._dispatcher = dispatcher
+        self._server_id = server_id
+        self._agent_timeout_secs = agent_timeout_secs
+        self._lease_secs = lease_secs
+        self._ticks = 0
+        self.leader = False
+        """Whether this server held the leader lease at the last tick."""
+
+    @property
+    def tick_secs(self) -> float:
+        """How often the reaper looks: a few times per agent timeout, and often enough to keep the lease."""
+        return min(self._agent_timeout_secs / 4, self._lease_secs / 3)
+
+    # -- heartbeats -------------------------------------------------------------------------------------
+
+    async def heartbeat(self, session: AgentSession, metrics: AgentMetrics) -> None:
+        """Record a heartbeat of ``session``'s agent and run the state sync (errors are logged)."""
+        try:
+            agent = await self._services.agents.heartbeat(
+                session.agent_id, server_id=self._server_id, metrics=metrics
+            )
+            # Disabling an agent sends it nothing: its session learns it here, within a heartbeat.
+            session.draining = agent.status in (AgentStatus.DRAINING, AgentStatus.DISABLED)
+            await self.sync(session)
+        except HetuflowError as exc:
+            logger.warning(
+                "heartbeat of agent %s not recorded: %s",
+                session.agent_id,
+                exc.detail,
+                extra={"agent_id": session.agent_id},
+            )
+
+    async def sync(self, session: AgentSession) -> None:
+        """Compare the agent's live attempts with what its connection knows (see the module docstring)."""
+        # Under the dispatcher's lock no round has attempts created but not yet in ``known``, and none is
+        # added to ``known`` between the read and the pruning below.
+        async with self._dispatcher.lock:
+            live = await self._services.dispatch.live_attempts(session.agent_id)
+            foreign = [item.instance_id for item in live if item.instance_id not in session.known]
+            session.known.intersection_update(item.instance_id for item in live)
+        ended = [
+            item.instance_id
+            for item in live
+            if item.task_status.is_final
+            and item.instance_id in session.known
+            and item.instance_id not in session.cancelled
+        ]
+        if foreign:
+            logger.warning(
+                "agent %s cannot hold %d attempts dispatched over a connection it had left: lost",
+                session.agent_id,
+                len(foreign),
+                extra={"agent_id": session.agent_id},
+            )
+            await self._services.dispatch.mark_lost(
+                foreign, reason="dispatched over a connection the agent had already left"
+            )
+        self.cancel(session, ended, "the task ended while its agent could not be told")
+
+    def cancel(self, session: AgentSession, instance_ids: Sequence[UUID], reason: str) -> None:
+        """Tell the agent to cancel ``instance_ids`` (closed sessions are skipped: registration re-syncs)."""
+        for instance_id in instance_ids:
+            try:
+                session.command(
+                    AgentCommandData(command=AgentCommandKind.CANCEL, instance_id=instance_id, reason=reason)
+                )
+            except SessionClosed:
+                return
+
+    # -- the reaper -------------------------------------------------------------------------------------
+
+    async def reap(self) -> None:
+        """One reaper tick: renew or take the leader lease; as leader, reap silent agents."""
+        lease = await self._services.servers.acquire_lease(
+            LEADER_LEASE, holder=self._server_id, ttl_secs=self._lease_secs
+        )
+        if (lease is not None) != self.leader:
+            logger.info("this server %s the leader", "is now" if lease is not None else "is no longer")
+        self.leader = lease is not None
+        if lease is None:
+            return
+        offline = await self._services.dispatch.reap_offline_agents(timeout_secs=self._agent_timeout_secs)
+        if offline:
+            logger.warning(
+                "agents silent for %gs are offline: %s", self._agent_timeout_secs, ", ".join(offline)
+            )
+            self._dispatcher.wake()
+        self._ticks += 1
+        if self._ticks % PURGE_EVERY_TICKS == 1:
+            forgotten = await self._services.dispatch.forget_frames(
+                before=datetime.now(UTC) - FRAME_ID_RETENTION
+            )
+            logger.debug("forgot %d applied agent frame ids", forgotten)
