@@ -125,10 +125,12 @@ def start_server(
     database_url: str | None,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = READY_TIMEOUT_SECS,
+    port: int | None = None,
 ) -> ServerProcess:
-    """Start ``serve`` on a free port and wait until ``/readyz`` answers 200 (or fail with its log)."""
+    """Start ``serve`` on ``port`` (default: a free one) and wait until ``/readyz`` answers 200 (or fail with
+    its log)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-serve-{port}.log"
     args = ["serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
     if database_url is not None:
