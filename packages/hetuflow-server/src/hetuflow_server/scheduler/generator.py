@@ -224,14 +224,22 @@ class Generator:
         )
         cutoff = rule.cutoff(now)
         start = schedule.generated_until or schedule.created_at
+        # fire_count counts every slot planned so far; a rewound cursor (rule change) may leave some of them
+        # ahead of it, to be met again as duplicates: they must not use up max_count twice.
+        fired_before = schedule.fire_count
+        if trigger.max_count is not None and schedule.generated_until is not None:
+            async with self._db.transaction() as conn:
+                fired_before -= await bmc.SlotTaskBmc.count_after(conn, schedule.id, schedule.generated_until)
         late = LateSlots(rule.keep)
         missed: list[datetime] = []
         on_time: list[datetime] = []
-        slots: Iterator[datetime] = fire_times(trigger, start, until, fired=schedule.fire_count)
-        consumed = 0
+        slots: Iterator[datetime] = fire_times(trigger, start, until, fired=fired_before)
+        consumed = 0  # slots taken from the trigger in this pass
+        unwritten = 0  # of those, the ones not committed yet
         last: datetime | None = None
         for slot in slots:
             consumed += 1
+            unwritten += 1
             last = slot
             if slot >= cutoff:
                 on_time.append(slot)
@@ -246,20 +254,19 @@ class Generator:
                 )
                 schedule = flushed.schedule
                 report.missed += len(missed)
-                consumed -= len(missed)
+                unwritten -= len(missed)
                 missed = []
-        fired_total = schedule.fire_count + consumed
-        exhausted = (trigger.max_count is not None and fired_total >= trigger.max_count) or (
+        exhausted = (trigger.max_count is not None and fired_before + consumed >= trigger.max_count) or (
             trigger.next_fire_after(until) is None
         )
         current = schedule.generated_until or schedule.created_at
         cursor = until if not exhausted else max(last or current, current)
         expire = exhausted and cursor <= now
-        if consumed == 0 and cursor == schedule.generated_until and not expire:
+        if unwritten == 0 and cursor == schedule.generated_until and not expire:
             return  # nothing new: a finished schedule waiting for its last slot to pass
         run = late.kept + on_time
         written = await self._write(
-            schedule, tenure, now, missed=missed, run=run, cursor=cursor, fired=consumed, expire=expire
+            schedule, tenure, now, missed=missed, run=run, cursor=cursor, fired=unwritten, expire=expire
         )
         report.schedules += 1
         report.missed += len(missed)
@@ -331,7 +338,7 @@ class Generator:
                 conn,
                 schedule.id,
                 generated_until=cursor,
-                fired=fired,
+                fired=fired - len(existing),  # a duplicate was counted by whoever planned it first
                 expire=expire,
                 lease_name=tenure.name,
                 holder=tenure.holder,

@@ -23,6 +23,7 @@ __all__ = ["LateSlot", "LiveRun", "MisfireSettings", "SlotTaskBmc"]
 
 _GENERATION_WORK = query("list_generation_work")
 _TASKS_AT = query("slot_tasks_at")
+_COUNT_AFTER = query("count_slot_tasks_after")
 _MISFIRE_RULES = query("misfire_rules")
 _LATER_LATE = query("count_later_late_slots")
 _LIVE_RUNS = query("live_runs_of_schedules")
@@ -80,6 +81,12 @@ class SlotTaskBmc:
             return {}
         params = {"schedule_id": schedule_id, "scheduled_ats": list(scheduled_ats)}
         return {row["scheduled_at"]: row["id"] for row in await db.fetch_all(conn, _TASKS_AT, params)}
+
+    @staticmethod
+    async def count_after(conn: db.Connection, schedule_id: UUID, after: datetime) -> int:
+        """How many tasks the schedule has at slots after ``after``."""
+        row = await db.fetch_one(conn, _COUNT_AFTER, {"schedule_id": schedule_id, "after": after})
+        return 0 if row is None else int(row["n"])
 
     @staticmethod
     async def misfire_settings(

@@ -20,11 +20,13 @@ FROM sched_job
 WHERE id = %(id)s::uuid AND deleted_at IS NULL
 
 -- name: lock_job
--- The job row, locked until the end of the transaction (read-modify-write of PATCH, trigger vs delete).
+-- The job row, locked until the end of the transaction (read-modify-write of PATCH, trigger vs delete). NO KEY
+-- UPDATE: tasks and attempts inserted meanwhile (their foreign keys take a KEY SHARE lock on this row) must not
+-- wait for, or deadlock with, it — e.g. a dispatch holding claimed tasks while a disable deletes them.
 SELECT id, namespace, name, description, status, config, created_by, created_at, updated_by, updated_at
 FROM sched_job
 WHERE id = %(id)s::uuid AND deleted_at IS NULL
-FOR UPDATE
+FOR NO KEY UPDATE
 
 -- name: list_jobs
 -- One page in id (creation) order after the cursor id, optionally in one namespace.

@@ -20,12 +20,14 @@ FROM sched_schedule
 WHERE id = %(id)s::uuid
 
 -- name: lock_schedule
+-- NO KEY UPDATE: the id never changes, and slot records or tasks inserted meanwhile (their foreign keys take a
+-- KEY SHARE lock on this row) must not wait for, or deadlock with, a read-modify-write of the schedule.
 SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
        parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
        created_at, updated_at
 FROM sched_schedule
 WHERE id = %(id)s::uuid
-FOR UPDATE
+FOR NO KEY UPDATE
 
 -- name: list_schedules
 -- One page in id order after the cursor id, optionally of one job.

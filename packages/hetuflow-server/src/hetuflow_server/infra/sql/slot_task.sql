@@ -22,6 +22,13 @@ SELECT id, scheduled_at
 FROM sched_task
 WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at = ANY(%(scheduled_ats)s::timestamptz[])
 
+-- name: count_slot_tasks_after
+-- How many tasks a schedule has after an instant: slots already counted in its fire_count that lie beyond its
+-- cursor (left behind by a rewind, e.g. dispatched ahead of time before a rule change).
+SELECT count(*) AS n
+FROM sched_task
+WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at > %(after)s::timestamptz
+
 -- name: misfire_rules
 -- The misfire settings of some schedules.
 SELECT id, misfire_policy, misfire_grace_secs, misfire_max_runs

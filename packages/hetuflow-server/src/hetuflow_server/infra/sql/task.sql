@@ -84,9 +84,8 @@ WHERE t.status = 'pending'
   AND t.scheduled_at <= %(horizon)s::timestamptz
   AND (cardinality(t.depends_on) = 0
        OR NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status <> 'succeeded'))
-  AND EXISTS (SELECT 1 FROM jsonb_array_elements(%(profiles)s::jsonb) AS p(profile)
-              WHERE coalesce(t.config -> 'target' -> 'labels', '{}'::jsonb) <@ (p.profile -> 'labels')
-                AND (p.profile -> 'commands') ? (t.config ->> 'command'))
+  -- The profile test lives in a function (migration 0002) so that the planner walks sched_task_claim_idx.
+  AND sched_task_runnable(t.config, %(profiles)s::jsonb)
   -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (scheduler.admission),
   -- so it is never claimed ahead of its time.
   AND (t.scheduled_at <= now() OR t.schedule_id IS NULL OR t.attempt > 0
@@ -122,19 +121,36 @@ WHERE t.id IN (SELECT id FROM sched_task
 RETURNING t.id
 
 -- name: delete_future_tasks_of_job
--- Planned runs of a job's schedules that never started and are not yet due (job disabled).
-DELETE FROM sched_task
-WHERE job_id = %(job_id)s::uuid AND schedule_id IS NOT NULL
-  AND status = 'pending' AND attempt = 0 AND scheduled_at > now()
-RETURNING id
+-- Planned runs of a job's schedules that never started and are not yet due (job disabled). Their slots are
+-- planned no more, so they stop counting toward their schedule's max_count (fire_count).
+WITH gone AS (
+    DELETE FROM sched_task
+    WHERE job_id = %(job_id)s::uuid AND schedule_id IS NOT NULL
+      AND status = 'pending' AND attempt = 0 AND scheduled_at > now()
+    RETURNING id, schedule_id
+), uncounted AS (
+    UPDATE sched_schedule s
+    SET fire_count = greatest(s.fire_count - g.n, 0)
+    FROM (SELECT schedule_id, count(*) AS n FROM gone GROUP BY schedule_id) AS g
+    WHERE s.id = g.schedule_id
+)
+SELECT id FROM gone
 
 -- name: delete_unstarted_tasks_of_schedule
--- Planned runs of a schedule that never started: the future ones (disable, rule change) or all (delete).
-DELETE FROM sched_task
-WHERE schedule_id = %(schedule_id)s::uuid
-  AND status = 'pending' AND attempt = 0
-  AND (%(include_due)s::boolean OR scheduled_at > now())
-RETURNING id
+-- Planned runs of a schedule that never started: the future ones (disable, rule change) or all (delete). Their
+-- slots are planned no more, so they stop counting toward the schedule's max_count (fire_count).
+WITH gone AS (
+    DELETE FROM sched_task
+    WHERE schedule_id = %(schedule_id)s::uuid
+      AND status = 'pending' AND attempt = 0
+      AND (%(include_due)s::boolean OR scheduled_at > now())
+    RETURNING id
+), uncounted AS (
+    UPDATE sched_schedule s
+    SET fire_count = greatest(s.fire_count - (SELECT count(*) FROM gone), 0)
+    WHERE s.id = %(schedule_id)s::uuid AND EXISTS (SELECT 1 FROM gone)
+)
+SELECT id FROM gone
 
 -- name: cancel_open_tasks_of_job
 -- Tasks of a job that are not on an agent (pending, waiting for a retry) end cancelled (job deleted).
