@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 from uuid import UUID
 
 import msgspec
@@ -22,7 +22,7 @@ from hetuflow_server import errors, scheduler
 from hetuflow_server.endpoint.api.operation import API_PREFIX, Context, Operations
 from hetuflow_server.endpoint.api.params import PageQuery
 
-__all__ = ["operations", "preview_fire_times"]
+__all__ = ["FireRule", "operations", "preview_fire_times"]
 
 operations = Operations("schedules", "When jobs run, and what became of every due slot")
 
@@ -43,36 +43,44 @@ class NextQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     count: Annotated[int, msgspec.Meta(ge=1, le=1000, description="How many fire times")] = 10
 
 
-def preview_fire_times(
-    kind: ScheduleKind,
-    *,
-    cron_expression: str | None,
-    timezone: str,
-    interval_secs: int | None,
-    start_time: datetime | None,
-    end_time: datetime | None,
-    max_count: int | None,
-    after: datetime,
-    count: int,
-    fired: int = 0,
-) -> list[str] | None:
-    """The next ``count`` fire times strictly after ``after``, as RFC 3339 strings in ``timezone``.
+class FireRule(Protocol):
+    """What decides when a schedule fires; a stored ``Schedule`` and a preview request both have it."""
+
+    @property
+    def kind(self) -> ScheduleKind: ...
+    @property
+    def cron_expression(self) -> str | None: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def interval_secs(self) -> int | None: ...
+    @property
+    def start_time(self) -> datetime | None: ...
+    @property
+    def end_time(self) -> datetime | None: ...
+    @property
+    def max_count(self) -> int | None: ...
+
+
+def preview_fire_times(rule: FireRule, *, after: datetime, count: int, fired: int = 0) -> list[str] | None:
+    """The next ``count`` fire times of ``rule`` strictly after ``after``, as RFC 3339 strings in its zone.
 
     None for the kinds that have no fire times of their own (event, daemon, flow). Raises ``InvalidSchedule``
-    (422) naming the field when the schedule cannot be built.
+    (422) naming the field when the schedule cannot be built. ``fired`` counts fires already spent against
+    ``max_count``.
     """
     trigger = scheduler.build_trigger(
-        kind,
-        cron_expression=cron_expression,
-        timezone=timezone,
-        interval_secs=interval_secs,
-        start_time=start_time,
-        end_time=end_time,
-        max_count=max_count,
+        rule.kind,
+        cron_expression=rule.cron_expression,
+        timezone=rule.timezone,
+        interval_secs=rule.interval_secs,
+        start_time=rule.start_time,
+        end_time=rule.end_time,
+        max_count=rule.max_count,
     )
     if trigger is None:
         return None
-    zone = scheduler.load_timezone(timezone)
+    zone = scheduler.load_timezone(rule.timezone)
     return [
         fire.astimezone(zone).isoformat()
         for fire in scheduler.fire_times(trigger, after, count=count, fired=fired)
@@ -100,17 +108,7 @@ async def preview_schedule(ctx: Context, body: SchedulePreviewRequest) -> Schedu
     if after.tzinfo is None or after.utcoffset() is None:
         message = "needs a UTC offset (naive date-times are ambiguous)"
         raise errors.InvalidInput(f"$.from: {message}", [errors.FieldProblem("$.from", message)])
-    fire_times = preview_fire_times(
-        body.kind,
-        cron_expression=body.cron_expression,
-        timezone=body.timezone,
-        interval_secs=body.interval_secs,
-        start_time=body.start_time,
-        end_time=body.end_time,
-        max_count=body.max_count,
-        after=after,
-        count=body.count,
-    )
+    fire_times = preview_fire_times(body, after=after, count=body.count)
     if fire_times is None:
         message = f"{body.kind} schedules have no fire times of their own"
         raise errors.InvalidInput(f"$.kind: {message}", [errors.FieldProblem("$.kind", message)])
@@ -160,16 +158,7 @@ async def next_fire_times(ctx: Context, schedule_id: UUID, query: NextQuery) -> 
     if schedule.status is not ScheduleStatus.ENABLED:
         return SchedulePreview(fire_times=[])
     fire_times = preview_fire_times(
-        schedule.kind,
-        cron_expression=schedule.cron_expression,
-        timezone=schedule.timezone,
-        interval_secs=schedule.interval_secs,
-        start_time=schedule.start_time,
-        end_time=schedule.end_time,
-        max_count=schedule.max_count,
-        after=datetime.now(UTC),
-        count=query.count,
-        fired=schedule.fire_count,
+        schedule, after=datetime.now(UTC), count=query.count, fired=schedule.fire_count
     )
     return SchedulePreview(fire_times=fire_times or [])
 
