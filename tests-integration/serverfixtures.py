@@ -3,6 +3,7 @@
 - ``start_server(data_dir, database_url=...)``: start ``python -m hetuflow_server serve`` on a free port of
   127.0.0.1 and wait until ``/readyz`` answers 200; returns a `ServerProcess` (``.url``, ``.cli(...)``,
   ``.terminate()``).
+- ``stop_process(process, timeout)``: SIGTERM and wait; the exit status, or None after a SIGKILL.
 - ``run_cli(*args)``: run ``python -m hetuflow_server`` with a clean configuration environment.
 - ``server_process`` (module): a server on ``migrated_database_url`` with an admin token (``.admin_token``);
   stopped with SIGTERM at the end of the module, which must exit 0.
@@ -69,6 +70,18 @@ def run_cli(
     )
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """SIGTERM ``process`` and wait up to ``timeout``: its exit status, or None if it had to be SIGKILLed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
 @dataclasses.dataclass
 class ServerProcess:
     """A running ``hetuflow-server serve`` subprocess."""
@@ -107,16 +120,10 @@ class ServerProcess:
 
     def terminate(self, timeout: float = STOP_TIMEOUT_SECS) -> int:
         """Send SIGTERM and wait for the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"server did not stop within {timeout} s after SIGTERM:\n{self.log()}"
-            ) from None
+        status = stop_process(self.process, timeout)
+        if status is None:
+            raise AssertionError(f"server did not stop within {timeout} s after SIGTERM:\n{self.log()}")
+        return status
 
 
 def start_server(
@@ -127,8 +134,7 @@ def start_server(
     ready_timeout: float = READY_TIMEOUT_SECS,
     port: int | None = None,
 ) -> ServerProcess:
-    """Start ``serve`` on ``port`` (default: a free one) and wait until ``/readyz`` answers 200 (or fail with
-    its log)."""
+    """Start ``serve`` on ``port`` (default: a free one); wait until ``/readyz`` answers 200, or fail."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-serve-{port}.log"
