@@ -188,9 +188,12 @@ def translate(exc: BaseException, query_name: str | None = None) -> HetuflowErro
     if isinstance(exc, pg_errors.UniqueViolation):
         message = _CONFLICT_MESSAGES.get(constraint, "already exists")
         return Conflict(f"{message} ({detail})" if detail else message)
+    if isinstance(exc, pg_errors.RestrictViolation) or (
+        isinstance(exc, pg_errors.ForeignKeyViolation) and "still referenced" in detail
+    ):
+        # Deleting (or re-keying) a row that others still point at (ON DELETE RESTRICT / NO ACTION).
+        return Conflict(f"still in use: {detail or primary}")
     if isinstance(exc, pg_errors.ForeignKeyViolation):
-        if "still referenced" in detail:
-            return Conflict(f"still in use: {detail}")
         key = _KEY_COLUMNS.match(detail)
         fields = [FieldProblem(f"$.{key.group(1)}", "does not exist")] if key else []
         return InvalidInput(f"refers to something that does not exist: {detail or primary}", fields)
