@@ -38,44 +38,21 @@ __all__ = ["ScheduleService", "validate_schedule"]
 _RULE_FIELDS = ("cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count")
 
 
-def validate_schedule(
-    kind: ScheduleKind,
-    *,
-    cron_expression: str | None,
-    timezone: str,
-    interval_secs: int | None,
-    start_time: object,
-    end_time: object,
-    max_count: int | None,
-    event_name: str | None,
-) -> None:
-    """Raise InvalidInput (with the field's path) unless the fields make a valid schedule of ``kind``."""
+def validate_schedule(schedule: Schedule | ScheduleCreate) -> None:
+    """Raise InvalidInput (with the field's path) unless the fields make a valid schedule of its kind."""
     build_trigger(
-        kind.value,
-        cron_expression=cron_expression,
-        timezone=timezone,
-        interval_secs=interval_secs,
-        start_time=start_time,  # type: ignore[arg-type]
-        end_time=end_time,  # type: ignore[arg-type]
-        max_count=max_count,
-    )
-    if kind is ScheduleKind.EVENT and event_name is None:
-        raise invalid("$.event_name", "required for event schedules")
-    if kind is not ScheduleKind.EVENT and event_name is not None:
-        raise invalid("$.event_name", f"only event schedules take one, this one is {kind}")
-
-
-def _validate_stored(schedule: Schedule) -> None:
-    validate_schedule(
-        schedule.kind,
+        schedule.kind.value,
         cron_expression=schedule.cron_expression,
         timezone=schedule.timezone,
         interval_secs=schedule.interval_secs,
         start_time=schedule.start_time,
         end_time=schedule.end_time,
         max_count=schedule.max_count,
-        event_name=schedule.event_name,
     )
+    if schedule.kind is ScheduleKind.EVENT and schedule.event_name is None:
+        raise invalid("$.event_name", "required for event schedules")
+    if schedule.kind is not ScheduleKind.EVENT and schedule.event_name is not None:
+        raise invalid("$.event_name", f"only event schedules take one, this one is {schedule.kind}")
 
 
 class ScheduleService:
@@ -89,16 +66,7 @@ class ScheduleService:
         data = revalidate(data, ScheduleCreate)
         if data.status is ScheduleStatus.EXPIRED:
             raise invalid("$.status", "expired is set by the server when a schedule ends")
-        validate_schedule(
-            data.kind,
-            cron_expression=data.cron_expression,
-            timezone=data.timezone,
-            interval_secs=data.interval_secs,
-            start_time=data.start_time,
-            end_time=data.end_time,
-            max_count=data.max_count,
-            event_name=data.event_name,
-        )
+        validate_schedule(data)
         async with self._db.transaction() as conn:
             try:
                 # FOR UPDATE: a concurrent job delete cannot slip between this check and the insert.
@@ -137,7 +105,7 @@ class ScheduleService:
         async with self._db.transaction() as conn:
             current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
             merged = msgspec.structs.replace(current, **changes)
-            _validate_stored(merged)
+            validate_schedule(merged)
             rule_changed = any(getattr(merged, f) != getattr(current, f) for f in _RULE_FIELDS)
             disabling = (
                 merged.status is not ScheduleStatus.ENABLED and current.status is ScheduleStatus.ENABLED
