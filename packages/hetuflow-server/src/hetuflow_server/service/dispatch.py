@@ -1,14 +1,11 @@
-"""DispatchService: the data side of the dispatcher, the status handler and liveness (DESIGN §3, §5).
+"""DispatchService: the data side of the dispatcher, the gateway and liveness (DESIGN §3, §5).
 
 ``dispatch`` claims due tasks for a set of connected agents with ``FOR UPDATE SKIP LOCKED`` (so no two servers
 ever take the same task), gives each to the least-loaded matching agent with a free slot, creates the
 instances (the fencing tokens of the attempts) and marks the tasks dispatched — one transaction, a handful of
-statements per batch. ``apply_reports`` applies ``TaskInstanceUpdated`` reports in batches: instance
-transitions first, then the task transitions they imply for the task's *current* instance only (a late report
-for an attempt that is no longer current is stored beside it and never moves the task). Failed, timed-out and
-lost attempts become ``waiting_retry`` with exponential backoff and jitter while retries remain; ``dispatch``
-first promotes retries whose backoff has passed back to ``pending``. Every batch that frees capacity or adds
-work sends one NOTIFY.
+statements per batch; it first promotes retries whose backoff has passed back to ``pending``. Status reports,
+lost attempts and state sync go through ``service.reports`` (one transaction a batch). Each batch that frees
+capacity or adds work sends one NOTIFY.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Final
 from uuid import UUID
 
@@ -27,10 +23,10 @@ from hetuflow_core.enums import CommandKind, InstanceStatus, TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import Task, TaskInstance
-from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.scheduler import admission
-from hetuflow_server.service._flows import settle_flow_runs
+from hetuflow_server.service.reports import AgentReport, ReportApplier, ReportOutcome, ReportResult
 
 __all__ = [
     "AgentCapacity",
@@ -67,35 +63,6 @@ class Dispatch(msgspec.Struct, kw_only=True):
     """The task's due time, or the dispatch time for overdue work (retries, backlog)."""
 
 
-class ReportOutcome(StrEnum):
-    """What became of one status report."""
-
-    APPLIED = "applied"
-    """The instance moved (and the task, if the instance is its current attempt)."""
-    DUPLICATE = "duplicate"
-    """The instance already was in the reported state (a resend)."""
-    LATE = "late"
-    """The instance had already ended otherwise; the report is stored beside it, nothing moved."""
-    REFUSED = "refused"
-    """Unknown instance, another agent's instance, or a transition DESIGN §3 does not allow."""
-
-
-class ReportResult(msgspec.Struct, kw_only=True):
-    """The outcome of one report, with the task when it changed."""
-
-    instance_id: UUID
-    outcome: ReportOutcome
-    task: Task | None = None
-
-
-class AgentReport(msgspec.Struct, kw_only=True, frozen=True):
-    """A status report as an agent's frame carried it: the sender and the frame id it came under."""
-
-    agent_id: str
-    msg_id: str
-    data: TaskInstanceUpdatedData
-
-
 class Reconciliation(msgspec.Struct, kw_only=True):
     """State sync of a (re)registering agent: attempts to keep running, to kill, and declared lost."""
 
@@ -116,7 +83,7 @@ class DispatchService:
     ) -> None:
         self._db = db
         self._server_id = server_id
-        self._rand = rand
+        self._reports = ReportApplier(rand)
 
     async def dispatch(
         self,
@@ -226,12 +193,12 @@ class DispatchService:
         with a non-zero exit code counts as failed. Returns one result per report, in input order.
         """
         async with self._db.transaction() as conn:
-            return await self._apply(conn, reports, agent_id=agent_id)
+            return await self._reports.apply(conn, reports, agent_id=agent_id)
 
     async def mark_lost(self, instance_ids: Collection[UUID], *, reason: str) -> list[ReportResult]:
         """Declare live attempts lost (their agent is gone); their tasks retry or fail per policy."""
         async with self._db.transaction() as conn:
-            return await self._mark_lost(conn, instance_ids, reason=reason)
+            return await self._reports.mark_lost(conn, instance_ids, reason=reason)
 
     async def reap_offline_agents(self, *, timeout_secs: float) -> list[str]:
         """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agent ids."""
@@ -240,7 +207,7 @@ class DispatchService:
             agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
             # Also agents a closed connection already marked offline: silence is what loses their attempts.
             live = await bmc.InstanceBmc.live_of_silent_agents(conn, before=before)
-            await self._mark_lost(
+            await self._reports.mark_lost(
                 conn, [inst.id for inst in live], reason=f"agent silent for more than {timeout_secs:g}s"
             )
         return agent_ids
@@ -257,7 +224,7 @@ class DispatchService:
             keep = sorted(i for i in running if i in live_ids and i in current)
             kill = sorted(i for i in running if i not in keep)
             lost = sorted(live_ids - set(keep))
-            await self._mark_lost(conn, lost, reason="not running on the agent after it reconnected")
+            await self._reports.mark_lost(conn, lost, reason="not running on the agent after it reconnected")
         return Reconciliation(keep=keep, kill=kill, lost=lost)
 
     async def apply_agent_reports(self, reports: Sequence[AgentReport]) -> list[ReportResult | None]:
@@ -274,7 +241,7 @@ class DispatchService:
             for agent_id, positions in by_agent.items():
                 fresh = await bmc.AgentMsgBmc.record(conn, agent_id, list(positions))
                 todo = [position for msg_id, position in positions.items() if msg_id in fresh]
-                applied = await self._apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
+                applied = await self._reports.apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
                 for position, result in zip(todo, applied, strict=True):
                     results[position] = result
         return results
@@ -341,141 +308,3 @@ class DispatchService:
         """The agent's dispatched or running attempts."""
         async with self._db.transaction() as conn:
             return await bmc.InstanceBmc.live_of_agents(conn, [agent_id])
-
-    # -- internals ---------------------------------------------------------------------------------------
-
-    async def _mark_lost(
-        self, conn: db.Connection, instance_ids: Collection[UUID], *, reason: str
-    ) -> list[ReportResult]:
-        instances = await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
-        reports = [
-            TaskInstanceUpdatedData(
-                instance_id=inst.id, task_id=inst.task_id, status=InstanceStatus.LOST, error=reason
-            )
-            for inst in instances
-            if not inst.status.is_final
-        ]
-        return await self._apply(conn, reports, agent_id=None)
-
-    async def _apply(
-        self, conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
-    ) -> list[ReportResult]:
-        normalised = [_normalise(report) for report in reports]
-        queues: dict[UUID, list[tuple[int, TaskInstanceUpdatedData]]] = defaultdict(list)
-        for position, report in enumerate(normalised):
-            queues[report.instance_id].append((position, report))
-        for queue in queues.values():
-            queue.sort(key=lambda item: (item[1].seq, item[0]))
-        results: dict[int, ReportResult] = {}
-        ended: list[Task] = []
-        freed = False
-        depth = max((len(queue) for queue in queues.values()), default=0)
-        for level in range(depth):
-            batch = [queue[level] for queue in queues.values() if level < len(queue)]
-            round_results, round_ended, round_freed = await self._apply_round(conn, batch, agent_id)
-            results.update(round_results)
-            ended.extend(round_ended)
-            freed = freed or round_freed
-        await settle_flow_runs(conn, ended)
-        if freed:
-            await notify.notify(conn, notify.WORK_CHANNEL, "")
-        return [results[position] for position in range(len(normalised))]
-
-    async def _apply_round(
-        self,
-        conn: db.Connection,
-        batch: Sequence[tuple[int, TaskInstanceUpdatedData]],
-        agent_id: str | None,
-    ) -> tuple[dict[int, ReportResult], list[Task], bool]:
-        reports = [report for _, report in batch]
-        applied = {
-            inst.id: inst for inst in await bmc.InstanceBmc.transition_many(conn, reports, agent_id=agent_id)
-        }
-        rest = [report for report in reports if report.instance_id not in applied]
-        existing = {
-            inst.id: inst for inst in await bmc.InstanceBmc.by_ids(conn, [r.instance_id for r in rest])
-        }
-        late_ids = set(await bmc.InstanceBmc.record_late(conn, rest, agent_id=agent_id))
-
-        tasks = {
-            task.id: task for task in await bmc.TaskBmc.lock_many(conn, [i.task_id for i in applied.values()])
-        }
-        report_of = {report.instance_id: report for report in reports}
-        changes: list[bmc.TaskChange] = []
-        for inst in applied.values():
-            task = tasks.get(inst.task_id)
-            if task is None or task.instance_id != inst.id or task.status.is_final:
-                continue
-            change = self._task_change(task, inst, report_of[inst.id])
-            if change is not None:
-                changes.append(change)
-        changed = {task.id: task for task in await bmc.TaskBmc.transition_many(conn, changes)}
-
-        results: dict[int, ReportResult] = {}
-        for position, report in batch:
-            inst_id = report.instance_id
-            if inst_id in applied:
-                results[position] = ReportResult(
-                    instance_id=inst_id,
-                    outcome=ReportOutcome.APPLIED,
-                    task=changed.get(applied[inst_id].task_id),
-                )
-            elif inst_id in late_ids:
-                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.LATE)
-            elif (
-                inst_id in existing
-                and existing[inst_id].status is report.status
-                and (agent_id is None or existing[inst_id].agent_id == agent_id)
-            ):
-                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.DUPLICATE)
-            else:
-                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.REFUSED)
-        freed = any(inst.status.is_final for inst in applied.values())
-        return results, [task for task in changed.values() if task.status.is_final], freed
-
-    def _task_change(
-        self, task: Task, inst: TaskInstance, report: TaskInstanceUpdatedData
-    ) -> bmc.TaskChange | None:
-        status = inst.status
-        if status is InstanceStatus.RUNNING:
-            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.RUNNING)
-        if status is InstanceStatus.SUCCEEDED:
-            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.SUCCEEDED)
-        if status is InstanceStatus.CANCELLED:
-            error = report.error or "cancelled on the agent"
-            return bmc.TaskChange(
-                task_id=task.id, instance_id=inst.id, status=TaskStatus.CANCELLED, error=error
-            )
-        if status in (InstanceStatus.FAILED, InstanceStatus.TIMEOUT, InstanceStatus.LOST):
-            error = report.error or _describe(status, report)
-            retry = task.config.retry
-            if task.attempt <= retry.max_retries:
-                delay = retry.delay_secs(task.attempt, self._rand())
-                return bmc.TaskChange(
-                    task_id=task.id,
-                    instance_id=inst.id,
-                    status=TaskStatus.WAITING_RETRY,
-                    error=error,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-                )
-            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.FAILED, error=error)
-        return None
-
-
-def _normalise(report: TaskInstanceUpdatedData) -> TaskInstanceUpdatedData:
-    """A non-zero exit code is a failure whatever the agent called it (DESIGN §3)."""
-    if report.status is InstanceStatus.SUCCEEDED and report.exit_code not in (None, 0):
-        return msgspec.structs.replace(report, status=InstanceStatus.FAILED)
-    return report
-
-
-def _describe(status: InstanceStatus, report: TaskInstanceUpdatedData) -> str:
-    if status is InstanceStatus.TIMEOUT:
-        return "timed out"
-    if status is InstanceStatus.LOST:
-        return "the agent running it was lost"
-    if report.signal is not None:
-        return f"killed by signal {report.signal}"
-    if report.exit_code is not None:
-        return f"exit code {report.exit_code}"
-    return "failed"
