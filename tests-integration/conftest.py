@@ -7,4 +7,11 @@ pytest only accepts `pytest_plugins` from a conftest it loads at startup.
 
 from __future__ import annotations
 
-pytest_plugins = ["pgfixture", "dbfixtures", "apifixtures", "serverfixtures", "schedulingfixtures"]
+pytest_plugins = [
+    "pgfixture",
+    "dbfixtures",
+    "apifixtures",
+    "serverfixtures",
+    "pipelinefixtures",
+    "schedulingfixtures",
+]
