@@ -33,8 +33,9 @@ from hetuflow_server.embedded import EmbeddedPostgres
 from hetuflow_server.endpoint.api import exception_handlers
 from hetuflow_server.endpoint.keepalive import DrainRequestBody
 from hetuflow_server.errors import HetuflowError
-from hetuflow_server.infra import ModelManager, migrate, pending_migrations
+from hetuflow_server.infra import ModelManager, migrate, notify, pending_migrations
 from hetuflow_server.loops import BackgroundLoops, every
+from hetuflow_server.scheduler import generator, leader
 from hetuflow_server.service import Services
 
 __all__ = ["ServerApplication", "State", "build_app", "create_app"]
@@ -73,6 +74,9 @@ class ServerApplication:
         self._db: ModelManager | None = None
         self._services: Services | None = None
         self._tokens: TokenService | None = None
+        self.leadership: leader.Leadership | None = None
+        """This server's hold on the leader lease while serving (``is_leader``, ``tenure``, ``fence`` for
+        singleton work)."""
         self._broker: broker.Broker | None = None
 
     # -- what the rest of the server uses -------------------------------------------------------------------
@@ -209,6 +213,11 @@ class ServerApplication:
             "server-heartbeat",
             every(self.config.scheduler.heartbeat_interval_secs, self._heartbeat, name="server-heartbeat"),
         )
+        # The leader lease is taken before and given up after every loop that does singleton work.
+        self.leadership = leader.Leadership(
+            self.db, self.server_id, lease_secs=self.config.scheduler.lease_secs
+        )
+        self.loops.add("scheduler-leader", self.leadership.loop())
         self._broker = broker.Broker(
             self.services,
             server_id=self.server_id,
@@ -216,8 +225,13 @@ class ServerApplication:
             settings=broker.BrokerSettings.from_config(self.config.scheduler),
             draining=self.draining,
         )
+        tasks = generator.Generator(
+            self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs
+        )
+        self._broker.listener.subscribe(notify.SCHEDULE_CHANNEL, tasks.on_notify)
         for name, factory in self._broker.loops():
             self.loops.add(name, factory)
+        self.loops.add("scheduler-generator", tasks.loop())
 
     async def _heartbeat(self) -> None:
         await self.services.servers.heartbeat(self.server_id)
