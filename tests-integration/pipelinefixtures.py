@@ -2,16 +2,16 @@
 
 - ``pipeline`` (module): a `Pipeline` — one server (``start_server`` of ``serverfixtures``) on the module's
   migrated database with short liveness timings (heartbeat ``HEARTBEAT_SECS``, agent timeout
-  ``AGENT_TIMEOUT_SECS``), an admin ``httpx.Client`` and helpers to create jobs, trigger them and wait for their
-  tasks. ``pipeline.start_server()`` adds more servers on the same database (HA tests); each is stopped with
-  SIGTERM at the end of the module.
-- ``agents`` (function): an `AgentPool` starting ``python -m hetuflow_agent run`` processes with their own token
-  and working directory; whatever is still running is stopped at the end of the test.
+  ``AGENT_TIMEOUT_SECS``), an admin ``httpx.Client`` and helpers to create jobs, trigger them and wait for
+  their tasks. ``pipeline.start_server()`` adds more servers on the same database (HA tests); each is
+  stopped with SIGTERM at the end of the module.
+- ``agents`` (function): an `AgentPool` starting ``python -m hetuflow_agent run`` processes with their own
+  token and working directory; whatever is still running is stopped at the end of the test.
 
-Isolation inside a module: every agent of a test carries the label ``suite=<test name>`` and every job a test
-creates through `Pipeline.create_job` with ``suite=`` requires it, so a task left pending by one test is never
-run by the agents of another. Agent processes get a short reconnect backoff and kill grace; their ``PATH``
-ends with this virtualenv's ``bin`` so ``uv`` is found while ``python3`` stays the system one.
+Isolation inside a module: every agent of a test carries the label ``suite=<test name>`` and every job a
+test creates through `Pipeline.create_job` with ``suite=`` requires it, so a task left pending by one test
+is never run by the agents of another. Agent processes get a short reconnect backoff and kill grace; their
+``PATH`` ends with this virtualenv's ``bin`` so ``uv`` is found while ``python3`` stays the system one.
 
 Load it with ``pytest_plugins = [..., "pipelinefixtures"]``.
 """
@@ -105,7 +105,9 @@ class Pipeline:
         body = {"name": f"agent-{agent_id}-{next(_ids)}", "scope": "agent", "agent_id": agent_id}
         return str(self.call("POST", "/tokens", json=body, expect=201)["token"])
 
-    def create_job(self, *, suite: str | None = None, labels: Mapping[str, str] | None = None, **config: Any) -> str:
+    def create_job(
+        self, *, suite: str | None = None, labels: Mapping[str, str] | None = None, **config: Any
+    ) -> str:
         """Create a job with ``config`` (``command`` defaults to bash) and return its id.
 
         With ``suite`` the job requires that test's agents (plus ``labels``).
@@ -180,9 +182,13 @@ class AgentProcess:
         deadline = time.monotonic() + timeout
         while self.registrations() < count:
             if self.process.poll() is not None:
-                raise AssertionError(f"agent {self.agent_id} exited with {self.process.returncode}:\n{self.log()}")
+                raise AssertionError(
+                    f"agent {self.agent_id} exited with {self.process.returncode}:\n{self.log()}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"agent {self.agent_id} did not register within {timeout:g} s:\n{self.log()}")
+                raise AssertionError(
+                    f"agent {self.agent_id} did not register within {timeout:g} s:\n{self.log()}"
+                )
             time.sleep(0.05)
 
     def kill(self) -> None:

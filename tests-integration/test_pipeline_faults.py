@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -23,10 +24,8 @@ def _gone(pid: int) -> bool:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _wait_pid(pipeline: Pipeline, task_id: str) -> tuple[dict[str, Any], int]:
@@ -75,7 +74,9 @@ def test_cancel_travels_through_notify_to_the_server_holding_the_agent(
     _cancel_and_check(pipeline, task_id)
 
 
-def test_kill_9_of_an_agent_mid_task_retries_it_on_another_agent(pipeline: Pipeline, agents: AgentPool) -> None:
+def test_kill_9_of_an_agent_mid_task_retries_it_on_another_agent(
+    pipeline: Pipeline, agents: AgentPool
+) -> None:
     doomed = agents.start(capacity=1)
     task_id = pipeline.run(suite=agents.suite, script='echo "pid $$"\nsleep 1\necho done\n', retry=RETRY)
     _, pid = _wait_pid(pipeline, task_id)
@@ -97,7 +98,10 @@ def test_restart_of_an_agent_with_the_same_id_reconciles_and_nothing_runs_twice(
 ) -> None:
     ledger = tmp_path / "ledger"
     agent = agents.start(capacity=1)
-    script = f'echo "pid $$"\necho "start $HETUFLOW_ATTEMPT" >> {ledger}\nsleep 1.5\necho "end $HETUFLOW_ATTEMPT" >> {ledger}\n'
+    script = (
+        f'echo "pid $$"\necho "start $HETUFLOW_ATTEMPT" >> {ledger}\n'
+        f'sleep 1.5\necho "end $HETUFLOW_ATTEMPT" >> {ledger}\n'
+    )
     task_id = pipeline.run(suite=agents.suite, script=script, retry=RETRY)
     _, pid = _wait_pid(pipeline, task_id)
 

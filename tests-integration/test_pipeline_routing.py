@@ -13,9 +13,13 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def test_a_gpu_task_waits_for_a_gpu_agent_and_never_runs_elsewhere(pipeline: Pipeline, agents: AgentPool) -> None:
+def test_a_gpu_task_waits_for_a_gpu_agent_and_never_runs_elsewhere(
+    pipeline: Pipeline, agents: AgentPool
+) -> None:
     plain = agents.start()
-    gpu_task = pipeline.trigger(pipeline.create_job(suite=agents.suite, labels={"gpu": "yes"}, script="echo gpu"))
+    gpu_task = pipeline.trigger(
+        pipeline.create_job(suite=agents.suite, labels={"gpu": "yes"}, script="echo gpu")
+    )
     # Work the plain agent can take runs meanwhile: the dispatcher has looked, and passed the gpu task over.
     for task_id in [pipeline.run(suite=agents.suite, script="true") for _ in range(3)]:
         assert pipeline.wait_task(task_id)["agent_id"] == plain.agent_id

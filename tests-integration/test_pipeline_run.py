@@ -5,6 +5,7 @@ One real server process and real agent processes on a real PostgreSQL (``pipelin
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from datetime import datetime
@@ -29,9 +30,13 @@ def _output(pipeline: Pipeline, instance_id: str, stream: str = "stdout") -> str
     return "".join(chunk["content"] for chunk in pipeline.logs(instance_id) if chunk["stream"] == stream)
 
 
-def test_triggered_job_runs_and_reports_output_logs_and_metrics(pipeline: Pipeline, agents: AgentPool) -> None:
+def test_triggered_job_runs_and_reports_output_logs_and_metrics(
+    pipeline: Pipeline, agents: AgentPool
+) -> None:
     agent = agents.start()
-    script = 'echo "task=$HETUFLOW_TASK_ID attempt=$HETUFLOW_ATTEMPT params=$HETUFLOW_PARAMS"\necho oops >&2\n'
+    script = (
+        'echo "task=$HETUFLOW_TASK_ID attempt=$HETUFLOW_ATTEMPT params=$HETUFLOW_PARAMS"\necho oops >&2\n'
+    )
     task_id = pipeline.trigger(
         pipeline.create_job(suite=agents.suite, script=script), parameters={"who": "world"}
     )
@@ -51,7 +56,9 @@ def test_triggered_job_runs_and_reports_output_logs_and_metrics(pipeline: Pipeli
     assert _output(pipeline, instance["id"], "stderr") == "oops\n"
 
 
-def test_non_zero_exit_fails_and_is_retried_with_growing_delays(pipeline: Pipeline, agents: AgentPool) -> None:
+def test_non_zero_exit_fails_and_is_retried_with_growing_delays(
+    pipeline: Pipeline, agents: AgentPool
+) -> None:
     agents.start()
     retry = {"max_retries": 2, "backoff": "exponential", "base_secs": 0.4, "jitter": 0.0}
     task_id = pipeline.run(suite=agents.suite, script="exit 3", retry=retry)
@@ -64,7 +71,7 @@ def test_non_zero_exit_fails_and_is_retried_with_growing_delays(pipeline: Pipeli
     assert [i["exit_code"] for i in instances] == [3, 3, 3]
     gaps = [
         (_at(later["started_at"]) - _at(earlier["completed_at"])).total_seconds()
-        for earlier, later in zip(instances, instances[1:], strict=False)
+        for earlier, later in itertools.pairwise(instances)
     ]
     assert gaps[0] >= 0.4
     assert gaps[1] >= 0.8
@@ -112,7 +119,7 @@ def test_output_beyond_the_cap_is_truncated_and_the_process_unharmed(
     pipeline: Pipeline, agents: AgentPool
 ) -> None:
     agents.start()
-    script = "for i in $(seq 1 5000); do echo \"line $i of the output that goes on\"; done\necho done-ok\n"
+    script = 'for i in $(seq 1 5000); do echo "line $i of the output that goes on"; done\necho done-ok\n'
     task_id = pipeline.run(suite=agents.suite, script=script, limits={"max_output_bytes": 1000})
 
     task = pipeline.wait_task(task_id)
@@ -125,7 +132,10 @@ def test_output_beyond_the_cap_is_truncated_and_the_process_unharmed(
 
 def test_python_and_uv_commands_run(pipeline: Pipeline, agents: AgentPool) -> None:
     agents.start()
-    script = "import json, os, sys\nprint('py', sys.version_info[0], json.loads(os.environ['HETUFLOW_PARAMS'])['n'])\n"
+    script = (
+        "import json, os, sys\n"
+        "print('py', sys.version_info[0], json.loads(os.environ['HETUFLOW_PARAMS'])['n'])\n"
+    )
     python_task = pipeline.trigger(
         pipeline.create_job(suite=agents.suite, command="python", script=script), parameters={"n": 7}
     )
@@ -143,7 +153,7 @@ def test_python_and_uv_commands_run(pipeline: Pipeline, agents: AgentPool) -> No
         assert expected in instance["output"]
 
 
-OPTIONAL = {
+OPTIONAL: dict[str, tuple[dict[str, Any], str]] = {
     "node": ({"command": "node", "script": "console.log('node ' + (1 + 1))"}, "node 2"),
     "npx": ({"command": "npx", "args": ["--version"]}, "."),
     "cargo": ({"command": "cargo", "args": ["--version"]}, "cargo "),
@@ -168,7 +178,7 @@ def test_optional_commands_run_where_installed(pipeline: Pipeline, agents: Agent
 
 def test_live_tail_streams_logs_until_the_attempt_ends(pipeline: Pipeline, agents: AgentPool) -> None:
     agents.start()
-    script = "for i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.3; done\n"
+    script = 'for i in 1 2 3 4 5; do echo "tick $i"; sleep 0.3; done\n'
     task_id = pipeline.run(suite=agents.suite, script=script)
     instance_id = pipeline.wait_task(task_id, "running", *sorted(("succeeded", "failed")))["instance_id"]
 
