@@ -218,12 +218,14 @@ class ServerApplication:
             self.db, self.server_id, lease_secs=self.config.scheduler.lease_secs
         )
         self.loops.add("scheduler-leader", self.leadership.loop())
+        leadership = self.leadership
         self._broker = broker.Broker(
             self.services,
             server_id=self.server_id,
             conninfo=self.db.conninfo,
             settings=broker.BrokerSettings.from_config(self.config.scheduler),
             draining=self.draining,
+            is_leader=lambda: leadership.is_leader,  # the reaper of silent agents is singleton work
         )
         tasks = generator.Generator(
             self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs

@@ -1,9 +1,10 @@
 """The broker: everything between this server and its agents, built and wired in one place.
 
-`Broker` owns the session registry, the dispatcher, the report batcher, liveness, the command router, the log
-watch of the live tails and its LISTEN connection (work and agent-command channels). The application container
-builds one when it starts serving, registers `Broker.loops` with its background loops and mounts `routes`;
-the gateway calls `register`/`unregister` around each agent connection.
+`Broker` owns the session registry, the dispatcher, the report batcher, liveness, the command router, the
+log watch of the live tails and its LISTEN connection (work and agent-command channels). The application
+container builds one when it starts serving (with ``is_leader``, its view of the leader lease, which decides
+where the reaper runs), registers `Broker.loops` with its background loops and mounts `routes`; the gateway
+calls `register`/`unregister` around each agent connection.
 
 Loops, in start order (they stop in reverse): ``broker-listener`` (LISTEN/NOTIFY), ``broker-reports`` (the
 batcher), ``broker-dispatcher``, ``broker-liveness`` (the leader's reaper).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import msgspec
@@ -52,7 +53,6 @@ class BrokerSettings(msgspec.Struct, kw_only=True, frozen=True):
     agent_timeout_secs: float = 15.0
     dispatch_lookahead_secs: float = 5.0
     safety_poll_secs: float = 30.0
-    lease_secs: float = 15.0
 
     @classmethod
     def from_config(cls, scheduler: SchedulerSection) -> BrokerSettings:
@@ -62,7 +62,6 @@ class BrokerSettings(msgspec.Struct, kw_only=True, frozen=True):
             agent_timeout_secs=scheduler.agent_timeout_secs,
             dispatch_lookahead_secs=scheduler.dispatch_lookahead_secs,
             safety_poll_secs=scheduler.safety_poll_secs,
-            lease_secs=scheduler.lease_secs,
         )
 
 
@@ -77,6 +76,7 @@ class Broker:
         conninfo: str,
         settings: BrokerSettings,
         draining: asyncio.Event,
+        is_leader: Callable[[], bool],
     ) -> None:
         self.services = services
         self.server_id = server_id
@@ -97,7 +97,7 @@ class Broker:
             self.dispatcher,
             server_id=server_id,
             agent_timeout_secs=settings.agent_timeout_secs,
-            lease_secs=settings.lease_secs,
+            is_leader=is_leader,
         )
         self.commands = CommandRouter(self.registry, self.dispatcher)
         self.listener = notify.Listener(

@@ -10,16 +10,16 @@ agent's live attempts against what this connection knows (`AgentSession.known`):
 - an attempt whose task already ended (cancelled while the agent could not be told, or a missed
   notification) is cancelled on the agent, once per connection.
 
-The reaper runs on the leader only (the holder of the ``leader`` lease, taken or renewed here; the lease is
-shared with any other singleton work): agents silent for ``agent_timeout_secs`` go offline and their
-dispatched or running attempts become ``lost``, so their tasks follow the retry policy. It also forgets the
-ids of agent frames applied long ago.
+The reaper runs on the leader only (the holder of the ``leader`` lease, kept by the application's
+``Leadership``): agents silent for ``agent_timeout_secs`` go offline and their dispatched or running
+attempts become ``lost``, so their tasks follow the retry policy. It also forgets the ids of agent frames
+applied long ago.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -30,7 +30,6 @@ from hetuflow_core.protocol import AgentCommandData
 from hetuflow_server.broker.dispatcher import Dispatcher
 from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.errors import HetuflowError
-from hetuflow_server.infra.bmc import LEADER_LEASE
 from hetuflow_server.service import Services
 
 __all__ = ["Liveness"]
@@ -53,21 +52,19 @@ class Liveness:
         *,
         server_id: UUID,
         agent_timeout_secs: float,
-        lease_secs: float,
+        is_leader: Callable[[], bool],
     ) -> None:
         self._services = services
         self._dispatcher = dispatcher
         self._server_id = server_id
         self._agent_timeout_secs = agent_timeout_secs
-        self._lease_secs = lease_secs
+        self._is_leader = is_leader
         self._ticks = 0
-        self.leader = False
-        """Whether this server held the leader lease at the last tick."""
 
     @property
     def tick_secs(self) -> float:
-        """How often the reaper looks: a few times per agent timeout, and often enough to keep the lease."""
-        return min(self._agent_timeout_secs / 4, self._lease_secs / 3)
+        """How often the reaper looks: four times per agent timeout."""
+        return self._agent_timeout_secs / 4
 
     # -- heartbeats -------------------------------------------------------------------------------------
 
@@ -128,14 +125,9 @@ class Liveness:
     # -- the reaper -------------------------------------------------------------------------------------
 
     async def reap(self) -> None:
-        """One reaper tick: renew or take the leader lease; as leader, reap silent agents."""
-        lease = await self._services.servers.acquire_lease(
-            LEADER_LEASE, holder=self._server_id, ttl_secs=self._lease_secs
-        )
-        if (lease is not None) != self.leader:
-            logger.info("this server %s the leader", "is now" if lease is not None else "is no longer")
-        self.leader = lease is not None
-        if lease is None:
+        """One reaper tick: on the leader, reap silent agents (idempotent, so a second reaper during a
+        leadership change does no harm)."""
+        if not self._is_leader():
             return
         offline = await self._services.dispatch.reap_offline_agents(timeout_secs=self._agent_timeout_secs)
         if offline:
