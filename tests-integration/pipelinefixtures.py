@@ -5,6 +5,7 @@
   ``AGENT_TIMEOUT_SECS``), an admin ``httpx.Client`` and helpers to create jobs, trigger them and wait for
   their tasks. ``pipeline.start_server()`` adds more servers on the same database (HA tests); each is
   stopped with SIGTERM at the end of the module.
+- `FakeAgent` / `open_ws`: a hand-driven agent connection, for protocol-level tests of the gateway.
 - ``agents`` (function): an `AgentPool` starting ``python -m hetuflow_agent run`` processes with their own
   token and working directory; whatever is still running is stopped at the end of the test.
 
@@ -18,6 +19,7 @@ Load it with ``pytest_plugins = [..., "pipelinefixtures"]``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import os
@@ -33,6 +35,20 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from serverfixtures import ServerProcess, clean_env, start_server
+
+from hetuflow_agent.connection.url import parse_server_url
+from hetuflow_agent.connection.websocket import WebSocket, connect
+from hetuflow_agent.errors import ConnectionClosed
+from hetuflow_core.agent import AgentCapabilities
+from hetuflow_core.enums import CommandKind
+from hetuflow_core.protocol import (
+    AgentRegisterData,
+    AgentRegisterRequest,
+    Message,
+    ServerMessage,
+    decode,
+    encode,
+)
 
 HEARTBEAT_SECS = 0.5
 AGENT_TIMEOUT_SECS = 3.0
@@ -276,6 +292,60 @@ class AgentPool:
     def stop_all(self) -> None:
         for agent in self.started:
             agent.stop()
+
+
+FRAME_TIMEOUT_SECS = 10.0
+
+
+class FakeAgent:
+    """A hand-driven agent connection (the agent's own WebSocket client, frames chosen by the test)."""
+
+    def __init__(self, ws: WebSocket, agent_id: str) -> None:
+        self.ws = ws
+        self.agent_id = agent_id
+
+    async def send(self, frame: Message) -> None:
+        await self.ws.send(encode(frame).decode())
+
+    async def send_raw(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def recv(self) -> Any:
+        async with asyncio.timeout(FRAME_TIMEOUT_SECS):
+            return decode(await self.ws.recv(), ServerMessage)
+
+    async def recv_until(self, kind: type[Any]) -> Any:
+        """The next frame of type ``kind`` (heartbeat answers and acks of others in between are skipped)."""
+        while True:
+            frame = await self.recv()
+            if isinstance(frame, kind):
+                return frame
+
+    async def register(self, *, labels: dict[str, str] | None = None, version: str = "1.0") -> Any:
+        """Send ``agent.register`` (bash, capacity 4) and return the answer."""
+        data = AgentRegisterData(
+            agent_id=self.agent_id,
+            name=self.agent_id,
+            labels=labels or {},
+            capabilities=AgentCapabilities(commands=[CommandKind.BASH], capacity=4),
+            protocol_version=version,
+        )
+        await self.send(AgentRegisterRequest(data=data))
+        return await self.recv()
+
+    async def closed(self) -> ConnectionClosed:
+        """Read until the server closes; the close."""
+        async with asyncio.timeout(FRAME_TIMEOUT_SECS):
+            while True:
+                try:
+                    await self.ws.recv()
+                except ConnectionClosed as closed:
+                    return closed
+
+
+async def open_ws(server: ServerProcess, token: str | None, agent_id: str | None) -> WebSocket:
+    """Open the agent WebSocket of ``server`` with ``token`` (and ``X-Hetuflow-Agent-Id: agent_id``)."""
+    return await connect(parse_server_url(server.url), token, agent_id=agent_id, timeout_secs=5)
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import psycopg
 import pytest
-from pipelinefixtures import AgentPool, Pipeline
+from pipelinefixtures import AgentPool, FakeAgent, Pipeline, open_ws
 
-from hetuflow_agent.connection.url import parse_server_url
-from hetuflow_agent.connection.websocket import WebSocket, connect
-from hetuflow_agent.errors import ConnectionClosed, HandshakeRejected
+from hetuflow_agent.errors import HandshakeRejected
 from hetuflow_core.agent import AgentCapabilities
-from hetuflow_core.enums import CommandKind, InstanceStatus, LogStream, ProtocolErrorCode
+from hetuflow_core.enums import InstanceStatus, LogStream, ProtocolErrorCode
 from hetuflow_core.protocol import (
     Ack,
     AckData,
@@ -34,73 +31,18 @@ from hetuflow_core.protocol import (
     HeartbeatResponse,
     Message,
     ScheduledTask,
-    ServerMessage,
     TaskInstanceUpdated,
     TaskInstanceUpdatedData,
     TaskLogChunk,
     TaskLogChunkData,
-    decode,
-    encode,
 )
-
-FRAME_TIMEOUT_SECS = 10.0
-
-
-class FakeAgent:
-    """A hand-driven agent connection."""
-
-    def __init__(self, ws: WebSocket, agent_id: str) -> None:
-        self.ws = ws
-        self.agent_id = agent_id
-
-    async def send(self, frame: Message) -> None:
-        await self.ws.send(encode(frame).decode())
-
-    async def send_raw(self, text: str) -> None:
-        await self.ws.send(text)
-
-    async def recv(self) -> Any:
-        async with asyncio.timeout(FRAME_TIMEOUT_SECS):
-            return decode(await self.ws.recv(), ServerMessage)
-
-    async def recv_until(self, kind: type[Any]) -> Any:
-        """The next frame of type ``kind`` (heartbeat answers and acks of others in between are skipped)."""
-        while True:
-            frame = await self.recv()
-            if isinstance(frame, kind):
-                return frame
-
-    async def register(self, *, labels: dict[str, str] | None = None, version: str = "1.0") -> Any:
-        data = AgentRegisterData(
-            agent_id=self.agent_id,
-            name=self.agent_id,
-            labels=labels or {},
-            capabilities=AgentCapabilities(commands=[CommandKind.BASH], capacity=4),
-            protocol_version=version,
-        )
-        await self.send(AgentRegisterRequest(data=data))
-        return await self.recv()
-
-    async def closed(self) -> ConnectionClosed:
-        """Read until the server closes; the close."""
-        async with asyncio.timeout(FRAME_TIMEOUT_SECS):
-            while True:
-                try:
-                    await self.ws.recv()
-                except ConnectionClosed as closed:
-                    return closed
-
-
-async def _open(pipeline: Pipeline, token: str | None, agent_id: str | None) -> WebSocket:
-    url = parse_server_url(pipeline.server.url)
-    return await connect(url, token, agent_id=agent_id, timeout_secs=5)
 
 
 @pytest.fixture
 async def fake(pipeline: Pipeline, agents: AgentPool) -> AsyncIterator[FakeAgent]:
     """A connected (not yet registered) fake agent with its own id and token."""
     agent_id = f"{agents.suite}-fake"
-    ws = await _open(pipeline, pipeline.agent_token(agent_id), agent_id)
+    ws = await open_ws(pipeline.server, pipeline.agent_token(agent_id), agent_id)
     try:
         yield FakeAgent(ws, agent_id)
     finally:
@@ -117,20 +59,20 @@ async def test_no_token_or_a_bad_one_is_refused_with_401(pipeline: Pipeline) -> 
     pipeline.call("DELETE", f"/tokens/{revoked['info']['jti']}", expect=204)
     for token, agent_id in [(None, "gw-x"), ("not-a-token", "gw-x"), (revoked["token"], "gw-r")]:
         with pytest.raises(HandshakeRejected) as refused:
-            await _open(pipeline, token, agent_id)
+            await open_ws(pipeline.server, token, agent_id)
         assert refused.value.status == 401, refused.value
 
 
 async def test_a_token_of_another_agent_or_scope_is_refused_with_403(pipeline: Pipeline) -> None:
     for token, agent_id in [(pipeline.agent_token("gw-a"), "gw-b"), (pipeline.server.admin_token, "gw-a")]:
         with pytest.raises(HandshakeRejected) as refused:
-            await _open(pipeline, token, agent_id)
+            await open_ws(pipeline.server, token, agent_id)
         assert refused.value.status == 403, refused.value
     assert "gw-b" in refused.value.body or "agent" in refused.value.body
 
 
 async def test_a_probe_that_sends_nothing_changes_nothing(pipeline: Pipeline) -> None:
-    ws = await _open(pipeline, pipeline.agent_token("gw-probe"), "gw-probe")
+    ws = await open_ws(pipeline.server, pipeline.agent_token("gw-probe"), "gw-probe")
     await ws.close()
     await asyncio.sleep(0.2)
     assert pipeline.client.get("/api/v1/agents/gw-probe").status_code == 404
@@ -140,9 +82,8 @@ async def test_a_probe_that_sends_nothing_changes_nothing(pipeline: Pipeline) ->
 
 
 async def test_registering_as_another_agent_is_refused_and_closed(pipeline: Pipeline) -> None:
-    ws = await _open(
-        pipeline, pipeline.agent_token("gw-me"), None
-    )  # no id header: the token's subject counts
+    # No id header: the token's subject is the agent id.
+    ws = await open_ws(pipeline.server, pipeline.agent_token("gw-me"), None)
     fake = FakeAgent(ws, "gw-someone-else")
     error = await fake.register()
     assert isinstance(error, Error)

@@ -27,7 +27,7 @@ import contextlib
 import logging
 from typing import Final, Protocol, cast
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hetuflow_core.enums import ProtocolErrorCode, TokenScope
 from hetuflow_core.ids import now_ms
@@ -45,7 +45,7 @@ from hetuflow_core.protocol import (
 from hetuflow_server.auth import guard
 from hetuflow_server.broker import inbound
 from hetuflow_server.broker.broker import Broker
-from hetuflow_server.broker.session import AgentSession
+from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.endpoint.api.problems import problem_for_error, problem_response
 from hetuflow_server.errors import Forbidden, HetuflowError
 
@@ -192,7 +192,11 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
     writer = asyncio.create_task(session.write_loop(), name=f"hetuflow:agent-write:{session.agent_id}")
     aborted = asyncio.create_task(session.aborted.wait(), name=f"hetuflow:agent-abort:{session.agent_id}")
     draining = asyncio.create_task(broker.draining.wait(), name=f"hetuflow:agent-drain:{session.agent_id}")
-    tasks = {reader, writer, aborted, draining}
+    watchdog = asyncio.create_task(
+        _watchdog(session, broker.settings.agent_timeout_secs),
+        name=f"hetuflow:agent-watch:{session.agent_id}",
+    )
+    tasks = {reader, writer, aborted, draining, watchdog}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if draining in done:
@@ -205,9 +209,35 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
-            if isinstance(result, Exception) and not isinstance(result, asyncio.CancelledError):
+            if isinstance(result, WebSocketDisconnect | RuntimeError | SessionClosed):
+                # The peer went away while we wrote, or we wrote after the close: a normal end.
                 logger.info("connection of agent %s ended: %r", session.agent_id, result, extra=extra)
+            elif isinstance(result, Exception):
+                logger.error(
+                    "connection of agent %s failed",
+                    session.agent_id,
+                    exc_info=(type(result), result, result.__traceback__),
+                    extra=extra,
+                )
         await broker.unregister(session)
+
+
+async def _watchdog(session: AgentSession, timeout_secs: float) -> None:
+    """Give up a connection on which the agent stayed silent for ``timeout_secs`` (it heartbeats far more
+    often): a half-open TCP connection must not keep taking dispatches for an agent that went elsewhere."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(min(1.0, timeout_secs / 4))
+        silent = loop.time() - session.last_seen
+        if silent > timeout_secs:
+            logger.warning(
+                "agent %s silent for %.1f s; dropping its connection",
+                session.agent_id,
+                silent,
+                extra={"agent_id": session.agent_id},
+            )
+            session.abort()
+            return
 
 
 async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
@@ -216,6 +246,7 @@ async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession
         raw = await inbound.receive(websocket)
         if raw is None:
             return
+        session.last_seen = asyncio.get_running_loop().time()
         try:
             await inbound.handle_frame(broker, session, raw)
         except ProtocolError as exc:

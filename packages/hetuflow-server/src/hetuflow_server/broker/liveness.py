@@ -5,8 +5,8 @@ agent's live attempts against what this connection knows (`AgentSession.known`):
 
 - an attempt live in the database that this connection neither listed at registration nor pushed was
   dispatched over a connection the agent had already left (a stale connection on this or another server):
-  the agent cannot hold it, so it is declared ``lost`` now and retried, instead of waiting forever (the
-  agent keeps beating, so the reaper would never take it);
+  the agent cannot hold it, so it is handed back now (lost, its task due again without spending its retry
+  budget: it never ran) instead of waiting forever (the agent keeps beating, so the reaper never takes it);
 - an attempt whose task already ended (cancelled while the agent could not be told, or a missed
   notification) is cancelled on the agent, once per connection.
 
@@ -102,14 +102,12 @@ class Liveness:
         ]
         if foreign:
             logger.warning(
-                "agent %s cannot hold %d attempts dispatched over a connection it had left: lost",
+                "agent %s cannot hold %d attempts dispatched over a connection it had left: handed back",
                 session.agent_id,
                 len(foreign),
                 extra={"agent_id": session.agent_id},
             )
-            await self._services.dispatch.mark_lost(
-                foreign, reason="dispatched over a connection the agent had already left"
-            )
+            self._dispatcher.hand_back(foreign, "dispatched over a connection the agent had already left")
         self.cancel(session, ended, "the task ended while its agent could not be told")
 
     def cancel(self, session: AgentSession, instance_ids: Sequence[UUID], reason: str) -> None:

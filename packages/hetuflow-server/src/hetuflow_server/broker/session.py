@@ -84,7 +84,9 @@ class AgentSession:
         self._queue: asyncio.Queue[_Frame | _Close] = asyncio.Queue()
         self._closing: _Close | None = None
         self.aborted = asyncio.Event()
-        """Set when the agent stopped reading: its connection is dropped without a close handshake."""
+        """Set when the connection is given up without a close handshake (see ``abort``)."""
+        self.last_seen = asyncio.get_running_loop().time()
+        """Loop time of the last frame received from the agent (the gateway's watchdog reads it)."""
 
     def __repr__(self) -> str:
         return f"<AgentSession {self.agent_id} credits={self.credits}>"
@@ -152,6 +154,12 @@ class AgentSession:
         self._closing = _Close(code, reason[:120])  # a close reason must fit in one control frame
         self._queue.put_nowait(self._closing)
 
+    def abort(self) -> None:
+        """Give the connection up without a close handshake: the agent stopped reading or went silent."""
+        if self._closing is None:
+            self._closing = _Close(1006, "abandoned")
+        self.aborted.set()
+
     def _put(self, item: _Frame) -> None:
         if self._closing is not None:
             raise SessionClosed(self.agent_id)
@@ -161,8 +169,7 @@ class AgentSession:
                 self.agent_id,
                 extra={"agent_id": self.agent_id},
             )
-            self._closing = _Close(1008, "not reading")
-            self.aborted.set()
+            self.abort()
             raise SessionClosed(self.agent_id)
         self._queue.put_nowait(item)
 
