@@ -6,7 +6,10 @@
 - ``quiet_schedules`` (function): disables every schedule of the database after the test, so the next test's
   cycles only find its own work.
 - ``slot_tasks(db, schedule_id)`` / ``slot_records(db, schedule_id)``: a schedule's tasks and slot records,
-  oldest slot first.
+  oldest slot first, read from the database.
+- REST helpers for the end-to-end tests over a ``Pipeline``: ``create_schedule``, ``disable``,
+  ``api_slot_records`` and ``schedule_tasks`` (by slot time, each slot at most once), ``at``,
+  ``first_second_after`` and ``wait_until``.
 
 Load it from ``conftest.py`` with ``pytest_plugins = [..., "schedulingfixtures"]``.
 """
@@ -14,13 +17,16 @@ Load it from ``conftest.py`` with ``pytest_plugins = [..., "schedulingfixtures"]
 from __future__ import annotations
 
 import itertools
+import math
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 import pytest
+from pipelinefixtures import Pipeline
 
 from hetuflow_core.enums import TaskStatus
 from hetuflow_core.ids import uuid7
@@ -67,6 +73,60 @@ async def set_cursor(db: ModelManager, schedule_id: UUID, at: datetime | None) -
     """Move a schedule's generation cursor by hand (as if generation had stopped there)."""
     async with db.transaction() as conn:
         await conn.execute("UPDATE sched_schedule SET generated_until = %s WHERE id = %s", (at, schedule_id))
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def create_schedule(pipeline: Pipeline, job_id: str, **fields: Any) -> dict[str, Any]:
+    return dict(pipeline.call("POST", "/schedules", json={"job_id": job_id, **fields}, expect=201))
+
+
+def disable(pipeline: Pipeline, schedule_id: str) -> None:
+    pipeline.call("POST", f"/schedules/{schedule_id}/disable")
+
+
+def api_slot_records(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
+    """Every slot record of the schedule by slot time (the API pages them latest first)."""
+    records: dict[datetime, dict[str, Any]] = {}
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = pipeline.call("GET", f"/schedules/{schedule_id}/slots", params=params)
+        for record in page["items"]:
+            slot = at(record["scheduled_at"])
+            assert slot not in records, f"slot {slot} recorded twice"
+            records[slot] = record
+        if (cursor := page["next_cursor"]) is None:
+            return records
+
+
+def schedule_tasks(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
+    """Every task of the schedule by slot time (at most one per slot, checked)."""
+    tasks: dict[datetime, dict[str, Any]] = {}
+    cursor = None
+    while True:
+        params: dict[str, Any] = {
+            "schedule_id": schedule_id,
+            "limit": 1000,
+            **({"cursor": cursor} if cursor else {}),
+        }
+        page = pipeline.call("GET", "/tasks", params=params)
+        for task in page["items"]:
+            slot = at(task["scheduled_at"])
+            assert slot not in tasks, f"slot {slot} has two tasks"
+            tasks[slot] = task
+        if (cursor := page["next_cursor"]) is None:
+            return tasks
+
+
+def first_second_after(moment: datetime) -> datetime:
+    return datetime.fromtimestamp(math.floor(moment.timestamp()) + 1, UTC)
+
+
+def wait_until(moment: datetime) -> None:
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
 MakeLeader = Callable[..., Leadership]

@@ -11,65 +11,19 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipelinefixtures import FINAL, AgentPool, Pipeline, wait_for
-
-
-def at(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def create_schedule(pipeline: Pipeline, job_id: str, **fields: Any) -> dict[str, Any]:
-    return dict(pipeline.call("POST", "/schedules", json={"job_id": job_id, **fields}, expect=201))
-
-
-def disable(pipeline: Pipeline, schedule_id: str) -> None:
-    pipeline.call("POST", f"/schedules/{schedule_id}/disable")
-
-
-def slot_records(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
-    """Every slot record of the schedule by slot time (the API pages them latest first)."""
-    records: dict[datetime, dict[str, Any]] = {}
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = pipeline.call("GET", f"/schedules/{schedule_id}/slots", params=params)
-        for record in page["items"]:
-            slot = at(record["scheduled_at"])
-            assert slot not in records, f"slot {slot} recorded twice"
-            records[slot] = record
-        if (cursor := page["next_cursor"]) is None:
-            return records
-
-
-def schedule_tasks(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
-    """Every task of the schedule by slot time (at most one per slot, checked)."""
-    tasks: dict[datetime, dict[str, Any]] = {}
-    cursor = None
-    while True:
-        params: dict[str, Any] = {
-            "schedule_id": schedule_id,
-            "limit": 1000,
-            **({"cursor": cursor} if cursor else {}),
-        }
-        page = pipeline.call("GET", "/tasks", params=params)
-        for task in page["items"]:
-            slot = at(task["scheduled_at"])
-            assert slot not in tasks, f"slot {slot} has two tasks"
-            tasks[slot] = task
-        if (cursor := page["next_cursor"]) is None:
-            return tasks
-
-
-def first_second_after(moment: datetime) -> datetime:
-    return datetime.fromtimestamp(math.floor(moment.timestamp()) + 1, UTC)
-
-
-def wait_until(moment: datetime) -> None:
-    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+from schedulingfixtures import (
+    api_slot_records,
+    at,
+    create_schedule,
+    disable,
+    first_second_after,
+    schedule_tasks,
+    wait_until,
+)
 
 
 def test_an_every_second_schedule_runs_every_slot_once_and_on_time(
@@ -90,7 +44,7 @@ def test_an_every_second_schedule_runs_every_slot_once_and_on_time(
     wait_until(window[-1])
     tasks = wait_for(all_done, what="every slot of the window to have run")
     disable(pipeline, schedule["id"])
-    records = slot_records(pipeline, schedule["id"])
+    records = api_slot_records(pipeline, schedule["id"])
     for slot in window:
         task = tasks[slot]
         assert task["status"] == "succeeded", task
@@ -117,7 +71,7 @@ def test_forbid_skips_slots_while_a_three_second_run_goes(pipeline: Pipeline, ag
         return tasks if all(slot in tasks and tasks[slot]["status"] in FINAL for slot in window) else None
 
     tasks = wait_for(settled, what="the window's runs to end")
-    records = slot_records(pipeline, schedule["id"])
+    records = api_slot_records(pipeline, schedule["id"])
     outcomes = [records[slot]["outcome"] for slot in window]
     assert set(outcomes) <= {"ran", "skipped_overlap"}, outcomes
     runs = []
@@ -159,7 +113,7 @@ def test_replace_cancels_the_running_run_for_the_new_slot(pipeline: Pipeline, ag
         return tasks if statuses == ["cancelled", "cancelled", "running"] else None
 
     tasks = wait_for(replaced, what="the two older runs to be replaced")
-    records = slot_records(pipeline, schedule["id"])
+    records = api_slot_records(pipeline, schedule["id"])
     assert [records[slot]["outcome"] for slot in window] == ["ran", "ran", "ran"]
     for older, newer in itertools.pairwise(window):
         assert f"replaced by the slot at {newer.isoformat()}" in tasks[older]["error"]
