@@ -18,8 +18,9 @@ from hetuflow_core.job import JobUpdate
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleUpdate
 from hetuflow_server.infra import ModelManager, notify
 from hetuflow_server.scheduler import fire_times
-from hetuflow_server.scheduler.generator import MISSED_CHUNK, schedule_trigger
+from hetuflow_server.scheduler.generator import MISSED_CHUNK
 from hetuflow_server.scheduler.misfire import MisfireRule, split_slots
+from hetuflow_server.scheduler.upcoming import schedule_trigger
 from hetuflow_server.service import Services
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")
@@ -409,3 +410,38 @@ async def test_a_rule_change_keeps_slots_already_dispatched_as_duplicates(
         tasks[0].id,
     )
     assert (await services.schedules.get(schedule.id)).fire_count == 4
+
+
+async def test_next_fire_times_count_planned_slots_once(
+    services: Services,
+    model_manager: ModelManager,
+    make_job: MakeJob,
+    make_leader: MakeLeader,
+    make_generator: MakeGenerator,
+) -> None:
+    job = await make_job()
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+    schedule = await services.schedules.create(interval(job.id, secs=10, start_time=start, max_count=3))
+    slots = [start + timedelta(seconds=10 * i) for i in range(3)]
+    assert (await services.schedules.next_fire_times(schedule.id, count=10))[1] == slots
+    leader = make_leader()
+    await leader.step()
+    await make_generator(leader, horizon_secs=120).cycle()
+    planned = await services.schedules.get(schedule.id)
+    assert planned.fire_count == 3  # all three planned ahead ...
+    assert (await services.schedules.next_fire_times(schedule.id, count=10))[
+        1
+    ] == slots  # ... and still to come
+    assert (await services.schedules.next_fire_times(schedule.id, count=2))[1] == slots[:2]
+    after_first = slots[0] + timedelta(seconds=1)
+    assert (await services.schedules.next_fire_times(schedule.id, count=10, after=after_first))[1] == slots[
+        1:
+    ]
+    # A cursor behind the clock: the slots in between still use up max_count before anything later.
+    await set_cursor(model_manager, schedule.id, slots[0])
+    async with model_manager.transaction() as conn:
+        await conn.execute("UPDATE sched_schedule SET fire_count = 1 WHERE id = %s", (schedule.id,))
+    late = slots[1] + timedelta(seconds=1)
+    assert (await services.schedules.next_fire_times(schedule.id, count=10, after=late))[1] == slots[2:]
+    await services.schedules.disable(schedule.id)
+    assert (await services.schedules.next_fire_times(schedule.id, count=10))[1] == []

@@ -24,8 +24,8 @@ from hetuflow_core.ids import uuid7
 from hetuflow_core.schedule import Schedule, ScheduleCreate
 from hetuflow_server.infra import ModelManager, bmc, db
 from hetuflow_server.scheduler import fire_times
-from hetuflow_server.scheduler.generator import schedule_trigger
 from hetuflow_server.scheduler.leader import Leadership
+from hetuflow_server.scheduler.upcoming import schedule_trigger
 from hetuflow_server.service import Services
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")

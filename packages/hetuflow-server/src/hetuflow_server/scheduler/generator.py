@@ -41,11 +41,11 @@ from hetuflow_server.errors import HetuflowError, NotFound
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.loops import LoopFactory
-from hetuflow_server.scheduler._build import build_trigger
 from hetuflow_server.scheduler._errors import InvalidSchedule
-from hetuflow_server.scheduler._trigger import Trigger, fire_times
+from hetuflow_server.scheduler._trigger import fire_times
 from hetuflow_server.scheduler.leader import Leadership, Tenure
 from hetuflow_server.scheduler.misfire import LateSlots, MisfireRule
+from hetuflow_server.scheduler.upcoming import schedule_trigger
 
 __all__ = [
     "DEFAULT_HORIZON_SECS",
@@ -53,7 +53,6 @@ __all__ = [
     "MISSED_CHUNK",
     "CycleReport",
     "Generator",
-    "schedule_trigger",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,19 +95,6 @@ class _LostLease(Exception):
 
 class _Changed(Exception):
     """The schedule or its job changed since it was listed: leave it to the next cycle."""
-
-
-def schedule_trigger(schedule: Schedule) -> Trigger | None:
-    """The trigger of a stored schedule, built exactly as the preview API builds it (same interval anchor)."""
-    return build_trigger(
-        schedule.kind.value,
-        cron_expression=schedule.cron_expression,
-        timezone=schedule.timezone,
-        interval_secs=schedule.interval_secs,
-        start_time=schedule.start_time,
-        end_time=schedule.end_time,
-        max_count=schedule.max_count,
-    )
 
 
 class Generator:

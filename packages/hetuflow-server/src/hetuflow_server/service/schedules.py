@@ -10,6 +10,8 @@ removes all of its tasks that never started and its slot record, and leaves its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from uuid import UUID
 
 import msgspec
@@ -21,7 +23,7 @@ from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, Sched
 from hetuflow_server.errors import NotFound
 from hetuflow_server.infra import bmc
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import build_trigger
+from hetuflow_server.scheduler import build_trigger, upcoming
 from hetuflow_server.service._paging import (
     DEFAULT_LIMIT,
     check_limit,
@@ -161,3 +163,15 @@ class ScheduleService:
             await bmc.ScheduleBmc.get(conn, schedule_id)
             rows = await bmc.SlotBmc.select_page(conn, schedule_id, before=before, limit=limit + 1)
         return make_page(rows, limit, lambda slot: (slot.scheduled_at,))
+
+    async def next_fire_times(
+        self, schedule_id: UUID, *, count: int, after: datetime | None = None
+    ) -> tuple[Schedule, Sequence[datetime]]:
+        """The schedule and its next ``count`` fire times strictly after ``after`` (default now), in UTC.
+
+        Empty unless the schedule is enabled and has a clock rule. Slots the generator already planned count
+        toward ``max_count`` once (``scheduler.upcoming``). NotFound for an unknown schedule.
+        """
+        schedule = await self.get(schedule_id)
+        moment = datetime.now(UTC) if after is None else after
+        return schedule, upcoming.upcoming_fire_times(schedule, after=moment, count=count)
