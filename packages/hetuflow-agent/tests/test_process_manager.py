@@ -227,7 +227,9 @@ async def test_cpu_limit_stops_a_busy_loop(tmp_path: Path) -> None:
     assert final.error is not None
     assert final.error.startswith("cpu limit exceeded")
     assert final.metrics is not None
-    assert final.metrics.cpu_secs >= 0.9
+    # The kernel enforces RLIMIT_CPU on its precise runtime clock while rusage's utime/stime are
+    # tick-sampled; on a loaded machine they differ by a tenth of a second or more, so the bound is loose.
+    assert final.metrics.cpu_secs >= 0.5
 
 
 async def test_metrics_cover_memory_cpu_and_duration(tmp_path: Path) -> None:
