@@ -2,7 +2,7 @@
 
 A silent connection is dropped and its attempt lost after the agent timeout; an attempt dispatched over a
 connection the agent had already left (it registered again on another server) is handed back by the state sync
-of the agent's next heartbeat, without spending the task's retry budget.
+of the agent's next heartbeat, and its task is due again even with no retries left.
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ async def test_credits_acks_and_duplicates(pipeline: Pipeline, fake: FakeAgent, 
     assert (refused.data.ack_id, refused.data.ok) == (unknown.id, False)
 
 
-async def test_a_refused_dispatch_is_handed_back_without_spending_the_retry_budget(
+async def test_a_refused_dispatch_is_handed_back_even_with_no_retries_left(
     pipeline: Pipeline, fake: FakeAgent, agents: AgentPool
 ) -> None:
     assert (await fake.register(labels={"suite": agents.suite})).data.accepted

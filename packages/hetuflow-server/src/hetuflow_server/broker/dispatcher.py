@@ -10,9 +10,9 @@ A round claims due work for the connected agents' current credits (``DispatchSer
 UPDATE SKIP LOCKED``, priority first, then due time, least-loaded matching agent) and queues one
 ``ScheduledTask`` per attempt on the agent's session, spending one credit each, so an agent never holds more
 than it announced. A dispatch whose session closed before it could be queued, or that the agent refused, is
-handed back at once (the attempt is ``lost``, its task due again without spending its retry budget) instead
-of waiting for the agent timeout. ``lock`` is held while a round runs: the heartbeat state sync takes it
-too, so it never mistakes an attempt created but not yet queued for one sent over a stale connection.
+handed back at once (the attempt is ``lost``, its task due again even with no retries left) instead of
+waiting for the agent timeout. ``lock`` is held while a round runs: the heartbeat state sync takes it too,
+so it never mistakes an attempt created but not yet queued for one sent over a stale connection.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ agent's live attempts against what this connection knows (`AgentSession.known`):
 
 - an attempt live in the database that this connection neither listed at registration nor pushed was
   dispatched over a connection the agent had already left (a stale connection on this or another server):
-  the agent cannot hold it, so it is handed back now (lost, its task due again without spending its retry
-  budget: it never ran) instead of waiting forever (the agent keeps beating, so the reaper never takes it);
+  the agent cannot hold it, so it is handed back now (lost, its task due again even with no retries left: it
+  never ran) instead of waiting forever (the agent keeps beating, so the reaper never takes it);
 - an attempt whose task already ended (cancelled while the agent could not be told, or a missed
   notification) is cancelled on the agent, once per connection.
 
