@@ -13,15 +13,22 @@ import pytest
 from dbfixtures import MakeJob
 from schedulingfixtures import MakeGenerator, MakeLeader, set_cursor, slot_records, slot_tasks
 
-from hetuflow_core.enums import MisfirePolicy, ScheduleKind, ScheduleStatus, SlotOutcome, TaskStatus
-from hetuflow_core.job import JobUpdate
+from hetuflow_core.enums import (
+    CommandKind,
+    MisfirePolicy,
+    ScheduleKind,
+    ScheduleStatus,
+    SlotOutcome,
+    TaskStatus,
+)
+from hetuflow_core.job import JobUpdate, Target
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleUpdate
 from hetuflow_server.infra import ModelManager, notify
 from hetuflow_server.scheduler import fire_times
 from hetuflow_server.scheduler.generator import MISSED_CHUNK
 from hetuflow_server.scheduler.misfire import MisfireRule, split_slots
 from hetuflow_server.scheduler.upcoming import schedule_trigger
-from hetuflow_server.service import Services
+from hetuflow_server.service import AgentCapacity, Services
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")
 
@@ -376,14 +383,15 @@ async def test_a_long_gap_is_streamed_in_chunks(
     assert (await services.schedules.get(schedule.id)).fire_count == len(slots)
 
 
-async def test_a_rule_change_keeps_slots_already_dispatched_as_duplicates(
+async def test_a_rule_change_keeps_the_slot_already_handed_to_an_agent(
     services: Services,
     model_manager: ModelManager,
     make_job: MakeJob,
     make_leader: MakeLeader,
     make_generator: MakeGenerator,
 ) -> None:
-    job = await make_job()
+    # A command no other test's job uses: the dispatch below claims this test's tasks only.
+    job = await make_job(command="python", script="pass", target=Target(labels={"suite": "rule-change"}))
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
     schedule = await services.schedules.create(interval(job.id, secs=5, start_time=start, max_count=4))
     leader = make_leader()
@@ -392,23 +400,22 @@ async def test_a_rule_change_keeps_slots_already_dispatched_as_duplicates(
     await generator.cycle()
     tasks = await slot_tasks(model_manager, schedule.id)
     assert len(tasks) == 4
-    # The first slot went to an agent ahead of time; then the schedule's window changes (a rule change).
-    async with model_manager.transaction() as conn:
-        await conn.execute(
-            "UPDATE sched_task SET status = 'dispatched', attempt = 1 WHERE id = %s", (tasks[0].id,)
-        )
+    # The first slot goes to an agent ahead of time; then the schedule's window changes (a rule change).
+    agent = AgentCapacity(
+        agent_id="rule-change", labels={"suite": "rule-change"}, commands=[CommandKind.PYTHON], free_slots=50
+    )
+    dispatched = await services.dispatch.dispatch([agent], lookahead_secs=32)
+    assert [d.task.id for d in dispatched if d.task.schedule_id == schedule.id] == [tasks[0].id]
     await services.schedules.update(schedule.id, ScheduleUpdate(end_time=start + timedelta(hours=1)))
     assert [t.id for t in await slot_tasks(model_manager, schedule.id)] == [tasks[0].id]
-    await generator.cycle()
+    report = await generator.cycle()
+    assert report.deduplicated == 1  # met again, and not planned twice ...
     again = await slot_tasks(model_manager, schedule.id)
     assert [t.scheduled_at for t in again] == [t.scheduled_at for t in tasks]
     assert again[0].id == tasks[0].id
     (record,) = await slot_records(model_manager, schedule.id)
-    assert (record.scheduled_at, record.outcome, record.task_id) == (
-        start,
-        SlotOutcome.DEDUPLICATED,
-        tasks[0].id,
-    )
+    # ... and its record still says it ran, as that task.
+    assert (record.scheduled_at, record.outcome, record.task_id) == (start, SlotOutcome.RAN, tasks[0].id)
     assert (await services.schedules.get(schedule.id)).fire_count == 4
 
 
