@@ -81,9 +81,12 @@ async def agent_socket(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     try:
+        if broker.draining.is_set():
+            raise _Refused(None, CLOSE_GOING_AWAY, "server shutting down")  # the agent tries another one
         session = await _register(websocket, broker, agent_id)
     except _Refused as refused:
-        with contextlib.suppress(Exception):  # the peer may be gone already; nothing more to tell it
+        # The peer may be gone already (disconnect, or a send after its close): nothing more to tell it.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             if refused.frame is not None:
                 await websocket.send_text(refused.frame)
             await websocket.close(refused.code, refused.reason)
