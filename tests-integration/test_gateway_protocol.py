@@ -253,3 +253,30 @@ async def test_a_refused_dispatch_is_handed_back_even_with_no_retries_left(
     statuses = [instance["status"] for instance in pipeline.instances(task_id)]
     assert statuses == ["lost", "dispatched"]
     assert "refused by the agent" in pipeline.instances(task_id)[0]["error"]
+
+
+async def test_an_agent_cannot_touch_another_agents_attempt(
+    pipeline: Pipeline, fake: FakeAgent, agents: AgentPool
+) -> None:
+    assert (await fake.register()).data.accepted
+    agents.start()
+    task_id = pipeline.run(suite=agents.suite, script="echo mine")
+    task = pipeline.wait_task(task_id)
+    instance_id, victim = uuid.UUID(task["instance_id"]), uuid.UUID(task_id)
+
+    forged_log = TaskLogChunk(
+        data=TaskLogChunkData(instance_id=instance_id, stream=LogStream.STDOUT, seq=99, content=b"forged\n")
+    )
+    forged_report = TaskInstanceUpdated(
+        data=TaskInstanceUpdatedData(
+            instance_id=instance_id, task_id=victim, status=InstanceStatus.FAILED, exit_code=1
+        )
+    )
+    await fake.send(forged_log)
+    await fake.send(forged_report)
+    acks = {ack.data.ack_id: ack.data for ack in [await fake.recv_until(Ack) for _ in range(2)]}
+    assert acks[forged_report.id].ok is False
+    assert [entry["content"] for entry in pipeline.logs(str(instance_id))] == ["mine\n"]
+    assert pipeline.task(task_id)["status"] == "succeeded"
+    (instance,) = pipeline.instances(task_id)
+    assert (instance["status"], instance["exit_code"]) == ("succeeded", 0)

@@ -149,8 +149,9 @@ class ReportBatcher:
                         stream=frame.data.stream,
                         seq=frame.data.seq,
                         content=frame.data.content,
+                        agent_id=item.session.agent_id,  # an agent writes only its own attempts' logs
                     )
-                    for _, frame in chunks
+                    for item, frame in chunks
                 ]
             )
         results: list[ReportResult | None] = []

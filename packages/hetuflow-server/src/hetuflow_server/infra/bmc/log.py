@@ -28,6 +28,8 @@ class NewLogChunk(msgspec.Struct, kw_only=True, frozen=True):
     seq: int
     content: bytes
     ts: datetime | None = None
+    agent_id: str | None = None
+    """The agent that sent it: stored only if that agent runs the instance (None: the server, no check)."""
 
 
 class StoredLogChunk(msgspec.Struct, kw_only=True, frozen=True):
@@ -42,7 +44,8 @@ class LogBmc:
 
     @staticmethod
     async def insert_many(conn: db.Connection, chunks: Sequence[NewLogChunk]) -> set[tuple[UUID, str, int]]:
-        """Store chunks in one statement; resends and chunks of unknown instances are skipped.
+        """Store chunks in one statement; resends, chunks of unknown instances and chunks an agent sent for an
+        instance it does not run are skipped.
 
         Returns the (instance_id, stream, seq) keys actually stored.
         """
@@ -54,6 +57,7 @@ class LogBmc:
             "seqs": [c.seq for c in chunks],
             "tss": [c.ts for c in chunks],
             "contents": [c.content for c in chunks],
+            "agent_ids": [c.agent_id for c in chunks],
         }
         rows = await db.fetch_all(conn, _INSERT_MANY, params)
         return {(row["instance_id"], row["stream"], row["seq"]) for row in rows}

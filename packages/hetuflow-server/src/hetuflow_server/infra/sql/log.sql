@@ -2,12 +2,15 @@
 
 -- name: insert_log_chunks
 -- Many chunks in one statement, positioned (id) in the order given; a chunk already stored (same instance,
--- stream, seq: a resend) or for an unknown instance is skipped. Returns the chunks stored.
+-- stream, seq: a resend), for an unknown instance, or sent by an agent (`agent_id` given) that does not run that
+-- instance is skipped. Returns the chunks stored.
 INSERT INTO sched_task_log (instance_id, stream, seq, ts, content)
 SELECT u.instance_id, u.stream, u.seq, coalesce(u.ts, now()), u.content
 FROM unnest(%(instance_ids)s::uuid[], %(streams)s::text[], %(seqs)s::bigint[], %(tss)s::timestamptz[],
-            %(contents)s::bytea[]) WITH ORDINALITY AS u(instance_id, stream, seq, ts, content, position)
-WHERE EXISTS (SELECT 1 FROM sched_task_instance i WHERE i.id = u.instance_id)
+            %(contents)s::bytea[], %(agent_ids)s::text[])
+     WITH ORDINALITY AS u(instance_id, stream, seq, ts, content, agent_id, position)
+WHERE EXISTS (SELECT 1 FROM sched_task_instance i
+              WHERE i.id = u.instance_id AND (u.agent_id IS NULL OR i.agent_id = u.agent_id))
 ORDER BY u.position
 ON CONFLICT (instance_id, stream, seq) DO NOTHING
 RETURNING instance_id, stream, seq
