@@ -3,6 +3,7 @@
 - ``lease_name`` (function): a lease name of the test's own, so tests sharing a module database never contend.
 - ``make_leader(**kw)`` (function): a ``Leadership`` on the test's pool and lease (not stepped yet).
 - ``make_generator(leader, **kw)`` (function): a ``Generator`` on the test's pool.
+- ``kit`` (function): all of the above with ``services``, ``model_manager`` and ``make_job`` in one `Kit`.
 - ``quiet_schedules`` (function): disables every schedule of the database after the test, so the next test's
   cycles only find its own work.
 - ``slot_tasks(db, schedule_id)`` / ``slot_records(db, schedule_id)``: a schedule's tasks and slot records,
@@ -16,6 +17,7 @@ Load it from ``conftest.py`` with ``pytest_plugins = [..., "schedulingfixtures"]
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -26,6 +28,7 @@ from uuid import UUID
 
 import msgspec
 import pytest
+from dbfixtures import MakeJob
 from pipelinefixtures import Pipeline
 
 from hetuflow_core.enums import TaskStatus
@@ -34,6 +37,7 @@ from hetuflow_core.schedule import ScheduleSlot
 from hetuflow_server.infra import ModelManager, bmc
 from hetuflow_server.scheduler.generator import Generator
 from hetuflow_server.scheduler.leader import Leadership
+from hetuflow_server.service import Services
 
 _leases = itertools.count()
 
@@ -87,38 +91,30 @@ def disable(pipeline: Pipeline, schedule_id: str) -> None:
     pipeline.call("POST", f"/schedules/{schedule_id}/disable")
 
 
-def api_slot_records(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
-    """Every slot record of the schedule by slot time (the API pages them latest first)."""
-    records: dict[datetime, dict[str, Any]] = {}
+def _by_slot(pipeline: Pipeline, path: str, what: str, **params: Any) -> dict[datetime, dict[str, Any]]:
+    """Every item of a paged list by its ``scheduled_at``, checking that no slot appears twice."""
+    items: dict[datetime, dict[str, Any]] = {}
     cursor = None
     while True:
-        params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        page = pipeline.call("GET", f"/schedules/{schedule_id}/slots", params=params)
-        for record in page["items"]:
-            slot = at(record["scheduled_at"])
-            assert slot not in records, f"slot {slot} recorded twice"
-            records[slot] = record
+        page = pipeline.call(
+            "GET", path, params={**params, "limit": 1000, **({"cursor": cursor} if cursor else {})}
+        )
+        for item in page["items"]:
+            slot = at(item["scheduled_at"])
+            assert slot not in items, f"slot {slot} has two {what}"
+            items[slot] = item
         if (cursor := page["next_cursor"]) is None:
-            return records
+            return items
+
+
+def api_slot_records(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
+    """Every slot record of the schedule by slot time (``GET /api/v1/schedules/{id}/slots``)."""
+    return _by_slot(pipeline, f"/schedules/{schedule_id}/slots", "records")
 
 
 def schedule_tasks(pipeline: Pipeline, schedule_id: str) -> dict[datetime, dict[str, Any]]:
-    """Every task of the schedule by slot time (at most one per slot, checked)."""
-    tasks: dict[datetime, dict[str, Any]] = {}
-    cursor = None
-    while True:
-        params: dict[str, Any] = {
-            "schedule_id": schedule_id,
-            "limit": 1000,
-            **({"cursor": cursor} if cursor else {}),
-        }
-        page = pipeline.call("GET", "/tasks", params=params)
-        for task in page["items"]:
-            slot = at(task["scheduled_at"])
-            assert slot not in tasks, f"slot {slot} has two tasks"
-            tasks[slot] = task
-        if (cursor := page["next_cursor"]) is None:
-            return tasks
+    """Every task of the schedule by slot time (``GET /api/v1/tasks?schedule_id=``)."""
+    return _by_slot(pipeline, "/tasks", "tasks", schedule_id=schedule_id)
 
 
 def first_second_after(moment: datetime) -> datetime:
@@ -131,6 +127,18 @@ def wait_until(moment: datetime) -> None:
 
 MakeLeader = Callable[..., Leadership]
 MakeGenerator = Callable[..., Generator]
+
+
+@dataclasses.dataclass
+class Kit:
+    """What a generation test works with: the services and pool of its database, and factories."""
+
+    services: Services
+    db: ModelManager
+    make_job: MakeJob
+    leader: MakeLeader
+    generator: MakeGenerator
+    lease_name: str
 
 
 @pytest.fixture
@@ -160,6 +168,19 @@ def make_generator(model_manager: ModelManager) -> MakeGenerator:
         return Generator(db, leader, horizon_secs=horizon_secs, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def kit(
+    services: Services,
+    model_manager: ModelManager,
+    make_job: MakeJob,
+    make_leader: MakeLeader,
+    make_generator: MakeGenerator,
+    lease_name: str,
+) -> Kit:
+    """The generation fixtures in one (see `Kit`)."""
+    return Kit(services, model_manager, make_job, make_leader, make_generator, lease_name)
 
 
 @pytest.fixture

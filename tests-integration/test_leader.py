@@ -16,8 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from dbfixtures import MakeJob
-from schedulingfixtures import MakeGenerator, MakeLeader, slot_records, slot_tasks
+from schedulingfixtures import Kit, slot_records, slot_tasks
 
 from hetuflow_core.enums import ScheduleKind
 from hetuflow_core.ids import uuid7
@@ -26,19 +25,18 @@ from hetuflow_server.infra import ModelManager, bmc, db
 from hetuflow_server.scheduler import fire_times
 from hetuflow_server.scheduler.leader import Leadership
 from hetuflow_server.scheduler.upcoming import schedule_trigger
-from hetuflow_server.service import Services
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")
 
 
-async def expire_lease(model_manager: ModelManager, name: str) -> None:
+async def expire_lease(kit: Kit) -> None:
     """Make the lease run out now, as if its holder had stopped renewing long enough ago."""
-    async with model_manager.transaction() as conn:
-        await conn.execute("UPDATE sched_lease SET expires_at = now() WHERE name = %s", (name,))
+    async with kit.db.transaction() as conn:
+        await conn.execute("UPDATE sched_lease SET expires_at = now() WHERE name = %s", (kit.lease_name,))
 
 
-async def test_one_holder_at_a_time_and_the_token_grows_with_each_term(make_leader: MakeLeader) -> None:
-    first, second = make_leader(), make_leader()
+async def test_one_holder_at_a_time_and_the_token_grows_with_each_term(kit: Kit) -> None:
+    first, second = kit.leader(), kit.leader()
     assert await first.step()
     assert first.tenure is not None
     token = first.tenure.token
@@ -55,27 +53,25 @@ async def test_one_holder_at_a_time_and_the_token_grows_with_each_term(make_lead
     assert not await first.step()
 
 
-async def test_a_stale_term_is_fenced_out(
-    model_manager: ModelManager, make_leader: MakeLeader, lease_name: str
-) -> None:
-    old, new = make_leader(), make_leader()
+async def test_a_stale_term_is_fenced_out(kit: Kit) -> None:
+    old, new = kit.leader(), kit.leader()
     await old.step()
     stale = old.tenure
     assert stale is not None
-    await expire_lease(model_manager, lease_name)
+    await expire_lease(kit)
     assert await new.step()
     # The old holder still believes it leads (its own clock says the lease has time left) ...
     assert old.is_leader
-    async with model_manager.transaction() as conn:
+    async with kit.db.transaction() as conn:
         # ... but every fenced write refuses its term.
         assert not await old.fence(conn)
-        assert not await bmc.LeaseBmc.hold(conn, lease_name, holder=stale.holder, token=stale.token)
+        assert not await bmc.LeaseBmc.hold(conn, kit.lease_name, holder=stale.holder, token=stale.token)
         assert await new.fence(conn)
 
 
-async def test_a_crashed_leader_is_replaced_within_twice_the_lease(make_leader: MakeLeader) -> None:
+async def test_a_crashed_leader_is_replaced_within_twice_the_lease(kit: Kit) -> None:
     lease_secs = 1.5
-    crashed, standby = make_leader(lease_secs=lease_secs), make_leader(lease_secs=lease_secs)
+    crashed, standby = kit.leader(lease_secs=lease_secs), kit.leader(lease_secs=lease_secs)
     assert await crashed.step()  # its last renewal; then it dies without releasing
     renewed_at = time.monotonic()
     elected = asyncio.Event()
@@ -92,8 +88,8 @@ async def test_a_crashed_leader_is_replaced_within_twice_the_lease(make_leader: 
         await asyncio.wait({loop})
 
 
-async def test_stopping_the_loop_hands_the_lease_over_at_once(make_leader: MakeLeader) -> None:
-    leaving, standby = make_leader(lease_secs=30), make_leader(lease_secs=30)
+async def test_stopping_the_loop_hands_the_lease_over_at_once(kit: Kit) -> None:
+    leaving, standby = kit.leader(lease_secs=30), kit.leader(lease_secs=30)
     elected = asyncio.Event()
     leaving.watch(lambda leading: elected.set() if leading else None)
     loop = asyncio.create_task(leaving.loop()())
@@ -127,10 +123,10 @@ class PausingManager:
             yield conn
 
 
-async def make_schedules(services: Services, make_job: MakeJob, count: int) -> list[Schedule]:
-    job = await make_job()
+async def make_schedules(kit: Kit, count: int) -> list[Schedule]:
+    job = await kit.make_job()
     return [
-        await services.schedules.create(
+        await kit.services.schedules.create(
             ScheduleCreate(
                 job_id=job.id, kind=ScheduleKind.INTERVAL, interval_secs=1 + i % 3, misfire_grace_secs=3600
             )
@@ -139,11 +135,9 @@ async def make_schedules(services: Services, make_job: MakeJob, count: int) -> l
     ]
 
 
-async def assert_each_slot_once(
-    model_manager: ModelManager, schedules: list[Schedule], services: Services
-) -> None:
+async def assert_each_slot_once(kit: Kit, schedules: list[Schedule]) -> None:
     """Every schedule has exactly one task per slot from its creation to its cursor, counted once."""
-    async with model_manager.transaction() as conn:
+    async with kit.db.transaction() as conn:
         cur = await conn.execute(
             "SELECT schedule_id, scheduled_at, count(*) AS n FROM sched_task WHERE schedule_id = ANY(%s)"
             " GROUP BY schedule_id, scheduled_at HAVING count(*) > 1",
@@ -151,36 +145,29 @@ async def assert_each_slot_once(
         )
         assert await cur.fetchall() == []
     for schedule in schedules:
-        stored = await services.schedules.get(schedule.id)
+        stored = await kit.services.schedules.get(schedule.id)
         assert stored.generated_until is not None
         trigger = schedule_trigger(stored)
         assert trigger is not None
         slots = list(fire_times(trigger, stored.created_at, stored.generated_until))
-        tasks = await slot_tasks(model_manager, schedule.id)
+        tasks = await slot_tasks(kit.db, schedule.id)
         assert [task.scheduled_at for task in tasks] == slots
         assert stored.fire_count == len(slots)
-        assert await slot_records(model_manager, schedule.id) == []
+        assert await slot_records(kit.db, schedule.id) == []
 
 
-async def test_a_leader_losing_its_lease_mid_cycle_commits_nothing_more(
-    services: Services,
-    model_manager: ModelManager,
-    make_job: MakeJob,
-    make_leader: MakeLeader,
-    make_generator: MakeGenerator,
-    lease_name: str,
-) -> None:
-    schedules = await make_schedules(services, make_job, 12)
-    old_leader, new_leader = make_leader(), make_leader()
+async def test_a_leader_losing_its_lease_mid_cycle_commits_nothing_more(kit: Kit) -> None:
+    schedules = await make_schedules(kit, 12)
+    old_leader, new_leader = kit.leader(), kit.leader()
     await old_leader.step()
     # The old leader's cycle stops after its listing and five schedules (one transaction each) ...
-    paused = PausingManager(model_manager, pause_at=7)
-    old = make_generator(old_leader, db=paused)
-    new = make_generator(new_leader)
+    paused = PausingManager(kit.db, pause_at=7)
+    old = kit.generator(old_leader, db=paused)
+    new = kit.generator(new_leader)
     cycle = asyncio.create_task(old.cycle())
     await asyncio.wait_for(paused.paused.wait(), 10)
     # ... its lease runs out and the other server takes over and runs a full cycle ...
-    await expire_lease(model_manager, lease_name)
+    await expire_lease(kit)
     assert await new_leader.step()
     assert old_leader.is_leader  # it has not noticed
     taken = await new.cycle()
@@ -191,29 +178,22 @@ async def test_a_leader_losing_its_lease_mid_cycle_commits_nothing_more(
     report = await asyncio.wait_for(cycle, 10)
     assert report.lost_lease
     assert report.schedules == 5
-    await assert_each_slot_once(model_manager, schedules, services)
+    await assert_each_slot_once(kit, schedules)
 
 
-async def test_generators_racing_through_leadership_changes_never_plan_a_slot_twice(
-    services: Services,
-    model_manager: ModelManager,
-    make_job: MakeJob,
-    make_leader: MakeLeader,
-    make_generator: MakeGenerator,
-    lease_name: str,
-) -> None:
-    schedules = await make_schedules(services, make_job, 8)
-    leaders = [make_leader(), make_leader()]
+async def test_generators_racing_through_leadership_changes_never_plan_a_slot_twice(kit: Kit) -> None:
+    schedules = await make_schedules(kit, 8)
+    leaders = [kit.leader(), kit.leader()]
     # Generation time moves two seconds per round (a two-second horizon), so both generators find work on
     # every round; the long grace keeps the misfire policy out of it.
     clock = [max(s.created_at for s in schedules)]
-    generators = [make_generator(leader, horizon_secs=2.0, clock=lambda: clock[0]) for leader in leaders]
+    generators = [kit.generator(leader, horizon_secs=2.0, clock=lambda: clock[0]) for leader in leaders]
     rng = random.Random(7)
     deposed_tries = 0
     for _ in range(20):
         clock[0] += timedelta(seconds=2)
         if rng.random() < 0.5:
-            await expire_lease(model_manager, lease_name)
+            await expire_lease(kit)
         # Only some servers get to renew before the cycles: a deposed one may not have noticed yet.
         for leader in rng.sample(leaders, 2):
             if rng.random() < 0.7:
@@ -221,7 +201,7 @@ async def test_generators_racing_through_leadership_changes_never_plan_a_slot_tw
         reports = await asyncio.gather(*(generator.cycle() for generator in generators))
         deposed_tries += sum(report.lost_lease for report in reports)
     assert deposed_tries > 0, "the race never happened: both never believed they led at once"
-    await assert_each_slot_once(model_manager, schedules, services)
+    await assert_each_slot_once(kit, schedules)
 
 
 def test_leadership_refuses_a_lease_of_no_length(model_manager: ModelManager) -> None:
