@@ -140,6 +140,12 @@ class Kit:
     generator: MakeGenerator
     lease_name: str
 
+    async def leading_generator(self, **kwargs: Any) -> Generator:
+        """A generator whose (new) leader holds the test's lease; ``kwargs`` go to ``generator``."""
+        leader = self.leader()
+        assert await leader.step()
+        return self.generator(leader, **kwargs)
+
 
 @pytest.fixture
 def lease_name() -> str:

@@ -47,10 +47,8 @@ def expected(schedule: Schedule, after: datetime, until: datetime) -> list[datet
 async def test_a_cycle_plans_every_slot_up_to_the_horizon_with_the_job_snapshot(kit: Kit) -> None:
     job = await kit.make_job(priority=7, env={"A": "1"})
     schedule = await kit.services.schedules.create(interval(job.id, parameters={"region": "eu"}))
-    leader = kit.leader()
-    assert await leader.step()
     now = datetime.now(UTC)
-    report = await kit.generator(leader, clock=lambda: now).cycle()
+    report = await (await kit.leading_generator(clock=lambda: now)).cycle()
     assert report.tasks >= HORIZON_SECS - 1
     tasks = await slot_tasks(kit.db, schedule.id)
     assert [task.scheduled_at for task in tasks] == expected(
@@ -74,9 +72,7 @@ async def test_generation_is_idempotent_and_a_rewound_cursor_records_duplicates(
     schedule = await kit.services.schedules.create(
         interval(job.id, start_time=datetime.now(UTC) + timedelta(seconds=60))
     )
-    leader = kit.leader()
-    await leader.step()
-    generator = kit.generator(leader, horizon_secs=120)
+    generator = await kit.leading_generator(horizon_secs=120)
     await generator.cycle()
     first = await slot_tasks(kit.db, schedule.id)
     assert len(first) >= 59
@@ -113,10 +109,8 @@ async def test_nothing_is_generated_without_the_lease(kit: Kit) -> None:
 async def test_a_new_schedule_has_its_first_task_within_a_second(
     migrated_database_url: str, kit: Kit
 ) -> None:
-    leader = kit.leader()
-    await leader.step()
     # The periodic cycle is far away: only the NOTIFY can wake the generator in time.
-    generator = kit.generator(leader, horizon_secs=60, interval_secs=300)
+    generator = await kit.leading_generator(horizon_secs=60, interval_secs=300)
     listener = notify.Listener(migrated_database_url)
     listener.subscribe(notify.SCHEDULE_CHANNEL, generator.on_notify)
     listener.start()
@@ -141,9 +135,7 @@ async def test_disabling_a_schedule_removes_its_future_tasks_and_enabling_plans_
     schedule = await kit.services.schedules.create(
         interval(job.id, start_time=datetime.now(UTC) + timedelta(seconds=60))
     )
-    leader = kit.leader()
-    await leader.step()
-    generator = kit.generator(leader, horizon_secs=90)
+    generator = await kit.leading_generator(horizon_secs=90)
     await generator.cycle()
     before = await slot_tasks(kit.db, schedule.id)
     assert before
@@ -163,9 +155,7 @@ async def test_disabling_the_job_removes_future_tasks_and_stops_generation(kit: 
     schedule = await kit.services.schedules.create(
         interval(job.id, start_time=datetime.now(UTC) + timedelta(seconds=60))
     )
-    leader = kit.leader()
-    await leader.step()
-    generator = kit.generator(leader, horizon_secs=90)
+    generator = await kit.leading_generator(horizon_secs=90)
     await generator.cycle()
     assert await slot_tasks(kit.db, schedule.id)
     await kit.services.jobs.disable(job.id)
@@ -181,10 +171,8 @@ async def test_disabling_the_job_removes_future_tasks_and_stops_generation(kit: 
 async def test_max_count_plans_exactly_that_many_and_expires_after_the_last(kit: Kit) -> None:
     job = await kit.make_job()
     schedule = await kit.services.schedules.create(interval(job.id, max_count=3))
-    leader = kit.leader()
-    await leader.step()
     now = datetime.now(UTC)
-    generator = kit.generator(leader, horizon_secs=60, clock=lambda: now)
+    generator = await kit.leading_generator(horizon_secs=60, clock=lambda: now)
     await generator.cycle()
     tasks = await slot_tasks(kit.db, schedule.id)
     assert len(tasks) == 3
@@ -208,9 +196,7 @@ async def test_max_count_survives_disable_and_enable(kit: Kit) -> None:
     job = await kit.make_job()
     start = datetime.now(UTC) + timedelta(seconds=30)
     schedule = await kit.services.schedules.create(interval(job.id, secs=5, start_time=start, max_count=2))
-    leader = kit.leader()
-    await leader.step()
-    generator = kit.generator(leader, horizon_secs=60)
+    generator = await kit.leading_generator(horizon_secs=60)
     await generator.cycle()
     assert [t.scheduled_at for t in await slot_tasks(kit.db, schedule.id)] == [
         start,
@@ -238,10 +224,8 @@ async def test_end_time_and_once_schedules_expire_after_their_last_slot(kit: Kit
     past_once = await kit.services.schedules.create(
         ScheduleCreate(job_id=job.id, kind=ScheduleKind.ONCE, start_time=base - timedelta(days=1))
     )
-    leader = kit.leader()
-    await leader.step()
     now = datetime.now(UTC)
-    generator = kit.generator(leader, horizon_secs=60, clock=lambda: now)
+    generator = await kit.leading_generator(horizon_secs=60, clock=lambda: now)
     await generator.cycle()
     assert [t.scheduled_at for t in await slot_tasks(kit.db, windowed.id)] == [
         base + timedelta(seconds=s) for s in (0, 2, 4)
@@ -276,9 +260,7 @@ async def test_misfire_policy_applies_to_slots_behind_the_cursor(
     now = datetime.now(UTC)
     gap_start = now - timedelta(seconds=30)  # as if no leader had generated for thirty seconds
     await set_cursor(kit.db, schedule.id, gap_start)
-    leader = kit.leader()
-    await leader.step()
-    await kit.generator(leader, clock=lambda: now).cycle()
+    await (await kit.leading_generator(clock=lambda: now)).cycle()
 
     slots = expected(schedule, gap_start, now + timedelta(seconds=HORIZON_SECS))
     rule = MisfireRule(policy=policy, grace_secs=grace, max_runs=5)
@@ -303,9 +285,7 @@ async def test_a_long_gap_is_streamed_in_chunks(kit: Kit) -> None:
     now = datetime.now(UTC)
     gap = 3 * MISSED_CHUNK + 500  # seconds of a one-second schedule
     await set_cursor(kit.db, schedule.id, now - timedelta(seconds=gap))
-    leader = kit.leader()
-    await leader.step()
-    report = await kit.generator(leader, clock=lambda: now).cycle()
+    report = await (await kit.leading_generator(clock=lambda: now)).cycle()
     records = await slot_records(kit.db, schedule.id)
     tasks = await slot_tasks(kit.db, schedule.id)
     slots = expected(schedule, now - timedelta(seconds=gap), now + timedelta(seconds=HORIZON_SECS))
@@ -322,9 +302,7 @@ async def test_a_rule_change_keeps_the_slot_already_handed_to_an_agent(kit: Kit)
     job = await kit.make_job(command="python", script="pass", target=Target(labels={"suite": "rule-change"}))
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
     schedule = await kit.services.schedules.create(interval(job.id, secs=5, start_time=start, max_count=4))
-    leader = kit.leader()
-    await leader.step()
-    generator = kit.generator(leader, horizon_secs=60)
+    generator = await kit.leading_generator(horizon_secs=60)
     await generator.cycle()
     tasks = await slot_tasks(kit.db, schedule.id)
     assert len(tasks) == 4
@@ -357,9 +335,7 @@ async def test_next_fire_times_count_planned_slots_once(kit: Kit) -> None:
         return list((await kit.services.schedules.next_fire_times(schedule.id, count=count, after=after))[1])
 
     assert await upcoming() == slots
-    leader = kit.leader()
-    await leader.step()
-    await kit.generator(leader, horizon_secs=120).cycle()
+    await (await kit.leading_generator(horizon_secs=120)).cycle()
     assert (await kit.services.schedules.get(schedule.id)).fire_count == 3  # all three planned ahead ...
     assert await upcoming() == slots  # ... and still to come
     assert await upcoming(count=2) == slots[:2]
