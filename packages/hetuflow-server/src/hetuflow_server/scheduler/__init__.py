@@ -1,8 +1,13 @@
 """Fire-time computation for schedules: cron, interval and once triggers, pure and exact.
 
-Everything here is a pure function of a schedule's fields and an instant: no database, no clock, no IO.
-The task generator and the preview API call ``build_trigger`` and iterate ``fire_times``. Cron expressions
+Everything exported here is a pure function of a schedule's fields and an instant: no database, no clock, no
+IO. The task generator and the preview API call ``build_trigger`` and iterate ``fire_times``. Cron expressions
 follow Vixie cron syntax and Debian cron's daylight-saving rules; docs/scheduling.md describes both.
+
+What turns fire times into tasks lives in modules of their own, imported as modules: ``leader`` (the leader
+lease), ``generator`` (task generation on the leader), ``misfire`` and ``overlap`` (the pure policy
+decisions), ``admission`` (the dispatcher's check of due slots) and ``upcoming`` (next fire times of a stored
+schedule).
 """
 
 from __future__ import annotations
