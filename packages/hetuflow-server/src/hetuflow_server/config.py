@@ -28,6 +28,8 @@ __all__ = [
     "ConfigError",
     "DatabaseSection",
     "LogSection",
+    "MetricsSection",
+    "RetentionSection",
     "SchedulerSection",
     "ServerConfig",
     "ServerSection",
@@ -49,6 +51,8 @@ PoolSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 TokenTtlSecs = Annotated[int, msgspec.Meta(ge=60, le=10 * 365 * 86_400)]
 CacheSecs = Annotated[float, msgspec.Meta(ge=0, le=60)]
+LogDays = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 
@@ -100,6 +104,21 @@ class SchedulerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
     lease_secs: Secs = 15.0
 
 
+class RetentionSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """What the leader deletes as it ages, and how often it looks (DESIGN §2, §5)."""
+
+    log_days: LogDays = 14
+    """Task log chunks older than this many days are deleted; 0 keeps them forever."""
+    interval_secs: Secs = 60.0
+    batch_size: BatchSize = 5000
+
+
+class MetricsSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The Prometheus endpoint ``/metrics``."""
+
+    require_token: bool = False
+
+
 class LogSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Log level and line format (``text`` for people, ``json`` for collectors)."""
 
@@ -114,6 +133,8 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
     scheduler: SchedulerSection = msgspec.field(default_factory=SchedulerSection)
+    retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
 
     @property
