@@ -15,6 +15,7 @@ from hetuflow_server.service.agents import AgentService, ServerService
 from hetuflow_server.service.dispatch import (
     AgentCapacity,
     Dispatch,
+    DispatchObserver,
     DispatchService,
     Reconciliation,
     ReportOutcome,
@@ -32,6 +33,7 @@ __all__ = [
     "AgentService",
     "CancelOutcome",
     "Dispatch",
+    "DispatchObserver",
     "DispatchService",
     "EventService",
     "FlowService",
@@ -51,10 +53,13 @@ __all__ = [
 class Services:
     """One instance of every service over one ``ModelManager``.
 
-    ``server_id`` (this server's id) is recorded on the instances it dispatches.
+    ``server_id`` (this server's id) is recorded on the instances it dispatches; ``observer`` (the server's
+    metrics) hears about committed dispatches and reports.
     """
 
-    def __init__(self, db: ModelManager, *, server_id: UUID | None = None) -> None:
+    def __init__(
+        self, db: ModelManager, *, server_id: UUID | None = None, observer: DispatchObserver | None = None
+    ) -> None:
         self.db = db
         self.jobs = JobService(db)
         self.schedules = ScheduleService(db)
@@ -65,4 +70,4 @@ class Services:
         self.events = EventService(db)
         self.flows = FlowService(db)
         self.tokens = TokenService(db)
-        self.dispatch = DispatchService(db, server_id=server_id)
+        self.dispatch = DispatchService(db, server_id=server_id, observer=observer)

@@ -14,7 +14,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -32,6 +32,7 @@ __all__ = [
     "AgentCapacity",
     "AgentReport",
     "Dispatch",
+    "DispatchObserver",
     "DispatchService",
     "Reconciliation",
     "ReportOutcome",
@@ -41,6 +42,8 @@ __all__ = [
 DEFAULT_LOOKAHEAD_SECS: Final = 5.0
 DEFAULT_BATCH_SIZE: Final = 200
 PROMOTE_BATCH_SIZE: Final = 1000
+
+_Results = TypeVar("_Results", list[ReportResult], list[ReportResult | None])
 
 
 class AgentCapacity(msgspec.Struct, kw_only=True, frozen=True):
@@ -71,6 +74,16 @@ class Reconciliation(msgspec.Struct, kw_only=True):
     lost: list[UUID]
 
 
+class DispatchObserver(Protocol):
+    """What hears about committed dispatch work (the server's metrics); called after each commit."""
+
+    def dispatched(self, delays_secs: Sequence[float]) -> None:
+        """Attempts were created; how late each was after its task became due (0 when ahead of time)."""
+
+    def reports_applied(self, results: Sequence[ReportResult | None], *, by_agent: bool) -> None:
+        """Status reports were applied: an agent's (None for a resent frame) or the server's verdicts."""
+
+
 def _labels_match(required: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in required.items())
 
@@ -79,11 +92,17 @@ class DispatchService:
     """Claim and dispatch, status reports, liveness and logs: what the gateway and dispatcher write."""
 
     def __init__(
-        self, db: ModelManager, *, server_id: UUID | None = None, rand: Callable[[], float] = random.random
+        self,
+        db: ModelManager,
+        *,
+        server_id: UUID | None = None,
+        rand: Callable[[], float] = random.random,
+        observer: DispatchObserver | None = None,
     ) -> None:
         self._db = db
         self._server_id = server_id
         self._reports = ReportApplier(rand)
+        self._observer = observer
 
     async def dispatch(
         self,
@@ -168,6 +187,12 @@ class DispatchService:
             # The claimed rows are locked by this transaction, so every one of them is still pending.
             assert marked == {task.id for task, _ in chosen}, "claimed tasks changed under their row lock"
         by_id = {inst.id: inst for inst in instances}
+        if self._observer is not None:  # due: a retry's backoff end, else the planned time
+            due = [
+                (by_id[new.id].dispatched_at, task.next_attempt_at or task.scheduled_at)
+                for task, new in chosen
+            ]
+            self._observer.dispatched([max((at - due_at).total_seconds(), 0.0) for at, due_at in due])
         return [
             Dispatch(
                 task=msgspec.structs.replace(
@@ -193,12 +218,14 @@ class DispatchService:
         with a non-zero exit code counts as failed. Returns one result per report, in input order.
         """
         async with self._db.transaction() as conn:
-            return await self._reports.apply(conn, reports, agent_id=agent_id)
+            results = await self._reports.apply(conn, reports, agent_id=agent_id)
+        return self._observed(results, by_agent=agent_id is not None)
 
     async def mark_lost(self, instance_ids: Collection[UUID], *, reason: str) -> list[ReportResult]:
         """Declare live attempts lost (their agent is gone); their tasks retry or fail per policy."""
         async with self._db.transaction() as conn:
-            return await self._reports.mark_lost(conn, instance_ids, reason=reason)
+            results = await self._reports.mark_lost(conn, instance_ids, reason=reason)
+        return self._observed(results, by_agent=False)
 
     async def reap_offline_agents(self, *, timeout_secs: float) -> list[str]:
         """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agent ids."""
@@ -207,9 +234,10 @@ class DispatchService:
             agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
             # Also agents a closed connection already marked offline: silence is what loses their attempts.
             live = await bmc.InstanceBmc.live_of_silent_agents(conn, before=before)
-            await self._reports.mark_lost(
+            results = await self._reports.mark_lost(
                 conn, [inst.id for inst in live], reason=f"agent silent for more than {timeout_secs:g}s"
             )
+        self._observed(results, by_agent=False)
         return agent_ids
 
     async def reconcile(self, agent_id: str, running: Collection[UUID]) -> Reconciliation:
@@ -224,7 +252,10 @@ class DispatchService:
             keep = sorted(i for i in running if i in live_ids and i in current)
             kill = sorted(i for i in running if i not in keep)
             lost = sorted(live_ids - set(keep))
-            await self._reports.mark_lost(conn, lost, reason="not running on the agent after it reconnected")
+            results = await self._reports.mark_lost(
+                conn, lost, reason="not running on the agent after it reconnected"
+            )
+        self._observed(results, by_agent=False)
         return Reconciliation(keep=keep, kill=kill, lost=lost)
 
     async def apply_agent_reports(self, reports: Sequence[AgentReport]) -> list[ReportResult | None]:
@@ -244,6 +275,11 @@ class DispatchService:
                 applied = await self._reports.apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
                 for position, result in zip(todo, applied, strict=True):
                     results[position] = result
+        return self._observed(results, by_agent=True)
+
+    def _observed(self, results: _Results, *, by_agent: bool) -> _Results:
+        if self._observer is not None:
+            self._observer.reports_applied(results, by_agent=by_agent)
         return results
 
     async def hand_back(self, instance_ids: Collection[UUID], *, reason: str) -> list[UUID]:
