@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -184,6 +186,28 @@ def test_next_fire_times_of_a_stored_schedule(admin_client: httpx.Client, job_id
     assert_problem(admin_client.get(url, params={"count": 0}), 422, "invalid-input")
     event = create_schedule(admin_client, job_id, kind="event", cron_expression=None, event_name="ping")
     assert admin_client.get(f"{SCHEDULES}/{event['id']}/next").json() == {"fire_times": []}
+
+
+def test_next_lists_planned_runs_of_a_max_count_schedule(admin_client: httpx.Client, job_id: str) -> None:
+    # All three runs fall inside the generation horizon, so the generator plans them (fire_count reaches 3)
+    # before any is due; they are still the schedule's next fire times.
+    start = (datetime.now(UTC) + timedelta(minutes=2)).replace(microsecond=0)
+    schedule = create_schedule(
+        admin_client,
+        job_id,
+        kind="interval",
+        cron_expression=None,
+        interval_secs=60,
+        start_time=start.isoformat(),
+        max_count=3,
+    )
+    url = f"{SCHEDULES}/{schedule['id']}"
+    deadline = time.monotonic() + 10
+    while admin_client.get(url).json()["fire_count"] < 3:
+        assert time.monotonic() < deadline, "the generator did not plan the schedule's runs"
+        time.sleep(0.05)
+    times = admin_client.get(f"{url}/next", params={"count": 5}).json()["fire_times"]
+    assert [datetime.fromisoformat(t) for t in times] == [start + timedelta(seconds=60 * k) for k in range(3)]
 
 
 def test_slots_record(admin_client: httpx.Client, pg_conn: psycopg.Connection[Any], job_id: str) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.api import Page
-from hetuflow_core.enums import ScheduleKind, ScheduleStatus, TokenScope
+from hetuflow_core.enums import ScheduleKind, TokenScope
 from hetuflow_core.schedule import (
     Schedule,
     ScheduleCreate,
@@ -151,16 +151,14 @@ async def next_fire_times(ctx: Context, schedule_id: UUID, query: NextQuery) -> 
     """The next ``count`` fire times of a stored schedule after now, in its time zone with UTC offsets.
 
     A schedule that is not enabled does not fire, nor do event, daemon and flow schedules on their own:
-    their list is empty. Fires already counted against
-    ``max_count`` are taken into account.
+    their list is empty. Slots the generator already planned count toward ``max_count`` once, so a schedule
+    whose remaining runs are all planned still lists them.
     """
-    schedule = await ctx.services.schedules.get(schedule_id)
-    if schedule.status is not ScheduleStatus.ENABLED:
+    schedule, fires = await ctx.services.schedules.next_fire_times(schedule_id, count=query.count)
+    if not fires:
         return SchedulePreview(fire_times=[])
-    fire_times = preview_fire_times(
-        schedule, after=datetime.now(UTC), count=query.count, fired=schedule.fire_count
-    )
-    return SchedulePreview(fire_times=fire_times or [])
+    zone = scheduler.load_timezone(schedule.timezone)
+    return SchedulePreview(fire_times=[fire.astimezone(zone).isoformat() for fire in fires])
 
 
 @operations.get("/schedules/{schedule_id}/slots", summary="Fire-slot record of a schedule")
