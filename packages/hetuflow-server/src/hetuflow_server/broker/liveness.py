@@ -12,15 +12,14 @@ agent's live attempts against what this connection knows (`AgentSession.known`):
 
 The reaper runs on the leader only (the holder of the ``leader`` lease, kept by the application's
 ``Leadership``): agents silent for ``agent_timeout_secs`` go offline and their dispatched or running
-attempts become ``lost``, so their tasks follow the retry policy. It also forgets the ids of agent frames
-applied long ago.
+attempts become ``lost``, so their tasks follow the retry policy.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Final
 from uuid import UUID
 
@@ -37,9 +36,8 @@ __all__ = ["Liveness"]
 logger = logging.getLogger(__name__)
 
 FRAME_ID_RETENTION: Final = timedelta(days=1)
-"""How long the ids of applied agent frames are remembered (resends older than that are still idempotent)."""
-PURGE_EVERY_TICKS: Final = 600
-"""The frame-id purge runs once every this many reaper ticks."""
+"""How long the ids of applied agent frames are remembered (the retention pass forgets older ones; a resend
+older than that is still harmless: every report and chunk is idempotent by state or by sequence number)."""
 
 
 class Liveness:
@@ -59,7 +57,6 @@ class Liveness:
         self._server_id = server_id
         self._agent_timeout_secs = agent_timeout_secs
         self._is_leader = is_leader
-        self._ticks = 0
 
     @property
     def tick_secs(self) -> float:
@@ -133,9 +130,3 @@ class Liveness:
                 "agents silent for %gs are offline: %s", self._agent_timeout_secs, ", ".join(offline)
             )
             self._dispatcher.wake()
-        self._ticks += 1
-        if self._ticks % PURGE_EVERY_TICKS == 1:
-            forgotten = await self._services.dispatch.forget_frames(
-                before=datetime.now(UTC) - FRAME_ID_RETENTION
-            )
-            logger.debug("forgot %d applied agent frame ids", forgotten)

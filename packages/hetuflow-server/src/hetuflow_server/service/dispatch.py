@@ -329,12 +329,6 @@ class DispatchService:
         async with self._db.transaction() as conn:
             return await bmc.InstanceBmc.live_attempts_of_agent(conn, agent_id)
 
-    async def forget_frames(self, *, before: datetime) -> int:
-        """Forget the ids of agent frames applied before ``before`` (a resend older than that is still
-        harmless: every report and chunk is idempotent by state or by sequence number)."""
-        async with self._db.transaction() as conn:
-            return await bmc.AgentMsgBmc.purge(conn, before=before)
-
     async def store_logs(self, chunks: Sequence[bmc.NewLogChunk]) -> int:
         """Store log chunks (resends are skipped); the number newly stored."""
         async with self._db.transaction() as conn:
