@@ -1,9 +1,10 @@
 """The application container: everything one server process owns, opened and closed in one fixed order.
 
 ``ServerApplication(config)`` holds the database (``ModelManager``, on the embedded PostgreSQL when no URL is
-configured), the services, the token service, this server's row in ``sched_server`` and the background
-loops. `create_app` wraps it in a Starlette app whose lifespan starts and stops it; ``app.state.hetuflow`` is
-the container, which is how endpoints reach the services (see ``endpoint.api.wiring``).
+configured), the services, the token service, this server's row in ``sched_server``, the background
+loops and the Prometheus metrics (``metrics``, served at ``/metrics``). `create_app` wraps it in a Starlette
+app whose lifespan starts and stops it; ``app.state.hetuflow`` is the container, which is how endpoints reach
+the services (see ``endpoint.api.wiring``).
 
 Startup order: key → embedded PostgreSQL → migrations → pool → services and tokens → server row → loops.
 Shutdown runs the same steps backwards; a failure while starting undoes what was already started.
@@ -24,18 +25,19 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from hetuflow_core.ids import uuid7
-from hetuflow_server import broker, endpoint
+from hetuflow_server import broker, endpoint, metrics, retention
 from hetuflow_server.auth.keys import load_or_create_key
 from hetuflow_server.auth.service import TokenService
 from hetuflow_server.auth.tokens import TokenCodec
 from hetuflow_server.config import ServerConfig, redact_url
 from hetuflow_server.embedded import EmbeddedPostgres
+from hetuflow_server.endpoint import web
 from hetuflow_server.endpoint.api import exception_handlers
 from hetuflow_server.endpoint.keepalive import DrainRequestBody
 from hetuflow_server.errors import HetuflowError
 from hetuflow_server.infra import ModelManager, migrate, notify, pending_migrations
 from hetuflow_server.loops import BackgroundLoops, every
-from hetuflow_server.scheduler import generator, leader
+from hetuflow_server.scheduler import leader
 from hetuflow_server.service import Services
 
 __all__ = ["ServerApplication", "State", "build_app", "create_app"]
@@ -70,6 +72,8 @@ class ServerApplication:
         self.draining = asyncio.Event()
         """Set when shutdown begins: long-lived connections (agents, log tails) should wind down."""
         self.applied_migrations: list[str] = []
+        self.metrics = metrics.ServerMetrics(server_id=self.server_id, server_name=config.server.name)
+        """This application's Prometheus metrics (a registry of its own)."""
         self._embedded: EmbeddedPostgres | None = None
         self._db: ModelManager | None = None
         self._services: Services | None = None
@@ -135,7 +139,8 @@ class ServerApplication:
                 name=f"hetuflow-{self.config.server.name}",
             )
             await self._db.open(timeout_secs=database.connect_timeout_secs)
-            self._services = Services(self._db, server_id=self.server_id)
+            self._services = Services(self._db, server_id=self.server_id, observer=self.metrics)
+            self.metrics.track(pool=self._db.pool)
             if codec is not None:
                 self._tokens = TokenService(
                     self._services.tokens, codec, cache_secs=self.config.auth.revocation_cache_secs
@@ -227,13 +232,22 @@ class ServerApplication:
             draining=self.draining,
             is_leader=lambda: leadership.is_leader,  # the reaper of silent agents is singleton work
         )
-        tasks = generator.Generator(
-            self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs
+        tasks = metrics.ObservedGenerator(
+            self.metrics, self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs
         )
         self._broker.listener.subscribe(notify.SCHEDULE_CHANNEL, tasks.on_notify)
         for name, factory in self._broker.loops():
             self.loops.add(name, factory)
         self.loops.add("scheduler-generator", tasks.loop())
+        aged = retention.Retention(
+            self.db,
+            self.leadership,
+            self.config.retention,
+            heartbeat_interval_secs=self.config.scheduler.heartbeat_interval_secs,
+            metrics=self.metrics,
+        )
+        self.loops.add("retention", aged.loop())
+        self.metrics.track(broker=self._broker, leadership=self.leadership)
 
     async def _heartbeat(self) -> None:
         await self.services.servers.heartbeat(self.server_id)
@@ -285,8 +299,13 @@ def build_app(application: ServerApplication) -> Starlette:
 
     app = Starlette(
         # The broker's routes sit under the API prefix: they go first, before the API's mount takes its paths.
-        routes=[*broker.routes(), *endpoint.routes()],
-        middleware=[Middleware(DrainRequestBody)],
+        # The web UI last: it answers only its own paths, so it shadows no API, probe or broker route.
+        routes=[*broker.routes(), *endpoint.routes(), web.route()],
+        # Metrics outermost, so a request's time includes every other middleware.
+        middleware=[
+            Middleware(metrics.MetricsMiddleware, metrics=application.metrics),
+            Middleware(DrainRequestBody),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
