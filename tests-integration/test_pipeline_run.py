@@ -145,8 +145,18 @@ def test_python_and_uv_commands_run(pipeline: Pipeline, agents: AgentPool) -> No
         args=["python", "-c", "print('from uv')"],
         env={"UV_OFFLINE": "1", "UV_NO_PROGRESS": "1"},
     )
+    uv_script_task = pipeline.run(  # a script body: the agent writes script.py and runs ``uv run script.py``
+        suite=agents.suite,
+        command="uv",
+        script="print('uv script', 6 * 7)\n",
+        env={"UV_OFFLINE": "1", "UV_NO_PROGRESS": "1"},
+    )
 
-    for task_id, expected in ((python_task, "py 3 7"), (uv_task, "from uv")):
+    for task_id, expected in (
+        (python_task, "py 3 7"),
+        (uv_task, "from uv"),
+        (uv_script_task, "uv script 42"),
+    ):
         task = pipeline.wait_task(task_id, timeout=60)
         instance = _only_instance(pipeline, task_id)
         assert task["status"] == "succeeded", instance
@@ -157,8 +167,16 @@ OPTIONAL: dict[str, tuple[dict[str, Any], str]] = {
     "node": ({"command": "node", "script": "console.log('node ' + (1 + 1))"}, "node 2"),
     "npx": ({"command": "npx", "args": ["--version"]}, "."),
     "cargo": ({"command": "cargo", "args": ["--version"]}, "cargo "),
-    # The API requires args for java (a script body is refused there), so the JVM reports its version.
-    "java": ({"command": "java", "args": ["-version"]}, "version"),
+    # A script body is launched as single-file source (Main.java).
+    "java": (
+        {
+            "command": "java",
+            "script": "class Main { public static void main(String[] a) {\n"
+            '    System.out.println("java " + 42);\n'
+            "} }\n",
+        },
+        "java 42",
+    ),
 }
 
 

@@ -71,8 +71,9 @@ async def test_duplicate_name_conflicts_only_within_namespace(services: Services
     ("config", "path"),
     [
         (JobConfig(command=CommandKind.BASH), "$.config.script"),
-        (JobConfig(command=CommandKind.UV), "$.config.args"),
-        (JobConfig(command=CommandKind.JAVA, args=["-jar", "x.jar"], script="x"), "$.config.script"),
+        (JobConfig(command=CommandKind.UV), "$.config.script"),
+        (JobConfig(command=CommandKind.CARGO), "$.config.args"),
+        (JobConfig(command=CommandKind.CARGO, args=["run"], script="x"), "$.config.script"),
         (
             JobConfig(command=CommandKind.BASH, script="true", retry=RetryPolicy(base_secs=10, max_secs=1)),
             "$.config.retry.max_secs",

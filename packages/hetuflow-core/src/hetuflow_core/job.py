@@ -69,9 +69,10 @@ class Target(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The command and its execution settings.
 
-    ``command`` picks the program: ``bash`` runs ``script`` (or ``args``), ``python``/``node`` run
-    ``script`` with ``-c``/``-e`` or the file named in ``args``, ``uv`` runs ``uv run <args>``, and
-    ``npx``, ``cargo`` and ``java`` receive ``args`` as given.
+    ``command`` picks the program. ``bash``, ``python``, ``uv``, ``node`` and ``java`` take either a
+    ``script`` body (the agent writes it to a file in the task's directory and runs it: ``bash``,
+    ``python``, ``uv run``, ``node``, or ``java`` single-file source launch, with ``args`` after it) or a
+    command line in ``args``; ``npx`` and ``cargo`` take ``args`` only.
     """
 
     command: CommandKind

@@ -28,8 +28,12 @@ from hetuflow_server.service._validation import invalid, revalidate
 
 __all__ = ["JobService", "validate_job_config"]
 
-_NEEDS_ARGS = frozenset({CommandKind.UV, CommandKind.NPX, CommandKind.CARGO, CommandKind.JAVA})
-_TAKES_SCRIPT = frozenset({CommandKind.BASH, CommandKind.PYTHON, CommandKind.NODE})
+# What the agent's executor accepts: a script body is written to a file it runs (script.sh, script.py run
+# by python or `uv run`, script.js, Main.java as a single-file source); npx and cargo only take a command line.
+_NEEDS_ARGS = frozenset({CommandKind.NPX, CommandKind.CARGO})
+_TAKES_SCRIPT = frozenset(
+    {CommandKind.BASH, CommandKind.PYTHON, CommandKind.UV, CommandKind.NODE, CommandKind.JAVA}
+)
 
 
 def validate_job_config(config: JobConfig, path: str = "$.config") -> JobConfig:
