@@ -126,6 +126,22 @@ def admin_token(data_dir: Path, database_url: str) -> str:
     return result.stdout.decode().strip()
 
 
+def open_bench_server(
+    stack: contextlib.ExitStack, root: Path, database_url: str | None
+) -> tuple[str, str, httpx.Client]:
+    """Embedded PostgreSQL under ``root`` (unless ``database_url`` is given), a real ``serve`` process on it
+    and an admin-token HTTP client; all closed with ``stack``. Returns (database URL, base URL, client)."""
+    url = database_url or stack.enter_context(embedded_postgres(root / "pg"))
+    data_dir = root / "data"
+    data_dir.mkdir()
+    base_url = stack.enter_context(running_server(data_dir, url))
+    token = admin_token(data_dir, url)
+    client = stack.enter_context(
+        httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    )
+    return url, base_url, client
+
+
 def create_jobs(client: httpx.Client, count: int) -> list[str]:
     ids = []
     for index in range(count):
@@ -244,14 +260,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hetuflow-api-bench-") as tmp:
         root = Path(tmp)
         with contextlib.ExitStack() as stack:
-            database_url = args.database_url or stack.enter_context(embedded_postgres(root / "pg"))
-            data_dir = root / "data"
-            data_dir.mkdir()
-            base_url = stack.enter_context(running_server(data_dir, database_url))
-            token = admin_token(data_dir, database_url)
-            client = stack.enter_context(
-                httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-            )
+            database_url, _, client = open_bench_server(stack, root, args.database_url)
             job_ids = create_jobs(client, 10)
             began = time.perf_counter()
             load_tasks(database_url, job_ids, args.rows)

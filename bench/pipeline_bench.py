@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import msgspec
 import psycopg
-from api_bench import admin_token, embedded_postgres, percentile, running_server
+from api_bench import open_bench_server, percentile
 
 from hetuflow_core import CommandKind, JobConfig, uuid7
 
@@ -207,14 +207,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hetuflow-pipeline-bench-") as tmp:
         root = Path(tmp)
         with contextlib.ExitStack() as stack:
-            database_url = args.database_url or stack.enter_context(embedded_postgres(root / "pg"))
-            data_dir = root / "data"
-            data_dir.mkdir()
-            base_url = stack.enter_context(running_server(data_dir, database_url))
-            token = admin_token(data_dir, database_url)
-            client = stack.enter_context(
-                httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-            )
+            database_url, base_url, client = open_bench_server(stack, root, args.database_url)
             stack.enter_context(running_agents(base_url, client, root, args.agents, args.capacity))
             conn = stack.enter_context(psycopg.connect(database_url, autocommit=True))
             rate, wall, attempts = throughput(conn, client, args.tasks)
