@@ -38,7 +38,7 @@ CLIS = {"hetuflow-server": "hetuflow-server", "hetuflow-agent": "hetuflow-agent"
 PG_ENV = ("HETUFLOW_REQUIRE_PG", "HETUFLOW_TEST_DATABASE_URL")
 # uv is a test dependency too: the agent runs `uv` command kinds for real, so it must be on the venv PATH.
 TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx", "jsonschema-rs", "uv")
-INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis")
+INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis", "websockets")
 LINT_DEPS = ("ruff", "mypy", "types-psutil")
 
 

@@ -1,0 +1,233 @@
+// DOM helpers shared by the views: an element builder, formatters, tables, badges and notices.
+//
+// Everything is built with createElement and text nodes, never by parsing HTML, so no stored value (a job name,
+// a log line) can ever become markup. Styles come from style.css only: the Content-Security-Policy refuses
+// inline styles in markup.
+
+import { session } from "./api.js";
+
+/**
+ * An element: h("a", { href: "/x", class: "btn", onclick: fn, "aria-label": "..." }, "text", child, [more]).
+ * Keys starting with "on" add listeners; true/false toggle boolean attributes; null/undefined are skipped.
+ */
+export function h(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  let value = null;
+  for (const [key, prop] of Object.entries(props || {})) {
+    if (prop === null || prop === undefined || prop === false) continue;
+    if (key.startsWith("on") && typeof prop === "function") {
+      node.addEventListener(key.slice(2), prop);
+    } else if (key === "value") {
+      value = prop; // after the children: a <select> takes a value only once its options exist
+    } else if (key === "checked" || key === "selected") {
+      node[key] = Boolean(prop);
+    } else {
+      node.setAttribute(key, prop === true ? "" : String(prop));
+    }
+  }
+  append(node, children);
+  if (value !== null) node.value = value;
+  return node;
+}
+
+function append(node, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(node, child);
+    else node.append(child instanceof Node ? child : String(child));
+  }
+}
+
+/** A local, readable time with the exact instant in its datetime and title. */
+export function time(iso) {
+  if (!iso) return h("span", { class: "muted" }, "—");
+  const date = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  const text =
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  return h("time", { datetime: iso, title: iso }, text);
+}
+
+/** "12 s ago", "3 min ago" ... for heartbeats. */
+export function ago(iso) {
+  if (!iso) return h("span", { class: "muted" }, "never");
+  const secs = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  const text =
+    secs < 60 ? `${Math.round(secs)} s ago` : secs < 3600 ? `${Math.round(secs / 60)} min ago`
+      : secs < 86400 ? `${Math.round(secs / 3600)} h ago` : `${Math.round(secs / 86400)} d ago`;
+  return h("time", { datetime: iso, title: iso }, text);
+}
+
+export function duration(secs) {
+  if (secs === null || secs === undefined) return "—";
+  if (secs < 1) return `${Math.round(secs * 1000)} ms`;
+  if (secs < 120) return `${secs.toFixed(secs < 10 ? 2 : 1)} s`;
+  return `${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`;
+}
+
+export function bytes(count) {
+  if (count === null || count === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = count;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** The last 8 characters of a UUID, with the whole id in a title. The first ones of a UUIDv7 are its
+ * creation time, shared by every id made in the same minute; the last ones are random. */
+export function shortId(id) {
+  return h("code", { title: id }, String(id).slice(-8));
+}
+
+/** A status word as a coloured badge (colour from the status, the word itself always shown). */
+export function badge(status) {
+  return h("span", { class: `badge s-${status}` }, String(status).replace("_", " "));
+}
+
+/** Labels as key=value chips. */
+export function labels(map) {
+  const entries = Object.entries(map || {});
+  if (!entries.length) return h("span", { class: "muted" }, "none");
+  return h("ul", { class: "chips" }, entries.map(([key, value]) => h("li", {}, `${key}=${value}`)));
+}
+
+/** A JSON value, pretty-printed in a <pre>. */
+export function json(value) {
+  return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
+}
+
+/** A definition list from [term, value] pairs (null values are left out). */
+export function details(pairs) {
+  return h(
+    "dl",
+    { class: "details" },
+    pairs.filter(([, value]) => value !== null && value !== undefined).map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
+  );
+}
+
+/**
+ * A table: columns are [header, (row) => cell content]; ``empty`` is shown when there are no rows.
+ */
+export function table(columns, rows, { caption, empty = "Nothing here yet." } = {}) {
+  if (!rows.length) return h("p", { class: "empty" }, empty);
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      {},
+      caption ? h("caption", {}, caption) : null,
+      h("thead", {}, h("tr", {}, columns.map(([header]) => h("th", { scope: "col" }, header)))),
+      h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row)))))),
+    ),
+  );
+}
+
+/** A page heading with optional actions beside it. */
+export function heading(title, ...actions) {
+  return h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, title), h("div", { class: "actions" }, actions));
+}
+
+export function section(title, ...children) {
+  return h("section", { class: "panel", "aria-label": title }, h("h2", {}, title), children);
+}
+
+const WRITE_HINT = "Needs an admin token";
+
+/**
+ * A button for an action that changes something: disabled for read-only tokens (and when ``disabled``).
+ * While ``onClick`` runs the button is busy; an error goes to the notice area.
+ */
+export function writeButton(label, onClick, { kind = "", disabled = false, title, key } = {}) {
+  const readOnly = !session.canWrite;
+  const button = h(
+    "button",
+    {
+      type: "button",
+      class: `btn ${kind}`.trim(),
+      "data-write": "",
+      "data-key": key,
+      disabled: readOnly || disabled,
+      title: readOnly ? WRITE_HINT : title,
+    },
+    label,
+  );
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    try {
+      await onClick();
+    } catch (error) {
+      notify(error.message || String(error), "error");
+    } finally {
+      button.removeAttribute("aria-busy");
+      if (button.isConnected) button.disabled = readOnly || disabled;
+    }
+  });
+  return button;
+}
+
+/** The submit button of a form that changes something (disabled for read-only tokens). */
+export function submitButton(label) {
+  const readOnly = !session.canWrite;
+  return h("button", { type: "submit", class: "btn primary", "data-write": "", disabled: readOnly, title: readOnly ? WRITE_HINT : null }, label);
+}
+
+let noticeTimer = null;
+
+/** A short message in the polite live region at the top of the page. */
+export function notify(message, kind = "info") {
+  const region = document.getElementById("notice");
+  if (!region) return;
+  region.replaceChildren(h("p", { class: `notice ${kind}` }, message));
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => region.replaceChildren(), kind === "error" ? 10000 : 4000);
+}
+
+/** The message of an error for a person: the problem's detail, or the error's text. */
+export function errorText(error) {
+  return error && error.detail ? `${error.title}: ${error.detail}` : String(error?.message || error);
+}
+
+/** An error panel for a view that could not load. */
+export function errorPanel(error) {
+  return h("div", { class: "notice error", role: "alert" }, errorText(error));
+}
+
+/**
+ * Run ``fn`` now and every ``ms`` milliseconds until ``signal`` aborts; skipped while the tab is hidden.
+ * A failing run is shown once in the notice area and retried on the next tick.
+ */
+export function every(ms, fn, signal) {
+  const timer = setInterval(async () => {
+    if (document.hidden || signal.aborted) return;
+    try {
+      await fn();
+    } catch (error) {
+      if (error.name !== "AbortError") notify(errorText(error), "error");
+    }
+  }, ms);
+  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+}
+
+/** Replace the children of ``container``; the focused element with a data-key keeps the focus across it. */
+export function replaceKeepingFocus(container, ...nodes) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset.key : undefined;
+  container.replaceChildren(...nodes);
+  if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
+}
+
+/** Debounce ``fn`` by ``ms`` milliseconds. */
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}

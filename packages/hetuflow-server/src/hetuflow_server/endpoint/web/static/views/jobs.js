@@ -1,0 +1,257 @@
+// Jobs: the list, one job (config, trigger with JSON parameters, enable/disable, its schedules and recent
+// tasks) and the create/edit form for the whole job config.
+
+import { api } from "../api.js";
+import { badge, details, h, heading, labels, notify, section, submitButton, table, time, writeButton } from "../dom.js";
+import { check, field, input, jsonObject, keyValues, keyValueText, lines, number, select, showErrors, summary, textarea, value } from "../forms.js";
+import { navigate } from "../router.js";
+import { describeSchedule, jobNames, pager, tasksTable } from "./shared.js";
+
+const COMMANDS = ["bash", "uv", "python", "node", "npx", "cargo", "java"];
+const SCRIPT_COMMANDS = new Set(["bash", "python", "node"]);
+const PAGE_SIZE = 50;
+
+export async function jobsView({ query, signal }) {
+  const cursor = query.get("cursor");
+  const page = await api.get("/jobs", { limit: PAGE_SIZE, cursor }, { signal });
+  return h(
+    "div",
+    {},
+    heading("Jobs", writeButton("New job", () => navigate("/jobs/new"), { kind: "primary" })),
+    table(
+      [
+        ["Name", (job) => h("a", { href: `/jobs/${job.id}` }, job.name)],
+        ["Namespace", (job) => job.namespace],
+        ["Command", (job) => job.config.command],
+        ["Status", (job) => badge(job.status)],
+        ["Target", (job) => labels(job.config.target.labels)],
+        ["Updated", (job) => time(job.updated_at)],
+      ],
+      page.items,
+      { empty: "No jobs yet." },
+    ),
+    pager("/jobs", query, page.next_cursor),
+  );
+}
+
+export async function jobView({ params, signal, reload }) {
+  const [job, schedules, tasks, names] = await Promise.all([
+    api.get(`/jobs/${params.id}`, {}, { signal }),
+    api.get("/schedules", { job_id: params.id, limit: 100 }, { signal }),
+    api.get("/tasks", { job_id: params.id, limit: 10 }, { signal }),
+    jobNames(signal),
+  ]);
+  const enabled = job.status === "enabled";
+  const toggle = writeButton(enabled ? "Disable" : "Enable", async () => {
+    await api.post(`/jobs/${job.id}/${enabled ? "disable" : "enable"}`);
+    notify(`Job ${enabled ? "disabled" : "enabled"}.`);
+    await reload();
+  });
+  return h(
+    "div",
+    {},
+    heading(job.name, badge(job.status), writeButton("Edit", () => navigate(`/jobs/${job.id}/edit`)), toggle),
+    job.description ? h("p", {}, job.description) : null,
+    section("Trigger", triggerForm(job)),
+    section("Configuration", configDetails(job)),
+    section(
+      "Schedules",
+      table(
+        [
+          ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
+          ["Status", (s) => badge(s.status)],
+          ["Fired", (s) => String(s.fire_count)],
+          ["Created", (s) => time(s.created_at)],
+        ],
+        schedules.items,
+        { empty: "No schedules: the job runs when triggered." },
+      ),
+      writeButton("Add schedule", () => navigate(`/schedules/new?job_id=${job.id}`)),
+    ),
+    section("Recent tasks", tasksTable(tasks.items, names), h("p", {}, h("a", { href: `/tasks?job_id=${job.id}` }, "All tasks of this job"))),
+  );
+}
+
+function triggerForm(job) {
+  const form = h(
+    "form",
+    { class: "inline-form", novalidate: true },
+    field("Parameters (JSON object)", textarea("parameters", { rows: 3, placeholder: '{"date": "2026-01-31"}' }), {
+      help: "Handed to the process as HETUFLOW_PARAMS.",
+    }),
+    field("Priority", input("priority", { type: "number", min: -1000, max: 1000, placeholder: `${job.config.priority}` })),
+    summary(),
+    submitButton("Trigger now"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const errors = [];
+      const body = { parameters: jsonObject(form, "parameters", errors) };
+      const priority = number(form, "priority", errors, { integer: true });
+      check(errors);
+      if (priority !== null) body.priority = priority;
+      const result = await api.post(`/jobs/${job.id}/trigger`, body);
+      notify("Task created.");
+      navigate(`/tasks/${result.task_ids[0]}`);
+    } catch (error) {
+      showErrors(form, error);
+    }
+  });
+  return form;
+}
+
+function configDetails(job) {
+  const c = job.config;
+  const retry = c.retry;
+  const limits = Object.entries(c.limits).filter(([, limit]) => limit !== null);
+  return details([
+    ["Command", h("code", {}, c.command)],
+    ["Script", c.script ? h("pre", { class: "code" }, c.script) : null],
+    ["Arguments", c.args.length ? h("pre", { class: "code" }, c.args.join("\n")) : null],
+    ["Environment", Object.keys(c.env).length ? h("pre", { class: "code" }, keyValueText(c.env)) : null],
+    ["Working directory", c.workdir],
+    ["Timeout", c.timeout_secs === null ? "none" : `${c.timeout_secs} s`],
+    ["Retries", retry.max_retries ? `${retry.max_retries} (${retry.backoff}, ${retry.base_secs}–${retry.max_secs} s, jitter ${retry.jitter})` : "none"],
+    ["Limits", limits.length ? limits.map(([name, limit]) => `${name} ${limit}`).join(", ") : "none"],
+    ["Target labels", labels(c.target.labels)],
+    ["Routing", c.target.routing],
+    ["Concurrency", c.concurrency],
+    ["Priority", String(c.priority)],
+    ["Namespace", job.namespace],
+    ["Created", h("span", {}, time(job.created_at), job.created_by ? ` by ${job.created_by}` : "")],
+    ["Updated", h("span", {}, time(job.updated_at), job.updated_by ? ` by ${job.updated_by}` : "")],
+  ]);
+}
+
+export async function newJobView() {
+  return h("div", {}, heading("New job"), jobForm(null));
+}
+
+export async function editJobView({ params, signal }) {
+  const job = await api.get(`/jobs/${params.id}`, {}, { signal });
+  return h("div", {}, heading(`Edit ${job.name}`), jobForm(job));
+}
+
+/** The job form; ``job`` null creates, a job edits (PATCH with name, description and the whole config). */
+function jobForm(job) {
+  const c = job?.config || { args: [], env: {}, retry: {}, limits: {}, target: { labels: {} } };
+  const retry = { max_retries: 0, backoff: "exponential", base_secs: 1, max_secs: 300, jitter: 0.1, ...c.retry };
+  const command = select("config.command", COMMANDS, c.command || "bash");
+  const scriptField = field("Script", textarea("config.script", { rows: 8, class: "code", value: c.script || "" }), {
+    help: "bash runs it with bash, python with -c, node with -e.",
+  });
+  const form = h(
+    "form",
+    { class: "job-form", novalidate: true },
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Job"),
+      field("Name", input("name", { value: job?.name, required: true, "aria-required": "true", autocomplete: "off" }), {
+        help: "Letters, digits, '_', '.', '-'; unique in its namespace.",
+      }),
+      field("Namespace", input("namespace", { value: job?.namespace || "default", disabled: Boolean(job) })),
+      field("Description", textarea("description", { rows: 2, value: job?.description || "" })),
+    ),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Command"),
+      field("Command kind", command),
+      scriptField,
+      field("Arguments (one per line)", textarea("config.args", { rows: 3, class: "code", value: c.args.join("\n") }), {
+        help: "bash/python/node: used when there is no script; uv runs 'uv run <args>'; npx, cargo and java get them as given.",
+      }),
+      field("Environment (KEY=VALUE per line)", textarea("config.env", { rows: 3, class: "code", value: keyValueText(c.env) })),
+      field("Working directory", input("config.workdir", { value: c.workdir || "" })),
+    ),
+    h(
+      "fieldset",
+      { class: "grid" },
+      h("legend", {}, "Limits and retries"),
+      field("Timeout (s)", input("config.timeout_secs", { type: "number", min: 0, step: "any", value: c.timeout_secs ?? "" })),
+      field("Max retries", input("config.retry.max_retries", { type: "number", min: 0, max: 100, value: retry.max_retries })),
+      field("Backoff", select("config.retry.backoff", ["exponential", "fixed"], retry.backoff)),
+      field("Backoff base (s)", input("config.retry.base_secs", { type: "number", min: 0, step: "any", value: retry.base_secs })),
+      field("Backoff max (s)", input("config.retry.max_secs", { type: "number", min: 0, step: "any", value: retry.max_secs })),
+      field("Jitter (0–1)", input("config.retry.jitter", { type: "number", min: 0, max: 1, step: "any", value: retry.jitter })),
+      field("Memory limit (MB)", input("config.limits.memory_mb", { type: "number", min: 1, value: c.limits.memory_mb ?? "" })),
+      field("CPU limit (s)", input("config.limits.cpu_secs", { type: "number", min: 1, value: c.limits.cpu_secs ?? "" })),
+      field("Max stored output (bytes)", input("config.limits.max_output_bytes", { type: "number", min: 0, value: c.limits.max_output_bytes ?? "" })),
+    ),
+    h(
+      "fieldset",
+      { class: "grid" },
+      h("legend", {}, "Placement"),
+      field("Target labels", input("config.target.labels", { value: keyValueText(c.target.labels, ", "), placeholder: "region=eu, gpu=yes" }), {
+        help: "key=value pairs, comma-separated: agents must carry all of them.",
+      }),
+      field("Routing", select("config.target.routing", [["any", "any one matching agent"], ["broadcast", "every matching agent"]], c.target.routing || "any")),
+      field("Concurrency", select("config.concurrency", [["allow", "allow overlapping runs"], ["forbid", "skip while running"], ["replace", "cancel the running one"]], c.concurrency || "allow")),
+      field("Priority", input("config.priority", { type: "number", min: -1000, max: 1000, value: c.priority ?? 0 })),
+    ),
+    summary(),
+    submitButton(job ? "Save job" : "Create job"),
+  );
+  const showScript = () => (scriptField.hidden = !SCRIPT_COMMANDS.has(command.value));
+  command.addEventListener("change", showScript);
+  showScript();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const errors = [];
+      const config = readConfig(form, errors);
+      const body = { name: value(form, "name"), description: form.elements.namedItem("description").value, config };
+      if (!body.name) errors.push({ path: "$.name", message: "a job needs a name" });
+      check(errors);
+      let saved;
+      if (job) {
+        saved = await api.patch(`/jobs/${job.id}`, body);
+      } else {
+        saved = await api.post("/jobs", { ...body, namespace: value(form, "namespace") || "default" });
+      }
+      notify(job ? "Job saved." : "Job created.");
+      navigate(`/jobs/${saved.id}`);
+    } catch (error) {
+      showErrors(form, error);
+    }
+  });
+  return form;
+}
+
+function readConfig(form, errors) {
+  const command = value(form, "config.command");
+  const config = {
+    command,
+    args: lines(form, "config.args"),
+    env: keyValues(form, "config.env", errors),
+    target: { labels: keyValues(form, "config.target.labels", errors, { commas: true }), routing: value(form, "config.target.routing") },
+    concurrency: value(form, "config.concurrency"),
+    priority: number(form, "config.priority", errors, { integer: true }) ?? 0,
+    retry: present({
+      max_retries: number(form, "config.retry.max_retries", errors, { integer: true }),
+      backoff: value(form, "config.retry.backoff"),
+      base_secs: number(form, "config.retry.base_secs", errors),
+      max_secs: number(form, "config.retry.max_secs", errors),
+      jitter: number(form, "config.retry.jitter", errors),
+    }),
+    limits: {
+      memory_mb: number(form, "config.limits.memory_mb", errors, { integer: true }),
+      cpu_secs: number(form, "config.limits.cpu_secs", errors, { integer: true }),
+      max_output_bytes: number(form, "config.limits.max_output_bytes", errors, { integer: true }),
+    },
+  };
+  const script = form.elements.namedItem("config.script").value;
+  if (SCRIPT_COMMANDS.has(command) && script.trim()) config.script = script;
+  const workdir = value(form, "config.workdir");
+  if (workdir) config.workdir = workdir;
+  const timeout = number(form, "config.timeout_secs", errors);
+  if (timeout !== null) config.timeout_secs = timeout;
+  return config;
+}
+
+/** ``object`` without its null entries (the server's defaults apply to fields left empty). */
+function present(object) {
+  return Object.fromEntries(Object.entries(object).filter(([, item]) => item !== null && item !== ""));
+}

@@ -1,0 +1,248 @@
+// Schedules: the list (optionally of one job), the create form with a live preview of the next fire times
+// (POST /schedules/preview while typing), and one schedule with its next fire times, enable/disable and its
+// fire-slot history.
+
+import { api, listAll } from "../api.js";
+import { badge, debounce, details, errorText, h, heading, json, notify, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
+import { check, field, input, instant, jsonObject, number, select, showErrors, summary, textarea, value } from "../forms.js";
+import { navigate } from "../router.js";
+import { describeSchedule, jobName, jobNames, pager } from "./shared.js";
+
+const KINDS = ["cron", "interval", "once", "event", "daemon", "flow"];
+const CLOCKED = new Set(["cron", "interval", "once"]);
+// Which fields each kind uses; the form hides the others and leaves them out of the body.
+const KIND_FIELDS = {
+  cron: ["cron_expression", "timezone", "start_time", "end_time", "max_count"],
+  interval: ["interval_secs", "start_time", "end_time", "max_count"],
+  once: ["start_time"],
+  event: ["event_name"],
+  daemon: [],
+  flow: [],
+};
+const PREVIEW_COUNT = 8;
+const PREVIEW_DEBOUNCE_MS = 250;
+const PAGE_SIZE = 50;
+
+export async function schedulesView({ query, signal }) {
+  const jobId = query.get("job_id") || "";
+  const [page, names] = await Promise.all([
+    api.get("/schedules", { job_id: jobId, limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
+    jobNames(signal),
+  ]);
+  const filter = select("job_id", [["", "all jobs"], ...[...names].map(([id, name]) => [id, name])], jobId, { "aria-label": "Job" });
+  filter.addEventListener("change", () => navigate(filter.value ? `/schedules?job_id=${filter.value}` : "/schedules"));
+  return h(
+    "div",
+    {},
+    heading("Schedules", writeButton("New schedule", () => navigate(`/schedules/new${jobId ? `?job_id=${jobId}` : ""}`), { kind: "primary" })),
+    h("div", { class: "toolbar" }, h("label", {}, "Job ", filter)),
+    table(
+      [
+        ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
+        ["Job", (s) => h("a", { href: `/jobs/${s.job_id}` }, jobName(names, s.job_id))],
+        ["Status", (s) => badge(s.status)],
+        ["Fired", (s) => String(s.fire_count)],
+        ["Misfire", (s) => s.misfire_policy.replace("_", " ")],
+        ["Created", (s) => time(s.created_at)],
+      ],
+      page.items,
+      { empty: "No schedules." },
+    ),
+    pager("/schedules", query, page.next_cursor),
+  );
+}
+
+export async function newScheduleView({ query, signal }) {
+  const jobs = await listAll("/jobs", {}, { signal });
+  if (!jobs.length) {
+    return h("div", {}, heading("New schedule"), h("p", {}, "Create a job first: ", h("a", { href: "/jobs/new" }, "new job"), "."));
+  }
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  const kind = select("kind", KINDS, "cron");
+  const previewList = h("ol", { class: "fire-times" });
+  const previewState = h("p", { class: "muted", role: "status" }, "Fill in the rule to see when it fires.");
+  const form = h(
+    "form",
+    { class: "schedule-form", novalidate: true },
+    h(
+      "fieldset",
+      { class: "grid" },
+      h("legend", {}, "Rule"),
+      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), query.get("job_id") || jobs[0].id)),
+      field("Kind", kind),
+      field("Cron expression", input("cron_expression", { placeholder: "30 2 * * *", autocomplete: "off", class: "code" }), {
+        help: "minute hour day month weekday (or 6 fields with seconds first, or @daily ...)",
+      }),
+      field("Time zone", input("timezone", { value: "UTC", list: "tz-list", autocomplete: "off" }), { help: "IANA name, e.g. America/New_York" }),
+      h("datalist", { id: "tz-list" }, zones.map((zone) => h("option", { value: zone }))),
+      field("Every (seconds)", input("interval_secs", { type: "number", min: 1 })),
+      field("Start", input("start_time", { type: "datetime-local", step: 1 }), { help: "In this browser's time zone. For 'once', when it fires." }),
+      field("End", input("end_time", { type: "datetime-local", step: 1 })),
+      field("Max runs", input("max_count", { type: "number", min: 1 })),
+      field("Event name", input("event_name", { autocomplete: "off" })),
+    ),
+    h(
+      "fieldset",
+      { class: "grid" },
+      h("legend", {}, "Behaviour"),
+      field("Parameters (JSON object)", textarea("parameters", { rows: 2 })),
+      field("Misfire policy", select("misfire_policy", [["skip", "skip missed runs"], ["run_once", "run once for all missed"], ["run_all", "run every missed slot"]], "skip")),
+      field("Misfire grace (s)", input("misfire_grace_secs", { type: "number", min: 0, step: "any", value: 0 })),
+      field("Misfire max runs", input("misfire_max_runs", { type: "number", min: 1, value: 100 })),
+      field("Status", select("status", ["enabled", "disabled"], "enabled")),
+    ),
+    h(
+      "section",
+      { class: "preview", "aria-label": "Preview" },
+      h("h2", {}, "Next fire times"),
+      field("Preview from", input("preview_from", { type: "datetime-local", step: 1 }), { help: "Default: now." }),
+      previewState,
+      previewList,
+    ),
+    summary(),
+    submitButton("Create schedule"),
+  );
+  const showFields = () => {
+    const used = new Set(KIND_FIELDS[kind.value]);
+    for (const name of ["cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count", "event_name"]) {
+      form.querySelector(`[data-field="${name}"]`).hidden = !used.has(name);
+    }
+    for (const name of ["misfire_policy", "misfire_grace_secs", "misfire_max_runs"]) {
+      form.querySelector(`[data-field="${name}"]`).hidden = !CLOCKED.has(kind.value);
+    }
+  };
+  let previewing = null;
+  const preview = async () => {
+    if (previewing) previewing.abort();
+    const controller = new AbortController();
+    previewing = controller;
+    signal.addEventListener("abort", () => controller.abort(), { once: true });
+    if (!CLOCKED.has(kind.value)) {
+      previewList.replaceChildren();
+      previewState.textContent = kind.value === "event" ? "Fires when its event is posted." : `A ${kind.value} schedule has no clock of its own.`;
+      return;
+    }
+    try {
+      const errors = [];
+      const body = { ...ruleFields(form, errors), count: PREVIEW_COUNT };
+      const from = instant(form, "preview_from", errors);
+      if (from) body.from = from;
+      if (errors.length) throw new Error(errors.map((item) => item.message).join("; "));
+      const result = await api.post("/schedules/preview", body, { signal: controller.signal });
+      previewState.textContent = result.fire_times.length ? "" : "It never fires after that time.";
+      previewList.replaceChildren(...result.fire_times.map(fireTime));
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      previewList.replaceChildren();
+      previewState.textContent = errorText(error);
+    }
+  };
+  const later = debounce(preview, PREVIEW_DEBOUNCE_MS);
+  kind.addEventListener("change", showFields);
+  form.addEventListener("input", later);
+  form.addEventListener("change", later);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const errors = [];
+      const body = {
+        job_id: value(form, "job_id"),
+        ...ruleFields(form, errors),
+        parameters: jsonObject(form, "parameters", errors),
+        status: value(form, "status"),
+      };
+      if (kind.value === "event") body.event_name = value(form, "event_name") || null;
+      if (CLOCKED.has(kind.value)) {
+        body.misfire_policy = value(form, "misfire_policy");
+        body.misfire_grace_secs = number(form, "misfire_grace_secs", errors) ?? 0;
+        body.misfire_max_runs = number(form, "misfire_max_runs", errors, { integer: true }) ?? 100;
+      }
+      check(errors);
+      const created = await api.post("/schedules", body);
+      notify("Schedule created.");
+      navigate(`/schedules/${created.id}`);
+    } catch (error) {
+      showErrors(form, error);
+    }
+  });
+  showFields();
+  return h("div", {}, heading("New schedule"), form);
+}
+
+/** The fields of the rule for the chosen kind (what both the preview and the create body carry). */
+function ruleFields(form, errors) {
+  const kind = value(form, "kind");
+  const used = new Set(KIND_FIELDS[kind]);
+  const body = { kind };
+  if (used.has("cron_expression")) body.cron_expression = value(form, "cron_expression") || null;
+  if (used.has("timezone")) body.timezone = value(form, "timezone") || "UTC";
+  if (used.has("interval_secs")) body.interval_secs = number(form, "interval_secs", errors, { integer: true });
+  if (used.has("start_time")) body.start_time = instant(form, "start_time", errors);
+  if (used.has("end_time")) body.end_time = instant(form, "end_time", errors);
+  if (used.has("max_count")) body.max_count = number(form, "max_count", errors, { integer: true });
+  return body;
+}
+
+/** One fire time as the API gives it (in the schedule's zone, with its offset) and its weekday there. */
+function fireTime(text) {
+  // The weekday of the date written in the string (the schedule's zone), not of the instant in UTC.
+  const weekday = new Date(`${text.slice(0, 10)}T00:00:00Z`).toLocaleDateString("en", { weekday: "short", timeZone: "UTC" });
+  return h("li", {}, h("time", { datetime: text }, h("code", {}, text)), h("span", { class: "muted" }, ` ${weekday}`));
+}
+
+export async function scheduleView({ params, query, signal, reload }) {
+  const schedule = await api.get(`/schedules/${params.id}`, {}, { signal });
+  const [job, next, slots] = await Promise.all([
+    api.get(`/jobs/${schedule.job_id}`, {}, { signal }).catch(() => null),
+    api.get(`/schedules/${schedule.id}/next`, { count: 5 }, { signal }),
+    api.get(`/schedules/${schedule.id}/slots`, { limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
+  ]);
+  const enabled = schedule.status === "enabled";
+  const toggle = writeButton(enabled ? "Disable" : "Enable", async () => {
+    await api.post(`/schedules/${schedule.id}/${enabled ? "disable" : "enable"}`);
+    notify(`Schedule ${enabled ? "disabled" : "enabled"}.`);
+    await reload();
+  });
+  return h(
+    "div",
+    {},
+    heading(describeSchedule(schedule), badge(schedule.status), toggle),
+    section(
+      "Schedule",
+      details([
+        ["Job", job ? h("a", { href: `/jobs/${job.id}` }, job.name) : shortId(schedule.job_id)],
+        ["Kind", schedule.kind],
+        ["Cron expression", schedule.cron_expression ? h("code", {}, schedule.cron_expression) : null],
+        ["Time zone", CLOCKED.has(schedule.kind) ? schedule.timezone : null],
+        ["Interval", schedule.interval_secs ? `${schedule.interval_secs} s` : null],
+        ["Start", schedule.start_time ? time(schedule.start_time) : null],
+        ["End", schedule.end_time ? time(schedule.end_time) : null],
+        ["Max runs", schedule.max_count === null ? null : String(schedule.max_count)],
+        ["Event", schedule.event_name],
+        ["Fired", String(schedule.fire_count)],
+        ["Misfire", `${schedule.misfire_policy.replace("_", " ")} (grace ${schedule.misfire_grace_secs} s, at most ${schedule.misfire_max_runs})`],
+        ["Planned until", schedule.generated_until ? time(schedule.generated_until) : null],
+        ["Parameters", Object.keys(schedule.parameters).length ? json(schedule.parameters) : null],
+      ]),
+    ),
+    section(
+      "Next fire times",
+      next.fire_times.length ? h("ol", { class: "fire-times" }, next.fire_times.map(fireTime)) : h("p", { class: "empty" }, "None: the schedule is not enabled or has no clock."),
+    ),
+    section(
+      "Slot history",
+      table(
+        [
+          ["Slot", (slot) => time(slot.scheduled_at)],
+          ["Outcome", (slot) => badge(slot.outcome)],
+          ["Task", (slot) => (slot.task_id ? h("a", { href: `/tasks/${slot.task_id}` }, shortId(slot.task_id)) : "—")],
+          ["Detail", (slot) => slot.detail || "—"],
+          ["Recorded", (slot) => time(slot.recorded_at)],
+        ],
+        slots.items,
+        { empty: "No slot has come due yet." },
+      ),
+      pager(`/schedules/${schedule.id}`, query, slots.next_cursor),
+    ),
+  );
+}

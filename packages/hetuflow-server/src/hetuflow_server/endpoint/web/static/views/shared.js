@@ -1,0 +1,66 @@
+// Pieces several views show: job names by id, a schedule's rule in words, the task table and the pager.
+
+import { listAll } from "../api.js";
+import { badge, h, shortId, table, time } from "../dom.js";
+
+/** A Map of job id → "namespace/name" (or "name" in the default namespace) of every live job. */
+export async function jobNames(signal) {
+  const jobs = await listAll("/jobs", {}, { signal });
+  return new Map(jobs.map((job) => [job.id, job.namespace === "default" ? job.name : `${job.namespace}/${job.name}`]));
+}
+
+/** The name of job ``id`` from a jobNames() map (a short id for a deleted job). */
+export function jobName(names, id) {
+  return names.get(id) || `${String(id).slice(-8)} (deleted)`;
+}
+
+/** When a schedule fires, in words. */
+export function describeSchedule(schedule) {
+  switch (schedule.kind) {
+    case "cron":
+      return `cron ${schedule.cron_expression} (${schedule.timezone})`;
+    case "interval":
+      return `every ${schedule.interval_secs} s`;
+    case "once":
+      return `once at ${schedule.start_time}`;
+    case "event":
+      return `on event ${schedule.event_name}`;
+    default:
+      return schedule.kind;
+  }
+}
+
+/** A table of tasks linking to their pages. */
+export function tasksTable(tasks, names, options = {}) {
+  return table(
+    [
+      ["Task", (t) => h("a", { href: `/tasks/${t.id}` }, shortId(t.id))],
+      ["Job", (t) => h("a", { href: `/jobs/${t.job_id}` }, jobName(names, t.job_id))],
+      ["Status", (t) => badge(t.status)],
+      ["Attempt", (t) => String(t.attempt)],
+      ["Scheduled", (t) => time(t.scheduled_at)],
+      ["Agent", (t) => t.agent_id || "—"],
+      ["Completed", (t) => time(t.completed_at)],
+    ],
+    tasks,
+    { empty: "No tasks.", ...options },
+  );
+}
+
+/** "First page" / "Next page" links of a cursor-paged list at ``path``. */
+export function pager(path, query, nextCursor) {
+  const rest = new URLSearchParams(query);
+  rest.delete("cursor");
+  const withCursor = (cursor) => {
+    const params = new URLSearchParams(rest);
+    if (cursor) params.set("cursor", cursor);
+    const text = params.toString();
+    return text ? `${path}?${text}` : path;
+  };
+  return h(
+    "nav",
+    { class: "pager", "aria-label": "Pages" },
+    query.get("cursor") ? h("a", { href: withCursor(null) }, "First page") : null,
+    nextCursor ? h("a", { href: withCursor(nextCursor), rel: "next" }, "Next page") : null,
+  );
+}
