@@ -43,7 +43,11 @@ document.getElementById("logout").addEventListener("click", () => {
   session.clear();
   navigate("/login", { replace: true });
 });
-window.addEventListener(UNAUTHORIZED_EVENT, () => navigate("/login?reason=expired", { replace: true }));
+window.addEventListener(UNAUTHORIZED_EVENT, () => {
+  if (window.location.pathname === "/login") return;
+  const here = encodeURIComponent(window.location.pathname + window.location.search);
+  navigate(`/login?reason=expired&next=${here}`, { replace: true });
+});
 // Every render may follow a sign-in or sign-out: keep the header in step.
 document.getElementById("main").addEventListener("hetuflow:rendered", showSession);
 interceptLinks();

@@ -190,7 +190,10 @@ export function showErrors(form, error) {
     first = first || control;
   }
   const messages = [];
-  if (!(error instanceof FieldErrors)) messages.push(errorText(error));
+  if (!(error instanceof FieldErrors)) {
+    // The problem's detail repeats the field errors: name it only when no field shows one.
+    messages.push(first ? `${error.title}: see the marked fields.` : errorText(error));
+  }
   messages.push(...unplaced);
   if (box) box.replaceChildren(...messages.map((message) => h("p", {}, message)));
   if (first) first.focus();

@@ -8,7 +8,8 @@ import { navigate } from "../router.js";
 import { describeSchedule, jobNames, pager, tasksTable } from "./shared.js";
 
 const COMMANDS = ["bash", "uv", "python", "node", "npx", "cargo", "java"];
-const SCRIPT_COMMANDS = new Set(["bash", "python", "node"]);
+// Kinds that take a script body (the agent writes it to a file and runs it); npx and cargo take args only.
+const SCRIPT_COMMANDS = new Set(["bash", "python", "uv", "node", "java"]);
 const PAGE_SIZE = 50;
 
 export async function jobsView({ query, signal }) {
@@ -139,7 +140,7 @@ function jobForm(job) {
   const retry = { max_retries: 0, backoff: "exponential", base_secs: 1, max_secs: 300, jitter: 0.1, ...c.retry };
   const command = select("config.command", COMMANDS, c.command || "bash");
   const scriptField = field("Script", textarea("config.script", { rows: 8, class: "code", value: c.script || "" }), {
-    help: "bash runs it with bash, python with -c, node with -e.",
+    help: "Written to a file in the task's directory and run by bash, python, uv run, node or java (single-file source); the arguments follow it.",
   });
   const form = h(
     "form",
@@ -161,7 +162,7 @@ function jobForm(job) {
       field("Command kind", command),
       scriptField,
       field("Arguments (one per line)", textarea("config.args", { rows: 3, class: "code", value: c.args.join("\n") }), {
-        help: "bash/python/node: used when there is no script; uv runs 'uv run <args>'; npx, cargo and java get them as given.",
+        help: "After the script, or without one the command line itself (uv runs 'uv run <args>'); npx and cargo take arguments only.",
       }),
       field("Environment (KEY=VALUE per line)", textarea("config.env", { rows: 3, class: "code", value: keyValueText(c.env) })),
       field("Working directory", input("config.workdir", { value: c.workdir || "" })),

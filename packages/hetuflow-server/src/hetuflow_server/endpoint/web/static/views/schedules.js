@@ -107,7 +107,7 @@ export async function newScheduleView({ query, signal }) {
     for (const name of ["cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count", "event_name"]) {
       form.querySelector(`[data-field="${name}"]`).hidden = !used.has(name);
     }
-    for (const name of ["misfire_policy", "misfire_grace_secs", "misfire_max_runs"]) {
+    for (const name of ["misfire_policy", "misfire_grace_secs", "misfire_max_runs", "preview_from"]) {
       form.querySelector(`[data-field="${name}"]`).hidden = !CLOCKED.has(kind.value);
     }
   };
