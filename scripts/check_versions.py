@@ -1,7 +1,8 @@
 """Check that the versions of the three hetuflow wheels agree with each other and with what was built.
 
 Each package's version lives in its ``__about__.py``. hetuflow-server and hetuflow-agent pin
-``hetuflow-core==X``, and X must be core's version, since the three wheels are released together. With
+``hetuflow-core==X``, and X must be core's version, since the three wheels are released together. The same
+holds for a sibling named in an extra (the server's ``standalone`` extra pins ``hetuflow-agent==Y``). With
 ``--dist DIR`` the wheels in DIR are checked too: exactly one per package, named with the version of its
 ``__about__.py``.
 
@@ -20,8 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORE = "hetuflow-core"
 PACKAGES = ("hetuflow-core", "hetuflow-server", "hetuflow-agent")
-# "hetuflow-core[extra] ==1.2 ; marker": name, optional extras, optional version spec, optional marker.
-_CORE_REQUIREMENT = re.compile(r"\s*hetuflow[-_.]core\s*(\[[^\]]*\])?\s*(?P<spec>[=<>!~][^;]*?)?\s*(;.*)?")
+# "hetuflow-core[extra] ==1.2 ; marker": sibling, optional extras, optional version spec, optional marker.
+_SIBLING_REQUIREMENT = re.compile(
+    r"\s*hetuflow[-_.](?P<name>core|server|agent)\s*(\[[^\]]*\])?\s*(?P<spec>[=<>!~][^;]*?)?\s*(;.*)?"
+)
 
 
 def import_name(package: str) -> str:
@@ -48,10 +51,31 @@ def core_requirements(root: Path, package: str) -> list[tuple[str, str]]:
     pyproject = tomllib.loads((root / "packages" / package / "pyproject.toml").read_text(encoding="utf-8"))
     found = []
     for requirement in pyproject["project"].get("dependencies", []):
-        match = _CORE_REQUIREMENT.fullmatch(requirement)
-        if match is not None:
+        match = _SIBLING_REQUIREMENT.fullmatch(requirement)
+        if match is not None and match.group("name") == "core":
             found.append((requirement, (match.group("spec") or "").replace(" ", "")))
     return found
+
+
+def extra_pins(root: Path, package: str) -> list[tuple[str, str, str]]:
+    """``(requirement, sibling package, version spec)`` for each sibling named in an extra of ``package``."""
+    pyproject = tomllib.loads((root / "packages" / package / "pyproject.toml").read_text(encoding="utf-8"))
+    found = []
+    for requirements in pyproject["project"].get("optional-dependencies", {}).values():
+        for requirement in requirements:
+            match = _SIBLING_REQUIREMENT.fullmatch(requirement)
+            if match is not None:
+                sibling = f"hetuflow-{match.group('name')}"
+                found.append((requirement, sibling, (match.group("spec") or "").replace(" ", "")))
+    return found
+
+
+def _pin_problem(package: str, requirement: str, sibling: str, spec: str, version: str) -> str | None:
+    if not spec.startswith("==") or spec.startswith("===") or "," in spec or "*" in spec:
+        return f"{package}: {requirement!r} is not an exact pin ({sibling}=={version})"
+    if not same_version(spec[2:], version):
+        return f"{package}: pins {sibling}{spec} but {sibling} is {version}"
+    return None
 
 
 def same_version(a: str, b: str) -> bool:
@@ -81,11 +105,11 @@ def check(root: Path, dist: Path | None = None) -> list[str]:
         requirements = core_requirements(root, package)
         if not requirements:
             problems.append(f"{package}: does not depend on {CORE}")
-        for requirement, spec in requirements:
-            if not spec.startswith("==") or spec.startswith("===") or "," in spec or "*" in spec:
-                problems.append(f"{package}: {requirement!r} is not an exact pin ({CORE}=={versions[CORE]})")
-            elif not same_version(spec[2:], versions[CORE]):
-                problems.append(f"{package}: pins {CORE}{spec} but {CORE} is {versions[CORE]}")
+        pins = [(requirement, CORE, spec) for requirement, spec in requirements] + extra_pins(root, package)
+        for requirement, sibling, spec in pins:
+            problem = _pin_problem(package, requirement, sibling, spec, versions[sibling])
+            if problem is not None:
+                problems.append(problem)
     if dist is not None:
         for package in PACKAGES:
             built = wheel_versions(dist, package)

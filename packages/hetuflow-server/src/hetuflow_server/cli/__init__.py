@@ -1,10 +1,10 @@
 """``hetuflow-server``: the server's command line (also ``python -m hetuflow_server``).
 
 `main` parses the arguments, loads the configuration (defaults < ``--config`` < ``HETUFLOW_*`` < flags),
-configures logging (the only place that does; commands other than ``serve`` log only warnings and errors
-unless ``log.level`` is ``debug``) and runs the subcommand. Exit status: 0 on success, 1 when a
-command could not do its job (database unreachable, failed check), 2 for bad input (unknown flag, bad value,
-bad configuration, unreadable key file), each reported as one line on stderr without a traceback.
+configures logging (the only place that does; commands other than ``serve`` and ``standalone`` log only
+warnings and errors unless ``log.level`` is ``debug``) and runs the subcommand. Exit status: 0 on success, 1
+when a command could not do its job (database unreachable, failed check), 2 for bad input (unknown flag, bad
+value, bad configuration, unreadable key file), each reported as one line on stderr without a traceback.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except ConfigError as exc:
         return _fail(f"{PROG}: config error: {exc.detail}", EXIT_USAGE)
-    configure_logging(config.log, quiet=args.command != "serve")
+    configure_logging(config.log, quiet=args.command not in ("serve", "standalone"))
     try:
         return asyncio.run(commands.run(args, config))
     except UsageError as exc:

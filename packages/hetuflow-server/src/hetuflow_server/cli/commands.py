@@ -1,4 +1,4 @@
-"""The subcommands of ``hetuflow-server`` other than ``serve``: migrate, keygen, token, check.
+"""The subcommands of ``hetuflow-server`` but ``serve`` and ``standalone``: migrate, keygen, token, check.
 
 Each takes the loaded configuration and the parsed arguments and returns the exit status. Results go to
 stdout (``token create`` prints the token and nothing else, so ``TOKEN=$(hetuflow-server token create …)``
@@ -23,6 +23,7 @@ from hetuflow_server.application import ServerApplication
 from hetuflow_server.auth.keys import KeyFileError, generate_key, load_key, write_key
 from hetuflow_server.cli.parser import UsageError
 from hetuflow_server.cli.serve import serve
+from hetuflow_server.cli.standalone import StandaloneOptions, standalone
 from hetuflow_server.config import ServerConfig, redact_url
 from hetuflow_server.errors import HetuflowError
 from hetuflow_server.infra import pending_migrations
@@ -39,6 +40,10 @@ async def run(args: argparse.Namespace, config: ServerConfig) -> int:
     """Run the subcommand named by ``args``; its exit status."""
     if args.command == "serve":
         return await serve(config)
+    if args.command == "standalone":
+        return await standalone(
+            config, StandaloneOptions(agent_id=args.agent_id, capacity=args.capacity, labels=args.labels)
+        )
     if args.command == "migrate":
         return await migrate(config)
     if args.command == "keygen":

@@ -135,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(revoke, DATABASE_FLAGS + KEY_FLAGS)
     revoke.add_argument("jti", metavar="JTI", help="token id as shown by 'token list'")
 
+    standalone = _command(
+        commands, "standalone", "run the server, its embedded PostgreSQL and one local agent in one process"
+    )
+    _add_flags(standalone, DATABASE_FLAGS + KEY_FLAGS + SERVE_FLAGS)
+    standalone.add_argument(
+        "--capacity",
+        metavar="N",
+        help="tasks the local agent runs at once (env HETUFLOW_AGENT__CAPACITY, default: CPUs)",
+    )
+    standalone.add_argument(
+        "--agent-id", metavar="ID", help="id of the local agent (env HETUFLOW_AGENT__ID, default: host name)"
+    )
+    standalone.add_argument(
+        "--labels", metavar="K=V,...", help="labels of the local agent (env HETUFLOW_AGENT__LABELS)"
+    )
+
     check = _command(commands, "check", "validate configuration, key, database connection and migrations")
     _add_flags(check, DATABASE_FLAGS + KEY_FLAGS)
     return parser

@@ -22,7 +22,7 @@ from hetuflow_server.application import ServerApplication, build_app
 from hetuflow_server.cli.parser import CommandFailed
 from hetuflow_server.config import ConfigError, ServerConfig
 
-__all__ = ["hypercorn_config", "serve"]
+__all__ = ["check_bind", "hypercorn_config", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def serve(config: ServerConfig) -> int:
         stop.set()
         application.draining.set()
 
-    _check_bind(hc)
+    check_bind(hc)
     application = ServerApplication(config)
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
@@ -76,7 +76,8 @@ async def serve(config: ServerConfig) -> int:
     return 0
 
 
-def _check_bind(hc: HypercornConfig) -> None:
+def check_bind(hc: HypercornConfig) -> None:
+    """Fail with one plain line (`CommandFailed`) when the address of ``hc`` cannot be listened on."""
     # Bind once before starting anything (database, embedded PostgreSQL), so that a port in use is reported
     # at once and plainly; Hypercorn binds again right after (SO_REUSEADDR makes that immediate).
     try:

