@@ -436,3 +436,32 @@ def test_schedule_preview_follows_the_spring_forward(page: Page, pipeline: Pipel
         "document.querySelector('.page-head .badge')?.textContent === 'disabled'", "the disabled schedule"
     )
     assert pipeline.call("GET", f"/schedules/{schedule_id}")["status"] == "disabled"
+
+
+def test_the_log_stream_parser_takes_events_split_anywhere(page: Page) -> None:
+    # What the server sends, cut at every position: the parser must give the same events however it arrives.
+    stream = (
+        ': keep-alive\n\nevent: log\ndata: {"seq": 1}\n\nevent: log\nid: 7\ndata: {"seq": 2}\n\n'
+        'event: end\r\ndata: {"status":\r\ndata:  "ok"}\r\n\r\n'
+    )
+    page.goto("/login")
+    events = page.eval(
+        f"""(async () => {{
+            const {{ EventStreamParser }} = await import("/static/logtail.js");
+            const text = {json.dumps(stream)};
+            const results = [];
+            for (let cut = 0; cut <= text.length; cut += 1) {{
+                const parser = new EventStreamParser();
+                const events = [...parser.push(text.slice(0, cut)), ...parser.push(text.slice(cut))];
+                results.push(JSON.stringify(events));
+            }}
+            return [...new Set(results)];
+        }})()"""
+    )
+    assert [json.loads(variant) for variant in events] == [
+        [
+            {"event": "log", "data": '{"seq": 1}', "id": None},
+            {"event": "log", "data": '{"seq": 2}', "id": "7"},
+            {"event": "end", "data": '{"status":\n "ok"}', "id": None},
+        ]
+    ]

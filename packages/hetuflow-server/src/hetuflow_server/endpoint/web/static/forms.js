@@ -151,6 +151,18 @@ export function localInput(iso) {
   return new Date(date.getTime() - offsetMs).toISOString().slice(0, 19);
 }
 
+/** Run ``action`` when ``form`` is submitted; what it throws (FieldErrors, ApiError) is shown on the form. */
+export function onSubmit(form, action) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await action();
+    } catch (error) {
+      showErrors(form, error);
+    }
+  });
+}
+
 /** Throw FieldErrors when ``errors`` is not empty. */
 export function check(errors) {
   if (errors.length) throw new FieldErrors(errors);

@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { badge, h, heading, json, notify, section, shortId, submitButton, table, time } from "../dom.js";
-import { check, field, jsonObject, showErrors, summary, textarea } from "../forms.js";
+import { check, field, jsonObject, onSubmit, summary, textarea } from "../forms.js";
 import { jobName, jobNames, pager } from "./shared.js";
 
 const PAGE_SIZE = 50;
@@ -89,18 +89,13 @@ function runForm(flow, reload) {
     summary(),
     submitButton("Run flow"),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const errors = [];
-      const parameters = jsonObject(form, "parameters", errors);
-      check(errors);
-      await api.post(`/flows/${flow.id}/run`, { parameters });
-      notify("Flow run started.");
-      await reload();
-    } catch (error) {
-      showErrors(form, error);
-    }
+  onSubmit(form, async () => {
+    const errors = [];
+    const parameters = jsonObject(form, "parameters", errors);
+    check(errors);
+    await api.post(`/flows/${flow.id}/run`, { parameters });
+    notify("Flow run started.");
+    await reload();
   });
   return form;
 }

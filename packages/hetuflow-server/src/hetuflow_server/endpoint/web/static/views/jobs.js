@@ -3,9 +3,9 @@
 
 import { api } from "../api.js";
 import { badge, details, h, heading, labels, notify, section, submitButton, table, time, writeButton } from "../dom.js";
-import { check, field, input, jsonObject, keyValues, keyValueText, lines, number, select, showErrors, summary, textarea, value } from "../forms.js";
+import { check, field, input, jsonObject, keyValues, keyValueText, lines, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
-import { describeSchedule, jobNames, pager, tasksTable } from "./shared.js";
+import { describeSchedule, jobNames, pager, statusToggle, tasksTable } from "./shared.js";
 
 const COMMANDS = ["bash", "uv", "python", "node", "npx", "cargo", "java"];
 // Kinds that take a script body (the agent writes it to a file and runs it); npx and cargo take args only.
@@ -42,12 +42,7 @@ export async function jobView({ params, signal, reload }) {
     api.get("/tasks", { job_id: params.id, limit: 10 }, { signal }),
     jobNames(signal),
   ]);
-  const enabled = job.status === "enabled";
-  const toggle = writeButton(enabled ? "Disable" : "Enable", async () => {
-    await api.post(`/jobs/${job.id}/${enabled ? "disable" : "enable"}`);
-    notify(`Job ${enabled ? "disabled" : "enabled"}.`);
-    await reload();
-  });
+  const toggle = statusToggle("jobs", "Job", job, reload);
   return h(
     "div",
     {},
@@ -84,20 +79,15 @@ function triggerForm(job) {
     summary(),
     submitButton("Trigger now"),
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const errors = [];
-      const body = { parameters: jsonObject(form, "parameters", errors) };
-      const priority = number(form, "priority", errors, { integer: true });
-      check(errors);
-      if (priority !== null) body.priority = priority;
-      const result = await api.post(`/jobs/${job.id}/trigger`, body);
-      notify("Task created.");
-      navigate(`/tasks/${result.task_ids[0]}`);
-    } catch (error) {
-      showErrors(form, error);
-    }
+  onSubmit(form, async () => {
+    const errors = [];
+    const body = { parameters: jsonObject(form, "parameters", errors) };
+    const priority = number(form, "priority", errors, { integer: true });
+    check(errors);
+    if (priority !== null) body.priority = priority;
+    const result = await api.post(`/jobs/${job.id}/trigger`, body);
+    notify("Task created.");
+    navigate(`/tasks/${result.task_ids[0]}`);
   });
   return form;
 }
@@ -198,25 +188,17 @@ function jobForm(job) {
   const showScript = () => (scriptField.hidden = !SCRIPT_COMMANDS.has(command.value));
   command.addEventListener("change", showScript);
   showScript();
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const errors = [];
-      const config = readConfig(form, errors);
-      const body = { name: value(form, "name"), description: form.elements.namedItem("description").value, config };
-      if (!body.name) errors.push({ path: "$.name", message: "a job needs a name" });
-      check(errors);
-      let saved;
-      if (job) {
-        saved = await api.patch(`/jobs/${job.id}`, body);
-      } else {
-        saved = await api.post("/jobs", { ...body, namespace: value(form, "namespace") || "default" });
-      }
-      notify(job ? "Job saved." : "Job created.");
-      navigate(`/jobs/${saved.id}`);
-    } catch (error) {
-      showErrors(form, error);
-    }
+  onSubmit(form, async () => {
+    const errors = [];
+    const config = readConfig(form, errors);
+    const body = { name: value(form, "name"), description: form.elements.namedItem("description").value, config };
+    if (!body.name) errors.push({ path: "$.name", message: "a job needs a name" });
+    check(errors);
+    const saved = job
+      ? await api.patch(`/jobs/${job.id}`, body)
+      : await api.post("/jobs", { ...body, namespace: value(form, "namespace") || "default" });
+    notify(job ? "Job saved." : "Job created.");
+    navigate(`/jobs/${saved.id}`);
   });
   return form;
 }

@@ -4,9 +4,9 @@
 
 import { api, listAll } from "../api.js";
 import { badge, debounce, details, errorText, h, heading, json, notify, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
-import { check, field, input, instant, jsonObject, number, select, showErrors, summary, textarea, value } from "../forms.js";
+import { check, field, input, instant, jsonObject, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
-import { describeSchedule, jobName, jobNames, pager } from "./shared.js";
+import { describeSchedule, jobName, jobNames, pager, statusToggle } from "./shared.js";
 
 const KINDS = ["cron", "interval", "once", "event", "daemon", "flow"];
 const CLOCKED = new Set(["cron", "interval", "once"]);
@@ -141,29 +141,24 @@ export async function newScheduleView({ query, signal }) {
   kind.addEventListener("change", showFields);
   form.addEventListener("input", later);
   form.addEventListener("change", later);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const errors = [];
-      const body = {
-        job_id: value(form, "job_id"),
-        ...ruleFields(form, errors),
-        parameters: jsonObject(form, "parameters", errors),
-        status: value(form, "status"),
-      };
-      if (kind.value === "event") body.event_name = value(form, "event_name") || null;
-      if (CLOCKED.has(kind.value)) {
-        body.misfire_policy = value(form, "misfire_policy");
-        body.misfire_grace_secs = number(form, "misfire_grace_secs", errors) ?? 0;
-        body.misfire_max_runs = number(form, "misfire_max_runs", errors, { integer: true }) ?? 100;
-      }
-      check(errors);
-      const created = await api.post("/schedules", body);
-      notify("Schedule created.");
-      navigate(`/schedules/${created.id}`);
-    } catch (error) {
-      showErrors(form, error);
+  onSubmit(form, async () => {
+    const errors = [];
+    const body = {
+      job_id: value(form, "job_id"),
+      ...ruleFields(form, errors),
+      parameters: jsonObject(form, "parameters", errors),
+      status: value(form, "status"),
+    };
+    if (kind.value === "event") body.event_name = value(form, "event_name") || null;
+    if (CLOCKED.has(kind.value)) {
+      body.misfire_policy = value(form, "misfire_policy");
+      body.misfire_grace_secs = number(form, "misfire_grace_secs", errors) ?? 0;
+      body.misfire_max_runs = number(form, "misfire_max_runs", errors, { integer: true }) ?? 100;
     }
+    check(errors);
+    const created = await api.post("/schedules", body);
+    notify("Schedule created.");
+    navigate(`/schedules/${created.id}`);
   });
   showFields();
   return h("div", {}, heading("New schedule"), form);
@@ -197,12 +192,7 @@ export async function scheduleView({ params, query, signal, reload }) {
     api.get(`/schedules/${schedule.id}/next`, { count: 5 }, { signal }),
     api.get(`/schedules/${schedule.id}/slots`, { limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
   ]);
-  const enabled = schedule.status === "enabled";
-  const toggle = writeButton(enabled ? "Disable" : "Enable", async () => {
-    await api.post(`/schedules/${schedule.id}/${enabled ? "disable" : "enable"}`);
-    notify(`Schedule ${enabled ? "disabled" : "enabled"}.`);
-    await reload();
-  });
+  const toggle = statusToggle("schedules", "Schedule", schedule, reload);
   return h(
     "div",
     {},

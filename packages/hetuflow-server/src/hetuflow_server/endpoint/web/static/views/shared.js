@@ -1,7 +1,8 @@
-// Pieces several views show: job names by id, a schedule's rule in words, the task table and the pager.
+// Pieces several views show: job names by id, a schedule's rule in words, the enable/disable button, the task
+// table and the pager.
 
-import { listAll } from "../api.js";
-import { badge, h, shortId, table, time } from "../dom.js";
+import { api, listAll } from "../api.js";
+import { badge, h, notify, shortId, table, time, writeButton } from "../dom.js";
 
 /** A Map of job id → "namespace/name" (or "name" in the default namespace) of every live job. */
 export async function jobNames(signal) {
@@ -28,6 +29,16 @@ export function describeSchedule(schedule) {
     default:
       return schedule.kind;
   }
+}
+
+/** Enable or Disable for ``item`` (a job or schedule) under ``/collection``; the page is rendered again. */
+export function statusToggle(collection, noun, item, reload) {
+  const enabled = item.status === "enabled";
+  return writeButton(enabled ? "Disable" : "Enable", async () => {
+    await api.post(`/${collection}/${item.id}/${enabled ? "disable" : "enable"}`);
+    notify(`${noun} ${enabled ? "disabled" : "enabled"}.`);
+    await reload();
+  });
 }
 
 /** A table of tasks linking to their pages. */
