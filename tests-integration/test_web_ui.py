@@ -386,7 +386,8 @@ def test_a_read_token_sees_write_buttons_disabled(page: Page, pipeline: Pipeline
     job_id = pipeline.create_job(labels={"ui": "nobody"}, script="true")
     task_id = pipeline.trigger(job_id)
     pipeline.call("POST", f"/tasks/{task_id}/cancel")
-    page.sign_in(token(pipeline, "read"))
+    issued = pipeline.call("POST", "/tokens", json={"name": "ui-read", "scope": "read"}, expect=201)
+    page.sign_in(issued["token"])
     assert page.text("#scope") == "read-only"
     every_write_disabled = (
         "(() => { const b = [...document.querySelectorAll('[data-write]')];"
@@ -399,6 +400,13 @@ def test_a_read_token_sees_write_buttons_disabled(page: Page, pipeline: Pipeline
     assert page.eval(
         "[...document.querySelectorAll('button')].find(b => b.textContent === 'Trigger now').disabled"
     )
+    # Revoked while the page is open: the next call answers 401 and the UI returns to the sign-in page.
+    pipeline.call("DELETE", f"/tokens/{issued['info']['jti']}", expect=204)
+    page.click("#nav a[href='/agents']")
+    page.wait_path(r"\/login")
+    assert page.eval("location.search") == "?reason=expired&next=%2Fagents"
+    assert page.eval("sessionStorage.getItem('hetuflow.token')") is None
+    assert "refused" in page.text("form.login")
 
 
 def test_schedule_preview_follows_the_spring_forward(page: Page, pipeline: Pipeline) -> None:
