@@ -180,6 +180,14 @@ async def test_ui_shadows_no_other_route(client: httpx.AsyncClient) -> None:
     assert not (await client.get("/metrics")).headers["content-type"].startswith("text/html")
 
 
+async def test_ui_requests_share_one_metrics_label(client: httpx.AsyncClient) -> None:
+    for path in ("/jobs/a", "/jobs/b", "/static/app.js", "/static/style.css"):
+        assert (await client.get(path)).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'hetuflow_http_requests_total{method="GET",route="/{path}",status="200"} 4.0' in metrics
+    assert "/jobs/a" not in metrics
+
+
 def test_every_shipped_file_has_a_known_type_and_no_inline_code() -> None:
     assert set(ASSETS) >= {"index.html", "app.js", "style.css", "favicon.svg"}
     for name, asset in ASSETS.items():

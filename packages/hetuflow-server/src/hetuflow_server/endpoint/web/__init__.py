@@ -132,6 +132,9 @@ def _walk(folder: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]
 class WebRoute(BaseRoute):
     """The UI's route: shipped files under `STATIC_PREFIX` and ``index.html`` for client routes."""
 
+    path_format: Final = "/{path}"
+    """The template the HTTP metrics label every UI request with: one label, however many paths."""
+
     def __init__(self, assets: Mapping[str, Asset]) -> None:
         if INDEX not in assets:
             raise ValueError(f"the web UI assets have no {INDEX}")
