@@ -29,7 +29,7 @@ from hetuflow_server.service._validation import invalid, revalidate
 __all__ = ["JobService", "validate_job_config"]
 
 # What the agent's executor accepts: a script body is written to a file it runs (script.sh, script.py run
-# by python or `uv run`, script.js, Main.java as a single-file source); npx and cargo only take a command line.
+# by python or `uv run`, script.js, Main.java as single-file source); npx and cargo take a command line only.
 _NEEDS_ARGS = frozenset({CommandKind.NPX, CommandKind.CARGO})
 _TAKES_SCRIPT = frozenset(
     {CommandKind.BASH, CommandKind.PYTHON, CommandKind.UV, CommandKind.NODE, CommandKind.JAVA}
