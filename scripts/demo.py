@@ -14,7 +14,6 @@ Exit status 0 when the runs succeeded and the server stopped cleanly; 1 otherwis
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -68,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.every <= 59 or args.runs < 1:
         parser.error("--every must be within 1..59 and --runs at least 1")
 
-    # Run as root, the embedded PostgreSQL runs as its own user: the data directory must be reachable by it.
     root = Path(tempfile.mkdtemp(prefix="hetuflow-demo-"))
-    os.chmod(root, 0o755)
     data_dir, log_path = root / "data", root / "standalone.log"
     port = _free_port()
     command = [sys.executable, "-m", "hetuflow_server", "standalone", "--data-dir", str(data_dir)]

@@ -6,16 +6,12 @@ directory prints the same, still valid, token."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,19 +101,8 @@ def start(data_dir: Path, port: int) -> Standalone:
             banner[name] = value.strip().split("  ")[0]
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    # Run as root, the embedded PostgreSQL runs as its own user, which must be able to reach <data_dir>/pg:
-    # pytest's tmp_path sits below a directory only root may enter, so use a plain temporary directory.
-    root = Path(tempfile.mkdtemp(prefix="hetuflow-standalone-"))
-    os.chmod(root, 0o755)
-    try:
-        yield root / "data"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_one_command_runs_a_job_and_stops_cleanly(data_dir: Path) -> None:
+def test_one_command_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
     port = free_port()
     first = start(data_dir, port)
     try:
