@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from pipelinefixtures import AGENT_ENV, wait_for
-from serverfixtures import clean_env, free_port
+from serverfixtures import clean_env, free_port, stop_process
 
 from hetuflow_core import CommandKind, JobConfig, JobCreate, TaskStatus
 from hetuflow_core.client import Client
@@ -32,7 +31,7 @@ STOP_TIMEOUT_SECS = 30.0
 class Standalone:
     """A running ``standalone`` process and what it printed."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     log_path: Path
     banner: dict[str, str]
     reader: threading.Thread
@@ -46,18 +45,14 @@ class Standalone:
         return self.banner["admin token"]
 
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_TIMEOUT_SECS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"standalone ignored SIGTERM:\n{self.log_path.read_text()}") from None
-        finally:
-            _close(self.process, self.reader)
+        status = stop_process(self.process, STOP_TIMEOUT_SECS)
+        _close(self.process, self.reader)
+        if status is None:
+            raise AssertionError(f"standalone ignored SIGTERM:\n{self.log_path.read_text()}")
+        return status
 
 
-def _close(process: subprocess.Popen[str], reader: threading.Thread) -> None:
+def _close(process: subprocess.Popen[bytes], reader: threading.Thread) -> None:
     reader.join(STOP_TIMEOUT_SECS)  # it ends at the end of the output, once the process has exited
     assert process.stdout is not None
     process.stdout.close()
@@ -72,7 +67,6 @@ def start(data_dir: Path, port: int) -> Standalone:
             [sys.executable, "-m", "hetuflow_server", *args],
             stdout=subprocess.PIPE,
             stderr=log,
-            text=True,
             # The local agent reads HETUFLOW_AGENT__*: a short kill grace keeps the stop quick.
             env=clean_env({**AGENT_ENV, "HETUFLOW_AGENT__ID": "standalone-test"}),
         )
@@ -80,7 +74,9 @@ def start(data_dir: Path, port: int) -> Standalone:
     assert stdout is not None
     # A thread reads the lines, so the wait for the banner can time out (no select: the text layer buffers).
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [*map(lines.put, stdout), lines.put("")], daemon=True)
+    reader = threading.Thread(
+        target=lambda: [*(lines.put(b.decode()) for b in stdout), lines.put("")], daemon=True
+    )
     reader.start()
     banner: dict[str, str] = {}
     deadline = time.monotonic() + BANNER_TIMEOUT_SECS
