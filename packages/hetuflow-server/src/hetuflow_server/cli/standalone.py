@@ -33,7 +33,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hetuflow_core.api import TokenCreate
 from hetuflow_core.enums import TokenScope
 from hetuflow_server.application import ServerApplication, build_app
-from hetuflow_server.cli.parser import PROG, UsageError
+from hetuflow_server.cli.parser import PROG, CommandFailed, UsageError
 from hetuflow_server.cli.serve import check_bind, hypercorn_config
 from hetuflow_server.config import ServerConfig
 from hetuflow_server.errors import HetuflowError
@@ -71,7 +71,7 @@ class StandaloneOptions:
 async def standalone(config: ServerConfig, options: StandaloneOptions) -> int:
     """Run server and local agent until a stop signal; the exit status (0 after a clean stop)."""
     agent_config = _agent_config(config, options)  # bad agent settings: exit 2 before anything starts
-    from hetuflow_agent import AgentApplication  # checked importable by _agent_config
+    from hetuflow_agent import AgentApplication, ConfigError  # importable: _agent_config checked it
 
     hc = hypercorn_config(config)
     check_bind(hc)
@@ -106,8 +106,12 @@ async def standalone(config: ServerConfig, options: StandaloneOptions) -> int:
         )
         try:
             if not stop.is_set():
-                agent = AgentApplication(msgspec.structs.replace(agent_config, token=agent_token))
-                await agent.start()
+                local = AgentApplication(msgspec.structs.replace(agent_config, token=agent_token))
+                try:
+                    await local.start()
+                except ConfigError as exc:  # its working directory under the data directory is unusable
+                    raise CommandFailed(f"standalone: the local agent cannot start: {exc}") from None
+                agent = local
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(REGISTER_WAIT_SECS):
                         await _first(server, _registered(agent), stop.wait())
