@@ -247,13 +247,23 @@ def test_keygen_honours_key_file_from_environment(cli: Callable[..., Outcome], t
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @pytest.mark.parametrize("content", ["{not a key", '{"kty": "oct", "k": "c2VjcmV0"}'])
 def test_unusable_key_file_exits_2_before_touching_the_database(
     cli: Callable[..., Outcome], tmp_path: Path, content: str, closed_port_url: str
 ) -> None:
     key_file = tmp_path / "server.jwk"
     key_file.write_text(content)
-    result = cli("serve", "--data-dir", str(tmp_path), "--database-url", closed_port_url)
+    # A free port: serve checks that it can listen before it reads the key, and 8900 may be taken.
+    port = str(free_port())
+    result = cli("serve", "--data-dir", str(tmp_path), "--database-url", closed_port_url, "--port", port)
     assert result.returncode == 2
     line = one_line(result.stderr)
     assert line.startswith(f"hetuflow-server: key file {key_file} does not hold")
@@ -287,6 +297,8 @@ def test_tls_files_checked_before_start(
         "serve",
         "--data-dir",
         str(tmp_path),
+        "--port",
+        str(free_port()),
         "--database-url",
         closed_port_url,
         "--tls-cert",
