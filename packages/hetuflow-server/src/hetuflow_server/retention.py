@@ -124,7 +124,7 @@ class Retention:
             frame_cutoff = now - FRAME_ID_RETENTION
             report.frame_ids = await self._drain(
                 FRAME_ID_TABLE,
-                lambda conn: bmc.AgentMsgBmc.purge_batch(conn, before=frame_cutoff, limit=limit),
+                lambda conn: bmc.AgentMsgBmc.purge(conn, before=frame_cutoff, limit=limit),
             )
         except _LostLease:
             logger.warning("lost the leader lease during a retention pass")

@@ -26,7 +26,6 @@ _MARK_STALE = query("mark_stale_agents_offline")
 _DELETE = query("delete_agent")
 _RECORD_MSGS = query("record_agent_msgs")
 _PURGE_MSGS = query("purge_agent_msgs")
-_PURGE_MSGS_BATCH = query("purge_agent_msgs_batch")
 
 
 class AgentBmc:
@@ -122,11 +121,6 @@ class AgentMsgBmc:
         return {row["msg_id"] for row in rows}
 
     @staticmethod
-    async def purge(conn: db.Connection, *, before: datetime) -> int:
-        """Forget ids processed before ``before``; the number forgotten."""
-        return await db.execute(conn, _PURGE_MSGS, {"before": before})
-
-    @staticmethod
-    async def purge_batch(conn: db.Connection, *, before: datetime, limit: int) -> int:
+    async def purge(conn: db.Connection, *, before: datetime, limit: int) -> int:
         """Retention: forget up to ``limit`` ids processed before ``before``; the number forgotten."""
-        return await db.execute(conn, _PURGE_MSGS_BATCH, {"before": before, "limit": limit})
+        return await db.execute(conn, _PURGE_MSGS, {"before": before, "limit": limit})

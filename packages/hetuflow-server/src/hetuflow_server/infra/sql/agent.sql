@@ -83,9 +83,6 @@ ON CONFLICT (agent_id, msg_id) DO NOTHING
 RETURNING msg_id
 
 -- name: purge_agent_msgs
-DELETE FROM sched_agent_msg WHERE processed_at < %(before)s::timestamptz
-
--- name: purge_agent_msgs_batch
 -- Retention: up to `limit` frame ids processed before `before` (the rows are never updated, so ctid is stable).
 DELETE FROM sched_agent_msg
 WHERE ctid = ANY(ARRAY(SELECT ctid FROM sched_agent_msg WHERE processed_at < %(before)s::timestamptz
