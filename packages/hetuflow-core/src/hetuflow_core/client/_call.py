@@ -8,6 +8,7 @@ can never drift apart, and request building is pure and testable without a netwo
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
@@ -35,18 +36,20 @@ class Call(Generic[T]):
     body: bytes | None = None
 
 
-class SyncRunner:
+class SyncRunner(abc.ABC):
     """Base of clients that run a call and return its result."""
 
+    @abc.abstractmethod
     def _execute(self, call: Call[T]) -> T:
-        raise NotImplementedError
+        """Send ``call`` and decode its answer."""
 
 
-class AsyncRunner:
+class AsyncRunner(abc.ABC):
     """Base of clients that run a call in a coroutine."""
 
+    @abc.abstractmethod
     async def _execute(self, call: Call[T]) -> T:
-        raise NotImplementedError
+        """Send ``call`` and decode its answer."""
 
 
 class Endpoint(Generic[P, T]):
