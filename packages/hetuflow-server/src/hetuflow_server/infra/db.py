@@ -10,6 +10,7 @@ layer imports psycopg errors.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -79,8 +80,15 @@ class ModelManager:
         max_size: int = DEFAULT_POOL_MAX_SIZE,
         timeout_secs: float = DEFAULT_POOL_TIMEOUT_SECS,
         name: str = "hetuflow",
+        idle_in_transaction_timeout_secs: float | None = None,
     ) -> None:
         self._conninfo = conninfo
+        # A server that hangs (frozen, stalled, cut off from the database) inside a transaction would keep its
+        # row locks until TCP gives up, hours later: the leader lease row, claimed tasks, attempts being
+        # reported. With a timeout PostgreSQL ends such a session and the locks go with it.
+        idle_ms = None
+        if idle_in_transaction_timeout_secs is not None:
+            idle_ms = max(1, round(idle_in_transaction_timeout_secs * 1000))
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
             connection_class=psycopg.AsyncConnection[DictRow],
@@ -93,7 +101,7 @@ class ModelManager:
             check=AsyncConnectionPool.check_connection,
             timeout=timeout_secs,
             name=name,
-            configure=_configure,
+            configure=functools.partial(_configure, idle_timeout_ms=idle_ms),
         )
 
     @property
@@ -137,12 +145,16 @@ class ModelManager:
 
 _PING: Final = query("ping")
 _SET_UTC: Final = query("set_session_utc")
+_SET_IDLE_TIMEOUT: Final = query("set_session_idle_timeout")
 
 
-async def _configure(conn: Connection) -> None:
-    """Per new connection: timestamps come back in UTC whatever the database's default time zone is."""
+async def _configure(conn: Connection, *, idle_timeout_ms: int | None) -> None:
+    """Per new connection: timestamps come back in UTC whatever the database's default time zone is, and a
+    session idle in a transaction for ``idle_timeout_ms`` is ended by the database (when set)."""
     await conn.set_autocommit(True)
     await conn.execute(_SET_UTC.statement)
+    if idle_timeout_ms is not None:
+        await conn.execute(_SET_IDLE_TIMEOUT.statement, {"timeout_ms": idle_timeout_ms})
     await conn.set_autocommit(False)
 
 
@@ -207,7 +219,10 @@ def translate(exc: BaseException, query_name: str | None = None) -> HetuflowErro
     if isinstance(exc, pg_errors.TransactionRollback):
         # Serialization failures and deadlocks: the request clashed with a concurrent one and may be retried.
         return Conflict(f"concurrent update, try again: {primary}")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+    if isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError | pg_errors.IdleInTransactionSessionTimeout
+    ):
+        # The last one: the database ended a session left idle mid-transaction (a hung server); try again.
         return DatabaseUnavailable(f"database unavailable: {primary}")
     where = f" in query {query_name}" if query_name else ""
     logger.error("database error%s: %s", where, primary, extra={"query": query_name})
