@@ -10,7 +10,7 @@ Each connection goes: upgrade (token in the request) → ``AgentRegisterRequest`
 ``AgentRegisterResponse`` (clock sample, kill list, heartbeat interval) → replay the outbox in order →
 announce free slots → serve. Serving is five named tasks: reader (applies server frames and acks
 them), writer (outbox frames), heartbeat, credits (``AcquireTaskRequest`` whenever slots free up) and
-a watchdog that drops a connection on which the server stayed silent longer than its agent timeout.
+a watchdog that drops a connection on which the server stayed silent for half its agent timeout.
 The first of them to fail ends the connection; ``stop`` ends it with a clean close.
 """
 
@@ -273,9 +273,11 @@ class Session:
         if self._config.heartbeat_interval_secs is not None:
             interval = min(interval, self._config.heartbeat_interval_secs)
         self._heartbeat_interval_secs = interval
-        # silence is judged against the server's timeout, but never so tightly that one slow heartbeat
-        # round trip would end a healthy connection
-        self._silence_limit_secs = max(data.agent_timeout_secs, 2.0 * interval)
+        # A silent server is given up after half its agent timeout: the other half is left to register
+        # with another server before the leader, counting the same silence, declares this agent's running
+        # attempts lost (a frozen or cut-off server would otherwise cost every task running here). Never so
+        # tightly that one slow heartbeat round trip would end a healthy connection.
+        self._silence_limit_secs = max(data.agent_timeout_secs / 2, 2.0 * interval)
         for instance_id in data.kill:
             logger.info("server does not know instance %s any more: killing it", instance_id)
             await self._runner.kill(instance_id)
