@@ -23,7 +23,7 @@ from hetuflow_core.enums import CommandKind, InstanceStatus, TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import Task, TaskInstance
-from hetuflow_server.infra import bmc, notify
+from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.scheduler import admission
 from hetuflow_server.service.reports import AgentReport, ReportApplier, ReportOutcome, ReportResult
@@ -242,7 +242,9 @@ class DispatchService:
 
     async def reconcile(self, agent_id: str, running: Collection[UUID]) -> Reconciliation:
         """State sync at registration: of what the agent says it runs, keep its live current attempts and kill
-        the rest; its live attempts it did not mention are lost."""
+        the rest; its live attempts it did not mention are lost. One it never reported started (still
+        ``dispatched``: the dispatch died with a connection or a server before the agent took it) is handed
+        back, due again whatever the retry budget; a started one follows the retry policy."""
         async with self._db.transaction() as conn:
             live = await bmc.InstanceBmc.live_of_agents(conn, [agent_id])
             live_ids = {inst.id for inst in live}
@@ -252,8 +254,12 @@ class DispatchService:
             keep = sorted(i for i in running if i in live_ids and i in current)
             kill = sorted(i for i in running if i not in keep)
             lost = sorted(live_ids - set(keep))
+            unstarted = {i.id for i in live if i.id in lost and i.status is InstanceStatus.DISPATCHED}
+            await self._hand_back(conn, unstarted, "the agent reconnected without it: it never got it")
             results = await self._reports.mark_lost(
-                conn, lost, reason="not running on the agent after it reconnected"
+                conn,
+                [i for i in lost if i not in unstarted],
+                reason="not running on the agent after it reconnected",
             )
         self._observed(results, by_agent=False)
         return Reconciliation(keep=keep, kill=kill, lost=lost)
@@ -287,29 +293,35 @@ class DispatchService:
         ``waiting_retry``, due at once whatever the retry budget: the attempt never ran. Only attempts still
         ``dispatched`` are handed back; returns the ids of the tasks re-queued."""
         async with self._db.transaction() as conn:
-            reports = [
-                TaskInstanceUpdatedData(
-                    instance_id=inst.id, task_id=inst.task_id, status=InstanceStatus.LOST, error=reason
-                )
-                for inst in await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
-                if inst.status is InstanceStatus.DISPATCHED
-            ]
-            lost = await bmc.InstanceBmc.transition_many(conn, reports, agent_id=None)
-            now = datetime.now(UTC)
-            changes = [
-                bmc.TaskChange(
-                    task_id=task.id,
-                    instance_id=task.instance_id,
-                    status=TaskStatus.WAITING_RETRY,
-                    error=reason,
-                    next_attempt_at=now,
-                )
-                for task in await bmc.TaskBmc.lock_many(conn, [inst.task_id for inst in lost])
-                if task.instance_id in {inst.id for inst in lost} and not task.status.is_final
-            ]
-            requeued = [task.id for task in await bmc.TaskBmc.transition_many(conn, changes)]
-            if lost:
-                await notify.notify(conn, notify.WORK_CHANNEL, "")
+            return await self._hand_back(conn, instance_ids, reason)
+
+    async def _hand_back(
+        self, conn: db.Connection, instance_ids: Collection[UUID], reason: str
+    ) -> list[UUID]:
+        """``hand_back`` inside the caller's transaction."""
+        reports = [
+            TaskInstanceUpdatedData(
+                instance_id=inst.id, task_id=inst.task_id, status=InstanceStatus.LOST, error=reason
+            )
+            for inst in await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
+            if inst.status is InstanceStatus.DISPATCHED
+        ]
+        lost = await bmc.InstanceBmc.transition_many(conn, reports, agent_id=None)
+        now = datetime.now(UTC)
+        changes = [
+            bmc.TaskChange(
+                task_id=task.id,
+                instance_id=task.instance_id,
+                status=TaskStatus.WAITING_RETRY,
+                error=reason,
+                next_attempt_at=now,
+            )
+            for task in await bmc.TaskBmc.lock_many(conn, [inst.task_id for inst in lost])
+            if task.instance_id in {inst.id for inst in lost} and not task.status.is_final
+        ]
+        requeued = [task.id for task in await bmc.TaskBmc.transition_many(conn, changes)]
+        if lost:
+            await notify.notify(conn, notify.WORK_CHANNEL, "")
         return requeued
 
     async def next_wake_at(self, *, lookahead_secs: float = DEFAULT_LOOKAHEAD_SECS) -> datetime | None:
