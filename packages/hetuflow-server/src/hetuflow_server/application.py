@@ -138,7 +138,7 @@ class ServerApplication:
                 timeout_secs=database.connect_timeout_secs,
                 name=f"hetuflow-{self.config.server.name}",
                 # A server stuck inside a transaction for a whole lease is as good as dead to the others: the
-                # database drops its session, so its locks (the lease row among them) do not outlive the lease.
+                # database ends its session: its locks (the lease row among them) do not outlive the lease.
                 idle_in_transaction_timeout_secs=self.config.scheduler.lease_secs,
             )
             await self._db.open(timeout_secs=database.connect_timeout_secs)
