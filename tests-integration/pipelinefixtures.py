@@ -4,7 +4,9 @@
   migrated database with short liveness timings (heartbeat ``HEARTBEAT_SECS``, agent timeout
   ``AGENT_TIMEOUT_SECS``), an admin ``httpx.Client`` and helpers to create jobs, trigger them and wait for
   their tasks. ``pipeline.start_server()`` adds more servers on the same database (HA tests); each is
-  stopped with SIGTERM at the end of the module.
+  stopped with SIGTERM at the end of the module; ``pipeline.kill_server()`` crashes one (SIGKILL).
+- ``pipeline_env`` (module): settings over ``SERVER_ENV`` for the module's servers; ``{}`` unless a test
+  module overrides the fixture (e.g. a short leader lease for HA tests).
 - `FakeAgent` / `open_ws`: a hand-driven agent connection, for protocol-level tests of the gateway.
 - ``agents`` (function): an `AgentPool` starting ``python -m hetuflow_agent run`` processes with their own
   token and working directory; whatever is still running is stopped at the end of the test.
@@ -92,21 +94,40 @@ def wait_for(check: Callable[[], T | None], *, timeout: float = WAIT_SECS, what:
 class Pipeline:
     """The module's server(s) and an admin client, with helpers over the REST API."""
 
-    def __init__(self, server: ServerProcess, database_url: str, root: Path) -> None:
+    def __init__(
+        self, server: ServerProcess, database_url: str, root: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.server = server
         self.servers = [server]
         self.database_url = database_url
         self.root = root
+        self.env = {**SERVER_ENV, **(env or {})}
+        """The configuration variables every server of this pipeline is started with."""
+        self.key_file = server.data_dir / "server.jwk"
+        """The first server's key, which every other server shares (tokens work on all of them)."""
         self.client = httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=15
         )
 
-    def start_server(self, name: str, *, port: int | None = None) -> ServerProcess:
-        """Another server on the same database and with the same key (stopped with the module)."""
-        env = {**SERVER_ENV, "HETUFLOW_AUTH__KEY_FILE": str(self.server.data_dir / "server.jwk")}
-        extra = start_server(self.root / name, database_url=self.database_url, env=env, port=port)
+    def start_server(
+        self, name: str, *, port: int | None = None, env: Mapping[str, str] | None = None
+    ) -> ServerProcess:
+        """Another server on the same database and with the same key (stopped with the module); ``env``
+        adds settings over the pipeline's."""
+        full_env = {**self.env, **(env or {}), "HETUFLOW_AUTH__KEY_FILE": str(self.key_file)}
+        extra = start_server(self.root / name, database_url=self.database_url, env=full_env, port=port)
         self.servers.append(extra)
         return extra
+
+    def kill_server(self, server: ServerProcess) -> None:
+        """SIGKILL ``server``, as a crash would; it is no longer stopped with the module. When the API client
+        was on it, the client moves to the first server still running."""
+        server.process.kill()
+        server.process.wait()
+        self.servers.remove(server)
+        if server is self.server:
+            self.server = self.servers[0]
+            self.client.base_url = httpx.URL(self.server.url)
 
     # -- API helpers -----------------------------------------------------------------------------------
 
@@ -349,14 +370,23 @@ async def open_ws(server: ServerProcess, token: str | None, agent_id: str | None
 
 
 @pytest.fixture(scope="module")
-def pipeline(migrated_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def pipeline_env() -> dict[str, str]:
+    """Settings over ``SERVER_ENV`` for the module's servers (override this fixture in a test module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    migrated_database_url: str, tmp_path_factory: pytest.TempPathFactory, pipeline_env: dict[str, str]
+) -> Iterator[Pipeline]:
     """One server on the module's database, an admin client and helpers (see the module docstring)."""
     root = tmp_path_factory.mktemp("pipeline")
-    server = start_server(root / "server", database_url=migrated_database_url, env=SERVER_ENV)
+    env = {**SERVER_ENV, **pipeline_env}
+    server = start_server(root / "server", database_url=migrated_database_url, env=env)
     pipe: Pipeline | None = None
     try:
         server.admin_token = server.create_token("--scope", "admin", "--name", "pipeline-admin")
-        pipe = Pipeline(server, migrated_database_url, root)
+        pipe = Pipeline(server, migrated_database_url, root, env)
         yield pipe
     finally:
         if pipe is not None:
