@@ -134,7 +134,11 @@ def test_key_indexes_exist_with_their_predicates(schema: str) -> None:
     assert "(priority DESC, scheduled_at, id)" in claim
     assert "WHERE (status = 'pending'::text)" in claim
     assert "UNIQUE" in indexes["sched_task_schedule_slot_key"]
-    assert "(schedule_id, scheduled_at)" in indexes["sched_task_schedule_slot_key"]
+    # One task per slot and pin (0003: a broadcast slot has a copy per agent).
+    assert "(schedule_id, scheduled_at, COALESCE" in indexes["sched_task_schedule_slot_key"]
+    daemon_live = indexes["sched_task_daemon_live_key"]
+    assert "UNIQUE" in daemon_live
+    assert "WHERE ((origin = 'daemon'::text)" in daemon_live
     job_name = indexes["sched_job_namespace_name_key"]
     assert "UNIQUE" in job_name
     assert "WHERE (deleted_at IS NULL)" in job_name

@@ -331,7 +331,7 @@ def test_admin_creates_triggers_and_follows_a_job(
     assert config["timeout_secs"] == 30
     assert config["retry"]["max_retries"] == 1
     assert config["limits"]["memory_mb"] == 512
-    assert config["target"] == {"labels": {"suite": agents.suite}, "routing": "any"}
+    assert config["target"] == {"labels": {"suite": agents.suite}, "routing": "any", "agent_id": None}
     assert config["concurrency"] == "forbid"
 
     page.fill("[name=parameters]", '{"who": "browser"}')

@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.enums import BackoffKind, CommandKind, ConcurrencyPolicy, JobStatus, RoutingPolicy
-from hetuflow_core.types import Labels, Name, Namespace, Priority, Seconds
+from hetuflow_core.types import AgentId, Labels, Name, Namespace, Priority, Seconds
 
 __all__ = [
     "Job",
@@ -60,10 +60,16 @@ class ResourceLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Target(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Where a job may run: agents whose labels include all of ``labels``."""
+    """Where a job may run: agents whose labels include all of ``labels``.
+
+    ``routing`` ``any`` runs each task on one matching agent; ``broadcast`` makes one task per matching
+    online agent when the task is created, each pinned to its agent. ``agent_id`` pins a task (or every task
+    of a job) to that one agent: it runs there and nowhere else, waiting while that agent is away.
+    """
 
     labels: Labels = {}
     routing: RoutingPolicy = RoutingPolicy.ANY
+    agent_id: Annotated[AgentId, msgspec.Meta(description="Run only on this agent")] | None = None
 
 
 class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

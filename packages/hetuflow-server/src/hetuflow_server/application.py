@@ -37,7 +37,7 @@ from hetuflow_server.endpoint.keepalive import DrainRequestBody
 from hetuflow_server.errors import HetuflowError
 from hetuflow_server.infra import ModelManager, migrate, notify, pending_migrations
 from hetuflow_server.loops import BackgroundLoops, every
-from hetuflow_server.scheduler import leader
+from hetuflow_server.scheduler import daemon, leader
 from hetuflow_server.service import Services
 
 __all__ = ["ServerApplication", "State", "build_app", "create_app"]
@@ -239,9 +239,14 @@ class ServerApplication:
             self.metrics, self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs
         )
         self._broker.listener.subscribe(notify.SCHEDULE_CHANNEL, tasks.on_notify)
+        # A daemon run ends with a report (work channel); schedules and jobs change (schedule channel).
+        daemons = daemon.DaemonSupervisor(self.db, self.leadership)
+        self._broker.listener.subscribe(notify.WORK_CHANNEL, daemons.on_notify)
+        self._broker.listener.subscribe(notify.SCHEDULE_CHANNEL, daemons.on_notify)
         for name, factory in self._broker.loops():
             self.loops.add(name, factory)
         self.loops.add("scheduler-generator", tasks.loop())
+        self.loops.add("scheduler-daemons", daemons.loop())
         aged = retention.Retention(
             self.db,
             self.leadership,

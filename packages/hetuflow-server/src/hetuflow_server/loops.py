@@ -4,17 +4,18 @@ The application container registers every long-running coroutine here (server he
 generator, reaper, NOTIFY listener ...). `BackgroundLoops.start` creates them as named tasks in
 registration order; `BackgroundLoops.stop` cancels them in reverse order and waits for each, so a loop
 never outlives what it depends on. `every` builds the common shape of a loop: run a step, log its error
-if it fails, wait, go on.
+if it fails, wait, go on; `woken` the shape of a loop that also runs as soon as something wakes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-__all__ = ["BackgroundLoops", "LoopFactory", "every"]
+__all__ = ["BackgroundLoops", "LoopFactory", "every", "woken"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,32 @@ def every(
             except Exception:
                 logger.exception("background loop %s: step failed", name, extra={"loop": name})
             await asyncio.sleep(interval_secs)
+
+    return loop
+
+
+def woken(
+    wake: asyncio.Event,
+    interval_secs: float,
+    step: Callable[[], Awaitable[None]],
+    *,
+    name: str,
+    active: Callable[[], bool] = lambda: True,
+) -> LoopFactory:
+    """A loop calling ``step`` as soon as ``wake`` is set, and every ``interval_secs`` otherwise, whenever
+    ``active()`` says so (e.g. while this server leads); a failing step is logged and the loop goes on."""
+
+    async def loop() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval_secs)
+            wake.clear()
+            if not active():
+                continue
+            try:
+                await step()
+            except Exception:
+                logger.exception("background loop %s: step failed", name, extra={"loop": name})
 
     return loop
 

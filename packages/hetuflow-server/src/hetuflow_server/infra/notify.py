@@ -33,6 +33,7 @@ __all__ = [
     "WORK_CHANNEL",
     "AgentCommandNotice",
     "Listener",
+    "cancel_on_agent",
     "decode_agent_command",
     "encode_agent_command",
     "notify",
@@ -89,6 +90,17 @@ async def notify(conn: db.Connection, channel: str, payload: str = "") -> None:
     if len(payload.encode("utf-8")) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"NOTIFY payload of {len(payload)} characters is too large")
     await db.fetch_one(conn, _NOTIFY, {"channel": channel, "payload": payload})
+
+
+async def cancel_on_agent(
+    conn: db.Connection, *, agent_id: str, instance_id: UUID, reason: str | None
+) -> None:
+    """Queue a cancel command for attempt ``instance_id`` on ``agent_id`` (sent at commit; the server holding
+    the agent's connection forwards it, and the agent kills the attempt's process group)."""
+    notice = AgentCommandNotice(
+        agent_id=agent_id, command=AgentCommandKind.CANCEL, instance_id=instance_id, reason=reason
+    )
+    await notify(conn, AGENT_CMD_CHANNEL, encode_agent_command(notice))
 
 
 class Listener:

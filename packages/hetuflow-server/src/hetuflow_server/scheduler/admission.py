@@ -7,12 +7,14 @@ first attempt of a schedule's slot is judged — manual, event and flow tasks an
 1. **Misfire** (``misfire``): a slot started later than its schedule's grace (a task planned before an
    outage, or held back while no agent could run it) runs only if the policy keeps it — ``run_once`` keeps the
    latest late slot, ``run_all`` the latest ``misfire_max_runs``, ``skip`` none. The others end ``skipped``
-   with slot outcome ``missed``.
+   with slot outcome ``missed``. A daemon's (re)start is never late: it waits for an agent as long as
+   it takes.
 2. **Overlap** (``overlap``): for ``forbid`` and ``replace`` jobs, a slot due now while an earlier run of the
    same schedule is dispatched or running is skipped (``skipped_overlap``), or that run is cancelled the way
    the API cancels a task (task ``cancelled`` at once, ``AgentCommand`` cancel routed over NOTIFY to the
    server holding the agent). Such slots are only judged when due: one that is not due yet is held back (it
-   stays pending), and the claim leaves them alone until their time.
+   stays pending), and the claim leaves them alone until their time. Copies of a broadcast slot pinned to
+   different agents are judged apart, each against the earlier runs pinned to the same agent.
 3. Slots that go ahead are recorded ``ran`` with their task id (an existing ``deduplicated`` record, which
    also names that task, is kept).
 
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from hetuflow_core.enums import AgentCommandKind, ConcurrencyPolicy, SlotOutcome, TaskStatus
+from hetuflow_core.enums import ConcurrencyPolicy, ScheduleKind, SlotOutcome, TaskStatus
 from hetuflow_core.task import Task
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.scheduler.misfire import MisfireRule
@@ -54,20 +56,21 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
     held: set[UUID] = set()
     skipped: dict[UUID, str] = {}
     cancels: list[bmc.LiveRun] = []
-    guarded: dict[UUID, list[Task]] = defaultdict(list)
+    # Runs are judged per schedule and pin: the copies of a broadcast slot on different agents never overlap.
+    guarded: dict[tuple[UUID, str | None], list[Task]] = defaultdict(list)
     for task in slots:
         if task.id in missed or task.config.concurrency is ConcurrencyPolicy.ALLOW:
             continue
         if task.scheduled_at > now:
             held.add(task.id)  # judged when due, never ahead of time
         else:
-            guarded[_schedule_id(task)].append(task)
+            guarded[_schedule_id(task), task.config.target.agent_id].append(task)
     if guarded:
-        live: dict[UUID, list[bmc.LiveRun]] = defaultdict(list)
-        for run in await bmc.SlotTaskBmc.live_runs(conn, list(guarded)):
-            live[run.schedule_id].append(run)
-        for schedule_id, due in guarded.items():
-            runs = {run.task_id: run for run in live[schedule_id]}
+        live: dict[tuple[UUID, str | None], list[bmc.LiveRun]] = defaultdict(list)
+        for run in await bmc.SlotTaskBmc.live_runs(conn, sorted({key[0] for key in guarded})):
+            live[run.schedule_id, run.pin].append(run)
+        for key, due in guarded.items():
+            runs = {run.task_id: run for run in live[key]}
             newest = max(due, key=lambda task: task.scheduled_at)  # the job's latest word on concurrency
             plan = plan_overlap(
                 newest.config.concurrency,
@@ -112,10 +115,12 @@ async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -
         )
         for schedule_id, s in settings.items()
     }
+    daemons = {schedule_id for schedule_id, s in settings.items() if s.kind is ScheduleKind.DAEMON}
     late = [
         (task, rule)
         for task in slots
-        if (rule := rules.get(_schedule_id(task), MisfireRule())).is_late(task.scheduled_at, now)
+        if _schedule_id(task) not in daemons
+        and (rule := rules.get(_schedule_id(task), MisfireRule())).is_late(task.scheduled_at, now)
     ]
     counts = await bmc.SlotTaskBmc.later_late_counts(
         conn,
@@ -125,6 +130,7 @@ async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -
                 schedule_id=_schedule_id(task),
                 scheduled_at=task.scheduled_at,
                 cutoff=rule.cutoff(now),
+                pin=task.config.target.agent_id,
             )
             for task, rule in late
             if rule.keep > 0
@@ -176,13 +182,9 @@ async def _cancel(conn: db.Connection, runs: Sequence[bmc.LiveRun], reason: str)
     for task in await bmc.TaskBmc.transition_many(conn, changes):
         if task.instance_id is None or task.agent_id is None:
             continue
-        notice = notify.AgentCommandNotice(
-            agent_id=task.agent_id,
-            command=AgentCommandKind.CANCEL,
-            instance_id=task.instance_id,
-            reason=reason,
+        await notify.cancel_on_agent(
+            conn, agent_id=task.agent_id, instance_id=task.instance_id, reason=reason
         )
-        await notify.notify(conn, notify.AGENT_CMD_CHANNEL, notify.encode_agent_command(notice))
 
 
 def _schedule_id(task: Task) -> UUID:

@@ -3,8 +3,9 @@
 A cycle lists the enabled cron, interval and once schedules of enabled, live jobs whose generation cursor
 (``generated_until``) is unset or less than half a horizon ahead, and for each one materialises its slots up
 to ``horizon_secs`` from now: one task per slot (parameters = the schedule's, config = a snapshot of the
-job's), inserted in one batched ``INSERT … ON CONFLICT DO NOTHING`` per schedule, so the unique
-``(schedule_id, scheduled_at)`` makes generation idempotent. In the same transaction it records the slots that
+job's; for a broadcast job one per matching online agent, each pinned to it), inserted in one batched
+``INSERT … ON CONFLICT DO NOTHING`` per schedule, so the unique ``(schedule_id, scheduled_at, pin)`` makes
+generation idempotent. In the same transaction it records the slots that
 will not run (``missed`` by the misfire policy, ``deduplicated`` when another generator already planned the
 slot) and advances the cursor and ``fire_count`` — fenced by the leader's lease token, so a generator that
 lost its lease mid-cycle commits nothing. A schedule whose slots are all planned (``end_time``,
@@ -25,7 +26,6 @@ and every ``interval_secs`` otherwise; only while this server leads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -40,7 +40,8 @@ from hetuflow_core.schedule import Schedule
 from hetuflow_server.errors import HetuflowError, NotFound
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.loops import LoopFactory
+from hetuflow_server.loops import LoopFactory, woken
+from hetuflow_server.scheduler import broadcast
 from hetuflow_server.scheduler._errors import InvalidSchedule
 from hetuflow_server.scheduler._trigger import fire_times
 from hetuflow_server.scheduler.leader import Leadership, Tenure
@@ -138,22 +139,18 @@ class Generator:
     def loop(self) -> LoopFactory:
         """The background loop: a cycle per wake-up or ``interval_secs``, while this server leads."""
 
-        async def run() -> None:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval_secs)
-                self._wake.clear()
-                if not self._leadership.is_leader:
-                    continue
-                try:
-                    report = await self.cycle()
-                except Exception:
-                    logger.exception("task generation cycle failed")
-                    continue
-                if report.schedules:
-                    logger.debug("generation cycle: %s", msgspec.structs.asdict(report))
+        async def step() -> None:
+            report = await self.cycle()
+            if report.schedules:
+                logger.debug("generation cycle: %s", msgspec.structs.asdict(report))
 
-        return run
+        return woken(
+            self._wake,
+            self._interval_secs,
+            step,
+            name="task generation",
+            active=lambda: self._leadership.is_leader,
+        )
 
     async def cycle(self) -> CycleReport:
         """One pass over every schedule that needs tasks; does nothing unless this server leads."""
@@ -281,7 +278,8 @@ class Generator:
         )
         async with self._db.transaction() as conn:
             job = await self._lock(conn, schedule, tenure)
-            inserted = await bmc.TaskBmc.insert_many(
+            # A broadcast job's slot is one task per matching online agent; the slot counts once all the same.
+            slot_tasks = await broadcast.fan_out(
                 conn,
                 [
                     bmc.NewTask(
@@ -296,8 +294,8 @@ class Generator:
                     )
                     for slot in run
                 ],
-                by=None,
             )
+            inserted = await bmc.TaskBmc.insert_many(conn, slot_tasks, by=None)
             made = {task.scheduled_at for task in inserted}
             existing = await bmc.SlotTaskBmc.tasks_at(conn, schedule.id, [s for s in run if s not in made])
             records = [

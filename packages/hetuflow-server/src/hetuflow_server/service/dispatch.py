@@ -115,7 +115,8 @@ class DispatchService:
         slots).
 
         Tasks due within ``lookahead_secs`` are included (the agent waits for ``fire_at``); priority first,
-        then due time. Tasks none of the agents can run stay pending for other servers.
+        then due time. Tasks none of the agents can run (labels, command, pinned agent) stay pending for other
+        servers.
         """
         usable = [agent for agent in agents if agent.free_slots > 0 and agent.commands]
         budget = min(limit, sum(agent.free_slots for agent in usable))
@@ -124,14 +125,16 @@ class DispatchService:
             await bmc.TaskBmc.promote_due_retries(conn, limit=PROMOTE_BATCH_SIZE)
             if budget <= 0:
                 return []
-            profiles = {
-                (tuple(sorted(a.labels.items())), tuple(sorted(c.value for c in a.commands))) for a in usable
-            }
+            profiles: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], list[str]] = defaultdict(list)
+            for a in usable:
+                key = (tuple(sorted(a.labels.items())), tuple(sorted(c.value for c in a.commands)))
+                profiles[key].append(a.agent_id)
             claimed = await bmc.TaskBmc.claim_due(
                 conn,
                 horizon=now + timedelta(seconds=lookahead_secs),
                 profiles=[
-                    bmc.AgentProfile(labels=dict(lbl), commands=list(cmd)) for lbl, cmd in sorted(profiles)
+                    bmc.AgentProfile(labels=dict(lbl), commands=list(cmd), agent_ids=sorted(ids))
+                    for (lbl, cmd), ids in sorted(profiles.items())
                 ],
                 limit=budget,
             )
@@ -145,6 +148,7 @@ class DispatchService:
                     if free[agent.agent_id] > 0
                     and task.config.command in agent.commands
                     and _labels_match(task.config.target.labels, agent.labels)
+                    and task.config.target.agent_id in (None, agent.agent_id)
                 ]
                 if not candidates:
                     continue  # released at commit, still pending

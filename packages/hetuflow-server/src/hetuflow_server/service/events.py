@@ -2,7 +2,8 @@
 
 Each matching schedule (of an enabled, live job) gets one task, due now, with the schedule's parameters
 overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, DESIGN §2;
-origin ``event``), so two events of the same name never collide.
+origin ``event``), so two events of the same name never collide. A broadcast job gets one task per matching
+online agent (``scheduler.broadcast``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hetuflow_core.ids import uuid7
 from hetuflow_core.task import TriggerResult
 from hetuflow_server.infra import bmc
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.scheduler import broadcast
 from hetuflow_server.service._validation import invalid
 from hetuflow_server.service.jobs import work_added
 
@@ -52,7 +54,7 @@ class EventService:
                 )
                 for target in targets
             ]
-            created = await bmc.TaskBmc.insert_many(conn, tasks, by=by)
+            created = await bmc.TaskBmc.insert_many(conn, await broadcast.fan_out(conn, tasks), by=by)
             if created:
                 await work_added(conn)
         return TriggerResult(task_ids=[task.id for task in created])

@@ -3,7 +3,8 @@
 A run creates one task per step at once (origin ``flow``), each naming the tasks of the steps it depends on in
 ``depends_on``; the dispatcher only claims a task whose dependencies all succeeded. A step whose dependency
 failed, was cancelled or was skipped is skipped, and the run's status follows its tasks. Step parameters are
-overlaid by the run's parameters (the run is the more specific request).
+overlaid by the run's parameters (the run is the more specific request). A step of a ``broadcast`` job is one
+task per matching online agent (``scheduler.broadcast``), and the steps after it wait for all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hetuflow_core.ids import uuid7
 from hetuflow_server.errors import Conflict, NotFound
 from hetuflow_server.infra import bmc
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.scheduler import broadcast
 from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
 from hetuflow_server.service._validation import invalid, revalidate
 from hetuflow_server.service.jobs import work_added
@@ -113,7 +115,7 @@ class FlowService:
                 raise Conflict(f"flow {flow_id} is disabled")
             run = await bmc.FlowRunBmc.insert(conn, uuid7(), flow_id=flow_id, parameters=params, by=by)
             now = datetime.now(UTC)
-            task_ids: dict[str, UUID] = {}
+            task_ids: dict[str, list[UUID]] = {}
             tasks: list[bmc.NewTask] = []
             for index in topological_order(flow.steps):
                 step = flow.steps[index]
@@ -121,10 +123,10 @@ class FlowService:
                     job = await bmc.JobBmc.get(conn, step.job_id)
                 except NotFound:
                     raise Conflict(f"step {step.name!r} of flow {flow_id}: its job was deleted") from None
-                task_ids[step.name] = uuid7()
-                tasks.append(
+                step_tasks = await broadcast.copies(
+                    conn,
                     bmc.NewTask(
-                        id=task_ids[step.name],
+                        id=uuid7(),
                         job_id=job.id,
                         origin=bmc.TaskOrigin.FLOW,
                         scheduled_at=now,
@@ -133,9 +135,11 @@ class FlowService:
                         parameters={**step.parameters, **params},
                         flow_run_id=run.id,
                         flow_step=step.name,
-                        depends_on=[task_ids[dep] for dep in step.depends_on],
-                    )
+                        depends_on=[task_id for dep in step.depends_on for task_id in task_ids[dep]],
+                    ),
                 )
+                task_ids[step.name] = [task.id for task in step_tasks]
+                tasks.extend(step_tasks)
             await bmc.TaskBmc.insert_many(conn, tasks, by=by)
             await work_added(conn)
         return run

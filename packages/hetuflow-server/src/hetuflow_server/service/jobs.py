@@ -6,6 +6,9 @@ from then on (the schedules' misfire policy decides about the gap). Tasks create
 are explicit requests and stay. Deleting a job is a soft delete: it frees the name, disables the job and its
 schedules, removes the future scheduled tasks and cancels every task of it that is not on an agent yet
 (pending or waiting for a retry); tasks already dispatched or running finish, and the history stays readable.
+Daemons are the exception: disabling or deleting a job cancels the live runs of its daemon schedules,
+running or not (``scheduler.daemon.stop_daemons``). A trigger of a ``broadcast`` job makes one task per
+matching online agent (``scheduler.broadcast``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate
 from hetuflow_core.task import TaskTrigger, TriggerResult
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.scheduler import broadcast, daemon
+from hetuflow_server.service._flows import settle_flow_runs
 from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
 from hetuflow_server.service._validation import invalid, revalidate
 
@@ -134,7 +139,10 @@ class JobService:
             await bmc.JobBmc.get(conn, job_id, lock=True)
             await bmc.TaskBmc.delete_future_of_job(conn, job_id)
             await bmc.ScheduleBmc.disable_job(conn, job_id)
-            await bmc.TaskBmc.cancel_open_of_job(conn, job_id, reason="job deleted")
+            cancelled = await bmc.TaskBmc.cancel_open_of_job(conn, job_id, reason="job deleted")
+            await daemon.stop_daemons(conn, job_id=job_id, reason="job deleted")
+            # Flow runs waiting for a step of this job skip what comes after it and end.
+            await settle_flow_runs(conn, cancelled)
             await bmc.JobBmc.soft_delete(conn, job_id, by=by)
             await schedules_changed(conn, job_id=job_id)
 
@@ -142,7 +150,7 @@ class JobService:
         """Create one task of the job now (or at ``trigger.scheduled_at``) with the given parameters.
 
         Works for disabled jobs too (disabled only silences schedules); the task gets the job's current
-        config.
+        config. A broadcast job gets one task per matching online agent (one unpinned task when none matches).
         """
         trigger = revalidate(trigger, TaskTrigger)
         if trigger.scheduled_at is not None and trigger.scheduled_at.tzinfo is None:
@@ -159,12 +167,13 @@ class JobService:
                 priority=job.config.priority if trigger.priority is None else trigger.priority,
                 parameters=trigger.parameters,
             )
-            created = await bmc.TaskBmc.insert_many(conn, [task], by=by)
+            created = await bmc.TaskBmc.insert_many(conn, await broadcast.copies(conn, task), by=by)
             await work_added(conn)
         return TriggerResult(task_ids=[t.id for t in created])
 
 
 async def _unplan(conn: db.Connection, job_id: UUID) -> None:
-    """Remove the job's future scheduled tasks and rewind its schedules' cursors to now."""
+    """Remove the job's future scheduled tasks, rewind its schedules' cursors to now and stop its daemons."""
     await bmc.TaskBmc.delete_future_of_job(conn, job_id)
     await bmc.ScheduleBmc.rewind_job(conn, job_id)
+    await daemon.stop_daemons(conn, job_id=job_id, reason="job disabled")

@@ -5,7 +5,12 @@ Every write validates the schedule as a whole through the scheduler's ``build_tr
 generator and the preview use), so a stored schedule always has a usable rule; a bad field is ``InvalidInput``
 naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or changing its rule,
 removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor to now; deleting it
-removes all of its tasks that never started and its slot record, and leaves its past tasks unlinked.
+removes all of its tasks that never started and its slot record, and leaves its past tasks unlinked. Disabling
+or deleting a daemon schedule also cancels its live run (``scheduler.daemon.stop_daemons``).
+
+``flow`` schedules are refused: a schedule belongs to a job (``job_id``), so nothing could say which flow it
+would run; a flow runs through ``POST /api/v1/flows/{id}/run``. Daemon schedules take no window fields: they
+run while enabled.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, Sched
 from hetuflow_server.errors import NotFound
 from hetuflow_server.infra import bmc
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import build_trigger, upcoming
+from hetuflow_server.scheduler import build_trigger, daemon, upcoming
 from hetuflow_server.service._paging import (
     DEFAULT_LIMIT,
     check_limit,
@@ -38,10 +43,22 @@ __all__ = ["ScheduleService", "validate_schedule"]
 
 # Fields that define when a schedule fires: changing one replans its future.
 _RULE_FIELDS = ("cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count")
+_WINDOW_FIELDS = ("start_time", "end_time", "max_count")
 
 
 def validate_schedule(schedule: Schedule | ScheduleCreate) -> None:
     """Raise InvalidInput (with the field's path) unless the fields make a valid schedule of its kind."""
+    if schedule.kind is ScheduleKind.FLOW:
+        raise invalid(
+            "$.kind",
+            "a schedule belongs to a job, so a flow schedule could never name the flow to run; start a flow "
+            "with POST /api/v1/flows/{flow_id}/run, or give a job a cron, interval, once, event or daemon "
+            "schedule",
+        )
+    if schedule.kind is ScheduleKind.DAEMON:
+        for field in _WINDOW_FIELDS:
+            if getattr(schedule, field) is not None:
+                raise invalid(f"$.{field}", "daemon schedules take none: a daemon runs while it is enabled")
     build_trigger(
         schedule.kind.value,
         cron_expression=schedule.cron_expression,
@@ -114,6 +131,8 @@ class ScheduleService:
             )
             if rule_changed or disabling:
                 await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
+            if disabling:
+                await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             updated = await bmc.ScheduleBmc.update(conn, merged, reset_cursor=rule_changed or disabling)
             await schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
         return updated
@@ -139,6 +158,7 @@ class ScheduleService:
                 return current
             if status is ScheduleStatus.DISABLED:
                 await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
+                await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             # The row is locked and its state was just read, so the conditional update cannot miss.
             changed = await bmc.ScheduleBmc.set_status(conn, schedule_id, status, allowed=allowed)
             assert changed is not None
@@ -149,6 +169,7 @@ class ScheduleService:
         """Delete the schedule, its never-started tasks and its slot record; past tasks stay, unlinked."""
         async with self._db.transaction() as conn:
             current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
+            await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule deleted")
             await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=True)
             await bmc.ScheduleBmc.delete(conn, schedule_id)
             await schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)

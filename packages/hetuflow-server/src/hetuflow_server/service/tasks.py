@@ -2,7 +2,8 @@
 
 Retry never reopens a task: final states are final (DESIGN §3). Retrying a failed, cancelled or skipped task
 creates a new task (origin ``retry``, ``retry_of`` = the original) of the same job with the same parameters
-and priority, the job's current config, due now, outside any schedule slot.
+and priority, the job's current config, due now, outside any schedule slot. A task pinned to an agent (a copy
+of a broadcast task) is retried on that same agent.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.api import Page, TaskFilter
-from hetuflow_core.enums import AgentCommandKind, TaskStatus
+from hetuflow_core.enums import TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.task import Task, TaskInstance, TaskLogPage
 from hetuflow_server.errors import IllegalTransition, InvalidInput, NotFound
 from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.scheduler import broadcast
 from hetuflow_server.service._flows import settle_flow_runs
 from hetuflow_server.service._paging import check_limit, decode_time_id_cursor, make_page
 from hetuflow_server.service._validation import invalid, revalidate
@@ -104,13 +106,9 @@ class TaskService:
             outcome = CancelOutcome(task=task)
             if previous in _ON_AGENT and task.instance_id is not None and task.agent_id is not None:
                 outcome = CancelOutcome(task=task, instance_id=task.instance_id, agent_id=task.agent_id)
-                notice = notify.AgentCommandNotice(
-                    agent_id=task.agent_id,
-                    command=AgentCommandKind.CANCEL,
-                    instance_id=task.instance_id,
-                    reason=detail,
+                await notify.cancel_on_agent(
+                    conn, agent_id=task.agent_id, instance_id=task.instance_id, reason=detail
                 )
-                await notify.notify(conn, notify.AGENT_CMD_CHANNEL, notify.encode_agent_command(notice))
             await settle_flow_runs(conn, [task])
         return outcome
 
@@ -131,7 +129,8 @@ class TaskService:
                 job_id=job.id,
                 origin=bmc.TaskOrigin.RETRY,
                 scheduled_at=datetime.now(UTC),
-                config=job.config,
+                # The copy of a broadcast task re-runs where it ran, not on every agent again.
+                config=broadcast.pinned(job.config, original.config.target.agent_id),
                 priority=original.priority,
                 parameters=original.parameters,
                 retry_of=original.id,

@@ -9,6 +9,7 @@ when the state did not allow them, and the service turns that into ``IllegalTran
 from __future__ import annotations
 
 from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
+from hetuflow_server.infra.bmc.daemon import DaemonBmc, DaemonRun, DaemonVacancy
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
 from hetuflow_server.infra.bmc.instance import InstanceBmc, LiveAttempt, NewInstance
 from hetuflow_server.infra.bmc.job import JobBmc
@@ -26,6 +27,9 @@ __all__ = [
     "AgentMsgBmc",
     "AgentProfile",
     "Assignment",
+    "DaemonBmc",
+    "DaemonRun",
+    "DaemonVacancy",
     "EventTarget",
     "FlowBmc",
     "FlowRunBmc",

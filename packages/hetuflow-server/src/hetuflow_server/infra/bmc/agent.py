@@ -24,6 +24,7 @@ _ENABLE = query("enable_agent")
 _DISCONNECT = query("disconnect_agent")
 _MARK_STALE = query("mark_stale_agents_offline")
 _DELETE = query("delete_agent")
+_MATCHING_ONLINE = query("list_matching_online_agents")
 _RECORD_MSGS = query("record_agent_msgs")
 _PURGE_MSGS = query("purge_agent_msgs")
 
@@ -102,6 +103,12 @@ class AgentBmc:
     async def mark_stale_offline(conn: db.Connection, *, before: datetime) -> list[str]:
         """Agents silent since before ``before`` go offline; their ids."""
         return [row["id"] for row in await db.fetch_all(conn, _MARK_STALE, {"before": before})]
+
+    @staticmethod
+    async def matching_online(conn: db.Connection, *, labels: dict[str, str], command: str) -> list[str]:
+        """Ids of the online agents whose labels include ``labels`` and that can run ``command``."""
+        params = {"labels": jsonb(labels), "command": command}
+        return [row["id"] for row in await db.fetch_all(conn, _MATCHING_ONLINE, params)]
 
     @staticmethod
     async def delete(conn: db.Connection, agent_id: str) -> bool:

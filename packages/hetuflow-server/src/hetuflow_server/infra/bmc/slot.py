@@ -38,7 +38,15 @@ class SlotBmc:
         conn: db.Connection, slots: Sequence[NewSlot], *, overwrite: bool = False
     ) -> list[ScheduleSlot]:
         """Record slots in one statement; existing records are kept unless ``overwrite``. Returns those
-        written."""
+        written.
+
+        A slot is recorded once: of several records for one slot (the copies of a broadcast slot, one per
+        agent) the first given is kept — one statement cannot write a row twice.
+        """
+        unique: dict[tuple[UUID, datetime], NewSlot] = {}
+        for slot in slots:
+            unique.setdefault((slot.schedule_id, slot.scheduled_at), slot)
+        slots = list(unique.values())
         if not slots:
             return []
         params = {

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.enums import MisfirePolicy
+from hetuflow_core.enums import MisfirePolicy, ScheduleKind
 from hetuflow_core.schedule import Schedule
 from hetuflow_server.infra import db
 from hetuflow_server.infra.bmc._rows import many
@@ -31,9 +31,10 @@ _NEXT_GUARDED = query("next_guarded_slot")
 
 
 class MisfireSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """The misfire policy fields of one schedule."""
+    """The misfire policy fields of one schedule, and its kind."""
 
     id: UUID
+    kind: ScheduleKind
     misfire_policy: MisfirePolicy
     misfire_grace_secs: float
     misfire_max_runs: int
@@ -46,6 +47,8 @@ class LateSlot(msgspec.Struct, kw_only=True, frozen=True):
     schedule_id: UUID
     scheduled_at: datetime
     cutoff: datetime
+    pin: str | None = None
+    """The agent the task is pinned to: only later slots with the same pin count."""
 
 
 class LiveRun(msgspec.Struct, kw_only=True, frozen=True):
@@ -56,6 +59,8 @@ class LiveRun(msgspec.Struct, kw_only=True, frozen=True):
     scheduled_at: datetime
     instance_id: UUID | None
     agent_id: str | None
+    pin: str | None = None
+    """The agent the task is pinned to (``config.target.agent_id``), if any."""
 
 
 class SlotTaskBmc:
@@ -100,8 +105,8 @@ class SlotTaskBmc:
 
     @staticmethod
     async def later_late_counts(conn: db.Connection, slots: Sequence[LateSlot]) -> dict[UUID, int]:
-        """For each late slot task: how many later slots of its schedule, before its cutoff, still wait for
-        their first attempt."""
+        """For each late slot task: how many later slots of its schedule with the same pin, before its cutoff,
+        still wait for their first attempt."""
         if not slots:
             return {}
         params = {
@@ -109,6 +114,7 @@ class SlotTaskBmc:
             "schedule_ids": [s.schedule_id for s in slots],
             "scheduled_ats": [s.scheduled_at for s in slots],
             "cutoffs": [s.cutoff for s in slots],
+            "pins": [s.pin or "" for s in slots],
         }
         return {row["id"]: int(row["later"]) for row in await db.fetch_all(conn, _LATER_LATE, params)}
 

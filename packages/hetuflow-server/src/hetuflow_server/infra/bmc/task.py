@@ -48,6 +48,7 @@ class TaskOrigin(StrEnum):
     EVENT = "event"
     FLOW = "flow"
     RETRY = "retry"
+    DAEMON = "daemon"
 
 
 class NewTask(msgspec.Struct, kw_only=True, frozen=True):
@@ -78,10 +79,12 @@ class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
-    """What one agent can run, as the claim query matches it: its labels and its command kinds."""
+    """What agents can run, as the claim query matches it: their labels and command kinds, and the ids of the
+    agents sharing them (a pinned task matches only a profile listing its agent)."""
 
     labels: dict[str, str]
     commands: list[str]
+    agent_ids: list[str] = []
 
 
 class Assignment(msgspec.Struct, kw_only=True, frozen=True):
@@ -98,7 +101,8 @@ class TaskBmc:
 
     @staticmethod
     async def insert_many(conn: db.Connection, tasks: Sequence[NewTask], *, by: str | None) -> list[Task]:
-        """Insert ``tasks`` in one statement; a slot its schedule already has is skipped (not returned)."""
+        """Insert ``tasks`` in one statement; a slot (and pin) its schedule already has, or a second live task
+        of a daemon schedule (and pin), is skipped (not returned)."""
         if not tasks:
             return []
         params: dict[str, Any] = {
@@ -254,11 +258,11 @@ class TaskBmc:
         return [row["id"] for row in await db.fetch_all(conn, _DELETE_UNSTARTED_OF_SCHEDULE, params)]
 
     @staticmethod
-    async def cancel_open_of_job(conn: db.Connection, job_id: UUID, *, reason: str) -> list[UUID]:
-        """Cancel the job's tasks that are not on an agent (pending, waiting_retry)."""
+    async def cancel_open_of_job(conn: db.Connection, job_id: UUID, *, reason: str) -> list[Task]:
+        """Cancel the job's tasks that are not on an agent (pending, waiting_retry); the tasks cancelled."""
         allowed = [s for s in _OPEN_UNSTARTED if s in transitions.allowed_sources(TaskStatus.CANCELLED)]
         params = {"job_id": job_id, "reason": reason, "allowed": allowed}
-        return [row["id"] for row in await db.fetch_all(conn, _CANCEL_OPEN_OF_JOB, params)]
+        return many(await db.fetch_all(conn, _CANCEL_OPEN_OF_JOB, params), Task)
 
     @staticmethod
     async def skip_blocked_flow_tasks(conn: db.Connection, run_ids: Sequence[UUID]) -> list[UUID]:

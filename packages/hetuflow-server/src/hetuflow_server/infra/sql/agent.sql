@@ -87,3 +87,13 @@ RETURNING msg_id
 DELETE FROM sched_agent_msg
 WHERE ctid = ANY(ARRAY(SELECT ctid FROM sched_agent_msg WHERE processed_at < %(before)s::timestamptz
                        LIMIT %(limit)s::integer))
+
+-- name: list_matching_online_agents
+-- Broadcast fan-out: the online agents (connected, not draining or disabled) that can run a task — the required
+-- labels ⊆ agent labels and its command among the agent's capabilities — by id.
+SELECT id
+FROM sched_agent
+WHERE status = 'online'
+  AND labels @> %(labels)s::jsonb
+  AND (capabilities -> 'commands') ? %(command)s::text
+ORDER BY id

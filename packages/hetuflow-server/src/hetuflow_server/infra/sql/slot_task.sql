@@ -24,33 +24,36 @@ WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at = ANY(%(scheduled_ats
 
 -- name: count_slot_tasks_after
 -- How many tasks a schedule has after an instant: slots already counted in its fire_count that lie beyond its
--- cursor (left behind by a rewind, e.g. dispatched ahead of time before a rule change).
-SELECT count(*) AS n
+-- cursor (left behind by a rewind, e.g. dispatched ahead of time before a rule change); a slot with pinned copies
+-- (broadcast) counts once.
+SELECT count(DISTINCT scheduled_at) AS n
 FROM sched_task
 WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at > %(after)s::timestamptz
 
 -- name: misfire_rules
--- The misfire settings of some schedules.
-SELECT id, misfire_policy, misfire_grace_secs, misfire_max_runs
+-- The misfire settings of some schedules, and their kind (a daemon's restarts are never judged late).
+SELECT id, kind, misfire_policy, misfire_grace_secs, misfire_max_runs
 FROM sched_schedule
 WHERE id = ANY(%(ids)s::uuid[])
 
 -- name: count_later_late_slots
 -- For each given slot task: how many later slots of its schedule are also late (before the slot's `cutoff`)
--- and still waiting for their first attempt. A late slot runs under run_once/run_all only while fewer than
+-- and still waiting for their first attempt, among the tasks with the same pin ('' for none: each agent of a
+-- broadcast job is judged on its own copies). A late slot runs under run_once/run_all only while fewer than
 -- the policy keeps come after it.
 SELECT u.id,
        (SELECT count(*)
         FROM sched_task o
         WHERE o.schedule_id = u.schedule_id
           AND o.scheduled_at > u.scheduled_at AND o.scheduled_at < u.cutoff
+          AND coalesce(o.config #>> '{target,agent_id}', '') = u.pin
           AND o.status = 'pending' AND o.attempt = 0) AS later
 FROM unnest(%(ids)s::uuid[], %(schedule_ids)s::uuid[], %(scheduled_ats)s::timestamptz[],
-            %(cutoffs)s::timestamptz[]) AS u(id, schedule_id, scheduled_at, cutoff)
+            %(cutoffs)s::timestamptz[], %(pins)s::text[]) AS u(id, schedule_id, scheduled_at, cutoff, pin)
 
 -- name: live_runs_of_schedules
--- Runs of some schedules that are going now (dispatched or running), oldest slot first.
-SELECT id AS task_id, schedule_id, scheduled_at, instance_id, agent_id
+-- Runs of some schedules that are going now (dispatched or running), oldest slot first, with their pin.
+SELECT id AS task_id, schedule_id, scheduled_at, instance_id, agent_id, config #>> '{target,agent_id}' AS pin
 FROM sched_task
 WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND status IN ('dispatched', 'running')
 ORDER BY schedule_id, scheduled_at, id

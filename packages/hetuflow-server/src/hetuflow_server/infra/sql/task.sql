@@ -2,8 +2,9 @@
 -- Status changes are conditional: `allowed` (or the `edge_from`/`edge_to` pairs) come from infra/transitions.py.
 
 -- name: insert_tasks
--- Many tasks in one statement. A task for a schedule slot that already has one is skipped (generation is
--- idempotent across servers); compare the returned ids with the requested ones to see which.
+-- Many tasks in one statement. A task for a schedule slot (and pin) that already has one is skipped (generation is
+-- idempotent across servers), and so is a second live task of a daemon schedule (and pin); compare the returned
+-- ids with the requested ones to see which. No conflict target: each of those unique indexes may be the one hit.
 INSERT INTO sched_task (id, job_id, schedule_id, flow_run_id, flow_step, retry_of, origin, scheduled_at, priority,
                         parameters, config, depends_on, created_by)
 SELECT u.id, u.job_id, u.schedule_id, u.flow_run_id, u.flow_step, u.retry_of, u.origin, u.scheduled_at, u.priority,
@@ -13,7 +14,7 @@ FROM unnest(%(ids)s::uuid[], %(job_ids)s::uuid[], %(schedule_ids)s::uuid[], %(fl
             %(priorities)s::integer[], %(parameters)s::jsonb[], %(configs)s::jsonb[], %(depends_on)s::jsonb[])
      AS u(id, job_id, schedule_id, flow_run_id, flow_step, retry_of, origin, scheduled_at, priority, parameters,
           config, depends_on)
-ON CONFLICT ON CONSTRAINT sched_task_schedule_slot_key DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING *
 
 -- name: get_task
@@ -75,8 +76,8 @@ RETURNING t.*
 
 -- name: claim_due_tasks
 -- The dispatcher's claim: pending tasks due before `horizon` whose dependencies all succeeded and that at least
--- one of the given agent profiles ([{"labels": {...}, "commands": [...]}]) can run (required labels ⊆ agent
--- labels, command among its capabilities). Priority first, then due time. Locked rows are skipped, so concurrent
+-- one of the given agent profiles ([{"labels": {...}, "commands": [...], "agent_ids": [...]}]) can run (required
+-- labels ⊆ agent labels, command among its capabilities, and a pinned task's agent among the profile's agents). Priority first, then due time. Locked rows are skipped, so concurrent
 -- dispatchers on other servers never claim the same task; the locks last until the caller's transaction ends.
 SELECT t.*
 FROM sched_task t
@@ -122,32 +123,33 @@ RETURNING t.id
 
 -- name: delete_future_tasks_of_job
 -- Planned runs of a job's schedules that never started and are not yet due (job disabled). Their slots are
--- planned no more, so they stop counting toward their schedule's max_count (fire_count).
+-- planned no more, so they stop counting toward their schedule's max_count (fire_count; a slot counts once, however
+-- many agents a broadcast job pinned copies of it to).
 WITH gone AS (
     DELETE FROM sched_task
     WHERE job_id = %(job_id)s::uuid AND schedule_id IS NOT NULL
       AND status = 'pending' AND attempt = 0 AND scheduled_at > now()
-    RETURNING id, schedule_id
+    RETURNING id, schedule_id, scheduled_at
 ), uncounted AS (
     UPDATE sched_schedule s
     SET fire_count = greatest(s.fire_count - g.n, 0)
-    FROM (SELECT schedule_id, count(*) AS n FROM gone GROUP BY schedule_id) AS g
+    FROM (SELECT schedule_id, count(DISTINCT scheduled_at) AS n FROM gone GROUP BY schedule_id) AS g
     WHERE s.id = g.schedule_id
 )
 SELECT id FROM gone
 
 -- name: delete_unstarted_tasks_of_schedule
 -- Planned runs of a schedule that never started: the future ones (disable, rule change) or all (delete). Their
--- slots are planned no more, so they stop counting toward the schedule's max_count (fire_count).
+-- slots are planned no more, so they stop counting toward the schedule's max_count (fire_count; once per slot).
 WITH gone AS (
     DELETE FROM sched_task
     WHERE schedule_id = %(schedule_id)s::uuid
       AND status = 'pending' AND attempt = 0
       AND (%(include_due)s::boolean OR scheduled_at > now())
-    RETURNING id
+    RETURNING id, scheduled_at
 ), uncounted AS (
     UPDATE sched_schedule s
-    SET fire_count = greatest(s.fire_count - (SELECT count(*) FROM gone), 0)
+    SET fire_count = greatest(s.fire_count - (SELECT count(DISTINCT scheduled_at) FROM gone), 0)
     WHERE s.id = %(schedule_id)s::uuid AND EXISTS (SELECT 1 FROM gone)
 )
 SELECT id FROM gone
@@ -158,7 +160,7 @@ UPDATE sched_task
 SET status = 'cancelled', error = %(reason)s::text, completed_at = now(), next_attempt_at = NULL,
     updated_at = now()
 WHERE job_id = %(job_id)s::uuid AND status = ANY(%(allowed)s::text[])
-RETURNING id
+RETURNING *
 
 -- name: skip_blocked_flow_tasks
 -- Flow steps that can never run because a step they depend on did not succeed.

@@ -107,6 +107,7 @@ function configDetails(job) {
     ["Limits", limits.length ? limits.map(([name, limit]) => `${name} ${limit}`).join(", ") : "none"],
     ["Target labels", labels(c.target.labels)],
     ["Routing", c.target.routing],
+    ["Pinned to agent", c.target.agent_id],
     ["Concurrency", c.concurrency],
     ["Priority", String(c.priority)],
     ["Namespace", job.namespace],
@@ -179,6 +180,9 @@ function jobForm(job) {
         help: "key=value pairs, comma-separated: agents must carry all of them.",
       }),
       field("Routing", select("config.target.routing", [["any", "any one matching agent"], ["broadcast", "every matching agent"]], c.target.routing || "any")),
+      field("Pinned to agent", input("config.target.agent_id", { value: c.target.agent_id ?? "", placeholder: "worker-01" }), {
+        help: "Run only on this agent (tasks wait while it is away). Leave empty to let routing choose.",
+      }),
       field("Concurrency", select("config.concurrency", [["allow", "allow overlapping runs"], ["forbid", "skip while running"], ["replace", "cancel the running one"]], c.concurrency || "allow")),
       field("Priority", input("config.priority", { type: "number", min: -1000, max: 1000, value: c.priority ?? 0 })),
     ),
@@ -209,7 +213,11 @@ function readConfig(form, errors) {
     command,
     args: lines(form, "config.args"),
     env: keyValues(form, "config.env", errors),
-    target: { labels: keyValues(form, "config.target.labels", errors, { commas: true }), routing: value(form, "config.target.routing") },
+    target: {
+      labels: keyValues(form, "config.target.labels", errors, { commas: true }),
+      routing: value(form, "config.target.routing"),
+      agent_id: value(form, "config.target.agent_id") || null,
+    },
     concurrency: value(form, "config.concurrency"),
     priority: number(form, "config.priority", errors, { integer: true }) ?? 0,
     retry: present({

@@ -8,7 +8,8 @@ import { check, field, input, instant, jsonObject, number, onSubmit, select, sum
 import { navigate } from "../router.js";
 import { describeSchedule, jobName, jobNames, pager, statusToggle } from "./shared.js";
 
-const KINDS = ["cron", "interval", "once", "event", "daemon", "flow"];
+// No "flow": a schedule belongs to a job, and flows run through their own "Run" button (the API refuses it).
+const KINDS = ["cron", "interval", "once", "event", "daemon"];
 const CLOCKED = new Set(["cron", "interval", "once"]);
 // Which fields each kind uses; the form hides the others and leaves them out of the body.
 const KIND_FIELDS = {
@@ -17,7 +18,6 @@ const KIND_FIELDS = {
   once: ["start_time"],
   event: ["event_name"],
   daemon: [],
-  flow: [],
 };
 const PREVIEW_COUNT = 8;
 const PREVIEW_DEBOUNCE_MS = 250;

@@ -1,0 +1,285 @@
+"""Daemon schedules on the leader: keep one run of each daemon alive, restarting it with backoff when it ends.
+
+A ``daemon`` schedule of an enabled job wants its job running all the time: exactly one *live* task (pending,
+dispatched, running or waiting for a retry) per enabled daemon schedule — or, for a ``broadcast`` job, one per
+matching online agent, each pinned to its agent. The `DaemonSupervisor` runs on the leader; a cycle lists the
+runs that are missing (``DaemonBmc.vacancies``) and creates a task (origin ``daemon``) for each, due after the
+restart delay:
+
+* the delay counts from the end of the previous run and grows with the number of consecutive *short* runs —
+  runs whose process lived less than ``healthy_secs`` (default `HEALTHY_RUN_SECS`, 60 s) or never started:
+  the job's retry policy (``backoff``, ``base_secs``, ``max_secs``, ``jitter``) gives the delay of the n-th
+  short run, ``RetryPolicy.delay_secs(n)``, never less than `MIN_RESTART_DELAY_SECS`. The first start and a
+  restart after a healthy run are immediate. ``max_retries`` is not used: a daemon is restarted for as long as
+  it is enabled, each restart a new task, so the task's own config snapshot gets ``max_retries = 0``;
+* a run ends whatever its final state — exit 0, failure, timeout (only if the job sets one), a lost agent,
+  a cancel through the API — and the next one is started; to stop a daemon, disable (or delete) its schedule
+  or job, which cancels its live task in the same transaction (`stop_daemons`, the API's cancel path: the
+  agent is told to kill the process);
+* daemon runs are never judged by the misfire policy (``scheduler.admission``): a restart waits for an
+  agent as long as it takes.
+
+Each task is created in a transaction fenced by the leader's lease token that locks the job and then the
+schedule (the services' order) and checks both are still enabled, and the insert is ``ON CONFLICT DO NOTHING``
+on the unique index of live daemon tasks (migration 0003): two leaders, or a leader racing a disable, can
+never leave two live runs or a run of a disabled daemon.
+
+A cycle runs when woken — NOTIFY on the work channel (a task ended somewhere, or work was added) or the
+schedule channel (a job or schedule changed), or this server becoming leader — and every
+`DAEMON_INTERVAL_SECS` otherwise (which is also how a broadcast daemon reaches an agent that came online).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import JobStatus, RoutingPolicy, ScheduleStatus, TaskStatus
+from hetuflow_core.ids import uuid7
+from hetuflow_core.job import JobConfig, RetryPolicy
+from hetuflow_core.task import Task
+from hetuflow_server.errors import HetuflowError, NotFound
+from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.loops import LoopFactory, woken
+from hetuflow_server.scheduler import broadcast
+from hetuflow_server.scheduler.leader import Leadership, Tenure
+
+__all__ = [
+    "DAEMON_INTERVAL_SECS",
+    "HEALTHY_RUN_SECS",
+    "MIN_RESTART_DELAY_SECS",
+    "DaemonSupervisor",
+    "daemon_config",
+    "next_start",
+    "restart_delay",
+    "stop_daemons",
+    "unhealthy_streak",
+]
+
+logger = logging.getLogger(__name__)
+
+DAEMON_INTERVAL_SECS: Final = 5.0
+"""Longest pause between two supervisor cycles without a wake-up."""
+HEALTHY_RUN_SECS: Final = 60.0
+"""A run whose process lived this long was healthy: the restart delay starts from zero again."""
+MIN_RESTART_DELAY_SECS: Final = 1.0
+"""Floor of the delay after a short run, so a daemon that exits at once (``base_secs`` 0) cannot spin."""
+HISTORY_RUNS: Final = 32
+"""Runs read back to count the short ones; past this many the delay is at ``max_secs`` anyway."""
+PAGE_SIZE: Final = 200
+"""Vacancies filled per cycle (a cycle that fills a whole page runs again at once)."""
+
+_ON_AGENT: Final = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING})
+
+Clock = Callable[[], datetime]
+
+
+# -- the restart rule (pure) ---------------------------------------------------------------------------------
+
+
+def _healthy(run: bmc.DaemonRun, healthy_secs: float) -> bool:
+    if run.started_at is None or run.completed_at is None:
+        return False
+    return (run.completed_at - run.started_at).total_seconds() >= healthy_secs
+
+
+def unhealthy_streak(runs: Sequence[bmc.DaemonRun], *, healthy_secs: float = HEALTHY_RUN_SECS) -> int:
+    """How many of the latest ``runs`` (newest first) in a row were short: their process lived less than
+    ``healthy_secs``, or never started."""
+    streak = 0
+    for run in runs:
+        if _healthy(run, healthy_secs):
+            break
+        streak += 1
+    return streak
+
+
+def restart_delay(policy: RetryPolicy, streak: int, rand: float = 0.0) -> float:
+    """Seconds to wait before the next start after ``streak`` short runs in a row (0: start now)."""
+    if streak <= 0:
+        return 0.0
+    return max(policy.delay_secs(streak, rand), MIN_RESTART_DELAY_SECS)
+
+
+def next_start(
+    policy: RetryPolicy,
+    runs: Sequence[bmc.DaemonRun],
+    *,
+    now: datetime,
+    healthy_secs: float = HEALTHY_RUN_SECS,
+    rand: float = 0.0,
+) -> datetime:
+    """When the next run of a daemon is due, given its latest ``runs`` (newest first, all ended)."""
+    if not runs:
+        return now
+    delay = restart_delay(policy, unhealthy_streak(runs, healthy_secs=healthy_secs), rand)
+    ended = runs[0].completed_at or now
+    return max(now, ended + timedelta(seconds=delay))
+
+
+def daemon_config(config: JobConfig, pin: str | None) -> JobConfig:
+    """The config snapshot of a daemon run: the job's, pinned to ``pin``, without task-level retries (every
+    restart is a new run)."""
+    config = broadcast.pinned(config, pin)
+    if config.retry.max_retries == 0:
+        return config
+    return msgspec.structs.replace(config, retry=msgspec.structs.replace(config.retry, max_retries=0))
+
+
+def _wanted_pin(config: JobConfig, pin: str | None) -> bool:
+    """True when a run pinned to ``pin`` is still one the job's current target asks for."""
+    if config.target.agent_id is not None:
+        return pin == config.target.agent_id
+    if config.target.routing is RoutingPolicy.BROADCAST:
+        return pin is not None
+    return pin is None
+
+
+# -- stopping (the services call this in their own transaction) ----------------------------------------------
+
+
+async def stop_daemons(
+    conn: db.Connection, *, reason: str, schedule_id: UUID | None = None, job_id: UUID | None = None
+) -> list[Task]:
+    """Cancel the live daemon tasks of ``schedule_id`` or ``job_id`` as the API cancels a task: the task ends
+    ``cancelled`` now and the agent holding its attempt is told (over NOTIFY) to kill the process."""
+    live = await bmc.DaemonBmc.lock_live(conn, schedule_id=schedule_id, job_id=job_id)
+    changes = [bmc.TaskChange(task_id=task.id, status=TaskStatus.CANCELLED, error=reason) for task in live]
+    cancelled = await bmc.TaskBmc.transition_many(conn, changes)
+    on_agent = {task.id for task in live if task.status in _ON_AGENT}
+    for task in cancelled:
+        if task.id not in on_agent or task.instance_id is None or task.agent_id is None:
+            continue
+        await notify.cancel_on_agent(
+            conn, agent_id=task.agent_id, instance_id=task.instance_id, reason=reason
+        )
+    return cancelled
+
+
+# -- the supervisor ------------------------------------------------------------------------------------------
+
+
+class _LostLease(Exception):
+    """The lease moved on: roll the transaction back and end the cycle."""
+
+
+class DaemonSupervisor:
+    """Starts the missing runs of daemon schedules while ``leadership`` says this server leads."""
+
+    def __init__(
+        self,
+        db: ModelManager,
+        leadership: Leadership,
+        *,
+        interval_secs: float = DAEMON_INTERVAL_SECS,
+        healthy_secs: float = HEALTHY_RUN_SECS,
+        rand: Callable[[], float] = random.random,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._leadership = leadership
+        self._interval_secs = interval_secs
+        self._healthy_secs = healthy_secs
+        self._rand = rand
+        self._clock = clock
+        self._wake = asyncio.Event()
+        leadership.watch(lambda leading: self.wake() if leading else None)
+
+    def wake(self) -> None:
+        """Run a cycle as soon as possible."""
+        self._wake.set()
+
+    async def on_notify(self, payload: str) -> None:
+        """Listener callback (work and schedule channels): each may mean a daemon run ended or changed."""
+        del payload  # a cycle looks at every daemon; which change woke it does not matter
+        self.wake()
+
+    def loop(self) -> LoopFactory:
+        """The background loop: a cycle per wake-up or ``interval_secs``, while this server leads."""
+
+        async def step() -> None:
+            if await self.cycle() >= PAGE_SIZE:
+                self.wake()  # a full page: more may be waiting
+
+        return woken(
+            self._wake,
+            self._interval_secs,
+            step,
+            name="daemon supervisor",
+            active=lambda: self._leadership.is_leader,
+        )
+
+    async def cycle(self) -> int:
+        """Create a task for every missing daemon run (up to a page); how many were created. Does nothing
+        unless this server leads."""
+        tenure = self._leadership.tenure
+        if tenure is None:
+            return 0
+        async with self._db.transaction() as conn:
+            vacancies = await bmc.DaemonBmc.vacancies(conn, limit=PAGE_SIZE)
+        started = 0
+        for vacancy in vacancies:
+            try:
+                started += await self._start(vacancy, tenure)
+            except _LostLease:
+                logger.warning("lost the %s lease while starting daemons", tenure.name)
+                break
+            except HetuflowError as exc:  # one failing daemon must not keep the others down
+                logger.warning(
+                    "could not start daemon schedule %s: %s",
+                    vacancy.schedule_id,
+                    exc,
+                    extra={"schedule_id": str(vacancy.schedule_id)},
+                )
+        return started
+
+    async def _start(self, vacancy: bmc.DaemonVacancy, tenure: Tenure) -> int:
+        async with self._db.transaction() as conn:
+            if not await bmc.LeaseBmc.hold(conn, tenure.name, holder=tenure.holder, token=tenure.token):
+                raise _LostLease
+            try:
+                job = await bmc.JobBmc.get(conn, vacancy.job_id, lock=True)
+                schedule = await bmc.ScheduleBmc.get(conn, vacancy.schedule_id, lock=True)
+            except NotFound:
+                return 0  # deleted meanwhile
+            if (
+                job.status is not JobStatus.ENABLED
+                or schedule.status is not ScheduleStatus.ENABLED
+                or not _wanted_pin(job.config, vacancy.pin)
+            ):
+                return 0  # changed since the vacancy was listed; the next cycle sees it as it is now
+            runs = await bmc.DaemonBmc.recent_runs(conn, schedule.id, pin=vacancy.pin, limit=HISTORY_RUNS)
+            config = daemon_config(job.config, vacancy.pin)
+            due = next_start(
+                config.retry, runs, now=self._clock(), healthy_secs=self._healthy_secs, rand=self._rand()
+            )
+            task = bmc.NewTask(
+                id=uuid7(),
+                job_id=job.id,
+                schedule_id=schedule.id,
+                origin=bmc.TaskOrigin.DAEMON,
+                scheduled_at=due,
+                config=config,
+                priority=config.priority,
+                parameters=schedule.parameters,
+            )
+            created = await bmc.TaskBmc.insert_many(conn, [task], by=None)
+            if created:
+                await notify.notify(conn, notify.WORK_CHANNEL, "")
+        if created:
+            logger.info(
+                "daemon schedule %s%s: next run due at %s",
+                schedule.id,
+                f" on agent {vacancy.pin}" if vacancy.pin else "",
+                due.isoformat(),
+                extra={"schedule_id": str(schedule.id), "task_id": str(task.id)},
+            )
+        return len(created)
