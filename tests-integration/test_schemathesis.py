@@ -72,9 +72,11 @@ def seed(server: ApiServer, client: httpx.Client, conn: psycopg.Connection[Any])
         "task_ids"
     ]
     instance_id = str(uuid.uuid4())
+    # A finished attempt: its live log tail (an event stream) sends what is stored and ends.
     conn.execute(
-        "INSERT INTO sched_task_instance (id, task_id, job_id, agent_id, attempt, fire_at)"
-        " VALUES (%s, %s, %s, 'fuzz-agent', 1, now())",
+        "INSERT INTO sched_task_instance"
+        " (id, task_id, job_id, agent_id, attempt, fire_at, status, completed_at)"
+        " VALUES (%s, %s, %s, 'fuzz-agent', 1, now(), 'succeeded', now())",
         (instance_id, task_id, job_id),
     )
     conn.execute(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from hetuflow_server.endpoint.api import API_PREFIX, OPERATION_GROUPS, openapi_document, routes
+from hetuflow_server.broker import LOG_STREAM_PATH
+from hetuflow_server.endpoint.api import API_PREFIX, EVENT_STREAMS, OPERATION_GROUPS, openapi_document, routes
 from hetuflow_server.endpoint.api.operation import Operation
 
 DOCUMENT: dict[str, Any] = json.loads(openapi_document())
@@ -42,10 +43,44 @@ def test_document_header() -> None:
 def test_every_operation_is_documented_once_and_nothing_else() -> None:
     documented = {(path, method.upper()) for path, item in DOCUMENT["paths"].items() for method in item}
     declared = {(API_PREFIX + operation.path, operation.method) for operation in OPERATIONS}
-    assert documented == declared
+    streams = {(API_PREFIX + stream.path, "GET") for stream in EVENT_STREAMS}
+    assert documented == declared | streams
     assert len(declared) == len(OPERATIONS)
+    assert not declared & streams
     ids = [entry(operation)["operationId"] for operation in OPERATIONS]
+    ids += [DOCUMENT["paths"][API_PREFIX + stream.path]["get"]["operationId"] for stream in EVENT_STREAMS]
     assert len(ids) == len(set(ids))
+
+
+def test_log_stream_is_documented_as_served() -> None:
+    # The broker serves it (outside the API's mount), at the path the document names.
+    [stream] = EVENT_STREAMS
+    assert LOG_STREAM_PATH.replace("{instance_id:uuid}", "{instance_id}") == API_PREFIX + stream.path
+    item = DOCUMENT["paths"][API_PREFIX + stream.path]["get"]
+    assert item["operationId"] == "stream_instance_logs"
+    assert item["tags"] == ["instances"]
+    assert "`read`" in item["description"]
+    responses = item["responses"]
+    # One schema per event (OpenAPI 3.1 has no item schema): `log` carries a TaskLogEntry, `end` the status.
+    [media] = responses["200"]["content"].items()
+    assert media[0] == "text/event-stream"
+    events = {event["properties"]["event"]["const"]: event for event in media[1]["schema"]["oneOf"]}
+    assert sorted(events) == ["end", "log"]
+    assert events["log"]["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/TaskLogEntry"
+    }
+    end_data = resolve(events["end"]["properties"]["data"]["contentSchema"])
+    assert set(end_data["required"]) == {"instance_id", "status"}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert sorted(responses) == ["200", "401", "403", "404", "422", "503"]
+    assert all(responses[status]["content"] == problem for status in responses if status != "200")
+    params = {param["name"]: param for param in item["parameters"]}
+    assert params["instance_id"]["in"] == "path"
+    assert params["instance_id"]["schema"] == {"type": "string", "format": "uuid"}
+    assert params["after_seq"]["in"] == "query"
+    assert params["after_seq"]["required"] is False
+    assert params["after_seq"]["schema"]["minimum"] == 0
+    assert "LogStreamQuery" not in DOCUMENT["components"]["schemas"]
 
 
 def test_every_route_path_has_its_operations() -> None:

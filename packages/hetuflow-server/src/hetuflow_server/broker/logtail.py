@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
-from typing import Annotated, Final, Protocol, cast
+from typing import Final, Protocol, cast
 from uuid import UUID
 
 import msgspec
@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from hetuflow_core.enums import TokenScope
 from hetuflow_core.task import TaskLogEntry
 from hetuflow_server.auth import guard
+from hetuflow_server.endpoint.api.tasks import LogStreamEnd, LogStreamQuery
 from hetuflow_server.errors import FieldProblem, InvalidInput
 from hetuflow_server.service import Services
 
@@ -85,10 +86,6 @@ class _Container(Protocol):
     def broker(self) -> _Broker: ...
 
 
-class _TailQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    after_seq: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 0
-
-
 async def stream_logs(request: Request) -> Response:
     """The SSE endpoint (see the module docstring)."""
     await guard.authorize(request, TokenScope.READ)
@@ -109,7 +106,7 @@ def _start_position(request: Request) -> int:
     if last_event_id is not None:
         raw["after_seq"] = last_event_id
     try:
-        return msgspec.convert(raw, _TailQuery, strict=False).after_seq
+        return msgspec.convert(raw, LogStreamQuery, strict=False).after_seq
     except msgspec.ValidationError as exc:
         raise InvalidInput(
             f"bad query: {exc}", [FieldProblem("$.after_seq", "must be an integer >= 0")]
@@ -131,7 +128,7 @@ async def _events(container: _Container, instance_id: UUID, after: int) -> Async
                 continue
         if final_seen:
             instance = await services.instances.get(instance_id)
-            yield _event("end", {"instance_id": str(instance_id), "status": instance.status.value})
+            yield _event("end", LogStreamEnd(instance_id=instance_id, status=instance.status))
             return
         if (await services.instances.get(instance_id)).status.is_final:
             final_seen = True  # one more read: chunks stored before the final report was applied

@@ -6,7 +6,7 @@
   the API's handlers and unexpected exceptions are ``application/problem+json`` too.
 
 Each resource module declares its operations with ``operation.Operations``; ``OPERATION_GROUPS`` lists them in
-the order the document shows them.
+the order the document shows them. ``EVENT_STREAMS`` lists the streaming routes the document describes too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from hetuflow_server.endpoint.api.problems import PROBLEM_MEDIA_TYPE, exception_
 
 __all__ = [
     "API_PREFIX",
+    "EVENT_STREAMS",
     "OPENAPI_PATH",
     "OPERATION_GROUPS",
     "PROBLEM_MEDIA_TYPE",
@@ -47,6 +48,10 @@ OPERATION_GROUPS: tuple[Operations, ...] = (
 )
 
 
+EVENT_STREAMS: tuple[openapi.EventStream, ...] = (tasks.log_stream,)
+"""Routes answering Server-Sent Events: served outside the API's mount (by the broker), documented with it."""
+
+
 def routes() -> list[BaseRoute]:
     """The API's routes, relative to ``API_PREFIX``."""
     return list(routes_for([operation for group in OPERATION_GROUPS for operation in group.operations]))
@@ -55,7 +60,7 @@ def routes() -> list[BaseRoute]:
 @functools.cache
 def openapi_document() -> bytes:
     """The OpenAPI document as JSON bytes, built once per process."""
-    return openapi.encode_document(openapi.build_document(OPERATION_GROUPS))
+    return openapi.encode_document(openapi.build_document(OPERATION_GROUPS, EVENT_STREAMS))
 
 
 async def _serve_openapi(request: Request) -> Response:
