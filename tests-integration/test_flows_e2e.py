@@ -172,3 +172,14 @@ async def test_deleting_a_steps_job_ends_the_run(services: Services, make_job: M
     assert ended.status is FlowRunStatus.CANCELLED
     page = await services.tasks.list(TaskFilter(job_id=second.id))
     assert [(task.status, task.flow_run_id) for task in page.items] == [(TaskStatus.SKIPPED, run.id)]
+
+
+def test_flow_schedules_are_refused_with_a_reason(pipeline: Pipeline) -> None:
+    job_id = pipeline.create_job(script="true")
+    response = pipeline.client.post("/api/v1/schedules", json={"job_id": job_id, "kind": "flow"})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    [error] = response.json()["errors"]
+    assert error["path"] == "$.kind"
+    assert "POST /api/v1/flows/{flow_id}/run" in error["message"]
+    assert pipeline.call("GET", "/schedules", params={"job_id": job_id})["items"] == []
