@@ -27,6 +27,11 @@ def pipeline_env() -> dict[str, str]:
         "HETUFLOW_SCHEDULER__SAFETY_POLL_SECS": str(SAFETY_POLL_SECS),
         "HETUFLOW_DATABASE__POOL_MIN": "1",
         "HETUFLOW_DATABASE__POOL_MAX": "3",
+        # Heartbeats are not recorded while the storm kills the connections that would write them; with the
+        # suite's 3 s agent timeout a loaded machine let the leader reap a live agent (its never-started
+        # attempt then counted against a zero retry budget). Agent death is tested elsewhere; here the
+        # timeout stays out of the way.
+        "HETUFLOW_SCHEDULER__AGENT_TIMEOUT_SECS": "15",
     }
 
 
