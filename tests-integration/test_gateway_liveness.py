@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 from pipelinefixtures import AGENT_TIMEOUT_SECS, AgentPool, FakeAgent, Pipeline, open_ws, wait_for
 
 from hetuflow_agent.errors import WebSocketError
+from hetuflow_core.enums import AgentCommandKind
 from hetuflow_core.protocol import (
     Ack,
     AckData,
     AcquireTaskData,
     AcquireTaskRequest,
+    AgentCommand,
     HeartbeatData,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -87,3 +90,35 @@ async def test_a_dispatch_over_a_connection_the_agent_left_is_handed_back(
     finally:
         stale.ws.abort()
         fresh.ws.abort()
+
+
+async def test_an_attempt_declared_lost_while_its_agent_runs_it_is_cancelled_there(
+    pipeline: Pipeline, agents: AgentPool
+) -> None:
+    # The server lost the attempt while the agent was alive (its heartbeats could not be stored, say): the
+    # agent's next heartbeat still lists it, so the state sync tells the agent to stop it — its retry may
+    # already run elsewhere.
+    agent_id = f"{agents.suite}-stale-run"
+    fake = FakeAgent(await open_ws(pipeline.server, pipeline.agent_token(agent_id), agent_id), agent_id)
+    try:
+        assert (await fake.register(labels={"suite": agents.suite})).data.accepted
+        pipeline.run(suite=agents.suite, script="sleep 30")
+        await fake.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=1)))
+        dispatch = await fake.recv_until(ScheduledTask)
+        instance_id = dispatch.data.instance_id
+        await fake.send(Ack(data=AckData(ack_id=dispatch.id)))
+
+        await fake.send(HeartbeatRequest(data=HeartbeatData(running=[instance_id])))
+        await fake.recv_until(HeartbeatResponse)  # still live: nothing to cancel
+
+        with psycopg.connect(pipeline.database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE sched_task_instance SET status = 'lost', completed_at = now() WHERE id = %s",
+                (instance_id,),
+            )
+        await fake.send(HeartbeatRequest(data=HeartbeatData(running=[instance_id])))
+        command = await fake.recv_until(AgentCommand)
+        assert command.data.command is AgentCommandKind.CANCEL
+        assert command.data.instance_id == instance_id
+    finally:
+        fake.ws.abort()

@@ -64,7 +64,7 @@ async def handle_frame(broker: Broker, session: AgentSession, raw: str | bytes) 
         session.send(
             HeartbeatResponse(data=HeartbeatResponseData(server_time_ms=now_ms(), request_ts=frame.ts))
         )
-        await broker.liveness.heartbeat(session, frame.data.metrics)
+        await broker.liveness.heartbeat(session, frame.data.metrics, frame.data.running)
     elif isinstance(frame, Ack):
         refused = session.on_ack(frame.data)
         if refused is not None:

@@ -8,7 +8,10 @@ agent's live attempts against what this connection knows (`AgentSession.known`):
   the agent cannot hold it, so it is handed back now (lost, its task due again even with no retries left: it
   never ran) instead of waiting forever (the agent keeps beating, so the reaper never takes it);
 - an attempt whose task already ended (cancelled while the agent could not be told, or a missed
-  notification) is cancelled on the agent, once per connection.
+  notification) is cancelled on the agent, once per connection;
+- an attempt the agent says it runs that is no longer live for it (declared lost while its heartbeats could
+  not be stored, e.g. during a database outage, so its task may already run elsewhere) is cancelled on the
+  agent, once per connection, so the stale process does not run beside its retry.
 
 The reaper runs on the leader only (the holder of the ``leader`` lease, kept by the application's
 ``Leadership``): agents silent for ``agent_timeout_secs`` go offline and their dispatched or running
@@ -65,15 +68,18 @@ class Liveness:
 
     # -- heartbeats -------------------------------------------------------------------------------------
 
-    async def heartbeat(self, session: AgentSession, metrics: AgentMetrics) -> None:
-        """Record a heartbeat of ``session``'s agent and run the state sync (errors are logged)."""
+    async def heartbeat(
+        self, session: AgentSession, metrics: AgentMetrics, running: Sequence[UUID] = ()
+    ) -> None:
+        """Record a heartbeat of ``session``'s agent and run the state sync against the attempts it says it
+        runs (errors are logged)."""
         try:
             agent = await self._services.agents.heartbeat(
                 session.agent_id, server_id=self._server_id, metrics=metrics
             )
             # Disabling an agent sends it nothing: its session learns it here, within a heartbeat.
             session.draining = agent.status in (AgentStatus.DRAINING, AgentStatus.DISABLED)
-            await self.sync(session)
+            await self.sync(session, running)
         except HetuflowError as exc:
             logger.warning(
                 "heartbeat of agent %s not recorded: %s",
@@ -82,7 +88,7 @@ class Liveness:
                 extra={"agent_id": session.agent_id},
             )
 
-    async def sync(self, session: AgentSession) -> None:
+    async def sync(self, session: AgentSession, running: Sequence[UUID] = ()) -> None:
         """Compare the agent's live attempts with what its connection knows (see the module docstring)."""
         # Under the dispatcher's lock no round has attempts created but not yet in ``known``, and none is
         # added to ``known`` between the read and the pruning below.
@@ -106,6 +112,16 @@ class Liveness:
             )
             self._dispatcher.hand_back(foreign, "dispatched over a connection the agent had already left")
         self.cancel(session, ended, "the task ended while its agent could not be told")
+        live_ids = {item.instance_id for item in live}
+        stale = [i for i in running if i not in live_ids and i not in session.cancelled]
+        if stale:
+            logger.warning(
+                "agent %s runs %d attempts that are no longer live for it: cancelling them",
+                session.agent_id,
+                len(stale),
+                extra={"agent_id": session.agent_id},
+            )
+        self.cancel(session, stale, "the attempt is no longer current (declared lost while unreachable)")
 
     def cancel(self, session: AgentSession, instance_ids: Sequence[UUID], reason: str) -> None:
         """Tell the agent to cancel ``instance_ids`` (closed sessions are skipped: registration re-syncs)."""
