@@ -147,7 +147,7 @@ class ServerConnection:
                 if not data:
                     break
         except (ConnectionError, OSError, RemoteProtocolError):
-            pass  # a client speaking TLS or garbage to us: the connection just ends
+            return  # a client speaking TLS or garbage to us: the connection just ends
         finally:
             self.closed.set()
             self.writer.transport.abort()

@@ -110,7 +110,7 @@ def _strategy(info: mi.Type) -> st.SearchStrategy[Any]:
             min_size=info.min_length or 0,
             max_size=min(info.max_length or _MAX_ITEMS, _MAX_ITEMS),
         )
-    raise NotImplementedError(f"no strategy for {info!r}; extend core_strategies")
+    raise TypeError(f"no strategy for {info!r}; extend core_strategies")
 
 
 def _text(info: mi.StrType) -> st.SearchStrategy[str]:

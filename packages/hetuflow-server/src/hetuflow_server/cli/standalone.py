@@ -168,17 +168,21 @@ async def _token(application: ServerApplication, name: str, request: TokenCreate
         kept = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         kept = ""
-    if kept:
-        try:
-            principal = await application.tokens.verify(kept)
-        except HetuflowError:
-            pass  # revoked, expired or sealed with another key: issue a new one
-        else:
-            if principal.scope is request.scope and principal.subject == (request.agent_id or request.name):
-                return kept
+    if kept and await _still_valid(application, kept, request):
+        return kept
     issued = await application.tokens.issue(request, created_by="standalone")
     _write_private(path, issued.token)
     return issued.token
+
+
+async def _still_valid(application: ServerApplication, token: str, request: TokenCreate) -> bool:
+    """True when ``token`` is accepted and was issued for ``request``'s scope and subject; a revoked or
+    expired token, or one sealed with another key, is not (the caller issues a new one)."""
+    try:
+        principal = await application.tokens.verify(token)
+    except HetuflowError:
+        return False
+    return principal.scope is request.scope and principal.subject == (request.agent_id or request.name)
 
 
 def _write_private(path: Path, text: str) -> None:
