@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_connection_server import (
+from protocol_server import (
     AGENT_ID,
     TOKEN,
     ProtocolServer,

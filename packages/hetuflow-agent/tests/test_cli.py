@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from test_connection_server import AGENT_ID, TOKEN, ProtocolServer, free_port, running_server
+from protocol_server import AGENT_ID, TOKEN, ProtocolServer, free_port, running_server
 
 from hetuflow_agent.cli import main
 

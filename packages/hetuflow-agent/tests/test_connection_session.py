@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_connection_server import (
+from protocol_server import (
     AGENT_ID,
     ProtocolServer,
     agent_config,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_connection_server import (
+from protocol_server import (
     AGENT_ID,
     TOKEN,
     WAIT_SECS,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from test_process_harness import scheduled
+from process_harness import scheduled
 
 from hetuflow_agent.executor import (
     DEFAULT_EXECUTABLES,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_process_harness import TEST_ENV, open_manager, scheduled
+from process_harness import TEST_ENV, open_manager, scheduled
 
 from hetuflow_core.enums import CommandKind, InstanceStatus
 from hetuflow_core.protocol import TaskInstanceUpdatedData

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_process_harness import TEST_ENV, Reports, open_manager, pid_alive, scheduled, wait_gone
+from process_harness import TEST_ENV, Reports, open_manager, pid_alive, scheduled, wait_gone
 
 from hetuflow_agent.process import CapacityExceeded, NotAccepting, ProcessManager, ProcessSettings
 from hetuflow_agent.process.orphans import PID_FILE, record_leader

@@ -1,6 +1,6 @@
 """Test harness for the process manager: build dispatches, record reports, inspect processes.
 
-Other agent test modules import from here (``from test_process_harness import …``). ``Reports`` plays
+Other agent test modules import from here (``from process_harness import …``). ``Reports`` plays
 the connection layer: it records every update and log chunk in arrival order and lets a test await the
 final report of an instance. Everything runs real subprocesses; the environment puts this virtualenv's
 ``bin`` first on PATH so ``python3`` and ``uv`` are the ones installed for the tests.
