@@ -4,7 +4,7 @@
 streams, optionally TLS): it checks the token before the upgrade (401/403), answers registration and
 heartbeats, acks reports, and lets a test dispatch tasks, send anything (garbage, fragments, pings,
 oversized messages), drop a connection uncleanly or close it cleanly. This module holds no tests; the
-``test_connection_*``, ``test_cli`` and ``test_application`` modules import from it.
+``test_connection_*``, ``test_agent_cli`` and ``test_application`` modules import from it.
 """
 
 from __future__ import annotations
