@@ -1,8 +1,10 @@
-"""Shared setup of the integration tests (real PostgreSQL, later real server and agent processes).
+"""Shared setup of the integration tests: the fixture plugins of every test subfolder (api, data, ha, ...).
 
-The PostgreSQL fixtures (`pg_admin_url`, `database_url`) come from the `pgfixture` plugin next to this file.
-Run these tests as `pytest -c pyproject.toml tests-integration` from the repository root (or `nox -s tests`):
-pytest only accepts `pytest_plugins` from a conftest it loads at startup.
+The plugins and helper modules stay in this folder, which pytest puts on `sys.path` when it loads this
+conftest, so tests in any subfolder import them by name; with pytest's default import mode, test module
+names must be unique across the subfolders. Run the tests as `pytest -c pyproject.toml tests-integration`
+from the repository root (or `nox -s tests`): pytest only accepts `pytest_plugins` from a conftest it loads
+at startup. The PostgreSQL fixtures (`pg_admin_url`, `database_url`) come from the `pgfixture` plugin.
 """
 
 from __future__ import annotations
