@@ -8,7 +8,7 @@
    its labels and capabilities), its state sync reconciled (``keep``/``kill``), and the answer carries the
    server time, the heartbeat interval and the agent timeout. A connection that closes before any frame is a
    ``hetuflow-agent check`` probe and changes nothing.
-3. **Serving**: frames are handled by `inbound.handle_frame` until the agent leaves, the server shuts down
+3. **Serving**: frames are handled by `frames.handle_frame` until the agent leaves, the server shuts down
    (close 1001), or the connection is closed for cause. Undecodable frames are answered with an ``error``
    frame and counted; ``MAX_BAD_FRAMES`` of them close the connection with 1008 (policy violation). Nothing
    an agent sends can affect another agent or the server.
@@ -43,10 +43,10 @@ from hetuflow_core.protocol import (
     is_compatible,
 )
 from hetuflow_server.auth import guard
-from hetuflow_server.broker import inbound
-from hetuflow_server.broker.broker import Broker
+from hetuflow_server.broker import Broker
 from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.endpoint.api.problems import problem_for_error, problem_response
+from hetuflow_server.endpoint.ws import frames
 from hetuflow_server.errors import Forbidden, HetuflowError
 
 __all__ = ["AGENT_ID_HEADER", "MAX_BAD_FRAMES", "REGISTER_TIMEOUT_SECS", "agent_socket"]
@@ -144,7 +144,7 @@ async def _register(websocket: WebSocket, broker: Broker, agent_id: str) -> Agen
     """Run the registration; the session, or None when the client left without a word (a probe)."""
     try:
         async with asyncio.timeout(REGISTER_TIMEOUT_SECS):
-            raw = await inbound.receive(websocket)
+            raw = await frames.receive(websocket)
     except TimeoutError:
         raise _protocol_refusal(
             ProtocolError(
@@ -246,12 +246,12 @@ async def _watchdog(session: AgentSession, timeout_secs: float) -> None:
 async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
     while session.open:
         await broker.reports.wait_room()
-        raw = await inbound.receive(websocket)
+        raw = await frames.receive(websocket)
         if raw is None:
             return
         session.last_seen = asyncio.get_running_loop().time()
         try:
-            await inbound.handle_frame(broker, session, raw)
+            await frames.handle_frame(broker, session, raw)
         except ProtocolError as exc:
             session.bad_frames += 1
             session.send(exc.to_frame())
