@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from hetuflow_server.endpoint.api.log_stream import LOG_STREAM_PATH
 from hetuflow_server.endpoint.api import API_PREFIX, EVENT_STREAMS, OPERATION_GROUPS, openapi_document, routes
+from hetuflow_server.endpoint.api.log_stream import LOG_STREAM_PATH
 from hetuflow_server.endpoint.api.operation import Operation
 
 DOCUMENT: dict[str, Any] = json.loads(openapi_document())

@@ -28,7 +28,7 @@ from uuid import UUID
 from hetuflow_server.broker.registry import SessionRegistry
 from hetuflow_server.broker.session import SessionClosed
 from hetuflow_server.errors import HetuflowError
-from hetuflow_server.service.dispatch import DispatchService
+from hetuflow_server.service import DispatchService
 
 __all__ = ["Dispatcher"]
 

@@ -11,6 +11,7 @@ their safety poll) after every (re)connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,8 @@ __all__ = [
     "decode_agent_command",
     "encode_agent_command",
     "notify",
+    "schedules_changed",
+    "work_added",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,6 +93,17 @@ async def notify(conn: db.Connection, channel: str, payload: str = "") -> None:
     if len(payload.encode("utf-8")) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"NOTIFY payload of {len(payload)} characters is too large")
     await db.fetch_one(conn, _NOTIFY, {"channel": channel, "payload": payload})
+
+
+async def work_added(conn: db.Connection) -> None:
+    """Wake the dispatchers: due work was added or capacity freed (sent at commit; PostgreSQL folds repeats
+    of one transaction into one notification)."""
+    await notify(conn, WORK_CHANNEL)
+
+
+async def schedules_changed(conn: db.Connection, **ids: UUID) -> None:
+    """Wake the task generator and the daemon supervisor about a job or schedule change (sent at commit)."""
+    await notify(conn, SCHEDULE_CHANNEL, json.dumps({k: str(v) for k, v in ids.items()}))
 
 
 async def cancel_on_agent(

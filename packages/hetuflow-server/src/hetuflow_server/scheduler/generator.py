@@ -41,12 +41,12 @@ from hetuflow_server.errors import HetuflowError, NotFound
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.loops import LoopFactory, woken
-from hetuflow_server.scheduler import broadcast
-from hetuflow_server.scheduler._errors import InvalidSchedule
-from hetuflow_server.scheduler._trigger import fire_times
 from hetuflow_server.scheduler.leader import Leadership, Tenure
-from hetuflow_server.scheduler.misfire import LateSlots, MisfireRule
-from hetuflow_server.scheduler.upcoming import schedule_trigger
+from hetuflow_server.service import new_tasks
+from hetuflow_server.triggers._errors import InvalidSchedule
+from hetuflow_server.triggers._trigger import fire_times
+from hetuflow_server.triggers.misfire import LateSlots, MisfireRule
+from hetuflow_server.triggers.upcoming import schedule_trigger
 
 __all__ = [
     "DEFAULT_HORIZON_SECS",
@@ -279,7 +279,7 @@ class Generator:
         async with self._db.transaction() as conn:
             job = await self._lock(conn, schedule, tenure)
             # A broadcast job's slot is one task per matching online agent; the slot counts once all the same.
-            slot_tasks = await broadcast.fan_out(
+            slot_tasks = await new_tasks.fan_out(
                 conn,
                 [
                     bmc.NewTask(
@@ -331,7 +331,7 @@ class Generator:
             if written is None:
                 raise _LostLease
             if inserted:
-                await notify.notify(conn, notify.WORK_CHANNEL, "")
+                await notify.work_added(conn)
         if expire:
             logger.info("schedule %s expired", schedule.id, extra={"schedule_id": str(schedule.id)})
         return _Written(schedule=written, tasks=len(inserted), deduplicated=len(existing))

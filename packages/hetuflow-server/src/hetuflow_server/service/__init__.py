@@ -11,25 +11,21 @@ from __future__ import annotations
 from uuid import UUID
 
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service._claim import AgentCapacity, Dispatch
+from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.agents import AgentService, ServerService
-from hetuflow_server.service.dispatch import (
-    AgentCapacity,
-    Dispatch,
-    DispatchObserver,
-    DispatchService,
-    Reconciliation,
-    ReportOutcome,
-    ReportResult,
-)
+from hetuflow_server.service.dispatch import DispatchObserver, DispatchService
 from hetuflow_server.service.events import EventService
 from hetuflow_server.service.flows import FlowService
 from hetuflow_server.service.jobs import JobService
+from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
 from hetuflow_server.service.tokens import TokenService
 
 __all__ = [
     "AgentCapacity",
+    "AgentReport",
     "AgentService",
     "CancelOutcome",
     "Dispatch",

@@ -3,7 +3,7 @@
 Each matching schedule (of an enabled, live job) gets one task, due now, with the schedule's parameters
 overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, DESIGN §2;
 origin ``event``), so two events of the same name never collide. A broadcast job gets one task per matching
-online agent (``scheduler.broadcast``).
+online agent (``service.new_tasks``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any, Final
 
 from hetuflow_core.ids import uuid7
 from hetuflow_core.task import TriggerResult
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast
+from hetuflow_server.service import new_tasks
 from hetuflow_server.service._validation import invalid
-from hetuflow_server.service.jobs import work_added
 
 __all__ = ["EventService"]
 
@@ -54,7 +53,7 @@ class EventService:
                 )
                 for target in targets
             ]
-            created = await bmc.TaskBmc.insert_many(conn, await broadcast.fan_out(conn, tasks), by=by)
+            created = await bmc.TaskBmc.insert_many(conn, await new_tasks.fan_out(conn, tasks), by=by)
             if created:
-                await work_added(conn)
+                await notify.work_added(conn)
         return TriggerResult(task_ids=[task.id for task in created])

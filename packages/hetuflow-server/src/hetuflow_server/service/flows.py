@@ -4,7 +4,7 @@ A run creates one task per step at once (origin ``flow``), each naming the tasks
 ``depends_on``; the dispatcher only claims a task whose dependencies all succeeded. A step whose dependency
 failed, was cancelled or was skipped is skipped, and the run's status follows its tasks. Step parameters are
 overlaid by the run's parameters (the run is the more specific request). A step of a ``broadcast`` job is one
-task per matching online agent (``scheduler.broadcast``), and the steps after it wait for all of them.
+task per matching online agent (``service.new_tasks``), and the steps after it wait for all of them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from hetuflow_core.enums import JobStatus
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowStep
 from hetuflow_core.ids import uuid7
 from hetuflow_server.errors import Conflict, NotFound
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast
+from hetuflow_server.service import new_tasks
 from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
 from hetuflow_server.service._validation import invalid, revalidate
-from hetuflow_server.service.jobs import work_added
 
 __all__ = ["FlowService", "topological_order"]
 
@@ -123,7 +122,7 @@ class FlowService:
                     job = await bmc.JobBmc.get(conn, step.job_id)
                 except NotFound:
                     raise Conflict(f"step {step.name!r} of flow {flow_id}: its job was deleted") from None
-                step_tasks = await broadcast.copies(
+                step_tasks = await new_tasks.copies(
                     conn,
                     bmc.NewTask(
                         id=uuid7(),
@@ -141,7 +140,7 @@ class FlowService:
                 task_ids[step.name] = [task.id for task in step_tasks]
                 tasks.extend(step_tasks)
             await bmc.TaskBmc.insert_many(conn, tasks, by=by)
-            await work_added(conn)
+            await notify.work_added(conn)
         return run
 
     async def get_run(self, run_id: UUID) -> FlowRun:

@@ -62,9 +62,27 @@ class ReportApplier:
     def __init__(self, rand: Callable[[], float]) -> None:
         self._rand = rand
 
+    async def apply_from_agents(
+        self, conn: db.Connection, reports: Sequence[AgentReport]
+    ) -> list[ReportResult | None]:
+        """Apply reports of several agents, each only to its own sender's instances; a frame id already
+        applied for its agent (a resend after a reconnect) is skipped and answered None."""
+        results: list[ReportResult | None] = [None] * len(reports)
+        by_agent: dict[str, dict[str, int]] = defaultdict(dict)
+        for position, report in enumerate(reports):
+            by_agent[report.agent_id].setdefault(report.msg_id, position)  # first of any repeats in the batch
+        for agent_id, positions in by_agent.items():
+            fresh = await bmc.AgentMsgBmc.record(conn, agent_id, list(positions))
+            todo = [position for msg_id, position in positions.items() if msg_id in fresh]
+            applied = await self.apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
+            for position, result in zip(todo, applied, strict=True):
+                results[position] = result
+        return results
+
     async def mark_lost(
         self, conn: db.Connection, instance_ids: Collection[UUID], *, reason: str
     ) -> list[ReportResult]:
+        """Declare live attempts lost (a server's verdict, as a ``lost`` report of each)."""
         instances = await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
         reports = [
             TaskInstanceUpdatedData(
@@ -78,6 +96,8 @@ class ReportApplier:
     async def apply(
         self, conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
     ) -> list[ReportResult]:
+        """Apply ``reports`` of ``agent_id``'s instances (None: the server's verdicts); one result per report,
+        in input order."""
         normalised = [_normalise(report) for report in reports]
         queues: dict[UUID, list[tuple[int, TaskInstanceUpdatedData]]] = defaultdict(list)
         for position, report in enumerate(normalised):
@@ -96,7 +116,7 @@ class ReportApplier:
             freed = freed or round_freed
         await settle_flow_runs(conn, ended)
         if freed:
-            await notify.notify(conn, notify.WORK_CHANNEL, "")
+            await notify.work_added(conn)
         return [results[position] for position in range(len(normalised))]
 
     async def _apply_round(

@@ -1,12 +1,12 @@
 """ScheduleService: create, read, change, enable/disable and delete schedules, and read their fire-slot
 record.
 
-Every write validates the schedule as a whole through the scheduler's ``build_trigger`` (the same code the
+Every write validates the schedule as a whole through ``triggers.build_trigger`` (the same code the
 generator and the preview use), so a stored schedule always has a usable rule; a bad field is ``InvalidInput``
 naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or changing its rule,
 removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor to now; deleting it
 removes all of its tasks that never started and its slot record, and leaves its past tasks unlinked. Disabling
-or deleting a daemon schedule also cancels its live run (``scheduler.daemon.stop_daemons``).
+or deleting a daemon schedule also cancels its live run (``service._daemons``).
 
 ``flow`` schedules are refused: a schedule belongs to a job (``job_id``), so nothing could say which flow it
 would run; a flow runs through ``POST /api/v1/flows/{id}/run``. Daemon schedules take no window fields: they
@@ -25,10 +25,11 @@ from hetuflow_core.api import Page
 from hetuflow_core.enums import ScheduleKind, ScheduleStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, ScheduleUpdate
+from hetuflow_server import triggers
 from hetuflow_server.errors import NotFound
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import build_trigger, daemon, upcoming
+from hetuflow_server.service._daemons import stop_daemons
 from hetuflow_server.service._paging import (
     DEFAULT_LIMIT,
     check_limit,
@@ -37,7 +38,7 @@ from hetuflow_server.service._paging import (
     make_page,
 )
 from hetuflow_server.service._validation import invalid, revalidate
-from hetuflow_server.service.jobs import schedules_changed
+from hetuflow_server.triggers import upcoming
 
 __all__ = ["ScheduleService", "validate_schedule"]
 
@@ -59,7 +60,7 @@ def validate_schedule(schedule: Schedule | ScheduleCreate) -> None:
         for field in _WINDOW_FIELDS:
             if getattr(schedule, field) is not None:
                 raise invalid(f"$.{field}", "daemon schedules take none: a daemon runs while it is enabled")
-    build_trigger(
+    triggers.build_trigger(
         schedule.kind.value,
         cron_expression=schedule.cron_expression,
         timezone=schedule.timezone,
@@ -93,7 +94,7 @@ class ScheduleService:
             except NotFound:
                 raise invalid("$.job_id", f"no job {data.job_id}") from None
             schedule = await bmc.ScheduleBmc.insert(conn, uuid7(), data)
-            await schedules_changed(conn, schedule_id=schedule.id, job_id=schedule.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule.id, job_id=schedule.job_id)
         return schedule
 
     async def get(self, schedule_id: UUID) -> Schedule:
@@ -132,9 +133,9 @@ class ScheduleService:
             if rule_changed or disabling:
                 await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
             if disabling:
-                await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
+                await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             updated = await bmc.ScheduleBmc.update(conn, merged, reset_cursor=rule_changed or disabling)
-            await schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
         return updated
 
     async def enable(self, schedule_id: UUID) -> Schedule:
@@ -158,21 +159,21 @@ class ScheduleService:
                 return current
             if status is ScheduleStatus.DISABLED:
                 await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
-                await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
+                await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             # The row is locked and its state was just read, so the conditional update cannot miss.
             changed = await bmc.ScheduleBmc.set_status(conn, schedule_id, status, allowed=allowed)
             assert changed is not None
-            await schedules_changed(conn, schedule_id=schedule_id, job_id=changed.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=changed.job_id)
         return changed
 
     async def delete(self, schedule_id: UUID) -> None:
         """Delete the schedule, its never-started tasks and its slot record; past tasks stay, unlinked."""
         async with self._db.transaction() as conn:
             current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
-            await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule deleted")
+            await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule deleted")
             await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=True)
             await bmc.ScheduleBmc.delete(conn, schedule_id)
-            await schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)
 
     async def list_slots(
         self, schedule_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
@@ -191,7 +192,7 @@ class ScheduleService:
         """The schedule and its next ``count`` fire times strictly after ``after`` (default now), in UTC.
 
         Empty unless the schedule is enabled and has a clock rule. Slots the generator already planned count
-        toward ``max_count`` once (``scheduler.upcoming``). NotFound for an unknown schedule.
+        toward ``max_count`` once (``triggers.upcoming``). NotFound for an unknown schedule.
         """
         schedule = await self.get(schedule_id)
         moment = datetime.now(UTC) if after is None else after

@@ -21,11 +21,10 @@ from hetuflow_core.task import Task, TaskInstance, TaskLogPage
 from hetuflow_server.errors import IllegalTransition, InvalidInput, NotFound
 from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast
+from hetuflow_server.service import new_tasks
 from hetuflow_server.service._flows import settle_flow_runs
 from hetuflow_server.service._paging import check_limit, decode_time_id_cursor, make_page
 from hetuflow_server.service._validation import invalid, revalidate
-from hetuflow_server.service.jobs import work_added
 
 __all__ = ["CancelOutcome", "InstanceService", "TaskService"]
 
@@ -130,13 +129,13 @@ class TaskService:
                 origin=bmc.TaskOrigin.RETRY,
                 scheduled_at=datetime.now(UTC),
                 # The copy of a broadcast task re-runs where it ran, not on every agent again.
-                config=broadcast.pinned(job.config, original.config.target.agent_id),
+                config=new_tasks.pinned(job.config, original.config.target.agent_id),
                 priority=original.priority,
                 parameters=original.parameters,
                 retry_of=original.id,
             )
             (created,) = await bmc.TaskBmc.insert_many(conn, [new], by=by)
-            await work_added(conn)
+            await notify.work_added(conn)
         return created
 
     async def list_instances(self, task_id: UUID) -> Sequence[TaskInstance]:

@@ -87,7 +87,7 @@ WHERE t.status = 'pending'
        OR NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status <> 'succeeded'))
   -- The profile test lives in a function (migration 0002) so that the planner walks sched_task_claim_idx.
   AND sched_task_runnable(t.config, %(profiles)s::jsonb)
-  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (scheduler.admission),
+  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (the admission step),
   -- so it is never claimed ahead of its time.
   AND (t.scheduled_at <= now() OR t.schedule_id IS NULL OR t.attempt > 0
        OR coalesce(t.config ->> 'concurrency', 'allow') = 'allow')

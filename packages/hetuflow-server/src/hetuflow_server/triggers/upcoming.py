@@ -15,8 +15,8 @@ from itertools import islice
 
 from hetuflow_core.enums import ScheduleStatus
 from hetuflow_core.schedule import Schedule
-from hetuflow_server.scheduler._build import build_trigger
-from hetuflow_server.scheduler._trigger import Trigger, fire_times
+from hetuflow_server.triggers._build import build_trigger
+from hetuflow_server.triggers._trigger import Trigger, fire_times
 
 __all__ = ["schedule_trigger", "upcoming_fire_times"]
 

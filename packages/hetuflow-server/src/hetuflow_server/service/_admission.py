@@ -32,8 +32,8 @@ from uuid import UUID
 from hetuflow_core.enums import ConcurrencyPolicy, ScheduleKind, SlotOutcome, TaskStatus
 from hetuflow_core.task import Task
 from hetuflow_server.infra import bmc, db, notify
-from hetuflow_server.scheduler.misfire import MisfireRule
-from hetuflow_server.scheduler.overlap import RunRef, plan_overlap
+from hetuflow_server.triggers.misfire import MisfireRule
+from hetuflow_server.triggers.overlap import RunRef, plan_overlap
 
 __all__ = ["admit", "is_slot_start"]
 
@@ -102,7 +102,7 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
         ],
     )
     if missed or skipped or cancels:
-        await notify.notify(conn, notify.WORK_CHANNEL, "")
+        await notify.work_added(conn)
     return [task for task in tasks if task.id not in refused]
 
 
