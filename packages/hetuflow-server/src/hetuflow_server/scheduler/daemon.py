@@ -24,7 +24,6 @@ from typing import Final
 import msgspec
 
 from hetuflow_core.enums import JobStatus, RoutingPolicy, ScheduleStatus
-from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig, RetryPolicy
 from hetuflow_server.errors import HetuflowError, NotFound
 from hetuflow_server.infra import bmc, notify
@@ -218,15 +217,13 @@ class DaemonSupervisor:
             due = next_start(
                 config.retry, runs, now=self._clock(), healthy_secs=self._healthy_secs, rand=self._rand()
             )
-            task = bmc.NewTask(
-                id=uuid7(),
-                job_id=job.id,
-                schedule_id=schedule.id,
+            task = new_tasks.new_task(
+                job.id,
+                config,
                 origin=bmc.TaskOrigin.DAEMON,
                 scheduled_at=due,
-                config=config,
-                priority=config.priority,
                 parameters=schedule.parameters,
+                schedule_id=schedule.id,
             )
             created = await bmc.TaskBmc.insert_many(conn, [task], by=None)
             if created:

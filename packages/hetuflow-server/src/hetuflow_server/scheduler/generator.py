@@ -34,7 +34,6 @@ from typing import Final
 import msgspec
 
 from hetuflow_core.enums import JobStatus, ScheduleStatus, SlotOutcome
-from hetuflow_core.ids import uuid7
 from hetuflow_core.job import Job
 from hetuflow_core.schedule import Schedule
 from hetuflow_server.errors import HetuflowError, NotFound
@@ -282,15 +281,13 @@ class Generator:
             slot_tasks = await new_tasks.fan_out(
                 conn,
                 [
-                    bmc.NewTask(
-                        id=uuid7(),
-                        job_id=job.id,
-                        schedule_id=schedule.id,
+                    new_tasks.new_task(
+                        job.id,
+                        job.config,
                         origin=bmc.TaskOrigin.SCHEDULE,
                         scheduled_at=slot,
-                        config=job.config,
-                        priority=job.config.priority,
                         parameters=schedule.parameters,
+                        schedule_id=schedule.id,
                     )
                     for slot in run
                 ],

@@ -12,7 +12,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from hetuflow_core.ids import uuid7
 from hetuflow_core.task import TriggerResult
 from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
@@ -42,13 +41,11 @@ class EventService:
         async with self._db.transaction() as conn:
             targets = await bmc.ScheduleBmc.event_targets(conn, name)
             tasks = [
-                bmc.NewTask(
-                    id=uuid7(),
-                    job_id=target.job_id,
+                new_tasks.new_task(
+                    target.job_id,
+                    target.config,
                     origin=bmc.TaskOrigin.EVENT,
                     scheduled_at=now,
-                    config=target.config,
-                    priority=target.config.priority,
                     parameters={**target.parameters, **payload},
                 )
                 for target in targets

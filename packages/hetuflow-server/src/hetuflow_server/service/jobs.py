@@ -28,7 +28,7 @@ from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service import new_tasks
 from hetuflow_server.service._daemons import stop_daemons
 from hetuflow_server.service._flows import settle_flow_runs
-from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
+from hetuflow_server.service._paging import DEFAULT_LIMIT, decode_id_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
 
 __all__ = ["JobService", "validate_job_config"]
@@ -88,11 +88,16 @@ class JobService:
         self, *, namespace: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[Job]:
         """A page of live jobs in creation order, optionally of one namespace."""
-        limit = check_limit(limit)
-        after_id = decode_id_cursor(cursor)
-        async with self._db.transaction() as conn:
-            rows = await bmc.JobBmc.select_page(conn, namespace=namespace, after_id=after_id, limit=limit + 1)
-        return make_page(rows, limit, lambda job: (job.id,))
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_id_cursor,
+            fetch=lambda conn, after, n: bmc.JobBmc.select_page(
+                conn, namespace=namespace, after_id=after, limit=n
+            ),
+            key=lambda job: (job.id,),
+        )
 
     async def update(self, job_id: UUID, patch: JobUpdate, *, by: str | None = None) -> Job:
         """Change the given fields (PATCH); the config is replaced as a whole when given."""
@@ -148,14 +153,13 @@ class JobService:
         async with self._db.transaction() as conn:
             # FOR UPDATE: a concurrent delete waits for us, so it cancels this task instead of missing it.
             job = await bmc.JobBmc.get(conn, job_id, lock=True)
-            task = bmc.NewTask(
-                id=uuid7(),
-                job_id=job.id,
+            task = new_tasks.new_task(
+                job.id,
+                job.config,
                 origin=bmc.TaskOrigin.MANUAL,
                 scheduled_at=trigger.scheduled_at or datetime.now(UTC),
-                config=job.config,
-                priority=job.config.priority if trigger.priority is None else trigger.priority,
                 parameters=trigger.parameters,
+                priority=trigger.priority,
             )
             created = await bmc.TaskBmc.insert_many(conn, await new_tasks.copies(conn, task), by=by)
             await notify.work_added(conn)

@@ -27,16 +27,10 @@ from hetuflow_core.ids import uuid7
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, ScheduleUpdate
 from hetuflow_server import triggers
 from hetuflow_server.errors import NotFound
-from hetuflow_server.infra import bmc, notify
+from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service._daemons import stop_daemons
-from hetuflow_server.service._paging import (
-    DEFAULT_LIMIT,
-    check_limit,
-    decode_id_cursor,
-    decode_time_cursor,
-    make_page,
-)
+from hetuflow_server.service._paging import DEFAULT_LIMIT, decode_id_cursor, decode_time_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
 from hetuflow_server.triggers import upcoming
 
@@ -106,11 +100,16 @@ class ScheduleService:
         self, *, job_id: UUID | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[Schedule]:
         """A page of schedules in creation order, optionally of one job."""
-        limit = check_limit(limit)
-        after_id = decode_id_cursor(cursor)
-        async with self._db.transaction() as conn:
-            rows = await bmc.ScheduleBmc.select_page(conn, job_id=job_id, after_id=after_id, limit=limit + 1)
-        return make_page(rows, limit, lambda schedule: (schedule.id,))
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_id_cursor,
+            fetch=lambda conn, after, n: bmc.ScheduleBmc.select_page(
+                conn, job_id=job_id, after_id=after, limit=n
+            ),
+            key=lambda schedule: (schedule.id,),
+        )
 
     async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> Schedule:
         """Change the given fields (PATCH); the result must still be a valid schedule of its kind."""
@@ -179,12 +178,19 @@ class ScheduleService:
         self, schedule_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[ScheduleSlot]:
         """A page of the schedule's fire-slot record, latest slot first; NotFound for an unknown schedule."""
-        limit = check_limit(limit)
-        before = decode_time_cursor(cursor)
-        async with self._db.transaction() as conn:
-            await bmc.ScheduleBmc.get(conn, schedule_id)
-            rows = await bmc.SlotBmc.select_page(conn, schedule_id, before=before, limit=limit + 1)
-        return make_page(rows, limit, lambda slot: (slot.scheduled_at,))
+
+        async def fetch(conn: db.Connection, before: datetime | None, n: int) -> list[ScheduleSlot]:
+            await bmc.ScheduleBmc.get(conn, schedule_id)  # an unknown schedule is NotFound, no empty page
+            return await bmc.SlotBmc.select_page(conn, schedule_id, before=before, limit=n)
+
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_time_cursor,
+            fetch=fetch,
+            key=lambda slot: (slot.scheduled_at,),
+        )
 
     async def next_fire_times(
         self, schedule_id: UUID, *, count: int, after: datetime | None = None
