@@ -180,7 +180,7 @@ class DaemonSupervisor:
         if tenure is None:
             return 0
         async with self._db.transaction() as conn:
-            vacancies = await bmc.DaemonBmc.vacancies(conn, limit=PAGE_SIZE)
+            vacancies = await bmc.ScheduleBmc.daemon_vacancies(conn, limit=PAGE_SIZE)
         started = 0
         for vacancy in vacancies:
             try:
@@ -212,7 +212,7 @@ class DaemonSupervisor:
                 or not _wanted_pin(job.config, vacancy.pin)
             ):
                 return 0  # changed since the vacancy was listed; the next cycle sees it as it is now
-            runs = await bmc.DaemonBmc.recent_runs(conn, schedule.id, pin=vacancy.pin, limit=HISTORY_RUNS)
+            runs = await bmc.TaskBmc.daemon_runs(conn, schedule.id, pin=vacancy.pin, limit=HISTORY_RUNS)
             config = daemon_config(job.config, vacancy.pin)
             due = next_start(
                 config.retry, runs, now=self._clock(), healthy_secs=self._healthy_secs, rand=self._rand()

@@ -163,7 +163,7 @@ class Generator:
         after_id = None
         while True:
             async with self._db.transaction() as conn:
-                page = await bmc.SlotTaskBmc.generation_work(
+                page = await bmc.ScheduleBmc.generation_work(
                     conn, until=refill_before, after_id=after_id, limit=PAGE_SIZE
                 )
             for schedule in page:
@@ -211,7 +211,9 @@ class Generator:
         fired_before = schedule.fire_count
         if trigger.max_count is not None and schedule.generated_until is not None:
             async with self._db.transaction() as conn:
-                fired_before -= await bmc.SlotTaskBmc.count_after(conn, schedule.id, schedule.generated_until)
+                fired_before -= await bmc.TaskBmc.count_slot_tasks_after(
+                    conn, schedule.id, schedule.generated_until
+                )
         late = LateSlots(rule.keep)
         missed: list[datetime] = []
         on_time: list[datetime] = []
@@ -294,7 +296,7 @@ class Generator:
             )
             inserted = await bmc.TaskBmc.insert_many(conn, slot_tasks, by=None)
             made = {task.scheduled_at for task in inserted}
-            existing = await bmc.SlotTaskBmc.tasks_at(conn, schedule.id, [s for s in run if s not in made])
+            existing = await bmc.TaskBmc.slot_tasks_at(conn, schedule.id, [s for s in run if s not in made])
             records = [
                 bmc.NewSlot(
                     schedule_id=schedule.id,

@@ -21,7 +21,7 @@ from hetuflow_server.service.jobs import JobService
 from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
-from hetuflow_server.service.tokens import TokenService
+from hetuflow_server.service.tokens import TokenRecordService
 
 __all__ = [
     "AgentCapacity",
@@ -42,7 +42,7 @@ __all__ = [
     "ServerService",
     "Services",
     "TaskService",
-    "TokenService",
+    "TokenRecordService",
 ]
 
 
@@ -65,5 +65,5 @@ class Services:
         self.servers = ServerService(db)
         self.events = EventService(db)
         self.flows = FlowService(db)
-        self.tokens = TokenService(db)
+        self.tokens = TokenRecordService(db)
         self.dispatch = DispatchService(db, server_id=server_id, observer=observer)

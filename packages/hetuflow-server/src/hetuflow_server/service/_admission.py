@@ -67,7 +67,7 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
             guarded[_schedule_id(task), task.config.target.agent_id].append(task)
     if guarded:
         live: dict[tuple[UUID, str | None], list[bmc.LiveRun]] = defaultdict(list)
-        for run in await bmc.SlotTaskBmc.live_runs(conn, sorted({key[0] for key in guarded})):
+        for run in await bmc.TaskBmc.live_runs(conn, sorted({key[0] for key in guarded})):
             live[run.schedule_id, run.pin].append(run)
         for key, due in guarded.items():
             runs = {run.task_id: run for run in live[key]}
@@ -108,7 +108,7 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
 
 async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -> dict[UUID, str]:
     """The late slots the misfire policy does not run, with why."""
-    settings = await bmc.SlotTaskBmc.misfire_settings(conn, [_schedule_id(task) for task in slots])
+    settings = await bmc.ScheduleBmc.misfire_settings(conn, [_schedule_id(task) for task in slots])
     rules = {
         schedule_id: MisfireRule(
             policy=s.misfire_policy, grace_secs=s.misfire_grace_secs, max_runs=s.misfire_max_runs
@@ -122,7 +122,7 @@ async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -
         if _schedule_id(task) not in daemons
         and (rule := rules.get(_schedule_id(task), MisfireRule())).is_late(task.scheduled_at, now)
     ]
-    counts = await bmc.SlotTaskBmc.later_late_counts(
+    counts = await bmc.TaskBmc.later_late_counts(
         conn,
         [
             bmc.LateSlot(

@@ -148,7 +148,7 @@ async def next_wake_at(conn: db.Connection, *, now: datetime, lookahead_secs: fl
     window = timedelta(seconds=lookahead_secs)
     pending_at, retry_at = await bmc.TaskBmc.next_due(conn, after=now + window)
     # Slots of forbid/replace jobs are claimed when due, not a look-ahead early (see the admission step).
-    guarded_at = await bmc.SlotTaskBmc.next_guarded_at(conn, after=now)
+    guarded_at = await bmc.TaskBmc.next_guarded_at(conn, after=now)
     moments = [pending_at - window if pending_at is not None else None, retry_at, guarded_at]
     return min((moment for moment in moments if moment is not None), default=None)
 

@@ -19,7 +19,7 @@ async def stop_daemons(
 ) -> list[Task]:
     """Cancel the live daemon tasks of ``schedule_id`` or ``job_id`` as the API cancels a task: the task ends
     ``cancelled`` now and the agent holding its attempt is told (over NOTIFY) to kill the process."""
-    live = await bmc.DaemonBmc.lock_live(conn, schedule_id=schedule_id, job_id=job_id)
+    live = await bmc.TaskBmc.lock_live_daemons(conn, schedule_id=schedule_id, job_id=job_id)
     changes = [bmc.TaskChange(task_id=task.id, status=TaskStatus.CANCELLED, error=reason) for task in live]
     cancelled = await bmc.TaskBmc.transition_many(conn, changes)
     on_agent = {task.id for task in live if task.status in _ON_AGENT}
