@@ -1,26 +1,14 @@
 """Task generation on the leader: every enabled clock schedule's slots become tasks ahead of time.
 
-A cycle lists the enabled cron, interval and once schedules of enabled, live jobs whose generation cursor
-(``generated_until``) is unset or less than half a horizon ahead, and for each one materialises its slots up
-to ``horizon_secs`` from now: one task per slot (parameters = the schedule's, config = a snapshot of the
-job's; for a broadcast job one per matching online agent, each pinned to it), inserted in one batched
-``INSERT … ON CONFLICT DO NOTHING`` per schedule, so the unique ``(schedule_id, scheduled_at, pin)`` makes
-generation idempotent. In the same transaction it records the slots that
-will not run (``missed`` by the misfire policy, ``deduplicated`` when another generator already planned the
-slot) and advances the cursor and ``fire_count`` — fenced by the leader's lease token, so a generator that
-lost its lease mid-cycle commits nothing. A schedule whose slots are all planned (``end_time``,
-``max_count``, a ``once``) turns ``expired`` once its last slot has passed.
-
-Slots the cursor reaches only after their time (the leader was down for longer than the horizon, the
-schedule or its job was disabled) go through the misfire policy (``misfire``); a long gap is streamed through
-in transactions of ``MISSED_CHUNK`` missed slots, so a day of a one-second schedule costs bounded memory and a
-few seconds. Each per-schedule transaction locks the job row and then the schedule row — the order the job
-and schedule services use — and checks that the schedule did not change since it was listed, so a concurrent
-disable, edit or delete either happens before (and the schedule is left alone) or after (and sees, and
-removes, the tasks just made).
-
-A cycle runs when woken — NOTIFY on ``SCHEDULE_CHANNEL`` (``on_notify``), or this server becoming leader —
-and every ``interval_secs`` otherwise; only while this server leads.
+A cycle takes the enabled cron, interval and once schedules whose cursor (``generated_until``) is less than
+half a horizon ahead and plans their slots up to ``horizon_secs`` from now: one task per slot (one per
+matching online agent for a broadcast job), inserted ``ON CONFLICT DO NOTHING`` on the unique slot key so
+generation is idempotent, with the slots that will not run recorded (``missed``, ``deduplicated``) and the
+cursor advanced in the same transaction, fenced by the leader's lease token. Slots reached only after their
+time go through the misfire policy, a long gap in chunks of ``MISSED_CHUNK``. Each transaction locks the job,
+then the schedule (the services' order) and checks neither changed since the schedule was listed. A cycle
+runs when woken (a schedule change, or this server becoming leader) and every ``interval_secs`` otherwise;
+docs/scheduling.md (From schedules to tasks) tells the whole story.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """EventService: an event fires every enabled event schedule listening to its name.
 
 Each matching schedule (of an enabled, live job) gets one task, due now, with the schedule's parameters
-overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, DESIGN §2;
-origin ``event``), so two events of the same name never collide. A broadcast job gets one task per matching
-online agent (``service.new_tasks``).
+overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, origin
+``event``), so the unique slot key never makes two events of the same name collide. A broadcast job gets one
+task per matching online agent (``service.new_tasks``).
 """
 
 from __future__ import annotations

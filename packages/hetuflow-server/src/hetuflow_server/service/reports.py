@@ -1,4 +1,4 @@
-"""Applying status reports of task instances (DESIGN §3): the status handler's half of the data layer.
+"""Applying status reports of task instances: the data side of the report batcher and of lost attempts.
 
 Reports are applied in batches: the instance transitions of one round in one statement, then the task
 transitions they imply — for the task's *current* instance only, so a late report for an attempt that is no
@@ -37,7 +37,7 @@ class ReportOutcome(StrEnum):
     LATE = "late"
     """The instance had already ended otherwise; the report is stored beside it, nothing moved."""
     REFUSED = "refused"
-    """Unknown instance, another agent's instance, or a transition DESIGN §3 does not allow."""
+    """Unknown instance, another agent's instance, or a transition the attempt state machine forbids."""
 
 
 class ReportResult(msgspec.Struct, kw_only=True):
@@ -201,7 +201,7 @@ class ReportApplier:
 
 
 def _normalise(report: TaskInstanceUpdatedData) -> TaskInstanceUpdatedData:
-    """A non-zero exit code is a failure whatever the agent called it (DESIGN §3)."""
+    """A non-zero exit code is a failure whatever the agent called it: the process's own verdict wins."""
     if report.status is InstanceStatus.SUCCEEDED and report.exit_code not in (None, 0):
         return msgspec.structs.replace(report, status=InstanceStatus.FAILED)
     return report

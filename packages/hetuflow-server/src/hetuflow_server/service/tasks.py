@@ -1,9 +1,9 @@
 """TaskService and InstanceService: list, read, cancel and retry tasks; read attempts and their logs.
 
-Retry never reopens a task: final states are final (DESIGN §3). Retrying a failed, cancelled or skipped task
-creates a new task (origin ``retry``, ``retry_of`` = the original) of the same job with the same parameters
-and priority, the job's current config, due now, outside any schedule slot. A task pinned to an agent (a copy
-of a broadcast task) is retried on that same agent.
+Retry never reopens a task: final states are final, so an ended task's history never changes. Retrying a
+failed, cancelled or skipped task creates a new task (origin ``retry``, ``retry_of`` = the original) of the
+same job with the same parameters and priority, the job's current config, due now, outside any schedule slot.
+A task pinned to an agent (a copy of a broadcast task) is retried on that same agent.
 """
 
 from __future__ import annotations

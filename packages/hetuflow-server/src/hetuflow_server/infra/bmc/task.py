@@ -126,9 +126,9 @@ class TaskBmc:
         error: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> tuple[Task, TaskStatus] | None:
-        """Move the task to ``status`` if DESIGN §3 allows it from its current state (and ``instance_id`` is
-        its current attempt, when given). Returns the changed task and the state it left, or None when nothing
-        changed (wrong state, other instance, or no such task)."""
+        """Move the task to ``status`` if the task state machine allows it from its current state (and
+        ``instance_id`` is its current attempt, when given). Returns the changed task and the state it left,
+        or None when nothing changed (wrong state, other instance, or no such task)."""
         row = await db.fetch_one(
             conn,
             _TRANSITION,
