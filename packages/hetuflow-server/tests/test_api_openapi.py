@@ -53,7 +53,7 @@ def test_every_operation_is_documented_once_and_nothing_else() -> None:
 
 
 def test_log_stream_is_documented_as_served() -> None:
-    # The broker serves it (outside the API's mount), at the path the document names.
+    # A handler of its own serves it (mounted with the API), at the path the document names.
     [stream] = EVENT_STREAMS
     assert LOG_STREAM_PATH.replace("{instance_id:uuid}", "{instance_id}") == API_PREFIX + stream.path
     item = DOCUMENT["paths"][API_PREFIX + stream.path]["get"]

@@ -1,12 +1,12 @@
 """ScheduleService: create, read, change, enable/disable and delete schedules, and read their fire-slot
 record.
 
-Every write validates the schedule as a whole through ``triggers.build_trigger`` (the same code the
-generator and the preview use), so a stored schedule always has a usable rule; a bad field is ``InvalidInput``
-naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or changing its rule,
-removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor to now; deleting it
-removes all of its tasks that never started and its slot record, and leaves its past tasks unlinked. Disabling
-or deleting a daemon schedule also cancels its live run (``service._daemons``).
+Every write validates the schedule as a whole through ``triggers.upcoming.schedule_trigger`` (the same code
+the generator and the preview use), so a stored schedule always has a usable rule; a bad field is
+``InvalidInput`` naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or
+changing its rule, removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor
+to now; deleting it removes all of its tasks that never started and its slot record, and leaves its past tasks
+unlinked. Disabling or deleting a daemon schedule also cancels its live run (``service._daemons``).
 
 ``flow`` schedules are refused: a schedule belongs to a job (``job_id``), so nothing could say which flow it
 would run; a flow runs through ``POST /api/v1/flows/{id}/run``. Daemon schedules take no window fields: they
@@ -25,7 +25,6 @@ from hetuflow_core.api import Page
 from hetuflow_core.enums import ScheduleKind, ScheduleStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, ScheduleUpdate
-from hetuflow_server import triggers
 from hetuflow_server.errors import NotFound
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
@@ -54,15 +53,7 @@ def validate_schedule(schedule: Schedule | ScheduleCreate) -> None:
         for field in _WINDOW_FIELDS:
             if getattr(schedule, field) is not None:
                 raise invalid(f"$.{field}", "daemon schedules take none: a daemon runs while it is enabled")
-    triggers.build_trigger(
-        schedule.kind.value,
-        cron_expression=schedule.cron_expression,
-        timezone=schedule.timezone,
-        interval_secs=schedule.interval_secs,
-        start_time=schedule.start_time,
-        end_time=schedule.end_time,
-        max_count=schedule.max_count,
-    )
+    upcoming.schedule_trigger(schedule)
     if schedule.kind is ScheduleKind.EVENT and schedule.event_name is None:
         raise invalid("$.event_name", "required for event schedules")
     if schedule.kind is not ScheduleKind.EVENT and schedule.event_name is not None:
