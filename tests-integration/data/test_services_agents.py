@@ -1,4 +1,4 @@
-"""AgentService, ServerService (with leases) and TokenService against a real database."""
+"""AgentService, ServerService (with leases) and TokenRecordService against a real database."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from hetuflow_core.enums import ScheduleKind
 from hetuflow_core.ids import uuid7
 from hetuflow_core.schedule import Schedule, ScheduleCreate
 from hetuflow_server.infra import ModelManager, bmc, db
-from hetuflow_server.scheduler import fire_times
 from hetuflow_server.scheduler.leader import Leadership
-from hetuflow_server.scheduler.upcoming import schedule_trigger
+from hetuflow_server.triggers import fire_times
+from hetuflow_server.triggers.upcoming import schedule_trigger
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")
 

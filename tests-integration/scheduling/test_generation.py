@@ -23,11 +23,11 @@ from hetuflow_core.enums import (
 from hetuflow_core.job import JobUpdate, Target
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleUpdate
 from hetuflow_server.infra import notify
-from hetuflow_server.scheduler import fire_times
 from hetuflow_server.scheduler.generator import MISSED_CHUNK
-from hetuflow_server.scheduler.misfire import MisfireRule, split_slots
-from hetuflow_server.scheduler.upcoming import schedule_trigger
 from hetuflow_server.service import AgentCapacity
+from hetuflow_server.triggers import fire_times
+from hetuflow_server.triggers.misfire import MisfireRule, split_slots
+from hetuflow_server.triggers.upcoming import schedule_trigger
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")
 

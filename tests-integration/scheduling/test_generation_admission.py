@@ -32,8 +32,8 @@ from hetuflow_core.job import Job, Target
 from hetuflow_core.schedule import Schedule, ScheduleCreate
 from hetuflow_core.task import TaskTrigger
 from hetuflow_server.infra import ModelManager, bmc, notify
-from hetuflow_server.scheduler.misfire import MISFIRE_SLACK_SECS
 from hetuflow_server.service import AgentCapacity, Services
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 _suites = itertools.count()
 

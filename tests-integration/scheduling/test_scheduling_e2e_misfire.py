@@ -22,7 +22,7 @@ from pipelinefixtures import FINAL, SERVER_ENV, AgentPool, Pipeline, wait_for
 from schedulingfixtures import api_slot_records, at, create_schedule, disable, schedule_tasks, wait_until
 from serverfixtures import start_server
 
-from hetuflow_server.scheduler.misfire import MISFIRE_SLACK_SECS
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 DOWN_SECS = 10.0
 ON_TIME_SECS = 1.0

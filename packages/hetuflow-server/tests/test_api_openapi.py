@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from hetuflow_server.broker import LOG_STREAM_PATH
 from hetuflow_server.endpoint.api import API_PREFIX, EVENT_STREAMS, OPERATION_GROUPS, openapi_document, routes
+from hetuflow_server.endpoint.api.log_stream import LOG_STREAM_PATH
 from hetuflow_server.endpoint.api.operation import Operation
 
 DOCUMENT: dict[str, Any] = json.loads(openapi_document())
@@ -53,7 +53,7 @@ def test_every_operation_is_documented_once_and_nothing_else() -> None:
 
 
 def test_log_stream_is_documented_as_served() -> None:
-    # The broker serves it (outside the API's mount), at the path the document names.
+    # A handler of its own serves it (mounted with the API), at the path the document names.
     [stream] = EVENT_STREAMS
     assert LOG_STREAM_PATH.replace("{instance_id:uuid}", "{instance_id}") == API_PREFIX + stream.path
     item = DOCUMENT["paths"][API_PREFIX + stream.path]["get"]

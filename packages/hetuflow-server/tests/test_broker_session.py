@@ -26,7 +26,7 @@ from hetuflow_core.protocol import (
 from hetuflow_core.task import Task, TaskInstance
 from hetuflow_server.broker.registry import SessionRegistry
 from hetuflow_server.broker.session import MAX_QUEUED_FRAMES, AgentSession, SessionClosed
-from hetuflow_server.service.dispatch import Dispatch
+from hetuflow_server.service import Dispatch
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

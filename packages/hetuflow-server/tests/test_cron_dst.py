@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hetuflow_server.scheduler import CronTrigger, fire_times
+from hetuflow_server.triggers import CronTrigger, fire_times
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

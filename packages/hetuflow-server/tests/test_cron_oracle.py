@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hetuflow_server.scheduler import CronTrigger, fire_times
+from hetuflow_server.triggers import CronTrigger, fire_times
 
 # ----------------------------------------------------------------------------------------------------
 # The oracle

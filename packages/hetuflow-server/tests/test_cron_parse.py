@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from hetuflow_server.errors import InvalidInput
-from hetuflow_server.scheduler import CronTrigger, InvalidSchedule, fire_times, parse_cron
+from hetuflow_server.triggers import CronTrigger, InvalidSchedule, fire_times, parse_cron
 
 
 def test_five_fields_have_seconds_zero() -> None:

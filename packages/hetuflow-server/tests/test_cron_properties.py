@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hetuflow_server.scheduler import CronTrigger, fire_times
+from hetuflow_server.triggers import CronTrigger, fire_times
 
 ZONES = [
     "UTC",

@@ -11,7 +11,8 @@ import pytest
 from hetuflow_core.enums import BackoffKind, CommandKind, RoutingPolicy, TaskStatus
 from hetuflow_core.job import JobConfig, RetryPolicy, Target
 from hetuflow_server.infra import bmc
-from hetuflow_server.scheduler import broadcast, daemon
+from hetuflow_server.scheduler import daemon
+from hetuflow_server.service import new_tasks
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -83,8 +84,8 @@ def test_pinned_and_is_broadcast() -> None:
     config = JobConfig(
         command=CommandKind.BASH, script="true", target=Target(routing=RoutingPolicy.BROADCAST)
     )
-    assert broadcast.is_broadcast(config)
-    pinned = broadcast.pinned(config, "a1")
+    assert new_tasks.is_broadcast(config)
+    pinned = new_tasks.pinned(config, "a1")
     assert pinned.target.agent_id == "a1"
-    assert not broadcast.is_broadcast(pinned)
-    assert broadcast.pinned(config, None) is config
+    assert not new_tasks.is_broadcast(pinned)
+    assert new_tasks.pinned(config, None) is config

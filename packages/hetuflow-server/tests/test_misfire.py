@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hetuflow_core.enums import MisfirePolicy
-from hetuflow_server.scheduler.misfire import MISFIRE_SLACK_SECS, LateSlots, MisfireRule, split_slots
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS, LateSlots, MisfireRule, split_slots
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hetuflow_core.enums import ConcurrencyPolicy
 from hetuflow_core.ids import uuid7
-from hetuflow_server.scheduler.overlap import RunRef, plan_overlap
+from hetuflow_server.triggers.overlap import RunRef, plan_overlap
 
 T0 = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 

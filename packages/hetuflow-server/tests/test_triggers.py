@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hetuflow_server.scheduler import (
+from hetuflow_server.triggers import (
     MAX_INTERVAL_SECS,
     CronTrigger,
     IntervalTrigger,

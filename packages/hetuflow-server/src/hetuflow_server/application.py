@@ -31,7 +31,6 @@ from hetuflow_server.auth.service import TokenService
 from hetuflow_server.auth.tokens import TokenCodec
 from hetuflow_server.config import ServerConfig, redact_url
 from hetuflow_server.embedded import EmbeddedPostgres
-from hetuflow_server.endpoint import web
 from hetuflow_server.endpoint.api import exception_handlers
 from hetuflow_server.endpoint.keepalive import DrainRequestBody
 from hetuflow_server.errors import HetuflowError
@@ -82,6 +81,8 @@ class ServerApplication:
         """This server's hold on the leader lease while serving (``is_leader``, ``tenure``, ``fence`` for
         singleton work)."""
         self._broker: broker.Broker | None = None
+        self.listener: notify.Listener | None = None
+        """This server's LISTEN connection while serving: the broker and the leader's loops listen on it."""
 
     # -- what the rest of the server uses -------------------------------------------------------------------
 
@@ -227,10 +228,13 @@ class ServerApplication:
         )
         self.loops.add("scheduler-leader", self.leadership.loop())
         leadership = self.leadership
+        # One LISTEN connection per server; everything that reacts to other servers' changes subscribes to it.
+        listener = self.listener = notify.Listener(self.db.conninfo, name="hetuflow:notify-listener")
+        self.loops.add("notify-listener", listener.run)
         self._broker = broker.Broker(
             self.services,
             server_id=self.server_id,
-            conninfo=self.db.conninfo,
+            listener=listener,
             settings=broker.BrokerSettings.from_config(self.config.scheduler),
             draining=self.draining,
             is_leader=lambda: leadership.is_leader,  # the reaper of silent agents is singleton work
@@ -238,11 +242,11 @@ class ServerApplication:
         tasks = metrics.ObservedGenerator(
             self.metrics, self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs
         )
-        self._broker.listener.subscribe(notify.SCHEDULE_CHANNEL, tasks.on_notify)
+        listener.subscribe(notify.SCHEDULE_CHANNEL, tasks.on_notify)
         # A daemon run ends with a report (work channel); schedules and jobs change (schedule channel).
         daemons = daemon.DaemonSupervisor(self.db, self.leadership)
-        self._broker.listener.subscribe(notify.WORK_CHANNEL, daemons.on_notify)
-        self._broker.listener.subscribe(notify.SCHEDULE_CHANNEL, daemons.on_notify)
+        listener.subscribe(notify.WORK_CHANNEL, daemons.on_notify)
+        listener.subscribe(notify.SCHEDULE_CHANNEL, daemons.on_notify)
         for name, factory in self._broker.loops():
             self.loops.add(name, factory)
         self.loops.add("scheduler-generator", tasks.loop())
@@ -306,9 +310,7 @@ def build_app(application: ServerApplication) -> Starlette:
                 await application.stop()
 
     app = Starlette(
-        # The broker's routes sit under the API prefix: they go first, before the API's mount takes its paths.
-        # The web UI last: it answers only its own paths, so it shadows no API, probe or broker route.
-        routes=[*broker.routes(), *endpoint.routes(), web.route()],
+        routes=endpoint.routes(),
         # Metrics outermost, so a request's time includes every other middleware.
         middleware=[
             Middleware(metrics.MetricsMiddleware, metrics=application.metrics),

@@ -81,7 +81,7 @@ class Conflict(HetuflowError):
 
 
 class IllegalTransition(Conflict):
-    """A state change that DESIGN §3 does not allow from the current state (HTTP 409)."""
+    """A state change the task or attempt state machine does not allow from its current state (HTTP 409)."""
 
     code = "illegal-transition"
     title = "Illegal state transition"

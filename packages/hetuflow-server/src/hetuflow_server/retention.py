@@ -1,17 +1,10 @@
 """Retention on the leader: what ages out of the database is deleted a bounded batch at a time.
 
-Every ``interval_secs`` the leader (the holder of the ``leader`` lease, as for task generation) runs a pass:
-
-- servers silent for ``STALE_SERVER_HEARTBEATS`` heartbeat intervals are marked ``inactive`` in the server
-  list (a server that crashed never said goodbye; a live one turns active again with its next heartbeat);
-- task log chunks older than ``retention.log_days`` are deleted (``0`` keeps them forever);
-- ids of applied agent frames older than ``FRAME_ID_RETENTION`` are forgotten (they only exist to drop resent
-  frames, which arrive within seconds of the original).
-
-Deletes run ``batch_size`` rows per statement, each in its own short transaction that first checks the lease
-(``Leadership.fence``), so a large backlog never holds long locks or a long transaction, and a server that
-lost the lease stops at its next batch. All of it is idempotent: two leaders overlapping during a failover
-only delete what either would have deleted.
+Every ``interval_secs`` the leader marks servers silent for ``STALE_SERVER_HEARTBEATS`` heartbeat intervals
+``inactive``, deletes task log chunks older than ``retention.log_days`` (``0`` keeps them) and forgets the ids
+of applied agent frames older than ``FRAME_ID_RETENTION``. Deletes run ``batch_size`` rows per statement,
+each in its own short transaction that first checks the lease (``Leadership.fence``): a backlog never holds
+long locks, and a server that lost the lease stops at its next batch. All of it is idempotent.
 """
 
 from __future__ import annotations

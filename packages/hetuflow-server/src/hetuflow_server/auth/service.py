@@ -35,7 +35,7 @@ class TokenService:
 
     def __init__(
         self,
-        records: token_records.TokenService,
+        records: token_records.TokenRecordService,
         codec: TokenCodec,
         *,
         cache_secs: float = 5.0,

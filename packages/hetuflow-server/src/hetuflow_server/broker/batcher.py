@@ -26,7 +26,7 @@ from hetuflow_core.protocol import Ack, AckData, TaskInstanceUpdated, TaskLogChu
 from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.errors import DatabaseUnavailable, HetuflowError
 from hetuflow_server.infra.bmc import NewLogChunk
-from hetuflow_server.service.dispatch import AgentReport, DispatchService, ReportOutcome, ReportResult
+from hetuflow_server.service import AgentReport, DispatchService, ReportOutcome, ReportResult
 
 __all__ = ["CLOSE_TRY_AGAIN", "ReportBatcher"]
 

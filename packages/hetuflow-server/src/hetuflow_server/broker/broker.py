@@ -1,13 +1,13 @@
 """The broker: everything between this server and its agents, built and wired in one place.
 
-`Broker` owns the session registry, the dispatcher, the report batcher, liveness, the command router, the
-log watch of the live tails and its LISTEN connection (work and agent-command channels). The application
-container builds one when it starts serving (with ``is_leader``, its view of the leader lease, which decides
-where the reaper runs), registers `Broker.loops` with its background loops and mounts `routes`; the gateway
-calls `register`/`unregister` around each agent connection.
+`Broker` owns the session registry, the dispatcher, the report batcher, liveness, the command router and the
+log watch of the live tails, and subscribes to the application's NOTIFY listener (work and agent-command
+channels). The application container builds one when it starts serving (with ``is_leader``, its view of the
+leader lease, which decides where the reaper runs) and registers `Broker.loops` with its background loops; the
+agents' WebSocket calls `register`/`unregister` around each connection.
 
-Loops, in start order (they stop in reverse): ``broker-listener`` (LISTEN/NOTIFY), ``broker-reports`` (the
-batcher), ``broker-dispatcher``, ``broker-liveness`` (the leader's reaper).
+Loops, in start order (they stop in reverse): ``broker-reports`` (the batcher), ``broker-dispatcher``,
+``broker-liveness`` (the leader's reaper).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from hetuflow_server.broker.batcher import ReportBatcher
 from hetuflow_server.broker.commands import CommandRouter
 from hetuflow_server.broker.dispatcher import Dispatcher
 from hetuflow_server.broker.liveness import Liveness
-from hetuflow_server.broker.logtail import LogWatch
+from hetuflow_server.broker.logwatch import LogWatch
 from hetuflow_server.broker.registry import SessionRegistry
 from hetuflow_server.broker.session import AgentSession
 from hetuflow_server.config import SchedulerSection
@@ -73,7 +73,7 @@ class Broker:
         services: Services,
         *,
         server_id: UUID,
-        conninfo: str,
+        listener: notify.Listener,
         settings: BrokerSettings,
         draining: asyncio.Event,
         is_leader: Callable[[], bool],
@@ -100,27 +100,17 @@ class Broker:
             is_leader=is_leader,
         )
         self.commands = CommandRouter(self.registry, self.dispatcher)
-        self.listener = notify.Listener(
-            conninfo, on_connect=self.commands.on_listener_connect, name="hetuflow:broker-listener"
-        )
-        self.listener.subscribe(notify.WORK_CHANNEL, self.commands.on_work)
-        self.listener.subscribe(notify.AGENT_CMD_CHANNEL, self.commands.on_notice)
+        listener.add_connect_hook(self.commands.on_listener_connect)
+        listener.subscribe(notify.WORK_CHANNEL, self.commands.on_work)
+        listener.subscribe(notify.AGENT_CMD_CHANNEL, self.commands.on_notice)
 
     def loops(self) -> list[tuple[str, LoopFactory]]:
         """The broker's background loops as ``(name, factory)``, in start order."""
         return [
-            ("broker-listener", self._listen),
             ("broker-reports", self.reports.run),
             ("broker-dispatcher", self.dispatcher.run),
             ("broker-liveness", every(self.liveness.tick_secs, self.liveness.reap, name="broker-liveness")),
         ]
-
-    async def _listen(self) -> None:
-        self.listener.start()
-        try:
-            await asyncio.Event().wait()  # the listener runs on its own task until this loop is stopped
-        finally:
-            await self.listener.stop()
 
     # -- agent connections ------------------------------------------------------------------------------
 

@@ -1,18 +1,11 @@
 """The dispatcher loop: gives due work to the agents connected to this server and pushes it to them.
 
-Every server runs one, for its own agents only. It sleeps until something can have changed: a NOTIFY on the
-work channel (new due work, freed capacity, a re-queued attempt — from any server), a local event (an agent
-announced credits or registered), the moment the next pending task enters the look-ahead window or the next
-retry backoff ends (asked from the database after each round), or the slow safety poll that covers a lost
-notification.
-
-A round claims due work for the connected agents' current credits (``DispatchService.dispatch``: ``FOR
-UPDATE SKIP LOCKED``, priority first, then due time, least-loaded matching agent) and queues one
-``ScheduledTask`` per attempt on the agent's session, spending one credit each, so an agent never holds more
-than it announced. A dispatch whose session closed before it could be queued, or that the agent refused, is
-handed back at once (the attempt is ``lost``, its task due again even with no retries left) instead of
-waiting for the agent timeout. ``lock`` is held while a round runs: the heartbeat state sync takes it too,
-so it never mistakes an attempt created but not yet queued for one sent over a stale connection.
+Every server runs one, for its own agents. It sleeps until something can have changed (a NOTIFY on the work
+channel, an agent's credits or registration, the next due time asked from the database, or the slow safety
+poll) and then claims work for the connected agents' credits and queues one ``ScheduledTask`` per attempt on
+the agent's session. A dispatch that cannot be queued or that the agent refuses is handed back at once.
+``lock`` is held while a round runs: the heartbeat state sync takes it too, so it never mistakes an attempt
+created but not yet queued for one sent over a stale connection. See docs/architecture.md (Dispatching).
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from uuid import UUID
 from hetuflow_server.broker.registry import SessionRegistry
 from hetuflow_server.broker.session import SessionClosed
 from hetuflow_server.errors import HetuflowError
-from hetuflow_server.service.dispatch import DispatchService
+from hetuflow_server.service import DispatchService
 
 __all__ = ["Dispatcher"]
 

@@ -1,21 +1,12 @@
 """Liveness: heartbeats, the state sync they carry, and the reaper of silent agents.
 
-Each heartbeat refreshes ``sched_agent`` (``last_heartbeat_at``, metrics) and runs a state sync of the
-agent's live attempts against what this connection knows (`AgentSession.known`):
-
-- an attempt live in the database that this connection neither listed at registration nor pushed was
-  dispatched over a connection the agent had already left (a stale connection on this or another server):
-  the agent cannot hold it, so it is handed back now (lost, its task due again even with no retries left: it
-  never ran) instead of waiting forever (the agent keeps beating, so the reaper never takes it);
-- an attempt whose task already ended (cancelled while the agent could not be told, or a missed
-  notification) is cancelled on the agent, once per connection;
-- an attempt the agent says it runs that is no longer live for it (declared lost while its heartbeats could
-  not be stored, e.g. during a database outage, so its task may already run elsewhere) is cancelled on the
-  agent, once per connection, so the stale process does not run beside its retry.
-
-The reaper runs on the leader only (the holder of the ``leader`` lease, kept by the application's
-``Leadership``): agents silent for ``agent_timeout_secs`` go offline and their dispatched or running
-attempts become ``lost``, so their tasks follow the retry policy.
+Each heartbeat refreshes the agent's row and compares its live attempts with what its connection knows
+(`AgentSession.known`): an attempt dispatched over a connection the agent had already left is handed back
+(the agent cannot hold it); one whose task already ended is cancelled on the agent; one the agent runs that is
+no longer live for it (declared lost while its heartbeats could not be stored) is cancelled too, so a stale
+process never runs beside its retry. Each cancel is sent once per connection. The reaper runs on the leader
+only: agents silent for ``agent_timeout_secs`` go offline and their live attempts become ``lost``. See
+docs/architecture.md (Liveness).
 """
 
 from __future__ import annotations

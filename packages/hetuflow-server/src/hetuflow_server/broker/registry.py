@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hetuflow_server.broker.session import AgentSession
-from hetuflow_server.service.dispatch import AgentCapacity
+from hetuflow_server.service import AgentCapacity
 
 __all__ = ["CLOSE_REPLACED", "SessionRegistry"]
 

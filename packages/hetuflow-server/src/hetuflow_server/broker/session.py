@@ -34,7 +34,7 @@ from hetuflow_core.protocol import (
     ServerMessage,
     encode,
 )
-from hetuflow_server.service.dispatch import AgentCapacity, Dispatch
+from hetuflow_server.service import AgentCapacity, Dispatch
 
 __all__ = ["MAX_QUEUED_FRAMES", "AgentSession", "SessionClosed"]
 

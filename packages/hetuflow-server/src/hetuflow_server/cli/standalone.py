@@ -1,17 +1,10 @@
 """``hetuflow-server standalone``: all of hetuflow on one machine, in one process, with one command.
 
-It runs the server exactly as ``serve`` does (with the embedded PostgreSQL in ``<data_dir>/pg`` unless
-``database.url`` is set) plus one local agent in the same process (`hetuflow_agent.AgentApplication`, from the
-``standalone`` extra), connected over the loopback interface with an agent token the server issues to itself.
-When both are up it prints where the web UI and the API are and an admin token on stdout.
-
-The admin and agent tokens are kept in the data directory (``standalone-admin.token`` and
-``standalone-agent.token``, mode 0600) and reused on the next start while the server still accepts them, so
-scripts keep working across restarts; ``hetuflow-server token revoke`` retires them like any other token.
-
-On SIGTERM or SIGINT the agent stops first (it takes no new work, lets running tasks finish for
-``server.graceful_timeout_secs`` and reports them while the server is still up), then the server stops as
-``serve`` does, and the command exits 0. A second signal cuts the agent's wait short.
+It runs the server as ``serve`` does plus one local agent in the same process (the ``standalone`` extra),
+connected over loopback with an agent token the server issues to itself, then prints where the web UI and the
+API are and an admin token. Both tokens are kept in the data directory (mode 0600) and reused while the server
+still accepts them. On SIGTERM or SIGINT the agent stops first (running tasks finish within
+``server.graceful_timeout_secs`` and are reported), then the server; a second signal cuts the agent's wait.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ their safety poll) after every (re)connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,8 @@ __all__ = [
     "decode_agent_command",
     "encode_agent_command",
     "notify",
+    "schedules_changed",
+    "work_added",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,17 @@ async def notify(conn: db.Connection, channel: str, payload: str = "") -> None:
     await db.fetch_one(conn, _NOTIFY, {"channel": channel, "payload": payload})
 
 
+async def work_added(conn: db.Connection) -> None:
+    """Wake the dispatchers: due work was added or capacity freed (sent at commit; PostgreSQL folds repeats
+    of one transaction into one notification)."""
+    await notify(conn, WORK_CHANNEL)
+
+
+async def schedules_changed(conn: db.Connection, **ids: UUID) -> None:
+    """Wake the task generator and the daemon supervisor about a job or schedule change (sent at commit)."""
+    await notify(conn, SCHEDULE_CHANNEL, json.dumps({k: str(v) for k, v in ids.items()}))
+
+
 async def cancel_on_agent(
     conn: db.Connection, *, agent_id: str, instance_id: UUID, reason: str | None
 ) -> None:
@@ -121,7 +135,7 @@ class Listener:
         name: str = "hetuflow-listener",
     ) -> None:
         self._conninfo = conninfo
-        self._on_connect = on_connect
+        self._connect_hooks: list[ConnectHook] = [] if on_connect is None else [on_connect]
         self._health_check_interval_secs = health_check_interval_secs
         self._min_backoff_secs = min_backoff_secs
         self._max_backoff_secs = max_backoff_secs
@@ -138,6 +152,12 @@ class Listener:
         if self._task is not None:
             raise RuntimeError("subscribe before starting the listener")
         self._callbacks.setdefault(channel, []).append(callback)
+
+    def add_connect_hook(self, hook: ConnectHook) -> None:
+        """Call ``hook()`` after every (re)connection, to catch up with what may have been missed."""
+        if self._task is not None:
+            raise RuntimeError("add hooks before starting the listener")
+        self._connect_hooks.append(hook)
 
     @property
     def connected(self) -> bool:
@@ -158,6 +178,14 @@ class Listener:
     async def wait_connected(self, timeout_secs: float) -> None:
         """Wait until the LISTEN connection is up; TimeoutError after ``timeout_secs``."""
         await asyncio.wait_for(self._connected.wait(), timeout_secs)
+
+    async def run(self) -> None:
+        """Listen until cancelled (a background loop of the application container)."""
+        self.start()
+        try:
+            await asyncio.Event().wait()  # the listener runs on its own task until this loop is stopped
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
@@ -197,8 +225,8 @@ class Listener:
             self.connections += 1
             self._connected.set()
             logger.info("listening on %s", ", ".join(self._callbacks) or "no channel")
-            if self._on_connect is not None:
-                await _guarded(self._on_connect, None, "on_connect hook")
+            for hook in self._connect_hooks:
+                await _guarded(hook, None, "on_connect hook")
             while True:
                 async for note in conn.notifies(timeout=self._health_check_interval_secs):
                     for callback in self._callbacks.get(note.channel, ()):

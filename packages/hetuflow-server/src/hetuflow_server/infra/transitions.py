@@ -1,22 +1,9 @@
-"""The state machines of DESIGN §3 as data: for each target state, the states it may be entered from.
+"""The task and attempt state machines as data: for each target state, the states it may be entered from.
 
 Every status change in SQL is a conditional ``UPDATE ... WHERE status = ANY(%(allowed)s)`` (or a join against
 the ``(from, to)`` pairs for batched updates) whose ``allowed`` comes from these tables, so the rules live
 here once. An update that finds its row in another state changes nothing, and the caller raises
-``IllegalTransition``.
-
-Edges, read from DESIGN §3 (``a → b`` is an edge; ``a|b → c`` is one edge per source):
-
-Task: ``pending → dispatched → running → succeeded | failed | cancelled | skipped``; ``running|dispatched →
-waiting_retry → pending``; ``pending|dispatched|running|waiting_retry → cancelled``. Two edges are implied by
-other parts of the design and written out here: ``dispatched → failed`` (an attempt that ended before its
-process ran — agent lost, executable missing — with no retries left; DESIGN §5 liveness) and ``pending →
-skipped`` (a due slot refused by the overlap policy ``forbid`` before it is dispatched; issue 5).
-
-Instance: ``dispatched → running → succeeded | failed | timeout | cancelled | lost``, and from ``dispatched``
-directly to ``failed`` (could not start), ``cancelled`` (cancelled before its fire time) and ``lost`` (agent
-gone before it started). Final states are never left; a late report for a final instance is stored beside it
-(``reported_status``) and changes nothing.
+``IllegalTransition``. docs/architecture.md (Task and attempt states) lists the edges and why each exists.
 """
 
 from __future__ import annotations
@@ -72,7 +59,7 @@ def allowed_sources(target: S) -> list[str]:
 
 
 def is_allowed(source: S, target: S) -> bool:
-    """True when DESIGN §3 allows moving from ``source`` to ``target``."""
+    """True when the state machine allows moving from ``source`` to ``target``."""
     return source in _table(target).get(target, frozenset())
 
 

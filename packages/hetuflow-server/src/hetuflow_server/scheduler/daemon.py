@@ -1,32 +1,15 @@
 """Daemon schedules on the leader: keep one run of each daemon alive, restarting it with backoff when it ends.
 
-A ``daemon`` schedule of an enabled job wants its job running all the time: exactly one *live* task (pending,
-dispatched, running or waiting for a retry) per enabled daemon schedule — or, for a ``broadcast`` job, one per
-matching online agent, each pinned to its agent. The `DaemonSupervisor` runs on the leader; a cycle lists the
-runs that are missing (``DaemonBmc.vacancies``) and creates a task (origin ``daemon``) for each, due after the
-restart delay:
+An enabled daemon schedule wants exactly one live task (pending, dispatched, running or waiting for a retry),
+or one per matching online agent for a ``broadcast`` job. Each cycle of the `DaemonSupervisor` creates the
+missing runs (origin ``daemon``), due after the restart delay: immediate after a healthy run (one whose
+process lived `HEALTHY_RUN_SECS`), else the job's retry backoff for the n-th short run in a row, never less
+than `MIN_RESTART_DELAY_SECS`. Every restart is a new task, so a run's own config gets ``max_retries = 0``.
+Disabling or deleting the schedule or job is what stops a daemon (the services cancel its live run).
 
-* the delay counts from the end of the previous run and grows with the number of consecutive *short* runs —
-  runs whose process lived less than ``healthy_secs`` (default `HEALTHY_RUN_SECS`, 60 s) or never started:
-  the job's retry policy (``backoff``, ``base_secs``, ``max_secs``, ``jitter``) gives the delay of the n-th
-  short run, ``RetryPolicy.delay_secs(n)``, never less than `MIN_RESTART_DELAY_SECS`. The first start and a
-  restart after a healthy run are immediate. ``max_retries`` is not used: a daemon is restarted for as long as
-  it is enabled, each restart a new task, so the task's own config snapshot gets ``max_retries = 0``;
-* a run ends whatever its final state — exit 0, failure, timeout (only if the job sets one), a lost agent,
-  a cancel through the API — and the next one is started; to stop a daemon, disable (or delete) its schedule
-  or job, which cancels its live task in the same transaction (`stop_daemons`, the API's cancel path: the
-  agent is told to kill the process);
-* daemon runs are never judged by the misfire policy (``scheduler.admission``): a restart waits for an
-  agent as long as it takes.
-
-Each task is created in a transaction fenced by the leader's lease token that locks the job and then the
-schedule (the services' order) and checks both are still enabled, and the insert is ``ON CONFLICT DO NOTHING``
-on the unique index of live daemon tasks (migration 0003): two leaders, or a leader racing a disable, can
-never leave two live runs or a run of a disabled daemon.
-
-A cycle runs when woken — NOTIFY on the work channel (a task ended somewhere, or work was added) or the
-schedule channel (a job or schedule changed), or this server becoming leader — and every
-`DAEMON_INTERVAL_SECS` otherwise (which is also how a broadcast daemon reaches an agent that came online).
+Each task is created in a transaction fenced by the leader's lease that locks the job, then the schedule (the
+services' order), and inserts ``ON CONFLICT DO NOTHING`` on the unique index of live daemon tasks: two
+leaders, or a leader racing a disable, never leave two live runs. See docs/architecture.md (Daemon runs).
 """
 
 from __future__ import annotations
@@ -37,20 +20,17 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
-from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.enums import JobStatus, RoutingPolicy, ScheduleStatus, TaskStatus
-from hetuflow_core.ids import uuid7
+from hetuflow_core.enums import JobStatus, RoutingPolicy, ScheduleStatus
 from hetuflow_core.job import JobConfig, RetryPolicy
-from hetuflow_core.task import Task
 from hetuflow_server.errors import HetuflowError, NotFound
-from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.loops import LoopFactory, woken
-from hetuflow_server.scheduler import broadcast
 from hetuflow_server.scheduler.leader import Leadership, Tenure
+from hetuflow_server.service import new_tasks
 
 __all__ = [
     "DAEMON_INTERVAL_SECS",
@@ -60,7 +40,6 @@ __all__ = [
     "daemon_config",
     "next_start",
     "restart_delay",
-    "stop_daemons",
     "unhealthy_streak",
 ]
 
@@ -76,8 +55,6 @@ HISTORY_RUNS: Final = 32
 """Runs read back to count the short ones; past this many the delay is at ``max_secs`` anyway."""
 PAGE_SIZE: Final = 200
 """Vacancies filled per cycle (a cycle that fills a whole page runs again at once)."""
-
-_ON_AGENT: Final = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING})
 
 Clock = Callable[[], datetime]
 
@@ -128,7 +105,7 @@ def next_start(
 def daemon_config(config: JobConfig, pin: str | None) -> JobConfig:
     """The config snapshot of a daemon run: the job's, pinned to ``pin``, without task-level retries (every
     restart is a new run)."""
-    config = broadcast.pinned(config, pin)
+    config = new_tasks.pinned(config, pin)
     if config.retry.max_retries == 0:
         return config
     return msgspec.structs.replace(config, retry=msgspec.structs.replace(config.retry, max_retries=0))
@@ -141,27 +118,6 @@ def _wanted_pin(config: JobConfig, pin: str | None) -> bool:
     if config.target.routing is RoutingPolicy.BROADCAST:
         return pin is not None
     return pin is None
-
-
-# -- stopping (the services call this in their own transaction) ----------------------------------------------
-
-
-async def stop_daemons(
-    conn: db.Connection, *, reason: str, schedule_id: UUID | None = None, job_id: UUID | None = None
-) -> list[Task]:
-    """Cancel the live daemon tasks of ``schedule_id`` or ``job_id`` as the API cancels a task: the task ends
-    ``cancelled`` now and the agent holding its attempt is told (over NOTIFY) to kill the process."""
-    live = await bmc.DaemonBmc.lock_live(conn, schedule_id=schedule_id, job_id=job_id)
-    changes = [bmc.TaskChange(task_id=task.id, status=TaskStatus.CANCELLED, error=reason) for task in live]
-    cancelled = await bmc.TaskBmc.transition_many(conn, changes)
-    on_agent = {task.id for task in live if task.status in _ON_AGENT}
-    for task in cancelled:
-        if task.id not in on_agent or task.instance_id is None or task.agent_id is None:
-            continue
-        await notify.cancel_on_agent(
-            conn, agent_id=task.agent_id, instance_id=task.instance_id, reason=reason
-        )
-    return cancelled
 
 
 # -- the supervisor ------------------------------------------------------------------------------------------
@@ -224,7 +180,7 @@ class DaemonSupervisor:
         if tenure is None:
             return 0
         async with self._db.transaction() as conn:
-            vacancies = await bmc.DaemonBmc.vacancies(conn, limit=PAGE_SIZE)
+            vacancies = await bmc.ScheduleBmc.daemon_vacancies(conn, limit=PAGE_SIZE)
         started = 0
         for vacancy in vacancies:
             try:
@@ -256,24 +212,22 @@ class DaemonSupervisor:
                 or not _wanted_pin(job.config, vacancy.pin)
             ):
                 return 0  # changed since the vacancy was listed; the next cycle sees it as it is now
-            runs = await bmc.DaemonBmc.recent_runs(conn, schedule.id, pin=vacancy.pin, limit=HISTORY_RUNS)
+            runs = await bmc.TaskBmc.daemon_runs(conn, schedule.id, pin=vacancy.pin, limit=HISTORY_RUNS)
             config = daemon_config(job.config, vacancy.pin)
             due = next_start(
                 config.retry, runs, now=self._clock(), healthy_secs=self._healthy_secs, rand=self._rand()
             )
-            task = bmc.NewTask(
-                id=uuid7(),
-                job_id=job.id,
-                schedule_id=schedule.id,
+            task = new_tasks.new_task(
+                job.id,
+                config,
                 origin=bmc.TaskOrigin.DAEMON,
                 scheduled_at=due,
-                config=config,
-                priority=config.priority,
                 parameters=schedule.parameters,
+                schedule_id=schedule.id,
             )
             created = await bmc.TaskBmc.insert_many(conn, [task], by=None)
             if created:
-                await notify.notify(conn, notify.WORK_CHANNEL, "")
+                await notify.work_added(conn)
         if created:
             logger.info(
                 "daemon schedule %s%s: next run due at %s",

@@ -1,26 +1,14 @@
 """Task generation on the leader: every enabled clock schedule's slots become tasks ahead of time.
 
-A cycle lists the enabled cron, interval and once schedules of enabled, live jobs whose generation cursor
-(``generated_until``) is unset or less than half a horizon ahead, and for each one materialises its slots up
-to ``horizon_secs`` from now: one task per slot (parameters = the schedule's, config = a snapshot of the
-job's; for a broadcast job one per matching online agent, each pinned to it), inserted in one batched
-``INSERT … ON CONFLICT DO NOTHING`` per schedule, so the unique ``(schedule_id, scheduled_at, pin)`` makes
-generation idempotent. In the same transaction it records the slots that
-will not run (``missed`` by the misfire policy, ``deduplicated`` when another generator already planned the
-slot) and advances the cursor and ``fire_count`` — fenced by the leader's lease token, so a generator that
-lost its lease mid-cycle commits nothing. A schedule whose slots are all planned (``end_time``,
-``max_count``, a ``once``) turns ``expired`` once its last slot has passed.
-
-Slots the cursor reaches only after their time (the leader was down for longer than the horizon, the
-schedule or its job was disabled) go through the misfire policy (``misfire``); a long gap is streamed through
-in transactions of ``MISSED_CHUNK`` missed slots, so a day of a one-second schedule costs bounded memory and a
-few seconds. Each per-schedule transaction locks the job row and then the schedule row — the order the job
-and schedule services use — and checks that the schedule did not change since it was listed, so a concurrent
-disable, edit or delete either happens before (and the schedule is left alone) or after (and sees, and
-removes, the tasks just made).
-
-A cycle runs when woken — NOTIFY on ``SCHEDULE_CHANNEL`` (``on_notify``), or this server becoming leader —
-and every ``interval_secs`` otherwise; only while this server leads.
+A cycle takes the enabled cron, interval and once schedules whose cursor (``generated_until``) is less than
+half a horizon ahead and plans their slots up to ``horizon_secs`` from now: one task per slot (one per
+matching online agent for a broadcast job), inserted ``ON CONFLICT DO NOTHING`` on the unique slot key so
+generation is idempotent, with the slots that will not run recorded (``missed``, ``deduplicated``) and the
+cursor advanced in the same transaction, fenced by the leader's lease token. Slots reached only after their
+time go through the misfire policy, a long gap in chunks of ``MISSED_CHUNK``. Each transaction locks the job,
+then the schedule (the services' order) and checks neither changed since the schedule was listed. A cycle
+runs when woken (a schedule change, or this server becoming leader) and every ``interval_secs`` otherwise;
+docs/scheduling.md (From schedules to tasks) tells the whole story.
 """
 
 from __future__ import annotations
@@ -34,19 +22,18 @@ from typing import Final
 import msgspec
 
 from hetuflow_core.enums import JobStatus, ScheduleStatus, SlotOutcome
-from hetuflow_core.ids import uuid7
 from hetuflow_core.job import Job
 from hetuflow_core.schedule import Schedule
 from hetuflow_server.errors import HetuflowError, NotFound
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.loops import LoopFactory, woken
-from hetuflow_server.scheduler import broadcast
-from hetuflow_server.scheduler._errors import InvalidSchedule
-from hetuflow_server.scheduler._trigger import fire_times
 from hetuflow_server.scheduler.leader import Leadership, Tenure
-from hetuflow_server.scheduler.misfire import LateSlots, MisfireRule
-from hetuflow_server.scheduler.upcoming import schedule_trigger
+from hetuflow_server.service import new_tasks
+from hetuflow_server.triggers._errors import InvalidSchedule
+from hetuflow_server.triggers._trigger import fire_times
+from hetuflow_server.triggers.misfire import LateSlots, MisfireRule
+from hetuflow_server.triggers.upcoming import schedule_trigger
 
 __all__ = [
     "DEFAULT_HORIZON_SECS",
@@ -164,7 +151,7 @@ class Generator:
         after_id = None
         while True:
             async with self._db.transaction() as conn:
-                page = await bmc.SlotTaskBmc.generation_work(
+                page = await bmc.ScheduleBmc.generation_work(
                     conn, until=refill_before, after_id=after_id, limit=PAGE_SIZE
                 )
             for schedule in page:
@@ -212,7 +199,9 @@ class Generator:
         fired_before = schedule.fire_count
         if trigger.max_count is not None and schedule.generated_until is not None:
             async with self._db.transaction() as conn:
-                fired_before -= await bmc.SlotTaskBmc.count_after(conn, schedule.id, schedule.generated_until)
+                fired_before -= await bmc.TaskBmc.count_slot_tasks_after(
+                    conn, schedule.id, schedule.generated_until
+                )
         late = LateSlots(rule.keep)
         missed: list[datetime] = []
         on_time: list[datetime] = []
@@ -279,25 +268,23 @@ class Generator:
         async with self._db.transaction() as conn:
             job = await self._lock(conn, schedule, tenure)
             # A broadcast job's slot is one task per matching online agent; the slot counts once all the same.
-            slot_tasks = await broadcast.fan_out(
+            slot_tasks = await new_tasks.fan_out(
                 conn,
                 [
-                    bmc.NewTask(
-                        id=uuid7(),
-                        job_id=job.id,
-                        schedule_id=schedule.id,
+                    new_tasks.new_task(
+                        job.id,
+                        job.config,
                         origin=bmc.TaskOrigin.SCHEDULE,
                         scheduled_at=slot,
-                        config=job.config,
-                        priority=job.config.priority,
                         parameters=schedule.parameters,
+                        schedule_id=schedule.id,
                     )
                     for slot in run
                 ],
             )
             inserted = await bmc.TaskBmc.insert_many(conn, slot_tasks, by=None)
             made = {task.scheduled_at for task in inserted}
-            existing = await bmc.SlotTaskBmc.tasks_at(conn, schedule.id, [s for s in run if s not in made])
+            existing = await bmc.TaskBmc.slot_tasks_at(conn, schedule.id, [s for s in run if s not in made])
             records = [
                 bmc.NewSlot(
                     schedule_id=schedule.id,
@@ -331,7 +318,7 @@ class Generator:
             if written is None:
                 raise _LostLease
             if inserted:
-                await notify.notify(conn, notify.WORK_CHANNEL, "")
+                await notify.work_added(conn)
         if expire:
             logger.info("schedule %s expired", schedule.id, extra={"schedule_id": str(schedule.id)})
         return _Written(schedule=written, tasks=len(inserted), deduplicated=len(existing))

@@ -1,19 +1,12 @@
 """Leader election: one server at a time holds the ``leader`` lease and does the singleton work.
 
-Every server runs a ``Leadership``: each ``renew_secs`` (a third of the lease) it takes or renews the lease
-row ``sched_lease('leader')`` with one conditional ``INSERT … ON CONFLICT DO UPDATE`` (``LeaseBmc.acquire``).
-The holder renews its live lease; anyone takes an expired one, and every change of holder — also a holder
-coming back after its lease ran out — raises the lease's fencing token. A crashed leader's lease runs out
-within ``lease_secs`` and a standby takes it on its next attempt, so leadership fails over within
-``lease_secs + renew_secs`` (under twice the lease). A server that stops cleanly releases the lease, and a
-standby takes over on its next attempt.
-
-Locally a server believes it leads only until ``lease_secs`` after it *sent* its last successful renewal, so
-it never believes longer than the database does. That belief only decides whether to start singleton work;
-every write of that work is fenced in SQL by the tenure (holder and token) — ``fence`` share-locks the lease
-row for the rest of the transaction, or the statement checks the token itself (``ScheduleBmc.advance``) — so a
-deposed leader that has not noticed yet changes nothing. Other singleton work (reaping, retention) uses the
-same ``is_leader``, ``tenure`` and ``fence``.
+Every server runs a ``Leadership`` that takes or renews the lease row each ``renew_secs`` (a third of the
+lease) with one conditional upsert; every change of holder raises the lease's fencing token. A crashed
+leader is replaced within ``lease_secs + renew_secs``; one that stops cleanly releases the lease at once.
+A server believes it leads only until ``lease_secs`` after it *sent* its last renewal, so never longer than
+the database does, and that belief only decides whether to start singleton work: every write of that work
+is fenced in SQL by the tenure (``fence``, or a token check in the statement), so a deposed leader that has
+not noticed yet changes nothing.
 """
 
 from __future__ import annotations

@@ -11,25 +11,21 @@ from __future__ import annotations
 from uuid import UUID
 
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service._claim import AgentCapacity, Dispatch
+from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.agents import AgentService, ServerService
-from hetuflow_server.service.dispatch import (
-    AgentCapacity,
-    Dispatch,
-    DispatchObserver,
-    DispatchService,
-    Reconciliation,
-    ReportOutcome,
-    ReportResult,
-)
+from hetuflow_server.service.dispatch import DispatchObserver, DispatchService
 from hetuflow_server.service.events import EventService
 from hetuflow_server.service.flows import FlowService
 from hetuflow_server.service.jobs import JobService
+from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
-from hetuflow_server.service.tokens import TokenService
+from hetuflow_server.service.tokens import TokenRecordService
 
 __all__ = [
     "AgentCapacity",
+    "AgentReport",
     "AgentService",
     "CancelOutcome",
     "Dispatch",
@@ -46,7 +42,7 @@ __all__ = [
     "ServerService",
     "Services",
     "TaskService",
-    "TokenService",
+    "TokenRecordService",
 ]
 
 
@@ -69,5 +65,5 @@ class Services:
         self.servers = ServerService(db)
         self.events = EventService(db)
         self.flows = FlowService(db)
-        self.tokens = TokenService(db)
+        self.tokens = TokenRecordService(db)
         self.dispatch = DispatchService(db, server_id=server_id, observer=observer)

@@ -1,14 +1,14 @@
-"""Opaque page cursors: the sort key of the last item, as URL-safe base64 of a small JSON array.
+"""Paged lists: `read_page`, and opaque cursors that hold the sort key of a page's last item.
 
-Clients pass ``next_cursor`` back unchanged; anything else that does not decode is ``InvalidInput`` at
-``$.cursor``, never a server error.
+A cursor is URL-safe base64 of a small JSON array. Clients pass ``next_cursor`` back unchanged; anything else
+that does not decode is ``InvalidInput`` at ``$.cursor``, never a server error.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -17,6 +17,7 @@ import msgspec
 
 from hetuflow_core.api import Page
 from hetuflow_server.errors import FieldProblem, InvalidInput
+from hetuflow_server.infra.db import Connection, ModelManager
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -28,9 +29,11 @@ __all__ = [
     "decode_time_id_cursor",
     "encode_cursor",
     "make_page",
+    "read_page",
 ]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -99,3 +102,21 @@ def make_page(rows: Sequence[T], limit: int, key: Callable[[T], tuple[Any, ...]]
     items = list(rows[:limit])
     next_cursor = encode_cursor(*key(items[-1])) if len(rows) > limit and items else None
     return Page(items=items, next_cursor=next_cursor)
+
+
+async def read_page(
+    db: ModelManager,
+    cursor: str | None,
+    limit: int,
+    *,
+    decode: Callable[[str | None], C],
+    fetch: Callable[[Connection, C, int], Awaitable[Sequence[T]]],
+    key: Callable[[T], tuple[Any, ...]],
+) -> Page[T]:
+    """One page of a list: check ``limit``, ``decode`` the cursor, ``fetch(conn, after, limit + 1)`` rows in
+    one transaction, and make the page whose ``next_cursor`` is the ``key`` of its last item."""
+    limit = check_limit(limit)
+    after = decode(cursor)
+    async with db.transaction() as conn:
+        rows = await fetch(conn, after, limit + 1)
+    return make_page(rows, limit, key)

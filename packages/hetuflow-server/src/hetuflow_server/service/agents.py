@@ -52,7 +52,7 @@ class AgentService:
                     agent_id=agent_id, command=AgentCommandKind.UPDATE_LABELS, labels=update.labels
                 ),
             )
-            await notify.notify(conn, notify.WORK_CHANNEL, "")  # new labels may match waiting tasks
+            await notify.work_added(conn)  # new labels may match waiting tasks
         return agent
 
     async def drain(self, agent_id: str) -> Agent:
@@ -93,7 +93,7 @@ class AgentService:
             agent = await bmc.AgentBmc.enable(conn, agent_id)
             if agent is None:
                 return await bmc.AgentBmc.get(conn, agent_id)
-            await notify.notify(conn, notify.WORK_CHANNEL, "")
+            await notify.work_added(conn)
         return agent
 
     async def delete(self, agent_id: str) -> None:
@@ -119,7 +119,7 @@ class AgentService:
                 capabilities=data.capabilities,
                 server_id=server_id,
             )
-            await notify.notify(conn, notify.WORK_CHANNEL, "")
+            await notify.work_added(conn)
         return agent
 
     async def heartbeat(self, agent_id: str, *, server_id: UUID, metrics: AgentMetrics | None) -> Agent:

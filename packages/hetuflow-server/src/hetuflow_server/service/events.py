@@ -1,9 +1,9 @@
 """EventService: an event fires every enabled event schedule listening to its name.
 
 Each matching schedule (of an enabled, live job) gets one task, due now, with the schedule's parameters
-overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, DESIGN §2;
-origin ``event``), so two events of the same name never collide. A broadcast job gets one task per matching
-online agent (``scheduler.broadcast``).
+overlaid by the event payload. Event tasks belong to no schedule slot (``schedule_id`` is NULL, origin
+``event``), so the unique slot key never makes two events of the same name collide. A broadcast job gets one
+task per matching online agent (``service.new_tasks``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from hetuflow_core.ids import uuid7
 from hetuflow_core.task import TriggerResult
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast
+from hetuflow_server.service import new_tasks
 from hetuflow_server.service._validation import invalid
-from hetuflow_server.service.jobs import work_added
 
 __all__ = ["EventService"]
 
@@ -43,18 +41,16 @@ class EventService:
         async with self._db.transaction() as conn:
             targets = await bmc.ScheduleBmc.event_targets(conn, name)
             tasks = [
-                bmc.NewTask(
-                    id=uuid7(),
-                    job_id=target.job_id,
+                new_tasks.new_task(
+                    target.job_id,
+                    target.config,
                     origin=bmc.TaskOrigin.EVENT,
                     scheduled_at=now,
-                    config=target.config,
-                    priority=target.config.priority,
                     parameters={**target.parameters, **payload},
                 )
                 for target in targets
             ]
-            created = await bmc.TaskBmc.insert_many(conn, await broadcast.fan_out(conn, tasks), by=by)
+            created = await bmc.TaskBmc.insert_many(conn, await new_tasks.fan_out(conn, tasks), by=by)
             if created:
-                await work_added(conn)
+                await notify.work_added(conn)
         return TriggerResult(task_ids=[task.id for task in created])

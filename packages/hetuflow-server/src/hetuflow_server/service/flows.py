@@ -4,7 +4,7 @@ A run creates one task per step at once (origin ``flow``), each naming the tasks
 ``depends_on``; the dispatcher only claims a task whose dependencies all succeeded. A step whose dependency
 failed, was cancelled or was skipped is skipped, and the run's status follows its tasks. Step parameters are
 overlaid by the run's parameters (the run is the more specific request). A step of a ``broadcast`` job is one
-task per matching online agent (``scheduler.broadcast``), and the steps after it wait for all of them.
+task per matching online agent (``service.new_tasks``), and the steps after it wait for all of them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from hetuflow_core.enums import JobStatus
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowStep
 from hetuflow_core.ids import uuid7
 from hetuflow_server.errors import Conflict, NotFound
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast
-from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
+from hetuflow_server.service import new_tasks
+from hetuflow_server.service._paging import DEFAULT_LIMIT, decode_id_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
-from hetuflow_server.service.jobs import work_added
 
 __all__ = ["FlowService", "topological_order"]
 
@@ -97,11 +96,14 @@ class FlowService:
 
     async def list(self, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT) -> Page[Flow]:
         """A page of flows in creation order."""
-        limit = check_limit(limit)
-        after_id = decode_id_cursor(cursor)
-        async with self._db.transaction() as conn:
-            rows = await bmc.FlowBmc.select_page(conn, after_id=after_id, limit=limit + 1)
-        return make_page(rows, limit, lambda flow: (flow.id,))
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_id_cursor,
+            fetch=lambda conn, after, n: bmc.FlowBmc.select_page(conn, after_id=after, limit=n),
+            key=lambda flow: (flow.id,),
+        )
 
     async def run(
         self, flow_id: UUID, parameters: dict[str, Any] | None = None, *, by: str | None = None
@@ -123,15 +125,13 @@ class FlowService:
                     job = await bmc.JobBmc.get(conn, step.job_id)
                 except NotFound:
                     raise Conflict(f"step {step.name!r} of flow {flow_id}: its job was deleted") from None
-                step_tasks = await broadcast.copies(
+                step_tasks = await new_tasks.copies(
                     conn,
-                    bmc.NewTask(
-                        id=uuid7(),
-                        job_id=job.id,
+                    new_tasks.new_task(
+                        job.id,
+                        job.config,
                         origin=bmc.TaskOrigin.FLOW,
                         scheduled_at=now,
-                        config=job.config,
-                        priority=job.config.priority,
                         parameters={**step.parameters, **params},
                         flow_run_id=run.id,
                         flow_step=step.name,
@@ -141,7 +141,7 @@ class FlowService:
                 task_ids[step.name] = [task.id for task in step_tasks]
                 tasks.extend(step_tasks)
             await bmc.TaskBmc.insert_many(conn, tasks, by=by)
-            await work_added(conn)
+            await notify.work_added(conn)
         return run
 
     async def get_run(self, run_id: UUID) -> FlowRun:
@@ -153,9 +153,11 @@ class FlowService:
         self, flow_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[FlowRun]:
         """A page of the flow's runs, oldest first; NotFound for an unknown flow."""
-        limit = check_limit(limit)
-        after_id = decode_id_cursor(cursor)
-        async with self._db.transaction() as conn:
-            await bmc.FlowBmc.get(conn, flow_id)
-            rows = await bmc.FlowRunBmc.select_page(conn, flow_id, after_id=after_id, limit=limit + 1)
-        return make_page(rows, limit, lambda run: (run.id,))
+
+        async def fetch(conn: db.Connection, after: UUID | None, n: int) -> list[FlowRun]:
+            await bmc.FlowBmc.get(conn, flow_id)  # NotFound for an unknown flow, no empty page
+            return await bmc.FlowRunBmc.select_page(conn, flow_id, after_id=after, limit=n)
+
+        return await read_page(
+            self._db, cursor, limit, decode=decode_id_cursor, fetch=fetch, key=lambda run: (run.id,)
+        )

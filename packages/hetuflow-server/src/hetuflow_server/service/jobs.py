@@ -7,13 +7,12 @@ are explicit requests and stay. Deleting a job is a soft delete: it frees the na
 schedules, removes the future scheduled tasks and cancels every task of it that is not on an agent yet
 (pending or waiting for a retry); tasks already dispatched or running finish, and the history stays readable.
 Daemons are the exception: disabling or deleting a job cancels the live runs of its daemon schedules,
-running or not (``scheduler.daemon.stop_daemons``). A trigger of a ``broadcast`` job makes one task per
-matching online agent (``scheduler.broadcast``).
+running or not (``service._daemons``). A trigger of a ``broadcast`` job makes one task per
+matching online agent (``service.new_tasks``).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -26,9 +25,10 @@ from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate
 from hetuflow_core.task import TaskTrigger, TriggerResult
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast, daemon
+from hetuflow_server.service import new_tasks
+from hetuflow_server.service._daemons import stop_daemons
 from hetuflow_server.service._flows import settle_flow_runs
-from hetuflow_server.service._paging import DEFAULT_LIMIT, check_limit, decode_id_cursor, make_page
+from hetuflow_server.service._paging import DEFAULT_LIMIT, decode_id_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
 
 __all__ = ["JobService", "validate_job_config"]
@@ -55,16 +55,6 @@ def validate_job_config(config: JobConfig, path: str = "$.config") -> JobConfig:
     return config
 
 
-async def schedules_changed(conn: db.Connection, **ids: UUID) -> None:
-    """Wake the task generator about a job or schedule change (sent at commit)."""
-    await notify.notify(conn, notify.SCHEDULE_CHANNEL, json.dumps({k: str(v) for k, v in ids.items()}))
-
-
-async def work_added(conn: db.Connection) -> None:
-    """Wake the dispatchers: new work is pending (sent at commit, once per transaction that calls it)."""
-    await notify.notify(conn, notify.WORK_CHANNEL, "")
-
-
 class JobService:
     """Jobs: what to run, where and under which limits."""
 
@@ -86,7 +76,7 @@ class JobService:
                 config=config,
                 by=by,
             )
-            await schedules_changed(conn, job_id=job.id)
+            await notify.schedules_changed(conn, job_id=job.id)
         return job
 
     async def get(self, job_id: UUID) -> Job:
@@ -98,11 +88,16 @@ class JobService:
         self, *, namespace: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[Job]:
         """A page of live jobs in creation order, optionally of one namespace."""
-        limit = check_limit(limit)
-        after_id = decode_id_cursor(cursor)
-        async with self._db.transaction() as conn:
-            rows = await bmc.JobBmc.select_page(conn, namespace=namespace, after_id=after_id, limit=limit + 1)
-        return make_page(rows, limit, lambda job: (job.id,))
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_id_cursor,
+            fetch=lambda conn, after, n: bmc.JobBmc.select_page(
+                conn, namespace=namespace, after_id=after, limit=n
+            ),
+            key=lambda job: (job.id,),
+        )
 
     async def update(self, job_id: UUID, patch: JobUpdate, *, by: str | None = None) -> Job:
         """Change the given fields (PATCH); the config is replaced as a whole when given."""
@@ -122,7 +117,7 @@ class JobService:
                 config=job.config if config is None else config,
                 by=by,
             )
-            await schedules_changed(conn, job_id=job_id)
+            await notify.schedules_changed(conn, job_id=job_id)
         return updated
 
     async def enable(self, job_id: UUID, *, by: str | None = None) -> Job:
@@ -140,11 +135,11 @@ class JobService:
             await bmc.TaskBmc.delete_future_of_job(conn, job_id)
             await bmc.ScheduleBmc.disable_job(conn, job_id)
             cancelled = await bmc.TaskBmc.cancel_open_of_job(conn, job_id, reason="job deleted")
-            await daemon.stop_daemons(conn, job_id=job_id, reason="job deleted")
+            await stop_daemons(conn, job_id=job_id, reason="job deleted")
             # Flow runs waiting for a step of this job skip what comes after it and end.
             await settle_flow_runs(conn, cancelled)
             await bmc.JobBmc.soft_delete(conn, job_id, by=by)
-            await schedules_changed(conn, job_id=job_id)
+            await notify.schedules_changed(conn, job_id=job_id)
 
     async def trigger(self, job_id: UUID, trigger: TaskTrigger, *, by: str | None = None) -> TriggerResult:
         """Create one task of the job now (or at ``trigger.scheduled_at``) with the given parameters.
@@ -158,17 +153,16 @@ class JobService:
         async with self._db.transaction() as conn:
             # FOR UPDATE: a concurrent delete waits for us, so it cancels this task instead of missing it.
             job = await bmc.JobBmc.get(conn, job_id, lock=True)
-            task = bmc.NewTask(
-                id=uuid7(),
-                job_id=job.id,
+            task = new_tasks.new_task(
+                job.id,
+                job.config,
                 origin=bmc.TaskOrigin.MANUAL,
                 scheduled_at=trigger.scheduled_at or datetime.now(UTC),
-                config=job.config,
-                priority=job.config.priority if trigger.priority is None else trigger.priority,
                 parameters=trigger.parameters,
+                priority=trigger.priority,
             )
-            created = await bmc.TaskBmc.insert_many(conn, await broadcast.copies(conn, task), by=by)
-            await work_added(conn)
+            created = await bmc.TaskBmc.insert_many(conn, await new_tasks.copies(conn, task), by=by)
+            await notify.work_added(conn)
         return TriggerResult(task_ids=[t.id for t in created])
 
 
@@ -176,4 +170,4 @@ async def _unplan(conn: db.Connection, job_id: UUID) -> None:
     """Remove the job's future scheduled tasks, rewind its schedules' cursors to now and stop its daemons."""
     await bmc.TaskBmc.delete_future_of_job(conn, job_id)
     await bmc.ScheduleBmc.rewind_job(conn, job_id)
-    await daemon.stop_daemons(conn, job_id=job_id, reason="job disabled")
+    await stop_daemons(conn, job_id=job_id, reason="job disabled")

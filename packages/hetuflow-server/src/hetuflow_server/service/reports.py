@@ -1,4 +1,4 @@
-"""Applying status reports of task instances (DESIGN §3): the status handler's half of the data layer.
+"""Applying status reports of task instances: the data side of the report batcher and of lost attempts.
 
 Reports are applied in batches: the instance transitions of one round in one statement, then the task
 transitions they imply — for the task's *current* instance only, so a late report for an attempt that is no
@@ -37,7 +37,7 @@ class ReportOutcome(StrEnum):
     LATE = "late"
     """The instance had already ended otherwise; the report is stored beside it, nothing moved."""
     REFUSED = "refused"
-    """Unknown instance, another agent's instance, or a transition DESIGN §3 does not allow."""
+    """Unknown instance, another agent's instance, or a transition the attempt state machine forbids."""
 
 
 class ReportResult(msgspec.Struct, kw_only=True):
@@ -62,9 +62,27 @@ class ReportApplier:
     def __init__(self, rand: Callable[[], float]) -> None:
         self._rand = rand
 
+    async def apply_from_agents(
+        self, conn: db.Connection, reports: Sequence[AgentReport]
+    ) -> list[ReportResult | None]:
+        """Apply reports of several agents, each only to its own sender's instances; a frame id already
+        applied for its agent (a resend after a reconnect) is skipped and answered None."""
+        results: list[ReportResult | None] = [None] * len(reports)
+        by_agent: dict[str, dict[str, int]] = defaultdict(dict)
+        for position, report in enumerate(reports):
+            by_agent[report.agent_id].setdefault(report.msg_id, position)  # first of any repeats in the batch
+        for agent_id, positions in by_agent.items():
+            fresh = await bmc.AgentMsgBmc.record(conn, agent_id, list(positions))
+            todo = [position for msg_id, position in positions.items() if msg_id in fresh]
+            applied = await self.apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
+            for position, result in zip(todo, applied, strict=True):
+                results[position] = result
+        return results
+
     async def mark_lost(
         self, conn: db.Connection, instance_ids: Collection[UUID], *, reason: str
     ) -> list[ReportResult]:
+        """Declare live attempts lost (a server's verdict, as a ``lost`` report of each)."""
         instances = await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
         reports = [
             TaskInstanceUpdatedData(
@@ -78,6 +96,8 @@ class ReportApplier:
     async def apply(
         self, conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
     ) -> list[ReportResult]:
+        """Apply ``reports`` of ``agent_id``'s instances (None: the server's verdicts); one result per report,
+        in input order."""
         normalised = [_normalise(report) for report in reports]
         queues: dict[UUID, list[tuple[int, TaskInstanceUpdatedData]]] = defaultdict(list)
         for position, report in enumerate(normalised):
@@ -96,7 +116,7 @@ class ReportApplier:
             freed = freed or round_freed
         await settle_flow_runs(conn, ended)
         if freed:
-            await notify.notify(conn, notify.WORK_CHANNEL, "")
+            await notify.work_added(conn)
         return [results[position] for position in range(len(normalised))]
 
     async def _apply_round(
@@ -181,7 +201,7 @@ class ReportApplier:
 
 
 def _normalise(report: TaskInstanceUpdatedData) -> TaskInstanceUpdatedData:
-    """A non-zero exit code is a failure whatever the agent called it (DESIGN §3)."""
+    """A non-zero exit code is a failure whatever the agent called it: the process's own verdict wins."""
     if report.status is InstanceStatus.SUCCEEDED and report.exit_code not in (None, 0):
         return msgspec.structs.replace(report, status=InstanceStatus.FAILED)
     return report

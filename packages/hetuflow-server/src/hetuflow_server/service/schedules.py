@@ -1,12 +1,12 @@
 """ScheduleService: create, read, change, enable/disable and delete schedules, and read their fire-slot
 record.
 
-Every write validates the schedule as a whole through the scheduler's ``build_trigger`` (the same code the
-generator and the preview use), so a stored schedule always has a usable rule; a bad field is ``InvalidInput``
-naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or changing its rule,
-removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor to now; deleting it
-removes all of its tasks that never started and its slot record, and leaves its past tasks unlinked. Disabling
-or deleting a daemon schedule also cancels its live run (``scheduler.daemon.stop_daemons``).
+Every write validates the schedule as a whole through ``triggers.upcoming.schedule_trigger`` (the same code
+the generator and the preview use), so a stored schedule always has a usable rule; a bad field is
+``InvalidInput`` naming its path (``$.cron_expression``, ``$.timezone`` ...). Disabling a schedule, or
+changing its rule, removes the not-yet-dispatched future tasks it generated and rewinds its generation cursor
+to now; deleting it removes all of its tasks that never started and its slot record, and leaves its past tasks
+unlinked. Disabling or deleting a daemon schedule also cancels its live run (``service._daemons``).
 
 ``flow`` schedules are refused: a schedule belongs to a job (``job_id``), so nothing could say which flow it
 would run; a flow runs through ``POST /api/v1/flows/{id}/run``. Daemon schedules take no window fields: they
@@ -26,18 +26,12 @@ from hetuflow_core.enums import ScheduleKind, ScheduleStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.schedule import Schedule, ScheduleCreate, ScheduleSlot, ScheduleUpdate
 from hetuflow_server.errors import NotFound
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import build_trigger, daemon, upcoming
-from hetuflow_server.service._paging import (
-    DEFAULT_LIMIT,
-    check_limit,
-    decode_id_cursor,
-    decode_time_cursor,
-    make_page,
-)
+from hetuflow_server.service._daemons import stop_daemons
+from hetuflow_server.service._paging import DEFAULT_LIMIT, decode_id_cursor, decode_time_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
-from hetuflow_server.service.jobs import schedules_changed
+from hetuflow_server.triggers import upcoming
 
 __all__ = ["ScheduleService", "validate_schedule"]
 
@@ -59,15 +53,7 @@ def validate_schedule(schedule: Schedule | ScheduleCreate) -> None:
         for field in _WINDOW_FIELDS:
             if getattr(schedule, field) is not None:
                 raise invalid(f"$.{field}", "daemon schedules take none: a daemon runs while it is enabled")
-    build_trigger(
-        schedule.kind.value,
-        cron_expression=schedule.cron_expression,
-        timezone=schedule.timezone,
-        interval_secs=schedule.interval_secs,
-        start_time=schedule.start_time,
-        end_time=schedule.end_time,
-        max_count=schedule.max_count,
-    )
+    upcoming.schedule_trigger(schedule)
     if schedule.kind is ScheduleKind.EVENT and schedule.event_name is None:
         raise invalid("$.event_name", "required for event schedules")
     if schedule.kind is not ScheduleKind.EVENT and schedule.event_name is not None:
@@ -93,7 +79,7 @@ class ScheduleService:
             except NotFound:
                 raise invalid("$.job_id", f"no job {data.job_id}") from None
             schedule = await bmc.ScheduleBmc.insert(conn, uuid7(), data)
-            await schedules_changed(conn, schedule_id=schedule.id, job_id=schedule.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule.id, job_id=schedule.job_id)
         return schedule
 
     async def get(self, schedule_id: UUID) -> Schedule:
@@ -105,11 +91,16 @@ class ScheduleService:
         self, *, job_id: UUID | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[Schedule]:
         """A page of schedules in creation order, optionally of one job."""
-        limit = check_limit(limit)
-        after_id = decode_id_cursor(cursor)
-        async with self._db.transaction() as conn:
-            rows = await bmc.ScheduleBmc.select_page(conn, job_id=job_id, after_id=after_id, limit=limit + 1)
-        return make_page(rows, limit, lambda schedule: (schedule.id,))
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_id_cursor,
+            fetch=lambda conn, after, n: bmc.ScheduleBmc.select_page(
+                conn, job_id=job_id, after_id=after, limit=n
+            ),
+            key=lambda schedule: (schedule.id,),
+        )
 
     async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> Schedule:
         """Change the given fields (PATCH); the result must still be a valid schedule of its kind."""
@@ -132,9 +123,9 @@ class ScheduleService:
             if rule_changed or disabling:
                 await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
             if disabling:
-                await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
+                await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             updated = await bmc.ScheduleBmc.update(conn, merged, reset_cursor=rule_changed or disabling)
-            await schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
         return updated
 
     async def enable(self, schedule_id: UUID) -> Schedule:
@@ -158,32 +149,39 @@ class ScheduleService:
                 return current
             if status is ScheduleStatus.DISABLED:
                 await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=False)
-                await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
+                await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             # The row is locked and its state was just read, so the conditional update cannot miss.
             changed = await bmc.ScheduleBmc.set_status(conn, schedule_id, status, allowed=allowed)
             assert changed is not None
-            await schedules_changed(conn, schedule_id=schedule_id, job_id=changed.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=changed.job_id)
         return changed
 
     async def delete(self, schedule_id: UUID) -> None:
         """Delete the schedule, its never-started tasks and its slot record; past tasks stay, unlinked."""
         async with self._db.transaction() as conn:
             current = await bmc.ScheduleBmc.get(conn, schedule_id, lock=True)
-            await daemon.stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule deleted")
+            await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule deleted")
             await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=True)
             await bmc.ScheduleBmc.delete(conn, schedule_id)
-            await schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)
+            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)
 
     async def list_slots(
         self, schedule_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> Page[ScheduleSlot]:
         """A page of the schedule's fire-slot record, latest slot first; NotFound for an unknown schedule."""
-        limit = check_limit(limit)
-        before = decode_time_cursor(cursor)
-        async with self._db.transaction() as conn:
-            await bmc.ScheduleBmc.get(conn, schedule_id)
-            rows = await bmc.SlotBmc.select_page(conn, schedule_id, before=before, limit=limit + 1)
-        return make_page(rows, limit, lambda slot: (slot.scheduled_at,))
+
+        async def fetch(conn: db.Connection, before: datetime | None, n: int) -> list[ScheduleSlot]:
+            await bmc.ScheduleBmc.get(conn, schedule_id)  # an unknown schedule is NotFound, no empty page
+            return await bmc.SlotBmc.select_page(conn, schedule_id, before=before, limit=n)
+
+        return await read_page(
+            self._db,
+            cursor,
+            limit,
+            decode=decode_time_cursor,
+            fetch=fetch,
+            key=lambda slot: (slot.scheduled_at,),
+        )
 
     async def next_fire_times(
         self, schedule_id: UUID, *, count: int, after: datetime | None = None
@@ -191,7 +189,7 @@ class ScheduleService:
         """The schedule and its next ``count`` fire times strictly after ``after`` (default now), in UTC.
 
         Empty unless the schedule is enabled and has a clock rule. Slots the generator already planned count
-        toward ``max_count`` once (``scheduler.upcoming``). NotFound for an unknown schedule.
+        toward ``max_count`` once (``triggers.upcoming``). NotFound for an unknown schedule.
         """
         schedule = await self.get(schedule_id)
         moment = datetime.now(UTC) if after is None else after

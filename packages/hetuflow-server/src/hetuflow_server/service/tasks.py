@@ -1,14 +1,14 @@
 """TaskService and InstanceService: list, read, cancel and retry tasks; read attempts and their logs.
 
-Retry never reopens a task: final states are final (DESIGN §3). Retrying a failed, cancelled or skipped task
-creates a new task (origin ``retry``, ``retry_of`` = the original) of the same job with the same parameters
-and priority, the job's current config, due now, outside any schedule slot. A task pinned to an agent (a copy
-of a broadcast task) is retried on that same agent.
+Retry never reopens a task: final states are final, so an ended task's history never changes. Retrying a
+failed, cancelled or skipped task creates a new task (origin ``retry``, ``retry_of`` = the original) of the
+same job with the same parameters and priority, the job's current config, due now, outside any schedule slot.
+A task pinned to an agent (a copy of a broadcast task) is retried on that same agent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -16,16 +16,14 @@ import msgspec
 
 from hetuflow_core.api import Page, TaskFilter
 from hetuflow_core.enums import TaskStatus
-from hetuflow_core.ids import uuid7
 from hetuflow_core.task import Task, TaskInstance, TaskLogPage
 from hetuflow_server.errors import IllegalTransition, InvalidInput, NotFound
-from hetuflow_server.infra import bmc, notify
+from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
-from hetuflow_server.scheduler import broadcast
+from hetuflow_server.service import new_tasks
 from hetuflow_server.service._flows import settle_flow_runs
-from hetuflow_server.service._paging import check_limit, decode_time_id_cursor, make_page
+from hetuflow_server.service._paging import decode_time_id_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
-from hetuflow_server.service.jobs import work_added
 
 __all__ = ["CancelOutcome", "InstanceService", "TaskService"]
 
@@ -65,10 +63,9 @@ class TaskService:
             moment = getattr(filt, field)
             if moment is not None and moment.tzinfo is None:
                 raise invalid(f"$.{field}", "needs a UTC offset")
-        limit = check_limit(filt.limit)
-        cursor = decode_time_id_cursor(filt.cursor)
-        async with self._db.transaction() as conn:
-            rows = await bmc.TaskBmc.select_page(
+
+        def fetch(conn: db.Connection, after: tuple[datetime, UUID] | None, n: int) -> Awaitable[list[Task]]:
+            return bmc.TaskBmc.select_page(
                 conn,
                 statuses=statuses,
                 job_id=filt.job_id,
@@ -76,10 +73,18 @@ class TaskService:
                 agent_id=filt.agent_id,
                 scheduled_after=filt.scheduled_after,
                 scheduled_before=filt.scheduled_before,
-                cursor=cursor,
-                limit=limit + 1,
+                cursor=after,
+                limit=n,
             )
-        return make_page(rows, limit, lambda task: (task.scheduled_at, task.id))
+
+        return await read_page(
+            self._db,
+            filt.cursor,
+            filt.limit,
+            decode=decode_time_id_cursor,
+            fetch=fetch,
+            key=lambda task: (task.scheduled_at, task.id),
+        )
 
     async def get(self, task_id: UUID) -> Task:
         """The task, or NotFound."""
@@ -124,19 +129,18 @@ class TaskService:
                 job = await bmc.JobBmc.get(conn, original.job_id, lock=True)
             except NotFound:
                 raise IllegalTransition(f"the job of task {task_id} was deleted") from None
-            new = bmc.NewTask(
-                id=uuid7(),
-                job_id=job.id,
+            new = new_tasks.new_task(
+                job.id,
+                # The copy of a broadcast task re-runs where it ran, not on every agent again.
+                new_tasks.pinned(job.config, original.config.target.agent_id),
                 origin=bmc.TaskOrigin.RETRY,
                 scheduled_at=datetime.now(UTC),
-                # The copy of a broadcast task re-runs where it ran, not on every agent again.
-                config=broadcast.pinned(job.config, original.config.target.agent_id),
-                priority=original.priority,
                 parameters=original.parameters,
+                priority=original.priority,
                 retry_of=original.id,
             )
             (created,) = await bmc.TaskBmc.insert_many(conn, [new], by=by)
-            await work_added(conn)
+            await notify.work_added(conn)
         return created
 
     async def list_instances(self, task_id: UUID) -> Sequence[TaskInstance]:

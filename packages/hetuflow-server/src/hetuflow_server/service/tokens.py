@@ -1,4 +1,4 @@
-"""TokenService: the record of issued tokens (by jti) for listing and revocation.
+"""TokenRecordService: the record of issued tokens (by jti) for listing and revocation.
 
 Encryption and checking of tokens live in ``hetuflow_server.auth``; this only stores what is needed to list
 tokens and refuse revoked ones. A jti that was never recorded counts as revoked: a token this database did not
@@ -15,10 +15,10 @@ from hetuflow_server.infra import bmc
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service._validation import invalid
 
-__all__ = ["TokenService"]
+__all__ = ["TokenRecordService"]
 
 
-class TokenService:
+class TokenRecordService:
     """Issued tokens."""
 
     def __init__(self, db: ModelManager) -> None:

@@ -17,7 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from hetuflow_server.endpoint.api import agents, events, flows, jobs, openapi, schedules, tasks, tokens
+from hetuflow_server.endpoint.api import (
+    agents,
+    events,
+    flows,
+    jobs,
+    log_stream,
+    openapi,
+    schedules,
+    tasks,
+    tokens,
+)
 from hetuflow_server.endpoint.api.operation import API_PREFIX, Operations, routes_for
 from hetuflow_server.endpoint.api.problems import PROBLEM_MEDIA_TYPE, exception_handlers
 
@@ -48,8 +58,8 @@ OPERATION_GROUPS: tuple[Operations, ...] = (
 )
 
 
-EVENT_STREAMS: tuple[openapi.EventStream, ...] = (tasks.log_stream,)
-"""Routes answering Server-Sent Events: served outside the API's mount (by the broker), documented with it."""
+EVENT_STREAMS: tuple[openapi.EventStream, ...] = (log_stream.event_stream,)
+"""Routes answering Server-Sent Events: served by handlers of their own, documented with the operations."""
 
 
 def routes() -> list[BaseRoute]:

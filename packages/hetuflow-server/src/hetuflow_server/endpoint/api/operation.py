@@ -5,13 +5,10 @@ A handler is a plain typed coroutine::
     @operations.post("/jobs", scope=ADMIN, status=201, summary="Create a job", location=job_location)
     async def create_job(ctx: Context, body: JobCreate) -> Job: ...
 
-Its signature is the declaration: a parameter named ``body`` is the decoded request body, one named ``query``
-is the Struct of the query parameters, every other parameter is a path parameter of the same name, and the
-return annotation is the response body (``None`` answers 204). Routing, decoding, authorization and the
-OpenAPI document all derive from the same ``Operation``, so the document cannot drift from the code.
-
-Every request runs through ``Operation.handle``, the API's one exception boundary: deliberate errors become
-their problem, anything else is logged with its traceback and becomes a generic 500 problem.
+Its signature is the declaration: ``body`` is the decoded request body, ``query`` the Struct of the query
+parameters, any other parameter a path parameter, the return annotation the response (``None``: 204), so the
+OpenAPI document cannot drift from the code. ``Operation.handle`` is the API's one exception boundary:
+deliberate errors become their problem, anything else is logged and becomes a generic 500 problem.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from hetuflow_core.schedule import (
     ScheduleSlot,
     ScheduleUpdate,
 )
-from hetuflow_server import errors, scheduler
+from hetuflow_server import errors, triggers
 from hetuflow_server.endpoint.api.operation import API_PREFIX, Context, Operations
 from hetuflow_server.endpoint.api.params import PageQuery
 
@@ -69,7 +69,7 @@ def preview_fire_times(rule: FireRule, *, after: datetime, count: int, fired: in
     (422) naming the field when the schedule cannot be built. ``fired`` counts fires already spent against
     ``max_count``.
     """
-    trigger = scheduler.build_trigger(
+    trigger = triggers.build_trigger(
         rule.kind,
         cron_expression=rule.cron_expression,
         timezone=rule.timezone,
@@ -80,10 +80,10 @@ def preview_fire_times(rule: FireRule, *, after: datetime, count: int, fired: in
     )
     if trigger is None:
         return None
-    zone = scheduler.load_timezone(rule.timezone)
+    zone = triggers.load_timezone(rule.timezone)
     return [
         fire.astimezone(zone).isoformat()
-        for fire in scheduler.fire_times(trigger, after, count=count, fired=fired)
+        for fire in triggers.fire_times(trigger, after, count=count, fired=fired)
     ]
 
 
@@ -157,7 +157,7 @@ async def next_fire_times(ctx: Context, schedule_id: UUID, query: NextQuery) -> 
     schedule, fires = await ctx.services.schedules.next_fire_times(schedule_id, count=query.count)
     if not fires:
         return SchedulePreview(fire_times=[])
-    zone = scheduler.load_timezone(schedule.timezone)
+    zone = triggers.load_timezone(schedule.timezone)
     return SchedulePreview(fire_times=[fire.astimezone(zone).isoformat() for fire in fires])
 
 

@@ -8,16 +8,15 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.api import Page, TaskFilter
-from hetuflow_core.enums import InstanceStatus, TaskStatus, TokenScope
-from hetuflow_core.task import Task, TaskInstance, TaskLogEntry, TaskLogPage
+from hetuflow_core.enums import TaskStatus
+from hetuflow_core.task import Task, TaskInstance, TaskLogPage
 from hetuflow_core.types import AgentId
 from hetuflow_server.endpoint.api import paging
-from hetuflow_server.endpoint.api.openapi import EventStream
-from hetuflow_server.endpoint.api.operation import API_PREFIX, Context, Operations, PathParam
+from hetuflow_server.endpoint.api.operation import API_PREFIX, Context, Operations
 from hetuflow_server.endpoint.api.params import PageQuery, Timestamp
 from hetuflow_server.service.tasks import DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT
 
-__all__ = ["LogStreamEnd", "LogStreamQuery", "instance_operations", "log_stream", "operations"]
+__all__ = ["instance_operations", "operations"]
 
 operations = Operations("tasks", "Planned executions of jobs: filter, cancel, retry")
 instance_operations = Operations("instances", "Attempts of tasks on agents, and their logs")
@@ -49,49 +48,6 @@ class LogQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LOG_LIMIT, description="Largest number of chunks")] = (
         DEFAULT_LOG_LIMIT
     )
-
-
-class LogStreamQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Query of ``GET /api/v1/instances/{id}/logs/stream`` (a ``Last-Event-ID`` header takes its place)."""
-
-    after_seq: Annotated[
-        int,
-        msgspec.Meta(
-            ge=0, le=2**62, description="Position to stream after; 0 is the start of the log (the default)"
-        ),
-    ] = 0
-
-
-class LogStreamEnd(msgspec.Struct, kw_only=True):
-    """Data of the ``end`` event of a live log tail: the attempt and the state it ended in."""
-
-    instance_id: UUID
-    status: InstanceStatus
-
-
-log_stream = EventStream(
-    path="/instances/{instance_id}/logs/stream",
-    operation_id="stream_instance_logs",
-    summary="Live tail of an attempt's log",
-    description=(
-        "Server-Sent Events: the chunks stored after `after_seq` (or after the `Last-Event-ID` header a "
-        "reconnecting client sends), then new ones as they are stored, each a `log` event whose data is a "
-        "`TaskLogEntry` in JSON; the last event of every read carries the read position as its `id`. When "
-        "the attempt has ended and everything stored was sent, an `end` event (`instance_id`, `status`) "
-        "closes the stream. Idle streams get a comment line every 15 s. Served by the broker "
-        "(`hetuflow_server.broker.logtail`), documented here."
-    ),
-    tag=instance_operations.tag,
-    scope=TokenScope.READ,
-    query=LogStreamQuery,
-    path_params=(PathParam("instance_id", UUID, "instance"),),
-    events=(
-        ("log", TaskLogEntry, "A stored log chunk; `id` is the read position after it on the last of a read"),
-        ("end", LogStreamEnd, "The attempt ended and everything stored was sent; the stream closes"),
-    ),
-)
-"""``GET /api/v1/instances/{instance_id}/logs/stream``: not an ``Operation`` (it answers a stream), documented
-in the OpenAPI document all the same."""
 
 
 @operations.get("/tasks", summary="List tasks")

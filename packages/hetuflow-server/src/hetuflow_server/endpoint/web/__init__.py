@@ -1,22 +1,12 @@
 """The web UI: the single-page app's static files and the client-side routes that load it.
 
-The app is hand-written HTML, CSS and native ES modules under ``static/`` in this package (shipped in the
-wheel; no build step, no CDN). `route()` returns one Starlette route for the end of the application's route
-list. It answers only paths that belong to the UI:
-
-- ``/static/<file>``: a shipped file, with its content type;
-- ``/``, ``/login`` and ``/<section>[/<segment>...]`` for the app's sections (``jobs``, ``tasks``, ...):
-  ``index.html``, so a bookmarked or reloaded client route opens the app at that page (the SPA fallback).
-
-Any other path is left to the router (its usual 404 problem), so the UI never shadows an API or probe path,
-and a method other than GET or HEAD on a UI path is a 405. Files are read once into memory when the route is
-built; the request path only ever selects a key of that table, so no request can reach another file
-(path traversal is impossible by construction, not by filtering).
-
-Every answer carries a Content-Security-Policy that allows scripts, styles, images and API calls from this
-origin only and no inline script or style, plus ``nosniff`` and frame refusal. Files are served with an ETag
-and ``Cache-Control: no-cache``: browsers revalidate (a cheap 304) on every load, so after an upgrade they
-never mix modules of two versions, which unfingerprinted file names could not otherwise guarantee.
+The app is hand-written HTML, CSS and native ES modules under ``static/`` (shipped in the wheel; no build
+step, no CDN). `route()` is the last route of the application and answers only the UI's own paths:
+``/static/<file>`` and the app's client routes (``/``, ``/login``, ``/<section>/...``, answered with
+``index.html``), so it never shadows an API or probe path. Files are read into memory once; a request path
+only selects a key of that table, so no request can reach another file. Every answer carries a strict
+same-origin Content-Security-Policy, ``nosniff`` and frame refusal; files are served with an ETag and
+``no-cache`` so that browsers never mix modules of two versions after an upgrade.
 """
 
 from __future__ import annotations

@@ -8,17 +8,31 @@ when the state did not allow them, and the service turns that into ``IllegalTran
 
 from __future__ import annotations
 
+from hetuflow_server.infra.bmc._task_records import (
+    AgentProfile,
+    Assignment,
+    DaemonRun,
+    LateSlot,
+    LiveRun,
+    NewTask,
+    TaskChange,
+    TaskOrigin,
+)
 from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
-from hetuflow_server.infra.bmc.daemon import DaemonBmc, DaemonRun, DaemonVacancy
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
 from hetuflow_server.infra.bmc.instance import InstanceBmc, LiveAttempt, NewInstance
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
-from hetuflow_server.infra.bmc.schedule import EventTarget, GeneratableSchedule, ScheduleBmc
+from hetuflow_server.infra.bmc.schedule import (
+    DaemonVacancy,
+    EventTarget,
+    GeneratableSchedule,
+    MisfireSettings,
+    ScheduleBmc,
+)
 from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc
 from hetuflow_server.infra.bmc.slot import NewSlot, SlotBmc
-from hetuflow_server.infra.bmc.slot_task import LateSlot, LiveRun, MisfireSettings, SlotTaskBmc
-from hetuflow_server.infra.bmc.task import AgentProfile, Assignment, NewTask, TaskBmc, TaskChange, TaskOrigin
+from hetuflow_server.infra.bmc.task import TaskBmc
 from hetuflow_server.infra.bmc.token import TokenBmc
 
 __all__ = [
@@ -27,7 +41,6 @@ __all__ = [
     "AgentMsgBmc",
     "AgentProfile",
     "Assignment",
-    "DaemonBmc",
     "DaemonRun",
     "DaemonVacancy",
     "EventTarget",
@@ -50,7 +63,6 @@ __all__ = [
     "ScheduleBmc",
     "ServerBmc",
     "SlotBmc",
-    "SlotTaskBmc",
     "StoredLogChunk",
     "TaskBmc",
     "TaskChange",

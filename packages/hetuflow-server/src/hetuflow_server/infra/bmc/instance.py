@@ -107,7 +107,7 @@ class InstanceBmc:
     async def transition_many(
         conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
     ) -> list[TaskInstance]:
-        """Apply reported states allowed by DESIGN §3 in one statement (each instance at most once).
+        """Apply reported states the attempt state machine allows, in one statement (each instance once).
 
         With ``agent_id``, only that agent's instances move. Returns the instances that changed.
         """

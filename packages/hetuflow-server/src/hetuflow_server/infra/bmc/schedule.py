@@ -1,4 +1,5 @@
-"""ScheduleBmc: statements on ``sched_schedule``, including the task generator's cursor moves."""
+"""ScheduleBmc: statements on ``sched_schedule``, including what the generator, the admission step and the
+daemon supervisor read of schedules, and the generator's cursor moves."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.enums import ScheduleStatus
+from hetuflow_core.enums import MisfirePolicy, ScheduleKind, ScheduleStatus
 from hetuflow_core.job import JobConfig
 from hetuflow_core.schedule import Schedule, ScheduleCreate
 from hetuflow_core.types import Parameters
@@ -17,7 +18,7 @@ from hetuflow_server.infra import db
 from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
 from hetuflow_server.infra.sql import query
 
-__all__ = ["EventTarget", "GeneratableSchedule", "ScheduleBmc"]
+__all__ = ["DaemonVacancy", "EventTarget", "GeneratableSchedule", "MisfireSettings", "ScheduleBmc"]
 
 _INSERT = query("insert_schedule")
 _GET = query("get_schedule")
@@ -31,6 +32,9 @@ _DELETE = query("delete_schedule")
 _EVENT_TARGETS = query("list_event_targets")
 _GENERATABLE = query("list_generatable_schedules")
 _ADVANCE = query("advance_schedule")
+_GENERATION_WORK = query("list_generation_work")
+_MISFIRE_RULES = query("misfire_rules")
+_DAEMON_VACANCIES = query("list_daemon_vacancies")
 
 
 class EventTarget(msgspec.Struct, kw_only=True, frozen=True):
@@ -47,6 +51,24 @@ class GeneratableSchedule(msgspec.Struct, kw_only=True, frozen=True):
 
     schedule: Schedule
     job_config: JobConfig
+
+
+class MisfireSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """The misfire policy fields of one schedule, and its kind."""
+
+    id: UUID
+    kind: ScheduleKind
+    misfire_policy: MisfirePolicy
+    misfire_grace_secs: float
+    misfire_max_runs: int
+
+
+class DaemonVacancy(msgspec.Struct, kw_only=True, frozen=True):
+    """A daemon run that should be live and is not: its schedule, job and pinned agent (None: any agent)."""
+
+    schedule_id: UUID
+    job_id: UUID
+    pin: str | None
 
 
 class ScheduleBmc:
@@ -175,3 +197,29 @@ class ScheduleBmc:
             },
         )
         return None if row is None else one(row, Schedule)
+
+    @staticmethod
+    async def generation_work(
+        conn: db.Connection, *, until: datetime, after_id: UUID | None, limit: int
+    ) -> list[Schedule]:
+        """Up to ``limit`` enabled clock schedules of enabled jobs whose cursor is unset or before ``until``,
+        in id order after ``after_id``."""
+        rows = await db.fetch_all(
+            conn, _GENERATION_WORK, {"until": until, "after_id": after_id, "limit": limit}
+        )
+        return many(rows, Schedule)
+
+    @staticmethod
+    async def misfire_settings(
+        conn: db.Connection, schedule_ids: Sequence[UUID]
+    ) -> dict[UUID, MisfireSettings]:
+        """The misfire settings of the existing schedules among ``schedule_ids``."""
+        if not schedule_ids:
+            return {}
+        rows = await db.fetch_all(conn, _MISFIRE_RULES, {"ids": sorted(set(schedule_ids))})
+        return {settings.id: settings for settings in many(rows, MisfireSettings)}
+
+    @staticmethod
+    async def daemon_vacancies(conn: db.Connection, *, limit: int) -> list[DaemonVacancy]:
+        """Up to ``limit`` daemon runs that should be live and have no live task, by schedule and pin."""
+        return many(await db.fetch_all(conn, _DAEMON_VACANCIES, {"limit": limit}), DaemonVacancy)

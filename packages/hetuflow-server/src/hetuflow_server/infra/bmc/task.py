@@ -1,25 +1,29 @@
-"""TaskBmc: statements on ``sched_task`` — inserts, pages, conditional status changes and the dispatcher's
-claim."""
+"""TaskBmc: statements on ``sched_task`` — inserts, pages, conditional status changes, the dispatcher's claim,
+and the views of tasks as schedule slots and daemon runs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-import msgspec
-
 from hetuflow_core.enums import TaskStatus
-from hetuflow_core.job import JobConfig
 from hetuflow_core.task import Task
-from hetuflow_core.types import Parameters
 from hetuflow_server.infra import db, transitions
 from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
+from hetuflow_server.infra.bmc._task_records import (
+    AgentProfile,
+    Assignment,
+    DaemonRun,
+    LateSlot,
+    LiveRun,
+    NewTask,
+    TaskChange,
+)
 from hetuflow_server.infra.sql import query
 
-__all__ = ["AgentProfile", "Assignment", "NewTask", "TaskBmc", "TaskChange", "TaskOrigin"]
+__all__ = ["TaskBmc"]
 
 _INSERT_MANY = query("insert_tasks")
 _GET = query("get_task")
@@ -35,65 +39,16 @@ _DELETE_UNSTARTED_OF_SCHEDULE = query("delete_unstarted_tasks_of_schedule")
 _CANCEL_OPEN_OF_JOB = query("cancel_open_tasks_of_job")
 _SKIP_BLOCKED = query("skip_blocked_flow_tasks")
 _NEXT_DUE = query("next_due_times")
+_SLOT_TASKS_AT = query("slot_tasks_at")
+_COUNT_SLOT_TASKS_AFTER = query("count_slot_tasks_after")
+_LATER_LATE = query("count_later_late_slots")
+_LIVE_RUNS = query("live_runs_of_schedules")
+_NEXT_GUARDED = query("next_guarded_slot")
+_DAEMON_RUNS = query("list_daemon_runs")
+_LOCK_LIVE_DAEMONS = query("lock_live_daemon_tasks")
 
 _TASK_EDGES = transitions.transition_pairs(transitions.TASK_TRANSITIONS)
 _OPEN_UNSTARTED = [TaskStatus.PENDING.value, TaskStatus.WAITING_RETRY.value]
-
-
-class TaskOrigin(StrEnum):
-    """What created a task (stored in ``sched_task.origin``)."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    EVENT = "event"
-    FLOW = "flow"
-    RETRY = "retry"
-    DAEMON = "daemon"
-
-
-class NewTask(msgspec.Struct, kw_only=True, frozen=True):
-    """A task to insert."""
-
-    id: UUID
-    job_id: UUID
-    origin: TaskOrigin
-    scheduled_at: datetime
-    config: JobConfig
-    priority: int = 0
-    parameters: Parameters = {}
-    schedule_id: UUID | None = None
-    flow_run_id: UUID | None = None
-    flow_step: str | None = None
-    retry_of: UUID | None = None
-    depends_on: list[UUID] = []
-
-
-class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
-    """One status change of a batch; ``instance_id`` fences it to that current attempt."""
-
-    task_id: UUID
-    status: TaskStatus
-    instance_id: UUID | None = None
-    error: str | None = None
-    next_attempt_at: datetime | None = None
-
-
-class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
-    """What agents can run, as the claim query matches it: their labels and command kinds, and the ids of the
-    agents sharing them (a pinned task matches only a profile listing its agent)."""
-
-    labels: dict[str, str]
-    commands: list[str]
-    agent_ids: list[str] = []
-
-
-class Assignment(msgspec.Struct, kw_only=True, frozen=True):
-    """A claimed task given to an agent as attempt ``attempt`` under instance ``instance_id``."""
-
-    task_id: UUID
-    instance_id: UUID
-    agent_id: str
-    attempt: int
 
 
 class TaskBmc:
@@ -171,9 +126,9 @@ class TaskBmc:
         error: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> tuple[Task, TaskStatus] | None:
-        """Move the task to ``status`` if DESIGN §3 allows it from its current state (and ``instance_id`` is
-        its current attempt, when given). Returns the changed task and the state it left, or None when nothing
-        changed (wrong state, other instance, or no such task)."""
+        """Move the task to ``status`` if the task state machine allows it from its current state (and
+        ``instance_id`` is its current attempt, when given). Returns the changed task and the state it left,
+        or None when nothing changed (wrong state, other instance, or no such task)."""
         row = await db.fetch_one(
             conn,
             _TRANSITION,
@@ -282,3 +237,70 @@ class TaskBmc:
         if row is None:
             return None, None
         return row["next_pending_at"], row["next_retry_at"]
+
+    # -- tasks as the slots of their schedules (generator, admission) ---------------------------------------
+
+    @staticmethod
+    async def slot_tasks_at(
+        conn: db.Connection, schedule_id: UUID, scheduled_ats: Sequence[datetime]
+    ) -> dict[datetime, UUID]:
+        """The ids of the tasks the schedule already has at ``scheduled_ats``, by slot."""
+        if not scheduled_ats:
+            return {}
+        params = {"schedule_id": schedule_id, "scheduled_ats": list(scheduled_ats)}
+        return {row["scheduled_at"]: row["id"] for row in await db.fetch_all(conn, _SLOT_TASKS_AT, params)}
+
+    @staticmethod
+    async def count_slot_tasks_after(conn: db.Connection, schedule_id: UUID, after: datetime) -> int:
+        """How many slots after ``after`` the schedule has tasks for."""
+        row = await db.fetch_one(conn, _COUNT_SLOT_TASKS_AFTER, {"schedule_id": schedule_id, "after": after})
+        return 0 if row is None else int(row["n"])
+
+    @staticmethod
+    async def later_late_counts(conn: db.Connection, slots: Sequence[LateSlot]) -> dict[UUID, int]:
+        """For each late slot task: how many later slots of its schedule with the same pin, before its cutoff,
+        still wait for their first attempt."""
+        if not slots:
+            return {}
+        params = {
+            "ids": [s.task_id for s in slots],
+            "schedule_ids": [s.schedule_id for s in slots],
+            "scheduled_ats": [s.scheduled_at for s in slots],
+            "cutoffs": [s.cutoff for s in slots],
+            "pins": [s.pin or "" for s in slots],
+        }
+        return {row["id"]: int(row["later"]) for row in await db.fetch_all(conn, _LATER_LATE, params)}
+
+    @staticmethod
+    async def live_runs(conn: db.Connection, schedule_ids: Sequence[UUID]) -> list[LiveRun]:
+        """Dispatched or running tasks of ``schedule_ids``, by schedule and slot."""
+        if not schedule_ids:
+            return []
+        rows = await db.fetch_all(conn, _LIVE_RUNS, {"schedule_ids": sorted(set(schedule_ids))})
+        return many(rows, LiveRun)
+
+    @staticmethod
+    async def next_guarded_at(conn: db.Connection, *, after: datetime) -> datetime | None:
+        """When the next pending slot of a forbid/replace job comes due after ``after`` (None: none waits)."""
+        row = await db.fetch_one(conn, _NEXT_GUARDED, {"after": after})
+        return None if row is None else row["at"]
+
+    # -- tasks of daemon schedules (daemon supervisor, stopping daemons) ------------------------------------
+
+    @staticmethod
+    async def daemon_runs(
+        conn: db.Connection, schedule_id: UUID, *, pin: str | None, limit: int
+    ) -> list[DaemonRun]:
+        """The latest ``limit`` runs of the daemon schedule pinned to ``pin`` (None: none), newest first."""
+        params = {"schedule_id": schedule_id, "pin": pin or "", "limit": limit}
+        return many(await db.fetch_all(conn, _DAEMON_RUNS, params), DaemonRun)
+
+    @staticmethod
+    async def lock_live_daemons(
+        conn: db.Connection, *, schedule_id: UUID | None = None, job_id: UUID | None = None
+    ) -> list[Task]:
+        """The live daemon tasks of ``schedule_id`` or of ``job_id``, locked FOR UPDATE in id order."""
+        if schedule_id is None and job_id is None:
+            return []
+        params = {"schedule_id": schedule_id, "job_id": job_id}
+        return many(await db.fetch_all(conn, _LOCK_LIVE_DAEMONS, params), Task)

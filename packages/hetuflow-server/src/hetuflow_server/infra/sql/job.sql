@@ -1,18 +1,5 @@
 -- Jobs (sched_job). Deleted jobs (deleted_at set) are invisible to every query here.
 
--- name: ping
--- Readiness probe.
-SELECT 1 AS ok
-
--- name: set_session_utc
--- Run once per pooled connection: every timestamptz is returned in UTC.
-SET TIME ZONE 'UTC'
-
--- name: set_session_idle_timeout
--- Run once per pooled connection when configured: PostgreSQL ends a session left idle inside a transaction for
--- this long (its server frozen or cut off mid-transaction), which releases the row locks it holds.
-SELECT set_config('idle_in_transaction_session_timeout', %(timeout_ms)s::text, false)
-
 -- name: insert_job
 INSERT INTO sched_job (id, namespace, name, description, status, config, created_by, updated_by)
 VALUES (%(id)s::uuid, %(namespace)s::text, %(name)s::text, %(description)s::text, %(status)s::text,

@@ -132,3 +132,61 @@ WHERE s.id = %(id)s::uuid
 RETURNING s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
           s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
           s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
+
+-- name: list_generation_work
+-- One page, in id order after `after_id`, of the enabled clock schedules of enabled live jobs whose generation
+-- cursor is unset or before `until` (the generator's refill mark).
+SELECT s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
+       s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
+       s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
+FROM sched_schedule s
+JOIN sched_job j ON j.id = s.job_id
+WHERE s.status = 'enabled' AND s.kind IN ('cron', 'interval', 'once')
+  AND (s.generated_until IS NULL OR s.generated_until < %(until)s::timestamptz)
+  AND j.status = 'enabled' AND j.deleted_at IS NULL
+  AND (%(after_id)s::uuid IS NULL OR s.id > %(after_id)s::uuid)
+ORDER BY s.id
+LIMIT %(limit)s::integer
+
+-- name: misfire_rules
+-- The misfire settings of some schedules, and their kind (a daemon's restarts are never judged late).
+SELECT id, kind, misfire_policy, misfire_grace_secs, misfire_max_runs
+FROM sched_schedule
+WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: list_daemon_vacancies
+-- Daemon runs that should exist and do not. Every enabled daemon schedule of an enabled live job wants one run
+-- (pinned to the job's own target.agent_id, if any), or — for a broadcast job — one per online agent that
+-- matches it (required labels ⊆ agent labels, command among its capabilities), pinned to that agent. A wanted run
+-- that has a live task is filled.
+WITH daemons AS (
+    SELECT s.id AS schedule_id, s.job_id, j.config
+    FROM sched_schedule s
+    JOIN sched_job j ON j.id = s.job_id
+    WHERE s.kind = 'daemon' AND s.status = 'enabled'
+      AND j.status = 'enabled' AND j.deleted_at IS NULL
+), wanted AS (
+    SELECT d.schedule_id, d.job_id, d.config #>> '{target,agent_id}' AS pin
+    FROM daemons d
+    WHERE coalesce(d.config #>> '{target,routing}', 'any') <> 'broadcast'
+       OR d.config #>> '{target,agent_id}' IS NOT NULL
+    UNION ALL
+    SELECT d.schedule_id, d.job_id, a.id AS pin
+    FROM daemons d
+    JOIN sched_agent a
+      ON a.status = 'online'
+     AND a.labels @> coalesce(d.config -> 'target' -> 'labels', '{}'::jsonb)
+     AND (a.capabilities -> 'commands') ? (d.config ->> 'command')
+    WHERE d.config #>> '{target,routing}' = 'broadcast' AND d.config #>> '{target,agent_id}' IS NULL
+)
+SELECT w.schedule_id, w.job_id, w.pin
+FROM wanted w
+WHERE NOT EXISTS (
+    SELECT 1
+    FROM sched_task t
+    WHERE t.origin = 'daemon' AND t.schedule_id = w.schedule_id
+      AND coalesce(t.config #>> '{target,agent_id}', '') = coalesce(w.pin, '')
+      AND t.status IN ('pending', 'dispatched', 'running', 'waiting_retry')
+)
+ORDER BY w.schedule_id, w.pin
+LIMIT %(limit)s::integer

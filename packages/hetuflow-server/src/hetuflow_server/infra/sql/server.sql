@@ -58,7 +58,3 @@ SELECT name, holder, token, acquired_at, expires_at FROM sched_lease WHERE name 
 SELECT name FROM sched_lease
 WHERE name = %(name)s::text AND holder = %(holder)s::uuid AND token = %(token)s::bigint AND expires_at > now()
 FOR SHARE
-
--- name: notify
--- Wake every server listening on `channel`; delivered when the surrounding transaction commits.
-SELECT pg_notify(%(channel)s::text, %(payload)s::text)

@@ -87,7 +87,7 @@ WHERE t.status = 'pending'
        OR NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status <> 'succeeded'))
   -- The profile test lives in a function (migration 0002) so that the planner walks sched_task_claim_idx.
   AND sched_task_runnable(t.config, %(profiles)s::jsonb)
-  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (scheduler.admission),
+  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (the admission step),
   -- so it is never claimed ahead of its time.
   AND (t.scheduled_at <= now() OR t.schedule_id IS NULL OR t.attempt > 0
        OR coalesce(t.config ->> 'concurrency', 'allow') = 'allow')
@@ -178,3 +178,76 @@ RETURNING t.id
 SELECT (SELECT min(scheduled_at) FROM sched_task
         WHERE status = 'pending' AND scheduled_at > %(after)s::timestamptz) AS next_pending_at,
        (SELECT min(next_attempt_at) FROM sched_task WHERE status = 'waiting_retry') AS next_retry_at
+
+-- Tasks seen as the slots of their schedules: what the task generator and the dispatcher's admission step
+-- (misfire and overlap policies) read.
+
+-- name: slot_tasks_at
+-- The tasks a schedule already has at some of its slots (who won a generation race).
+SELECT id, scheduled_at
+FROM sched_task
+WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at = ANY(%(scheduled_ats)s::timestamptz[])
+
+-- name: count_slot_tasks_after
+-- How many tasks a schedule has after an instant: slots already counted in its fire_count that lie beyond its
+-- cursor (left behind by a rewind, e.g. dispatched ahead of time before a rule change); a slot with pinned copies
+-- (broadcast) counts once.
+SELECT count(DISTINCT scheduled_at) AS n
+FROM sched_task
+WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at > %(after)s::timestamptz
+
+-- name: count_later_late_slots
+-- For each given slot task: how many later slots of its schedule are also late (before the slot's `cutoff`)
+-- and still waiting for their first attempt, among the tasks with the same pin ('' for none: each agent of a
+-- broadcast job is judged on its own copies). A late slot runs under run_once/run_all only while fewer than
+-- the policy keeps come after it.
+SELECT u.id,
+       (SELECT count(*)
+        FROM sched_task o
+        WHERE o.schedule_id = u.schedule_id
+          AND o.scheduled_at > u.scheduled_at AND o.scheduled_at < u.cutoff
+          AND coalesce(o.config #>> '{target,agent_id}', '') = u.pin
+          AND o.status = 'pending' AND o.attempt = 0) AS later
+FROM unnest(%(ids)s::uuid[], %(schedule_ids)s::uuid[], %(scheduled_ats)s::timestamptz[],
+            %(cutoffs)s::timestamptz[], %(pins)s::text[]) AS u(id, schedule_id, scheduled_at, cutoff, pin)
+
+-- name: live_runs_of_schedules
+-- Runs of some schedules that are going now (dispatched or running), oldest slot first, with their pin.
+SELECT id AS task_id, schedule_id, scheduled_at, instance_id, agent_id, config #>> '{target,agent_id}' AS pin
+FROM sched_task
+WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND status IN ('dispatched', 'running')
+ORDER BY schedule_id, scheduled_at, id
+
+-- name: next_guarded_slot
+-- The earliest pending first attempt, due after `after`, of a schedule slot whose job forbids or replaces
+-- overlapping runs: the dispatcher claims those when due, so it must wake up then.
+SELECT min(scheduled_at) AS at
+FROM sched_task
+WHERE status = 'pending' AND attempt = 0 AND schedule_id IS NOT NULL
+  AND scheduled_at > %(after)s::timestamptz
+  AND coalesce(config ->> 'concurrency', 'allow') <> 'allow'
+
+-- Tasks of daemon schedules (origin 'daemon'). A daemon run is "live" while its task is pending, dispatched,
+-- running or waiting for a retry; the unique index sched_task_daemon_live_key (migration 0003) allows one per
+-- schedule and pin.
+
+-- name: list_daemon_runs
+-- The latest runs of a daemon schedule with a given pin ('' for none), newest first: how each ended, and when its
+-- current attempt's process started (null when it never started).
+SELECT t.id AS task_id, t.status, t.scheduled_at, t.completed_at, i.started_at
+FROM sched_task t
+LEFT JOIN sched_task_instance i ON i.id = t.instance_id
+WHERE t.schedule_id = %(schedule_id)s::uuid AND t.origin = 'daemon'
+  AND coalesce(t.config #>> '{target,agent_id}', '') = %(pin)s::text
+ORDER BY t.scheduled_at DESC, t.id DESC
+LIMIT %(limit)s::integer
+
+-- name: lock_live_daemon_tasks
+-- The live daemon tasks of a schedule or of a job (whichever is given), locked in id order so that they can be
+-- cancelled: a disabled or deleted schedule or job stops its daemons.
+SELECT *
+FROM sched_task
+WHERE origin = 'daemon' AND status IN ('pending', 'dispatched', 'running', 'waiting_retry')
+  AND (schedule_id = %(schedule_id)s::uuid OR job_id = %(job_id)s::uuid)
+ORDER BY id
+FOR UPDATE

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from hetuflow_server.scheduler._errors import InvalidSchedule
-from hetuflow_server.scheduler._window import (
+from hetuflow_server.triggers._errors import InvalidSchedule
+from hetuflow_server.triggers._window import (
     LATEST,
     as_utc,
     aware_utc,

@@ -1,19 +1,11 @@
 """Misfire policy: which late slots of a schedule still run, decided the same way wherever a slot is judged.
 
-A slot is *late* when the scheduler gets to start it more than the schedule's ``misfire_grace_secs`` after its
-time (plus ``MISFIRE_SLACK_SECS``, the scheduler's own latency, so a server that is up never misses a slot by
-being a few hundred milliseconds slow). That happens after an outage — no server ran, or no agent that can run
-the job was connected — and when the generator finds its cursor behind the clock (a job or schedule that was
-disabled, a server down for longer than the generation horizon). What happens to late slots is the policy:
-
-- ``skip``: none runs; each is recorded ``missed``.
-- ``run_once``: the latest late slot runs, the others are ``missed``.
-- ``run_all``: the latest ``misfire_max_runs`` late slots run, older ones are ``missed``.
-
-Slots within the grace period are not late and run normally. Every rule here is one test — *a late slot
-runs while fewer than ``keep`` later late slots of its schedule exist* — so the generator (for slots it
-materialises after their time) and the dispatcher's admission step (for tasks planned before an outage) agree
-on which slots run, whichever of them sees a slot first. This module is pure: no clock, no database.
+A slot is *late* when it starts more than the schedule's ``misfire_grace_secs`` (plus ``MISFIRE_SLACK_SECS``,
+the scheduler's own latency) after its time: after an outage, or when the generator's cursor is behind the
+clock. ``skip`` runs none of them, ``run_once`` the latest, ``run_all`` the latest ``misfire_max_runs``; the
+others are recorded ``missed``. Every rule is one test (*a late slot runs while fewer than ``keep`` later late
+slots of its schedule exist*), so the generator and the dispatcher's admission step agree on which slots run,
+whichever sees a slot first.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hetuflow_server.scheduler._cron import CronExpression, parse_cron
-from hetuflow_server.scheduler._timezone import first_offset_change, load_timezone, next_offset_change
-from hetuflow_server.scheduler._window import LATEST, check_max_count, check_window, clamp_after
+from hetuflow_server.triggers._cron import CronExpression, parse_cron
+from hetuflow_server.triggers._timezone import first_offset_change, load_timezone, next_offset_change
+from hetuflow_server.triggers._window import LATEST, check_max_count, check_window, clamp_after
 
 __all__ = ["CronTrigger"]
 

@@ -15,7 +15,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hetuflow_server.scheduler._errors import InvalidSchedule
+from hetuflow_server.triggers._errors import InvalidSchedule
 
 __all__ = ["PROBE_STEP", "first_offset_change", "load_timezone", "next_offset_change", "offset_at"]
 

@@ -7,32 +7,36 @@ that reconnects resumes exactly there. Once the attempt is final and everything 
 ``end`` event with its status closes the stream (the batcher stores an attempt's chunks before its final
 report, so nothing is left behind). While nothing happens a comment line keeps proxies from timing out.
 
-New chunks stored on this server wake the stream at once (`LogWatch`); chunks stored by another server (the
-agent is connected there) are picked up by a short poll. Requires a token with ``read`` scope.
+New chunks stored on this server wake the stream at once (the broker's `LogWatch`); chunks stored by another
+server (the agent is connected there) are picked up by a short poll. Requires a token with ``read`` scope.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
-from typing import Final, Protocol, cast
+from collections.abc import AsyncIterator
+from typing import Annotated, Final, Protocol, cast
 from uuid import UUID
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
-from hetuflow_core.enums import TokenScope
+from hetuflow_core.enums import InstanceStatus, TokenScope
 from hetuflow_core.task import TaskLogEntry
 from hetuflow_server.auth import guard
-from hetuflow_server.endpoint.api.tasks import LogStreamEnd, LogStreamQuery
+from hetuflow_server.broker import Broker
+from hetuflow_server.endpoint.api.openapi import EventStream
+from hetuflow_server.endpoint.api.operation import API_PREFIX, PathParam
+from hetuflow_server.endpoint.api.tasks import instance_operations
 from hetuflow_server.errors import FieldProblem, InvalidInput
 from hetuflow_server.service import Services
 
-__all__ = ["LogWatch", "stream_logs"]
+__all__ = ["LOG_STREAM_PATH", "LogStreamEnd", "LogStreamQuery", "event_stream", "route", "stream_logs"]
 
+ROUTE_PATH: Final = "/instances/{instance_id:uuid}/logs/stream"
+"""The route's path under the API's mount."""
+LOG_STREAM_PATH: Final = API_PREFIX + ROUTE_PATH
 POLL_SECS: Final = 0.5
 """How often an idle stream looks for chunks stored elsewhere and for the end of the attempt."""
 KEEPALIVE_SECS: Final = 15.0
@@ -43,39 +47,46 @@ PAGE_SIZE: Final = 500
 _entry_encoder = msgspec.json.Encoder()
 
 
-class LogWatch:
-    """Wakes the live tails of attempts whose logs or status just changed on this server."""
+class LogStreamQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Query of ``GET /api/v1/instances/{id}/logs/stream`` (a ``Last-Event-ID`` header takes its place)."""
 
-    def __init__(self) -> None:
-        self._waiters: dict[UUID, set[asyncio.Event]] = defaultdict(set)
-
-    def notify(self, instance_ids: Iterable[UUID]) -> None:
-        """Something about these attempts was stored."""
-        for instance_id in instance_ids:
-            for event in self._waiters.get(instance_id, ()):
-                event.set()
-
-    async def wait(self, instance_id: UUID, timeout_secs: float) -> None:
-        """Return when ``instance_id`` changes here or after ``timeout_secs``."""
-        event = asyncio.Event()
-        self._waiters[instance_id].add(event)
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_secs):
-                    await event.wait()
-        finally:
-            waiters = self._waiters[instance_id]
-            waiters.discard(event)
-            if not waiters:
-                del self._waiters[instance_id]
+    after_seq: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0, le=2**62, description="Position to stream after; 0 is the start of the log (the default)"
+        ),
+    ] = 0
 
 
-class _Broker(Protocol):
-    @property
-    def draining(self) -> asyncio.Event: ...
+class LogStreamEnd(msgspec.Struct, kw_only=True):
+    """Data of the ``end`` event of a live log tail: the attempt and the state it ended in."""
 
-    @property
-    def log_watch(self) -> LogWatch: ...
+    instance_id: UUID
+    status: InstanceStatus
+
+
+event_stream = EventStream(
+    path="/instances/{instance_id}/logs/stream",
+    operation_id="stream_instance_logs",
+    summary="Live tail of an attempt's log",
+    description=(
+        "Server-Sent Events: the chunks stored after `after_seq` (or after the `Last-Event-ID` header a "
+        "reconnecting client sends), then new ones as they are stored, each a `log` event whose data is a "
+        "`TaskLogEntry` in JSON; the last event of every read carries the read position as its `id`. When "
+        "the attempt has ended and everything stored was sent, an `end` event (`instance_id`, `status`) "
+        "closes the stream. Idle streams get a comment line every 15 s."
+    ),
+    tag=instance_operations.tag,
+    scope=TokenScope.READ,
+    query=LogStreamQuery,
+    path_params=(PathParam("instance_id", UUID, "instance"),),
+    events=(
+        ("log", TaskLogEntry, "A stored log chunk; `id` is the read position after it on the last of a read"),
+        ("end", LogStreamEnd, "The attempt ended and everything stored was sent; the stream closes"),
+    ),
+)
+"""``GET /api/v1/instances/{instance_id}/logs/stream``: not an ``Operation`` (it answers a stream), documented
+in the OpenAPI document all the same."""
 
 
 class _Container(Protocol):
@@ -83,7 +94,12 @@ class _Container(Protocol):
     def services(self) -> Services: ...
 
     @property
-    def broker(self) -> _Broker: ...
+    def broker(self) -> Broker: ...
+
+
+def route() -> Route:
+    """The stream's route, relative to ``API_PREFIX`` (mounted with the API)."""
+    return Route(ROUTE_PATH, stream_logs, methods=["GET"], name="instance-log-stream")
 
 
 async def stream_logs(request: Request) -> Response:

@@ -1,31 +1,62 @@
-"""Broadcast routing: a task of a ``broadcast`` job becomes one task per matching agent, each pinned to it.
+"""New tasks: `new_task`, the one place a task to insert is built, and broadcast routing of new tasks.
 
-A job whose ``config.target.routing`` is ``broadcast`` runs on every agent that matches it. Whatever creates
-tasks — a trigger, an event, the generator, a flow run — passes its new tasks through `fan_out` (or
-`copies`) inside its own transaction: a broadcast task that is not pinned yet becomes one copy per agent that
-is **online** at that moment (connected, neither draining nor disabled) and matches it (required labels ⊆
-agent labels, command among the agent's capabilities). Each copy has ``config.target.agent_id`` set to its
-agent, and the dispatcher gives a pinned task to that agent and to no other; while the agent is away the copy
-waits for it. The first copy keeps the task's id, the others get new ones. A retry of a copy stays pinned.
-
-Agents that connect later do not get a copy of a task already created. When no agent matches at creation, the
-task stays as it is — one unpinned task that waits and runs on the first matching agent to appear — so a
-requested run is never dropped without a trace. (Daemon schedules of broadcast jobs are kept running on every
-matching agent by the daemon supervisor instead, see ``scheduler.daemon``.)
+Whatever creates tasks (a trigger, an event, a flow run, a retry, the generator, the daemon supervisor) builds
+them with `new_task` and, inside its own transaction, passes them through `fan_out` (or `copies`): a task of a
+``broadcast`` job that is not pinned yet becomes one copy per agent **online** at that moment that matches it
+(required labels ⊆ agent labels, command among its capabilities), each pinned to its agent through
+``config.target.agent_id``. The first copy keeps the task's id. When no agent matches, the task stays one
+unpinned task that runs on the first matching agent to appear, so a requested run is never dropped. Agents
+that connect later get no copy of a task already created; daemon schedules of broadcast jobs are kept
+running on every matching agent by the daemon supervisor instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
 
 import msgspec
 
 from hetuflow_core.enums import RoutingPolicy
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig
+from hetuflow_core.types import Parameters
 from hetuflow_server.infra import bmc, db
 
-__all__ = ["copies", "fan_out", "is_broadcast", "pinned"]
+__all__ = ["copies", "fan_out", "is_broadcast", "new_task", "pinned"]
+
+
+def new_task(
+    job_id: UUID,
+    config: JobConfig,
+    *,
+    origin: bmc.TaskOrigin,
+    scheduled_at: datetime,
+    parameters: Parameters,
+    priority: int | None = None,
+    schedule_id: UUID | None = None,
+    flow_run_id: UUID | None = None,
+    flow_step: str | None = None,
+    retry_of: UUID | None = None,
+    depends_on: Sequence[UUID] = (),
+) -> bmc.NewTask:
+    """A task of ``job_id`` with a fresh id, running ``config`` (the job's config as of now: each task keeps
+    its own snapshot), at the config's priority unless ``priority`` is given."""
+    return bmc.NewTask(
+        id=uuid7(),
+        job_id=job_id,
+        origin=origin,
+        scheduled_at=scheduled_at,
+        config=config,
+        priority=config.priority if priority is None else priority,
+        parameters=parameters,
+        schedule_id=schedule_id,
+        flow_run_id=flow_run_id,
+        flow_step=flow_step,
+        retry_of=retry_of,
+        depends_on=list(depends_on),
+    )
 
 
 def is_broadcast(config: JobConfig) -> bool:

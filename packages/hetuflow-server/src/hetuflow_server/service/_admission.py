@@ -1,25 +1,12 @@
 """Admission of due schedule slots at dispatch: misfire and overlap policies, applied where they are exact.
 
-The dispatcher claims pending tasks and picks an agent for each; just before it creates the attempts it hands
-the chosen tasks to ``admit`` inside the same transaction (the tasks are row-locked by the claim). Only the
-first attempt of a schedule's slot is judged — manual, event and flow tasks and retries pass untouched:
-
-1. **Misfire** (``misfire``): a slot started later than its schedule's grace (a task planned before an
-   outage, or held back while no agent could run it) runs only if the policy keeps it — ``run_once`` keeps the
-   latest late slot, ``run_all`` the latest ``misfire_max_runs``, ``skip`` none. The others end ``skipped``
-   with slot outcome ``missed``. A daemon's (re)start is never late: it waits for an agent as long as
-   it takes.
-2. **Overlap** (``overlap``): for ``forbid`` and ``replace`` jobs, a slot due now while an earlier run of the
-   same schedule is dispatched or running is skipped (``skipped_overlap``), or that run is cancelled the way
-   the API cancels a task (task ``cancelled`` at once, ``AgentCommand`` cancel routed over NOTIFY to the
-   server holding the agent). Such slots are only judged when due: one that is not due yet is held back (it
-   stays pending), and the claim leaves them alone until their time. Copies of a broadcast slot pinned to
-   different agents are judged apart, each against the earlier runs pinned to the same agent.
-3. Slots that go ahead are recorded ``ran`` with their task id (an existing ``deduplicated`` record, which
-   also names that task, is kept).
-
-Everything happens in a handful of batched statements; one NOTIFY on ``WORK_CHANNEL`` tells the dispatchers
-that capacity meant for skipped slots is free again.
+Just before the dispatcher creates attempts it hands the chosen tasks to ``admit`` in the same transaction
+(the claim holds their row locks). Only the first attempt of a schedule slot is judged; manual, event and flow
+tasks and retries pass. A late slot runs only if its misfire policy keeps it (else ``skipped``, slot
+``missed``; a daemon's restart is never late). For ``forbid`` and ``replace`` jobs a slot due while an
+earlier run of its schedule (and pin) still goes is skipped (``skipped_overlap``) or that run is cancelled as
+the API cancels a task; such slots are judged only when due and held back until then. Slots that go ahead are
+recorded ``ran``. One NOTIFY tells the dispatchers that capacity meant for skipped slots is free again.
 """
 
 from __future__ import annotations
@@ -32,8 +19,8 @@ from uuid import UUID
 from hetuflow_core.enums import ConcurrencyPolicy, ScheduleKind, SlotOutcome, TaskStatus
 from hetuflow_core.task import Task
 from hetuflow_server.infra import bmc, db, notify
-from hetuflow_server.scheduler.misfire import MisfireRule
-from hetuflow_server.scheduler.overlap import RunRef, plan_overlap
+from hetuflow_server.triggers.misfire import MisfireRule
+from hetuflow_server.triggers.overlap import RunRef, plan_overlap
 
 __all__ = ["admit", "is_slot_start"]
 
@@ -67,7 +54,7 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
             guarded[_schedule_id(task), task.config.target.agent_id].append(task)
     if guarded:
         live: dict[tuple[UUID, str | None], list[bmc.LiveRun]] = defaultdict(list)
-        for run in await bmc.SlotTaskBmc.live_runs(conn, sorted({key[0] for key in guarded})):
+        for run in await bmc.TaskBmc.live_runs(conn, sorted({key[0] for key in guarded})):
             live[run.schedule_id, run.pin].append(run)
         for key, due in guarded.items():
             runs = {run.task_id: run for run in live[key]}
@@ -102,13 +89,13 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
         ],
     )
     if missed or skipped or cancels:
-        await notify.notify(conn, notify.WORK_CHANNEL, "")
+        await notify.work_added(conn)
     return [task for task in tasks if task.id not in refused]
 
 
 async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -> dict[UUID, str]:
     """The late slots the misfire policy does not run, with why."""
-    settings = await bmc.SlotTaskBmc.misfire_settings(conn, [_schedule_id(task) for task in slots])
+    settings = await bmc.ScheduleBmc.misfire_settings(conn, [_schedule_id(task) for task in slots])
     rules = {
         schedule_id: MisfireRule(
             policy=s.misfire_policy, grace_secs=s.misfire_grace_secs, max_runs=s.misfire_max_runs
@@ -122,7 +109,7 @@ async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -
         if _schedule_id(task) not in daemons
         and (rule := rules.get(_schedule_id(task), MisfireRule())).is_late(task.scheduled_at, now)
     ]
-    counts = await bmc.SlotTaskBmc.later_late_counts(
+    counts = await bmc.TaskBmc.later_late_counts(
         conn,
         [
             bmc.LateSlot(

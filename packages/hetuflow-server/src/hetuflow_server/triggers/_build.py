@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from hetuflow_core.enums import ScheduleKind
-from hetuflow_server.scheduler._cron_trigger import CronTrigger
-from hetuflow_server.scheduler._errors import InvalidSchedule
-from hetuflow_server.scheduler._timezone import load_timezone
-from hetuflow_server.scheduler._trigger import IntervalTrigger, OnceTrigger, Trigger
-from hetuflow_server.scheduler._window import check_max_count, check_window
+from hetuflow_server.triggers._cron_trigger import CronTrigger
+from hetuflow_server.triggers._errors import InvalidSchedule
+from hetuflow_server.triggers._timezone import load_timezone
+from hetuflow_server.triggers._trigger import IntervalTrigger, OnceTrigger, Trigger
+from hetuflow_server.triggers._window import check_max_count, check_window
 
 __all__ = ["build_trigger"]
 

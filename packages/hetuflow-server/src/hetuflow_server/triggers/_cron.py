@@ -13,7 +13,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from hetuflow_server.scheduler._errors import InvalidSchedule
+from hetuflow_server.triggers._errors import InvalidSchedule
 
 __all__ = ["SEARCH_YEARS", "CronExpression", "parse_cron"]
 

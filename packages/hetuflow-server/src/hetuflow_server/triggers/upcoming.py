@@ -14,16 +14,16 @@ from datetime import datetime
 from itertools import islice
 
 from hetuflow_core.enums import ScheduleStatus
-from hetuflow_core.schedule import Schedule
-from hetuflow_server.scheduler._build import build_trigger
-from hetuflow_server.scheduler._trigger import Trigger, fire_times
+from hetuflow_core.schedule import Schedule, ScheduleCreate
+from hetuflow_server.triggers._build import build_trigger
+from hetuflow_server.triggers._trigger import Trigger, fire_times
 
 __all__ = ["schedule_trigger", "upcoming_fire_times"]
 
 
-def schedule_trigger(schedule: Schedule) -> Trigger | None:
-    """The trigger of a stored schedule, built exactly as the preview API builds it (same interval anchor);
-    None for the kinds without a clock rule."""
+def schedule_trigger(schedule: Schedule | ScheduleCreate) -> Trigger | None:
+    """The trigger of a schedule, built exactly as the preview API builds it (same interval anchor); None for
+    the kinds without a clock rule. InvalidSchedule names the field that makes no trigger."""
     return build_trigger(
         schedule.kind.value,
         cron_expression=schedule.cron_expression,

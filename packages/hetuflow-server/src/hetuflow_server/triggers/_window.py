@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hetuflow_server.scheduler._errors import InvalidSchedule
+from hetuflow_server.triggers._errors import InvalidSchedule
 
 __all__ = ["EARLIEST", "LATEST", "as_utc", "aware_utc", "check_max_count", "check_window", "clamp_after"]
 

@@ -33,7 +33,7 @@ from hetuflow_core.protocol import (
     TaskLogChunk,
     decode,
 )
-from hetuflow_server.broker.broker import Broker
+from hetuflow_server.broker import Broker
 from hetuflow_server.broker.session import AgentSession
 
 __all__ = ["handle_frame", "receive"]

@@ -1,23 +1,13 @@
-"""The agent gateway: ``/api/v1/agents/ws``, from the upgrade request to the end of the connection.
+"""The agents' WebSocket, from the upgrade request to the end of the connection.
 
-1. **Before the upgrade** the bearer token is verified: none or an invalid one is answered ``401``, a token
-   that is not an agent token or whose subject is not the agent named by the ``X-Hetuflow-Agent-Id`` header
-   ``403`` — as real HTTP responses (the ASGI WebSocket denial response), so the agent can tell them apart.
-2. **Registration**: the first frame must be ``agent.register`` within ``REGISTER_TIMEOUT_SECS``, for the
-   authenticated agent, in a compatible protocol version. The agent row is upserted (online, this server,
-   its labels and capabilities), its state sync reconciled (``keep``/``kill``), and the answer carries the
-   server time, the heartbeat interval and the agent timeout. A connection that closes before any frame is a
-   ``hetuflow-agent check`` probe and changes nothing.
-3. **Serving**: frames are handled by `inbound.handle_frame` until the agent leaves, the server shuts down
-   (close 1001), or the connection is closed for cause. Undecodable frames are answered with an ``error``
-   frame and counted; ``MAX_BAD_FRAMES`` of them close the connection with 1008 (policy violation). Nothing
-   an agent sends can affect another agent or the server.
-4. **End**: the session leaves the registry; dispatches still queued (never sent) are handed back at once.
-   Its other attempts are not lost here: the agent's next registration reconciles them, or the reaper loses
-   them after the agent timeout. The agent row is marked offline unless a newer connection took over.
-
-The ASGI send/receive calls on the WebSocket are this module's (and the session writer's) boundary to the
-network: a failing send ends the connection like a disconnect does.
+The bearer token is checked before the upgrade and a refusal is a real HTTP answer (401; 403 for a valid token
+that is not this agent's agent token), so the agent can tell them apart. The first frame must be
+``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker upserts the agent and reconciles its state
+sync, and a connection that closes before any frame is a ``hetuflow-agent check`` probe. Frames are then
+handled by ``frames.handle_frame`` until the agent leaves, the server shuts down (1001) or the connection is
+closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008). At the end the broker unregisters the session. The
+ASGI calls on the WebSocket are the boundary to the network: a failing send ends the connection like a
+disconnect does. See docs/architecture.md (Connecting).
 """
 
 from __future__ import annotations
@@ -43,10 +33,10 @@ from hetuflow_core.protocol import (
     is_compatible,
 )
 from hetuflow_server.auth import guard
-from hetuflow_server.broker import inbound
-from hetuflow_server.broker.broker import Broker
+from hetuflow_server.broker import Broker
 from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.endpoint.api.problems import problem_for_error, problem_response
+from hetuflow_server.endpoint.ws import frames
 from hetuflow_server.errors import Forbidden, HetuflowError
 
 __all__ = ["AGENT_ID_HEADER", "MAX_BAD_FRAMES", "REGISTER_TIMEOUT_SECS", "agent_socket"]
@@ -144,7 +134,7 @@ async def _register(websocket: WebSocket, broker: Broker, agent_id: str) -> Agen
     """Run the registration; the session, or None when the client left without a word (a probe)."""
     try:
         async with asyncio.timeout(REGISTER_TIMEOUT_SECS):
-            raw = await inbound.receive(websocket)
+            raw = await frames.receive(websocket)
     except TimeoutError:
         raise _protocol_refusal(
             ProtocolError(
@@ -246,12 +236,12 @@ async def _watchdog(session: AgentSession, timeout_secs: float) -> None:
 async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
     while session.open:
         await broker.reports.wait_room()
-        raw = await inbound.receive(websocket)
+        raw = await frames.receive(websocket)
         if raw is None:
             return
         session.last_seen = asyncio.get_running_loop().time()
         try:
-            await inbound.handle_frame(broker, session, raw)
+            await frames.handle_frame(broker, session, raw)
         except ProtocolError as exc:
             session.bad_frames += 1
             session.send(exc.to_frame())

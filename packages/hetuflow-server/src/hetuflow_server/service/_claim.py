@@ -1,0 +1,157 @@
+"""Claiming due work for connected agents: which task goes to which agent, and the attempts that carry it.
+
+``claim`` runs inside the dispatch transaction: it promotes retries whose backoff has passed, locks due
+pending tasks with ``FOR UPDATE SKIP LOCKED`` (so no two servers ever take the same task), gives each to the
+least-loaded matching agent with a free slot, lets the admission step judge schedule slots (misfire and
+overlap), then creates the attempts (the fencing tokens of a dispatch) and marks their tasks dispatched.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import CommandKind
+from hetuflow_core.ids import uuid7
+from hetuflow_core.task import Task, TaskInstance
+from hetuflow_server.infra import bmc, db
+from hetuflow_server.service._admission import admit
+
+__all__ = ["AgentCapacity", "Claimed", "Dispatch", "claim", "next_wake_at"]
+
+PROMOTE_BATCH_SIZE: Final = 1000
+"""Retries moved back to pending per dispatch round, at most."""
+
+
+class AgentCapacity(msgspec.Struct, kw_only=True, frozen=True):
+    """A connected agent as the dispatcher sees it: what it can run and how many more it can take."""
+
+    agent_id: str
+    labels: dict[str, str]
+    commands: list[CommandKind]
+    free_slots: int
+    load: int = 0
+    """Attempts it holds now; the least loaded matching agent gets the next task."""
+
+
+class Dispatch(msgspec.Struct, kw_only=True):
+    """A task given to an agent: push ``ScheduledTask`` for ``instance``, to fire at ``fire_at``."""
+
+    task: Task
+    instance: TaskInstance
+    fire_at: datetime
+    """The task's due time, or the dispatch time for overdue work (retries, backlog)."""
+
+
+class Claimed(msgspec.Struct, kw_only=True, frozen=True):
+    """A claimed task (as it was before the claim) and the attempt created for it."""
+
+    task: Task
+    new: bmc.NewInstance
+    instance: TaskInstance
+
+
+async def claim(
+    conn: db.Connection,
+    agents: Sequence[AgentCapacity],
+    *,
+    now: datetime,
+    lookahead_secs: float,
+    limit: int,
+    server_id: UUID | None,
+) -> list[Claimed]:
+    """Claim due work for ``agents`` (each within its free slots) in ``conn``'s transaction.
+
+    Tasks due within ``lookahead_secs`` are included (the agent waits for ``fire_at``); priority first, then
+    due time. Tasks none of the agents can run (labels, command, pinned agent) stay pending for other servers.
+    """
+    usable = [agent for agent in agents if agent.free_slots > 0 and agent.commands]
+    budget = min(limit, sum(agent.free_slots for agent in usable))
+    await bmc.TaskBmc.promote_due_retries(conn, limit=PROMOTE_BATCH_SIZE)
+    if budget <= 0:
+        return []
+    profiles: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], list[str]] = defaultdict(list)
+    for a in usable:
+        key = (tuple(sorted(a.labels.items())), tuple(sorted(c.value for c in a.commands)))
+        profiles[key].append(a.agent_id)
+    claimed = await bmc.TaskBmc.claim_due(
+        conn,
+        horizon=now + timedelta(seconds=lookahead_secs),
+        profiles=[
+            bmc.AgentProfile(labels=dict(lbl), commands=list(cmd), agent_ids=sorted(ids))
+            for (lbl, cmd), ids in sorted(profiles.items())
+        ],
+        limit=budget,
+    )
+    free = {agent.agent_id: agent.free_slots for agent in usable}
+    load = {agent.agent_id: agent.load for agent in usable}
+    chosen: list[tuple[Task, bmc.NewInstance]] = []
+    for task in claimed:
+        candidates = [
+            agent
+            for agent in usable
+            if free[agent.agent_id] > 0
+            and task.config.command in agent.commands
+            and _labels_match(task.config.target.labels, agent.labels)
+            and task.config.target.agent_id in (None, agent.agent_id)
+        ]
+        if not candidates:
+            continue  # released at commit, still pending
+        best = min(candidates, key=lambda a: (load[a.agent_id], -free[a.agent_id], a.agent_id))
+        free[best.agent_id] -= 1
+        load[best.agent_id] += 1
+        chosen.append(
+            (
+                task,
+                bmc.NewInstance(
+                    id=uuid7(),
+                    task_id=task.id,
+                    job_id=task.job_id,
+                    agent_id=best.agent_id,
+                    attempt=task.attempt + 1,
+                    fire_at=max(task.scheduled_at, now),
+                    server_id=server_id,
+                ),
+            )
+        )
+    # Schedule slots start only as their misfire and overlap policies allow.
+    admitted = {task.id for task in await admit(conn, [task for task, _ in chosen], now=now)}
+    chosen = [(task, inst) for task, inst in chosen if task.id in admitted]
+    if not chosen:
+        return []
+    instances = await bmc.InstanceBmc.insert_many(conn, [inst for _, inst in chosen])
+    marked = set(
+        await bmc.TaskBmc.mark_dispatched(
+            conn,
+            [
+                bmc.Assignment(
+                    task_id=task.id, instance_id=inst.id, agent_id=inst.agent_id, attempt=inst.attempt
+                )
+                for task, inst in chosen
+            ],
+        )
+    )
+    # The claimed rows are locked by this transaction, so every one of them is still pending.
+    assert marked == {task.id for task, _ in chosen}, "claimed tasks changed under their row lock"
+    by_id = {inst.id: inst for inst in instances}
+    return [Claimed(task=task, new=new, instance=by_id[new.id]) for task, new in chosen]
+
+
+async def next_wake_at(conn: db.Connection, *, now: datetime, lookahead_secs: float) -> datetime | None:
+    """When a dispatcher must look again without being woken: the moment the next pending task enters the
+    look-ahead window, or the next retry backoff ends; None when there is neither."""
+    window = timedelta(seconds=lookahead_secs)
+    pending_at, retry_at = await bmc.TaskBmc.next_due(conn, after=now + window)
+    # Slots of forbid/replace jobs are claimed when due, not a look-ahead early (see the admission step).
+    guarded_at = await bmc.TaskBmc.next_guarded_at(conn, after=now)
+    moments = [pending_at - window if pending_at is not None else None, retry_at, guarded_at]
+    return min((moment for moment in moments if moment is not None), default=None)
+
+
+def _labels_match(required: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in required.items())

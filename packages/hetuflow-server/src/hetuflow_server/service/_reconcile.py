@@ -1,0 +1,66 @@
+"""Reconciling what agents hold with the database: the state sync of a registration, and silent agents.
+
+At registration an agent lists the attempts it runs: of those, its live current attempts are kept and the rest
+killed; its live attempts it did not mention are lost (handed back when it never reported them started). On
+the leader, agents silent for the agent timeout go offline and their live attempts are lost; their tasks
+follow the retry policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import msgspec
+
+from hetuflow_core.enums import InstanceStatus
+from hetuflow_server.infra import bmc, db
+from hetuflow_server.service._handback import hand_back
+from hetuflow_server.service.reports import ReportApplier, ReportResult
+
+__all__ = ["Reconciliation", "reap_silent_agents", "reconcile"]
+
+
+class Reconciliation(msgspec.Struct, kw_only=True):
+    """State sync of a (re)registering agent: attempts to keep running, to kill, and declared lost."""
+
+    keep: list[UUID]
+    kill: list[UUID]
+    lost: list[UUID]
+
+
+async def reconcile(
+    conn: db.Connection, reports: ReportApplier, agent_id: str, running: Collection[UUID]
+) -> tuple[Reconciliation, list[ReportResult]]:
+    """The state sync of ``agent_id`` claiming to run ``running``, in ``conn``'s transaction; with the results
+    of the attempts it declared lost."""
+    live = await bmc.InstanceBmc.live_of_agents(conn, [agent_id])
+    live_ids = {inst.id for inst in live}
+    current = {task.instance_id for task in await bmc.TaskBmc.lock_many(conn, [i.task_id for i in live])}
+    keep = sorted(i for i in running if i in live_ids and i in current)
+    kill = sorted(i for i in running if i not in keep)
+    lost = sorted(live_ids - set(keep))
+    unstarted = {i.id for i in live if i.id in lost and i.status is InstanceStatus.DISPATCHED}
+    await hand_back(conn, unstarted, "the agent reconnected without it: it never got it")
+    results = await reports.mark_lost(
+        conn,
+        [i for i in lost if i not in unstarted],
+        reason="not running on the agent after it reconnected",
+    )
+    return Reconciliation(keep=keep, kill=kill, lost=lost), results
+
+
+async def reap_silent_agents(
+    conn: db.Connection, reports: ReportApplier, *, timeout_secs: float
+) -> tuple[list[str], list[ReportResult]]:
+    """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agents marked
+    offline and the results of the attempts lost."""
+    before = datetime.now(UTC) - timedelta(seconds=timeout_secs)
+    agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
+    # Also agents a closed connection already marked offline: silence is what loses their attempts.
+    live = await bmc.InstanceBmc.live_of_silent_agents(conn, before=before)
+    results = await reports.mark_lost(
+        conn, [inst.id for inst in live], reason=f"agent silent for more than {timeout_secs:g}s"
+    )
+    return agent_ids, results
