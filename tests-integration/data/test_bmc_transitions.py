@@ -1,5 +1,5 @@
-"""The state machines of DESIGN §3, exhaustively: every (from, to) pair is applied when allowed and refused —
-changing nothing — when not, for tasks and for instances."""
+"""The state machines of docs/architecture.md ("Task and attempt states"), exhaustively: every (from, to)
+pair is applied when allowed and refused — changing nothing — when not, for tasks and for instances."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Migrations: applied to an empty database they produce the schema of DESIGN §2, re-running is a no-op, and
-two servers migrating at once do not race."""
+"""Migrations: applied to an empty database they produce the schema that docs/architecture.md describes
+("The schema"), re-running is a no-op, and two servers migrating at once do not race."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Two servers dispatching from one database: no instance is dispatched twice, and every database connection
-of both servers killed while tasks flow loses and doubles nothing (DESIGN §7).
+of both servers killed while tasks flow loses and doubles nothing (the guarantees in docs/architecture.md).
 
 The servers run with small pools and a one-minute safety poll, so work reaches agents through NOTIFY alone:
 once the LISTEN connections were killed, a task dispatched within seconds proves the listener is back.

@@ -1,5 +1,6 @@
 """Two servers on one database and agents given both URLs: a server dying (kill -9) or stopping (SIGTERM)
-under running tasks, and an agent dying on the follower while the leader reaps it (DESIGN §7).
+under running tasks, and an agent dying on the follower while the leader reaps it (the guarantees in
+docs/architecture.md).
 
 Real ``hetuflow-server serve`` and ``hetuflow-agent run`` processes (``pipelinefixtures``: heartbeat 0.5 s,
 agent timeout 3 s, lease 3 s). Every task appends a line to a `Ledger` when its process starts, so "ran
@@ -86,7 +87,7 @@ def test_an_agent_killed_on_one_server_is_reaped_by_the_leader_and_retried_on_th
     assert (second["agent_id"], second["status"]) == (rescuer.agent_id, "succeeded")
     assert_ran_once(job_attempts(pipeline, job_id), ledger, retried=[task_id])
     delay = at(second["started_at"]).timestamp() - killed_at
-    # DESIGN §7: again elsewhere within the agent timeout, plus a reaper tick and the backoff (and slack).
+    # The liveness guarantee: again elsewhere within the agent timeout, a reaper tick and the backoff.
     bound = AGENT_TIMEOUT_SECS + AGENT_TIMEOUT_SECS / 4 + RETRY["base_secs"] + 2.0
     assert delay < bound, f"the retry started {delay:.2f} s after the kill"
     print(f"retry on the other server's agent started {delay:.2f} s after kill -9 (bound {bound:g} s)")
