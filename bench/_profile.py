@@ -3,8 +3,10 @@
 ``recording`` attaches two ``py-spy record`` processes to each pid (``--nonblocking``, so the target is
 never paused): one writes a flame graph (``NAME.svg``), the other the raw collapsed stacks (``NAME.txt``,
 one line per distinct stack: ``frame;frame;…;leaf COUNT``). Both stop on SIGINT when the block ends and
-write their files then. ``top_self`` reads a raw file and sums the samples per leaf frame (self time),
-frames named ``function (file)`` without the line number, so one function is one row.
+write their files then. ``top_self`` reads a raw file and sums the samples per leaf frame (self time);
+``top_total`` sums, per frame of hetuflow's own packages, the samples of every stack it is on (total time,
+which says which of our functions the library time underneath belongs to). Frames are named
+``function (file)`` without the line number, so one function is one row.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 RATE_HZ = 100
 STOP_TIMEOUT_SECS = 60.0
 _LINE_NUMBER = re.compile(r":\d+\)$")
+_ENTRY_POINT = re.compile(r"/(__main__|cli)(/|\.py)")
 
 
 def py_spy() -> str:
@@ -59,18 +62,35 @@ def recording(directory: Path, targets: dict[str, int]) -> Iterator[None]:
         log.close()
 
 
+def _stacks(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """Each stack of a raw py-spy file (frames without line numbers, root first) with its sample count."""
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if stack and samples.isdigit():
+            yield [_LINE_NUMBER.sub(")", frame) for frame in stack.split(";")], int(samples)
+
+
 def top_self(raw: Path, count: int) -> tuple[int, list[tuple[str, int]]]:
     """Total samples of a raw py-spy file, and its ``count`` frames with the most self samples."""
     leaves: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not stack or not samples.isdigit():
-            continue
-        leaf = _LINE_NUMBER.sub(")", stack.rsplit(";", 1)[-1])
-        leaves[leaf] += int(samples)
-        total += int(samples)
+    for frames, samples in _stacks(raw):
+        leaves[frames[-1]] += samples
+        total += samples
     return total, leaves.most_common(count)
+
+
+def top_total(raw: Path, count: int, marker: str = "hetuflow_") -> list[tuple[str, int]]:
+    """The ``count`` frames whose file contains ``marker`` with the most samples on their stacks.
+
+    The entry points (``__main__`` and ``cli`` modules) are left out: they are on every stack.
+    """
+    totals: Counter[str] = Counter()
+    for frames, samples in _stacks(raw):
+        for frame in set(frames):
+            if marker in frame and not _ENTRY_POINT.search(frame):
+                totals[frame] += samples
+    return totals.most_common(count)
 
 
 def print_top(name: str, raw: Path, count: int) -> None:
@@ -80,4 +100,7 @@ def print_top(name: str, raw: Path, count: int) -> None:
     total, top = top_self(raw, count)
     print(f"\n{name}: top {count} frames by self time ({total} samples at {RATE_HZ} Hz, idle excluded)")
     for frame, samples in top:
+        print(f"{samples / max(total, 1) * 100:6.1f}%  {samples:>6}  {frame}")
+    print(f"\n{name}: top {count} hetuflow frames by total time (self + everything they call)")
+    for frame, samples in top_total(raw, count):
         print(f"{samples / max(total, 1) * 100:6.1f}%  {samples:>6}  {frame}")

@@ -28,7 +28,9 @@ class AgentsScale(NamedTuple):
     cpu_percent: float
     rss: int
     dispatch_ms: float
-    """Trigger → success of the one task dispatched while all agents were connected."""
+    """Trigger → dispatched, of the one task triggered while all agents were connected."""
+    done_ms: float
+    """Trigger → succeeded, of that task."""
     disconnects: int
 
 
@@ -45,12 +47,15 @@ def idle_agents(h: Hetuflow, count: int, seconds: float) -> AgentsScale:
         wait_done(h.conn, job_id, 1)
     h.check_exactly_once("one task among many agents", job_id, 1)
     row = h.conn.execute(
-        "SELECT extract(epoch FROM completed_at - created_at) * 1000 FROM sched_task WHERE job_id = %s",
+        "SELECT extract(epoch FROM i.dispatched_at - t.created_at) * 1000,"
+        " extract(epoch FROM t.completed_at - t.created_at) * 1000"
+        " FROM sched_task t JOIN sched_task_instance i ON i.task_id = t.id WHERE t.job_id = %s",
         (job_id,),
     ).fetchone()
     assert row is not None
     busy = (after.user - before.user) + (after.system - before.system)
-    return AgentsScale(count, busy / wall * 100, rss, float(row[0]), sim.counters.get("disconnects", -1))
+    disconnects = sim.counters.get("disconnects", -1)
+    return AgentsScale(count, busy / wall * 100, rss, float(row[0]), float(row[1]), disconnects)
 
 
 def load_history(h: Hetuflow, rows: int) -> None:

@@ -10,7 +10,7 @@ The peer in the same run is the floor a hand-written client could reach: the sam
 and size) fetched through psycopg with a query written for exactly those filters, on one connection, rows as
 tuples. ``ratio`` is API p50 / SQL p50: what routing, auth, the service layer, msgspec and HTTP add.
 
-Run: ``python bench/api_bench.py [--rows N] [--requests N]`` (about a minute with the defaults).
+Run: ``python bench/api_bench.py [--rows N] [--requests N] [--quick]`` (about a minute with the defaults).
 """
 
 from __future__ import annotations

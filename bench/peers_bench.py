@@ -161,6 +161,7 @@ def hetuflow_once(args: argparse.Namespace, results: Results, h: Hetuflow) -> No
             scale_cpu=scale.cpu_percent,
             scale_rss=scale.rss,
             scale_dispatch_ms=scale.dispatch_ms,
+            scale_done_ms=scale.done_ms,
             scale_disconnects=scale.disconnects,
         )
         print(f"  {scale.agents} idle agents: server CPU {scale.cpu_percent:.1f} %", flush=True)
@@ -292,8 +293,9 @@ def print_report(args: argparse.Namespace, results: Results) -> None:
         agents, cpu, rss = values["scale_agents"], values["scale_cpu"], values["scale_rss"] / MB
         print(
             f"{agents:.0f} idle simulated agents: server CPU {cpu:.1f} % of one core over"
-            f" {args.scale_seconds:g} s, RSS {rss:.0f} MB; one task triggered -> succeeded in"
-            f" {values['scale_dispatch_ms']:.0f} ms; {values['scale_disconnects']:.0f} disconnects"
+            f" {args.scale_seconds:g} s, RSS {rss:.0f} MB; one task triggered -> dispatched in"
+            f" {values['scale_dispatch_ms']:.0f} ms, -> succeeded in {values['scale_done_ms']:.0f} ms;"
+            f" {values['scale_disconnects']:.0f} disconnects"
         )
     print_goals(results)
     fields = summary(results)

@@ -17,7 +17,7 @@ The peer in the same run is the ceiling: the same number of ``bash script.sh`` p
 ``true``, as the agent writes it) spawned by a bare asyncio loop with the same total concurrency and nothing
 else — no database, no network, no reports. ``ratio`` says what share of that the pipeline delivers.
 
-Run: ``python bench/pipeline_bench.py [--tasks N] [--agents N] [--capacity N]`` (about a minute).
+Run: ``python bench/pipeline_bench.py [--tasks N] [--agents N] [--capacity N] [--quick]`` (about a minute).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ hetuflow's side is ``protocol.encode`` then ``protocol.decode`` into validated S
 ``json.dumps(...).encode()`` then ``json.loads(...)`` of the frame as plain dicts, which validates
 nothing, so the ratio understates what the typed codec saves over dict-plus-manual-checks code.
 
-Run: ``python bench/protocol_bench.py [--seconds S]`` (about 10 s with the default S = 0.35).
+Run: ``python bench/protocol_bench.py [--seconds S] [--quick]`` (about 10 s with the default S = 0.35).
 """
 
 from __future__ import annotations
