@@ -7,7 +7,7 @@ user's machine. Virtualenvs are made with uv when nox finds it, with virtualenv 
     nox -s lint     # ruff check, ruff format --check, mypy --strict on each package's src/
     nox -s tests    # tests-core, tests-agent, tests-server, then tests-integration
     nox -s build    # three wheels into dist/, each installed alone in a fresh venv and imported
-    nox -s bench    # every bench/*_bench.py
+    nox -s bench    # every bench/*_bench.py, peers_bench.py (hetuflow against Celery, Procrastinate) last
     nox -s docs     # relative links of README.md and docs/ point to existing files
 
 Arguments after ``--`` go to pytest (tests sessions) or to each benchmark (bench).
@@ -191,8 +191,15 @@ def build(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run every bench/*_bench.py with all three packages installed (skipped while there is none)."""
-    scripts = sorted((ROOT / "bench").glob("*_bench.py"))
+    """Run every bench/*_bench.py with all three packages and bench/requirements.txt installed.
+
+    peers_bench.py runs last, so its ``SUMMARY …`` line is the last line of the session. Arguments after
+    ``--`` go to every benchmark (each ignores the ones it does not know): ``--quick`` makes all of them
+    short (under 4 minutes together), ``--profile DIR`` writes py-spy profiles of the server and the agent.
+    """
+    scripts = sorted(
+        (ROOT / "bench").glob("*_bench.py"), key=lambda path: (path.name == "peers_bench.py", path.name)
+    )
     if not scripts:
         session.skip("no bench/*_bench.py yet")
     session.install(*ALL_PACKAGES)

@@ -10,7 +10,7 @@ The peer in the same run is the floor a hand-written client could reach: the sam
 and size) fetched through psycopg with a query written for exactly those filters, on one connection, rows as
 tuples. ``ratio`` is API p50 / SQL p50: what routing, auth, the service layer, msgspec and HTTP add.
 
-Run: ``python bench/api_bench.py [--rows N] [--requests N]`` (about a minute with the defaults).
+Run: ``python bench/api_bench.py [--rows N] [--requests N] [--quick]`` (about a minute with the defaults).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
@@ -46,14 +46,19 @@ PAGE = 100
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="task rows to load (default 100000)")
-    parser.add_argument("--requests", type=int, default=300, help="requests per scenario (default 300)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--rows", type=int, help="task rows to load (default 100000, --quick 20000)")
+    parser.add_argument("--requests", type=int, help="requests per scenario (default 300, --quick 100)")
+    parser.add_argument("--quick", action="store_true", help="fewer rows and requests")
     parser.add_argument(
         "--database-url", help="an empty PostgreSQL database to use instead of an embedded one"
     )
     # `nox -s bench -- ARGS` hands the same arguments to every benchmark: ignore the ones meant for others.
     args, _ = parser.parse_known_args()
+    if args.rows is None:
+        args.rows = 20_000 if args.quick else 100_000
+    if args.requests is None:
+        args.requests = 100 if args.quick else 300
     if args.rows < 1000 or args.requests < 10:
         parser.error("--rows must be at least 1000 and --requests at least 10")
     return args
@@ -84,8 +89,8 @@ def cli(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, database_url: str) -> Iterator[str]:
-    """``hetuflow-server serve`` on a free port until the block ends; yields its base URL."""
+def running_server(data_dir: Path, database_url: str) -> Iterator[tuple[str, int]]:
+    """``hetuflow-server serve`` on a free port until the block ends; yields its base URL and its pid."""
     port = free_port()
     common = ["--data-dir", str(data_dir), "--database-url", database_url, "--log-level", "warning"]
     process = subprocess.Popen(cli("serve", *common, "--port", str(port), "--name", "bench"))
@@ -99,7 +104,7 @@ def running_server(data_dir: Path, database_url: str) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("hetuflow-server serve did not become ready")
             time.sleep(0.2)
-        yield base_url
+        yield base_url, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -126,20 +131,28 @@ def admin_token(data_dir: Path, database_url: str) -> str:
     return result.stdout.decode().strip()
 
 
-def open_bench_server(
-    stack: contextlib.ExitStack, root: Path, database_url: str | None
-) -> tuple[str, str, httpx.Client]:
+class BenchServer(NamedTuple):
+    """A running ``hetuflow-server serve`` of a benchmark."""
+
+    database_url: str
+    base_url: str
+    client: httpx.Client
+    """Keep-alive HTTP client with an admin token."""
+    pid: int
+
+
+def open_bench_server(stack: contextlib.ExitStack, root: Path, database_url: str | None) -> BenchServer:
     """Embedded PostgreSQL under ``root`` (unless ``database_url`` is given), a real ``serve`` process on it
-    and an admin-token HTTP client; all closed with ``stack``. Returns (database URL, base URL, client)."""
+    and an admin-token HTTP client; all closed with ``stack``."""
     url = database_url or stack.enter_context(embedded_postgres(root / "pg"))
     data_dir = root / "data"
     data_dir.mkdir()
-    base_url = stack.enter_context(running_server(data_dir, url))
+    base_url, pid = stack.enter_context(running_server(data_dir, url))
     token = admin_token(data_dir, url)
     client = stack.enter_context(
         httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     )
-    return url, base_url, client
+    return BenchServer(url, base_url, client, pid)
 
 
 def create_jobs(client: httpx.Client, count: int) -> list[str]:
@@ -260,7 +273,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hetuflow-api-bench-") as tmp:
         root = Path(tmp)
         with contextlib.ExitStack() as stack:
-            database_url, _, client = open_bench_server(stack, root, args.database_url)
+            database_url, _, client, _ = open_bench_server(stack, root, args.database_url)
             job_ids = create_jobs(client, 10)
             began = time.perf_counter()
             load_tasks(database_url, job_ids, args.rows)

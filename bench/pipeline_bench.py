@@ -17,7 +17,7 @@ The peer in the same run is the ceiling: the same number of ``bash script.sh`` p
 ``true``, as the agent writes it) spawned by a bare asyncio loop with the same total concurrency and nothing
 else — no database, no network, no reports. ``ratio`` says what share of that the pipeline delivers.
 
-Run: ``python bench/pipeline_bench.py [--tasks N] [--agents N] [--capacity N]`` (about a minute).
+Run: ``python bench/pipeline_bench.py [--tasks N] [--agents N] [--capacity N] [--quick]`` (about a minute).
 """
 
 from __future__ import annotations
@@ -50,18 +50,23 @@ LATENCY_PACE_SECS = 0.05
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=2000, help="tasks of the throughput run (default 2000)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--quick", action="store_true", help="500 throughput and 50 latency tasks")
+    parser.add_argument("--tasks", type=int, help="tasks of the throughput run (default 2000, --quick 500)")
     parser.add_argument("--agents", type=int, default=2, help="agent processes (default 2)")
     parser.add_argument("--capacity", type=int, default=4, help="capacity of each agent (default 4)")
     parser.add_argument(
-        "--latency-tasks", type=int, default=200, help="tasks of the latency run (default 200)"
+        "--latency-tasks", type=int, help="tasks of the latency run (default 200, --quick 50)"
     )
     parser.add_argument(
         "--database-url", help="an empty PostgreSQL database to use instead of an embedded one"
     )
     # `nox -s bench -- ARGS` hands the same arguments to every benchmark: ignore the ones meant for others.
     args, _ = parser.parse_known_args()
+    if args.tasks is None:
+        args.tasks = 500 if args.quick else 2000
+    if args.latency_tasks is None:
+        args.latency_tasks = 50 if args.quick else 200
     if args.tasks < 10 or args.agents < 1 or args.capacity < 1 or args.latency_tasks < 10:
         parser.error("--tasks and --latency-tasks must be at least 10, --agents and --capacity at least 1")
     return args
@@ -70,7 +75,7 @@ def parse_args() -> argparse.Namespace:
 @contextlib.contextmanager
 def running_agents(
     base_url: str, client: httpx.Client, root: Path, count: int, capacity: int
-) -> Iterator[None]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` agent processes connected to ``base_url``, registered before the block starts."""
     processes: list[subprocess.Popen[bytes]] = []
     ids = [f"bench-agent-{index}" for index in range(count)]
@@ -86,7 +91,7 @@ def running_agents(
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise RuntimeError("the agents did not register")
             time.sleep(0.2)
-        yield
+        yield processes
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -207,7 +212,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hetuflow-pipeline-bench-") as tmp:
         root = Path(tmp)
         with contextlib.ExitStack() as stack:
-            database_url, base_url, client = open_bench_server(stack, root, args.database_url)
+            database_url, base_url, client, _ = open_bench_server(stack, root, args.database_url)
             stack.enter_context(running_agents(base_url, client, root, args.agents, args.capacity))
             conn = stack.enter_context(psycopg.connect(database_url, autocommit=True))
             rate, wall, attempts = throughput(conn, client, args.tasks)
