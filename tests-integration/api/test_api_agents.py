@@ -80,6 +80,8 @@ def test_drain_disable_enable_delete(api_server: ApiServer, admin_client: httpx.
     disconnect(api_server, "cycle")
     assert admin_client.get(url).json()["status"] == "offline"
     assert_problem(admin_client.post(f"{url}/drain"), 409, "illegal-transition")
+    problem = assert_problem(admin_client.post(f"{url}/shutdown"), 409, "illegal-transition")
+    assert "not connected" in problem["detail"]
     assert admin_client.delete(url).status_code == 204
     assert_problem(admin_client.get(url), 404, "not-found")
 
@@ -91,6 +93,7 @@ def test_drain_disable_enable_delete(api_server: ApiServer, admin_client: httpx.
         ("PATCH", "", {"labels": {}}),
         ("DELETE", "", None),
         ("POST", "/drain", None),
+        ("POST", "/shutdown", None),
         ("POST", "/disable", None),
         ("POST", "/enable", None),
     ],

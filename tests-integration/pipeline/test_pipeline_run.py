@@ -223,3 +223,26 @@ def test_live_tail_needs_a_read_token_and_a_known_attempt(pipeline: Pipeline) ->
     response = httpx.get(url, headers=pipeline.client.headers)
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_shutdown_through_the_api_drains_the_agent_and_its_process_exits_0(
+    pipeline: Pipeline, agents: AgentPool
+) -> None:
+    agent = agents.start(capacity=1)
+    task_id = pipeline.run(suite=agents.suite, script="echo started\nsleep 1\necho finished\n")
+    pipeline.wait_task(task_id, "running")
+    answer = pipeline.call("POST", f"/agents/{agent.agent_id}/shutdown")
+    assert answer["status"] == "draining"
+    later = pipeline.run(suite=agents.suite, script="echo too late\n")
+    assert agent.process.wait(timeout=30) == 0, agent.log()
+    # The running task finished during the drain; nothing new was taken meanwhile.
+    assert pipeline.wait_task(task_id)["status"] == "succeeded"
+    assert "finished" in pipeline.instances(task_id)[-1]["output"]
+    assert pipeline.task(later)["status"] == "pending"
+    assert pipeline.instances(later) == []
+    gone = wait_for(
+        lambda: (a := pipeline.call("GET", f"/agents/{agent.agent_id}"))["status"] == "offline" and a,
+        what="the agent offline",
+    )
+    assert gone["server_id"] is None
+    pipeline.call("POST", f"/tasks/{later}/cancel")

@@ -217,6 +217,7 @@ CASES = [
         body={"labels": {"gpu": "yes"}},
     ),
     Case("drain_agent", (AGENT,), "POST", "/api/v1/agents/worker%3A01/drain"),
+    Case("shutdown_agent", (AGENT,), "POST", "/api/v1/agents/worker%3A01/shutdown"),
     Case("disable_agent", (AGENT,), "POST", "/api/v1/agents/worker%3A01/disable"),
     Case("enable_agent", (AGENT,), "POST", "/api/v1/agents/worker%3A01/enable"),
     Case("delete_agent", (AGENT,), "DELETE", "/api/v1/agents/worker%3A01"),

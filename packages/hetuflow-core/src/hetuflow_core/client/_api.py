@@ -235,6 +235,11 @@ class Api:
         return _post(_at("agents", agent_id, "drain"), Agent)
 
     @endpoint
+    def shutdown_agent(self, agent_id: str) -> Call[Agent]:
+        """Tell a connected agent to drain and exit."""
+        return _post(_at("agents", agent_id, "shutdown"), Agent)
+
+    @endpoint
     def disable_agent(self, agent_id: str) -> Call[Agent]:
         """Take the agent out of dispatch."""
         return _post(_at("agents", agent_id, "disable"), Agent)

@@ -1,6 +1,6 @@
 """AgentService and ServerService: the fleet as the API and the gateway see it.
 
-Operator actions that the agent itself must hear about (new labels, drain) are published on
+Operator actions that the agent itself must hear about (new labels, drain, shutdown) are published on
 ``AGENT_CMD_CHANNEL`` in the same transaction as the change; the server holding the agent's connection
 forwards them. Registration, heartbeats and disconnects are the gateway's side of the same rows.
 """
@@ -26,7 +26,7 @@ async def _command(conn: db.Connection, notice: notify.AgentCommandNotice) -> No
 
 
 class AgentService:
-    """Agents: list, inspect, relabel, drain, disable/enable, delete; register and heartbeat (gateway)."""
+    """Agents: list, inspect, relabel, drain, shut down, disable/enable, delete; register and heartbeat."""
 
     def __init__(self, db: ModelManager) -> None:
         self._db = db
@@ -69,6 +69,29 @@ class AgentService:
                     f"agent {agent_id} is {current.status}; only an online agent can drain"
                 )
             await _command(conn, notify.AgentCommandNotice(agent_id=agent_id, command=AgentCommandKind.DRAIN))
+        return agent
+
+    async def shutdown(self, agent_id: str) -> Agent:
+        """Tell a connected agent to drain and exit; online → draining so it gets no new work meanwhile.
+
+        IllegalTransition when it is not connected (offline): nobody would hear the command.
+        """
+        async with self._db.transaction() as conn:
+            agent = await bmc.AgentBmc.get(conn, agent_id)
+            if agent.status is AgentStatus.OFFLINE or agent.server_id is None:
+                raise IllegalTransition(
+                    f"agent {agent_id} is not connected; only a connected agent can shut down"
+                )
+            if agent.status is AgentStatus.ONLINE:
+                drained = await bmc.AgentBmc.set_status(
+                    conn, agent_id, AgentStatus.DRAINING, allowed=[AgentStatus.ONLINE]
+                )
+                if drained is None:  # changed under us between the read and the update
+                    raise IllegalTransition(f"agent {agent_id} changed state concurrently; try again")
+                agent = drained
+            await _command(
+                conn, notify.AgentCommandNotice(agent_id=agent_id, command=AgentCommandKind.SHUTDOWN)
+            )
         return agent
 
     async def disable(self, agent_id: str) -> Agent:

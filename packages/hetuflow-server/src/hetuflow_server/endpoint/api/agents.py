@@ -11,7 +11,7 @@ from hetuflow_server.endpoint.api.params import PageQuery
 
 __all__ = ["operations", "server_operations"]
 
-operations = Operations("agents", "Worker processes: inspect, relabel, drain, disable, forget")
+operations = Operations("agents", "Worker processes: inspect, relabel, drain, shut down, disable, forget")
 server_operations = Operations("servers", "Server processes sharing the database")
 
 
@@ -44,6 +44,13 @@ async def delete_agent(ctx: Context, agent_id: AgentId) -> None:
 async def drain_agent(ctx: Context, agent_id: AgentId) -> Agent:
     """online → draining: no new work, running tasks finish. Only an online agent can drain (409)."""
     return await ctx.services.agents.drain(agent_id)
+
+
+@operations.post("/agents/{agent_id}/shutdown", summary="Shut an agent down", extra_errors=(409,))
+async def shutdown_agent(ctx: Context, agent_id: AgentId) -> Agent:
+    """The agent drains (no new work; running tasks finish or are handed back at its drain timeout) and its
+    process exits with status 0. Only a connected agent can be shut down (409)."""
+    return await ctx.services.agents.shutdown(agent_id)
 
 
 @operations.post("/agents/{agent_id}/disable", summary="Disable an agent", extra_errors=(409,))
