@@ -36,7 +36,7 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from hetuflow_agent.application import AgentApplication
-from hetuflow_agent.config import AgentConfig, load_config
+from hetuflow_agent.config import AgentConfig, Setting, load_config
 from hetuflow_core.enums import CommandKind, InstanceStatus
 from hetuflow_core.ids import now_ms, uuid7
 from hetuflow_core.job import JobConfig
@@ -331,7 +331,7 @@ def agent_config(workdir: Path, *servers: str, **settings: Any) -> AgentConfig:
         "flush_timeout_secs": 2.0,
         "kill_grace_secs": 0.5,
     } | settings
-    return load_config(env={}, flags={key: ("test", value) for key, value in values.items()})
+    return load_config(environ={}, overrides=[Setting(key, value, "test") for key, value in values.items()])
 
 
 @contextlib.asynccontextmanager

@@ -59,7 +59,10 @@ async def server() -> AsyncIterator[ProtocolServer]:
             ["run", "--server", "ws://a", "--token", "t", "--log-level", "loud"],
             "argument --log-level: invalid",
         ),
-        (["run", "--server", "ws://a", "--token", "t", "--config", "/no/such.toml"], "config: cannot read"),
+        (
+            ["run", "--server", "ws://a", "--token", "t", "--config", "/no/such.toml"],
+            "cannot read config file",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hetuflow_agent.config import AgentConfig, default_agent_id, env_var, load_config, parse_pairs
+from hetuflow_agent.config import AgentConfig, Setting, default_agent_id, env_var, load_config, parse_pairs
 from hetuflow_agent.errors import ConfigError
 from hetuflow_core.enums import CommandKind
 
@@ -17,9 +17,9 @@ BASE_ENV = {"HETUFLOW_AGENT__SERVERS": "ws://env-server:1", "HETUFLOW_AGENT__TOK
 
 def _load(env: dict[str, str] | None = None, file: Path | None = None, **flags: Any) -> AgentConfig:
     return load_config(
-        file=file,
-        env=BASE_ENV if env is None else env,
-        flags={key: (f"--{key}", value) for key, value in flags.items()},
+        config_file=file,
+        environ=BASE_ENV if env is None else env,
+        overrides=[Setting(key, value, f"--{key}") for key, value in flags.items()],
     )
 
 
@@ -116,10 +116,40 @@ def test_unknown_or_bad_file_keys_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^capacity: Expected `int`, got `str` \(from .*agent\.toml\)$"):
         _load(file=file)
     file.write_text("capacity = \n")
-    with pytest.raises(ConfigError, match=r"^config: .* is not valid TOML"):
+    # A file that cannot be read or parsed is reported as the server reports it: the file, not a key.
+    with pytest.raises(ConfigError, match=r"^.*agent\.toml: invalid TOML") as info:
         _load(file=file)
-    with pytest.raises(ConfigError, match=r"^config: cannot read .*missing\.toml"):
+    assert info.value.key is None
+    with pytest.raises(ConfigError, match=r"^cannot read config file .*missing\.toml"):
         _load(file=tmp_path / "missing.toml")
+
+
+def test_relative_paths_follow_the_file_else_the_working_directory(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "token").write_text("file-dir-token\n")
+    file = etc / "agent.toml"
+    file.write_text('workdir = "work"\ntoken_file = "token"\n')
+    config = load_config(config_file=file, environ={"HETUFLOW_AGENT__SERVERS": "ws://a"}, cwd=tmp_path)
+    assert config.workdir == str(etc / "work")
+    assert config.token == "file-dir-token"
+    flagged = load_config(
+        config_file=file,
+        environ={"HETUFLOW_AGENT__SERVERS": "ws://a", "HETUFLOW_AGENT__WORKDIR": "here"},
+        cwd=tmp_path,
+    )
+    assert flagged.workdir == str(tmp_path / "here")
+
+
+def test_log_level_takes_either_case_and_is_kept_lower_case() -> None:
+    assert _load(BASE_ENV | {"HETUFLOW_AGENT__LOG_LEVEL": "WARNING"}).log_level == "warning"
+    assert _load(log_level="debug").log_level == "debug"
+    assert _load().log_level == "info"
+
+
+def test_an_unknown_override_names_its_source() -> None:
+    with pytest.raises(ConfigError, match=r"^capasity: unknown setting \(from --capasity\)$"):
+        _load(capasity=3)
 
 
 def test_env_var_names_and_pairs() -> None:

@@ -117,7 +117,7 @@ async def test_sigterm_drains_flushes_closes_and_exits_0(server: ProtocolServer,
     assert conn.close_code == 1001  # closed cleanly: going away
     assert {"ts", "level", "logger", "message"} <= set(logs[0])
     assert any(str(entry["message"]).startswith(f"agent {AGENT_ID} stopped") for entry in logs)
-    assert not [entry for entry in logs if entry["level"] == "ERROR"]
+    assert not [entry for entry in logs if entry["level"] == "error"]
 
 
 async def test_drain_timeout_hands_the_task_back_as_lost(server: ProtocolServer, tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ import pytest
 
 import hetuflow_core
 
-MODULES = ["hetuflow_core", "hetuflow_core.protocol", "hetuflow_core.schema", "hetuflow_core.client"]
+MODULES = [
+    "hetuflow_core",
+    "hetuflow_core.protocol",
+    "hetuflow_core.schema",
+    "hetuflow_core.client",
+    "hetuflow_core.settings",
+    "hetuflow_core.logfmt",
+]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -253,10 +253,35 @@ def test_build_each_kind() -> None:
         assert build_trigger(kind) is None
 
 
-def test_built_triggers_satisfy_the_protocol() -> None:
-    triggers: list[Trigger] = [CronTrigger("@daily"), IntervalTrigger(5), OnceTrigger(utc(2025, 1, 1))]
-    for trigger in triggers:
-        assert trigger.next_fire_after(utc(2024, 12, 31)) is not None
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        pytest.param(
+            # Midnight in Tokyo (UTC+9, no daylight saving) is 15:00 UTC the day before.
+            build_trigger("cron", cron_expression="@daily", timezone="Asia/Tokyo"),
+            [utc(2024, 12, 31, 15), utc(2025, 1, 1, 15), utc(2025, 1, 2, 15)],
+            id="cron",
+        ),
+        pytest.param(
+            # No start: anchored at the Unix epoch, so the slots are the multiples of 5 s.
+            build_trigger("interval", interval_secs=5),
+            [utc(2024, 12, 31, 12, 0, 5), utc(2024, 12, 31, 12, 0, 10), utc(2024, 12, 31, 12, 0, 15)],
+            id="interval",
+        ),
+        pytest.param(build_trigger("once", start_time=utc(2025, 1, 1)), [utc(2025, 1, 1)], id="once"),
+    ],
+)
+def test_built_triggers_satisfy_the_protocol(trigger: Trigger | None, expected: list[datetime]) -> None:
+    """The first three fire times after 2024-12-31 12:00 UTC (fewer when the trigger is done before), walked
+    through ``next_fire_after`` alone and through ``fire_times``."""
+    assert trigger is not None
+    seen: list[datetime] = []
+    moment = trigger.next_fire_after(utc(2024, 12, 31, 12))
+    while moment is not None and len(seen) < 3:
+        seen.append(moment)
+        moment = trigger.next_fire_after(moment)
+    assert seen == expected
+    assert list(fire_times(trigger, utc(2024, 12, 31, 12), count=3)) == expected
 
 
 @pytest.mark.parametrize(

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
-import sys
-import time
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn
-
-import msgspec
+from pathlib import Path
+from typing import Final, NoReturn
 
 from hetuflow_agent.__about__ import __version__
 from hetuflow_agent.application import AgentApplication
-from hetuflow_agent.config import SETTINGS_HELP, AgentConfig, env_var, load_config, parse_pairs
+from hetuflow_agent.config import SETTINGS_HELP, AgentConfig, Setting, env_var, load_config, parse_pairs
 from hetuflow_agent.connection.url import make_ssl_context, parse_server_url
 from hetuflow_agent.connection.websocket import CLOSE_NORMAL, connect
 from hetuflow_agent.errors import AgentError, ConfigError
+from hetuflow_core.logfmt import configure_logging
 
 __all__ = ["main"]
 
@@ -75,7 +72,7 @@ def _build_parser() -> _Parser:
     common.add_argument("--tls-ca-file", metavar="FILE", help=_help("tls_ca_file"))
     common.add_argument("--tls-insecure", action="store_true", default=None, help=_help("tls_insecure"))
     common.add_argument(
-        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper, help=_help("log_level")
+        "--log-level", choices=("debug", "info", "warning", "error"), type=str.lower, help=_help("log_level")
     )
     common.add_argument("--log-format", choices=("text", "json"), help=_help("log_format"))
 
@@ -116,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m hetuflow_agent``; returns the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    flags: dict[str, tuple[str, Any]] = {}
+    overrides: list[Setting] = []
     for dest, key in _FLAG_KEYS.items():
         value = getattr(args, dest)
         if dest == "labels" and value is not None:
@@ -124,12 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 value = parse_pairs(value)
             except ValueError as exc:
                 parser.error(f"argument --labels: {exc}")
-        flags[key] = ("--" + dest.replace("_", "-"), value)
+        if value is not None:
+            overrides.append(Setting(key, value, "--" + dest.replace("_", "-")))
     try:
-        config = load_config(file=args.config, env=os.environ, flags=flags)
+        config_file = Path(args.config) if args.config else None
+        config = load_config(config_file=config_file, environ=os.environ, overrides=overrides)
     except ConfigError as exc:
         parser.error(str(exc))
-    _configure_logging(config)
+    configure_logging(config.log_level, config.log_format)
     if args.command == "check":
         return asyncio.run(_check(config))
     try:
@@ -174,33 +173,3 @@ async def _check(config: AgentConfig) -> int:
         await ws.close(CLOSE_NORMAL, "hetuflow-agent check")
         print(f"ok   {url}: reachable, token accepted for agent {config.id!r}", flush=True)
     return 1 if failures else 0
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and every ``extra=`` field."""
-
-    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update((k, v) for k, v in vars(record).items() if k not in self._STANDARD)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(entry, enc_hook=str).decode()
-
-
-def _configure_logging(config: AgentConfig) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if config.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log_level)

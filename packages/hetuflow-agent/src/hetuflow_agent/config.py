@@ -1,15 +1,9 @@
 """The agent's configuration: one typed msgspec Struct, read once at startup and passed down.
 
-Layers, lowest first: the defaults below < a TOML file (``--config``, flat keys named as the fields) <
-environment variables ``HETUFLOW_AGENT__<KEY>`` < command-line flags. In the environment and on the
-command line every value is text: lists are comma-separated (``HETUFLOW_AGENT__SERVERS="ws://a,ws://b"``)
-and mappings are ``k=v`` pairs (``HETUFLOW_AGENT__LABELS="gpu=yes,zone=a"``). An unknown key or a bad
-value fails with a ``ConfigError`` naming the key and where it came from; nothing is read from the
-environment after ``load_config`` returns.
-
-``token`` and ``token_file`` are two spellings of one credential: a layer that sets either replaces
-what lower layers set for both, and ``token_file`` is read here, so ``AgentConfig.token`` always holds
-the token itself.
+The layers are those of `hetuflow_core.settings` (defaults < TOML file < ``HETUFLOW_AGENT__<KEY>`` < flags);
+the agent's settings form the one section ``agent``, so the file holds them as flat keys. In the environment
+lists are comma-separated and mappings are ``k=v`` pairs. ``token`` and ``token_file`` are two spellings of
+one credential: a layer that sets either replaces both, and ``AgentConfig.token`` always holds the token.
 """
 
 from __future__ import annotations
@@ -18,30 +12,34 @@ import os
 import re
 import socket
 import tempfile
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 
 from hetuflow_agent.connection.url import parse_server_url
 from hetuflow_agent.errors import ConfigError
+from hetuflow_core import settings
 from hetuflow_core.enums import CommandKind
+from hetuflow_core.logfmt import LogFormat, LogLevel
 from hetuflow_core.protocol import MAX_FRAME_BYTES
+from hetuflow_core.settings import Setting, SettingsError
 from hetuflow_core.types import AgentId, Labels
 
 __all__ = [
-    "ENV_PREFIX",
+    "SECTION",
     "SETTINGS_HELP",
     "AgentConfig",
+    "Setting",
     "default_agent_id",
     "env_var",
     "load_config",
     "parse_pairs",
 ]
 
-ENV_PREFIX: Final = "HETUFLOW_AGENT__"
+SECTION: Final = "agent"
+"""The section of the agent's settings: ``HETUFLOW_AGENT__<KEY>`` in the environment."""
 
 PositiveSecs = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 
@@ -85,8 +83,8 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     tls_insecure: bool = False
     outbox_max_bytes: Annotated[int, msgspec.Meta(ge=4 * 1_048_576)] = 64 * 1_048_576
     max_message_bytes: Annotated[int, msgspec.Meta(ge=65_536, le=MAX_FRAME_BYTES)] = MAX_FRAME_BYTES
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
 
     @property
     def display_name(self) -> str:
@@ -117,73 +115,83 @@ SETTINGS_HELP: Final[dict[str, str]] = {
     "tls_insecure": "do not verify the server certificate (test rigs only)",
     "outbox_max_bytes": "memory for unacked reports; oldest log chunks are dropped beyond it",
     "max_message_bytes": "largest message accepted from a server",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_level": "debug, info, warning or error",
     "log_format": "text or json (one JSON object per line)",
 }
 
 _FIELDS: Final = {f.name: f for f in msgspec.structs.fields(AgentConfig)}
 _CREDENTIAL_KEYS: Final = ("token", "token_file")
+_PATH_KEYS: Final = frozenset({"workdir", "token_file", "tls_ca_file"})
 
 
 def env_var(key: str) -> str:
     """The environment variable of a setting, e.g. ``capacity`` → ``HETUFLOW_AGENT__CAPACITY``."""
-    return ENV_PREFIX + key.upper()
+    return settings.env_var(SECTION, key)
 
 
 def load_config(
     *,
-    file: str | Path | None = None,
-    env: Mapping[str, str] | None = None,
-    flags: Mapping[str, tuple[str, Any]] | None = None,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[Setting] = (),
+    cwd: Path | None = None,
 ) -> AgentConfig:
-    """Merge defaults < TOML ``file`` < ``env`` < ``flags`` into a checked ``AgentConfig``.
+    """Build the configuration from defaults, ``config_file``, ``environ`` and ``overrides`` (flags).
 
-    ``env`` defaults to ``os.environ``. ``flags`` maps a key to ``(flag name, value)``; a value is text
-    (parsed like the environment) or already typed. Raises ``ConfigError`` naming the offending key.
+    ``environ`` defaults to ``os.environ``. An override's value is text (parsed like the environment) or
+    already typed; None leaves the setting to the lower layers. Relative paths are resolved against the
+    config file's directory for values from the file and against ``cwd`` (default: the working directory)
+    for everything else. Raises `ConfigError` naming the key.
     """
+    try:
+        return _load(config_file, os.environ if environ is None else environ, overrides, cwd or Path.cwd())
+    except SettingsError as exc:
+        raise ConfigError(exc.key, exc.message) from None
+
+
+def _load(
+    config_file: Path | None, environ: Mapping[str, str], overrides: Sequence[Setting], cwd: Path
+) -> AgentConfig:
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
-    def assign(key: str, value: Any, source: str) -> None:
+    def assign(setting: Setting, value: Any) -> None:
+        key = setting.key
         if key in _CREDENTIAL_KEYS:  # one credential per layer: the higher layer replaces both spellings
             for other in _CREDENTIAL_KEYS:
                 raw.pop(other, None)
+        if key in _PATH_KEYS and isinstance(value, str) and value:
+            value = str(settings.resolve_path(value, setting.base(cwd.absolute())))
+        elif key == "log_level" and isinstance(value, str):
+            value = value.lower()  # the agent once spelt levels in capitals; both spellings keep working
         raw[key] = value
-        sources[key] = source
+        sources[key] = setting.source
 
-    if file is not None:
-        for key, value in _read_toml(Path(file)).items():
+    if config_file is not None:
+        for key, value in settings.read_toml(config_file).items():
             if key not in _FIELDS:
-                raise ConfigError(key, f"unknown setting in {file}")
-            assign(key, value, f"{file}")
-    for name, text in sorted((os.environ if env is None else env).items()):
-        if not name.startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if key not in _FIELDS:
-            raise ConfigError(name, "unknown setting")
-        assign(key, _from_text(key, text, name), name)
-    for key, (flag, value) in (flags or {}).items():
+                raise SettingsError(key, f"unknown setting in {config_file}")
+            assign(Setting(key, value, str(config_file), config_file), value)
+    for setting in settings.env_settings(environ, SECTION):
+        if setting.key not in _FIELDS:
+            raise SettingsError(setting.source, "unknown setting")
+        assign(setting, _from_text(setting.key, str(setting.value), setting.source))
+    for setting in overrides:
+        if setting.key not in _FIELDS:
+            raise SettingsError(setting.key, f"unknown setting (from {setting.source})")
+        value = setting.value
         if value is not None:
-            assign(key, _from_text(key, value, flag) if isinstance(value, str) else value, flag)
+            assign(
+                setting, _from_text(setting.key, value, setting.source) if isinstance(value, str) else value
+            )
 
     try:
         config = msgspec.convert(raw, AgentConfig, strict=False)
     except msgspec.ValidationError as exc:
         key = _error_key(str(exc))
         where = f" (from {sources[key]})" if key in sources else ""
-        raise ConfigError(key, f"{_error_text(str(exc))}{where}") from None
+        raise SettingsError(key, f"{_error_text(str(exc))}{where}") from None
     return _finish(config, sources)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
 
 
 def _from_text(key: str, text: str, source: str) -> Any:
@@ -197,7 +205,7 @@ def _from_text(key: str, text: str, source: str) -> Any:
         try:
             return parse_pairs(text)
         except ValueError as exc:
-            raise ConfigError(key, f"{exc} (from {source})") from None
+            raise SettingsError(key, f"{exc} (from {source})") from None
     if isinstance(kind, msgspec.inspect.UnionType) and kind.includes_none and not text.strip():
         return None
     return text.strip()
@@ -229,7 +237,7 @@ def _error_text(message: str) -> str:
 def _finish(config: AgentConfig, sources: Mapping[str, str]) -> AgentConfig:
     """Cross-field checks and derived values: normalised URLs, the token read from its file."""
     if not config.servers:
-        raise ConfigError(
+        raise SettingsError(
             "servers",
             f"at least one server URL is required (--server, {env_var('servers')} or the config file)",
         )
@@ -238,22 +246,22 @@ def _finish(config: AgentConfig, sources: Mapping[str, str]) -> AgentConfig:
         try:
             servers.append(parse_server_url(text).url)
         except ValueError as exc:
-            raise ConfigError("servers", f"{exc} (from {sources.get('servers', 'defaults')})") from None
+            raise SettingsError("servers", f"{exc} (from {sources.get('servers', 'defaults')})") from None
     token = config.token
     if config.token_file is not None:
         try:
             token = Path(config.token_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            raise ConfigError("token_file", f"cannot read {config.token_file}: {reason}") from None
+            raise SettingsError("token_file", f"cannot read {config.token_file}: {reason}") from None
     if not token:
-        raise ConfigError(
+        raise SettingsError(
             "token", f"an agent token is required (--token, --token-file or {env_var('token')})"
         )
     if not token.isascii() or not token.isprintable() or " " in token:
-        raise ConfigError("token", "the token must be printable ASCII without spaces")
+        raise SettingsError("token", "the token must be printable ASCII without spaces")
     if config.tls_ca_file is not None and not Path(config.tls_ca_file).is_file():
-        raise ConfigError("tls_ca_file", f"{config.tls_ca_file} is not a file")
+        raise SettingsError("tls_ca_file", f"{config.tls_ca_file} is not a file")
     if config.backoff_max_secs < config.backoff_initial_secs:
-        raise ConfigError("backoff_max_secs", "must be at least backoff_initial_secs")
+        raise SettingsError("backoff_max_secs", "must be at least backoff_initial_secs")
     return msgspec.structs.replace(config, servers=servers, token=token)

@@ -27,10 +27,11 @@ class AgentError(Exception):
 
 
 class ConfigError(AgentError):
-    """A configuration value is missing, unknown or invalid; ``key`` names it (``servers``, ``capacity``…)."""
+    """A configuration value is missing, unknown or invalid; ``key`` names it (``servers``, ``capacity``…),
+    or is None when the config file as a whole cannot be read."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
         self.key = key
         self.message = message
 

@@ -57,7 +57,9 @@ class ScheduleKind(StrEnum):
 
 
 class TaskStatus(StrEnum):
-    """States of one planned execution (DESIGN §3)."""
+    """States of one planned execution: ``pending`` → ``dispatched`` → ``running`` → a final state, through
+    ``waiting_retry`` back to ``pending`` while retries remain; the server's transition table allows no other
+    move."""
 
     PENDING = "pending"
     DISPATCHED = "dispatched"
@@ -80,7 +82,8 @@ _FINAL_TASK_STATES = frozenset(
 
 
 class InstanceStatus(StrEnum):
-    """States of one attempt of a task on one agent (DESIGN §3)."""
+    """States of one attempt of a task on one agent: ``dispatched`` → ``running`` → a final state (``lost``
+    when the agent went silent or refused it). An attempt is never retried; its task gets a new one."""
 
     DISPATCHED = "dispatched"
     RUNNING = "running"

@@ -1,14 +1,9 @@
-"""The WebSocket protocol between hetuflow-server and hetuflow-agent (DESIGN §4).
+"""The WebSocket protocol between hetuflow-server and hetuflow-agent, as docs/protocol.md describes it.
 
-Every frame is one JSON text message, an envelope ``{"type": <tag>, "id": <message id>, "ts": <epoch
-ms>, "data": {...}}``. Each frame class below is one ``type``; together they form the tagged union
-``Message``, split into what an agent sends (``AgentMessage``) and what a server sends
-(``ServerMessage``). ``encode`` turns a frame into bytes; ``decode`` turns bytes into a frame or raises
-``ProtocolError`` — never any other exception — for anything malformed, oversized, unknown or invalid.
-
-Frames that change state (registration, status updates, log chunks, dispatches, commands) are
-acknowledged with an ``ack`` frame naming their ``id``; senders keep them until acked and resend after
-a reconnect, and receivers apply a given id (or instance + seq) once.
+Every frame is one JSON text message, an envelope ``{"type", "id", "ts", "data"}``; each frame class below
+is one ``type`` of the tagged union ``Message`` (``AgentMessage`` and ``ServerMessage`` by sender).
+``decode`` raises ``ProtocolError`` and never any other exception for anything malformed, oversized,
+unknown or invalid. State-changing frames are acked by ``id``, resent after a reconnect and applied once.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The server's configuration: one typed msgspec Struct, read once at startup and passed down.
 
-Values come from four layers, each overriding the one before: the defaults below, a TOML file (``--config``),
-environment variables ``HETUFLOW_<SECTION>__<KEY>`` and command-line flags. Every value is validated on its
-own, so a bad one is reported with its key and where it came from, e.g.
-``server.port: expected int in 1..65535, got "abc" (from HETUFLOW_SERVER__PORT)``; unknown keys are refused
-the same way. This is the only module that reads the environment; everything else receives a `ServerConfig`.
+The layers are those of `hetuflow_core.settings` (defaults < TOML file < ``HETUFLOW_<SECTION>__<KEY>`` <
+flags), one table per section in the file. Every value is validated on its own, so a bad one is reported
+with its key and where it came from, e.g. ``server.port: expected int in 1..65535, got "abc" (from
+HETUFLOW_SERVER__PORT)``. This is the only module that reads the environment.
 """
 
 from __future__ import annotations
@@ -12,18 +11,19 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from hetuflow_core import settings
+from hetuflow_core.logfmt import LogFormat, LogLevel
+from hetuflow_core.settings import Setting, SettingsError
 from hetuflow_server.errors import HetuflowError
 
 __all__ = [
-    "ENV_PREFIX",
     "AuthSection",
     "ConfigError",
     "DatabaseSection",
@@ -40,7 +40,6 @@ __all__ = [
     "redact_url",
 ]
 
-ENV_PREFIX = "HETUFLOW_"
 DEFAULT_PORT = 8900
 KEY_FILE_NAME = "server.jwk"
 EMBEDDED_PG_DIR_NAME = "pg"
@@ -53,15 +52,18 @@ TokenTtlSecs = Annotated[int, msgspec.Meta(ge=60, le=10 * 365 * 86_400)]
 CacheSecs = Annotated[float, msgspec.Meta(ge=0, le=60)]
 LogDays = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
-LogLevel = Literal["debug", "info", "warning", "error"]
-LogFormat = Literal["text", "json"]
 
 
 class ConfigError(HetuflowError):
-    """A configuration value is unknown, malformed or inconsistent; the message names the key."""
+    """A configuration value is unknown, malformed or inconsistent; ``key`` names it (None: the file)."""
 
     code = "config"
     title = "Configuration error"
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
 
 
 class ServerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -94,7 +96,7 @@ class AuthSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
 
 
 class SchedulerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Timings of generation, dispatch and liveness (DESIGN §5)."""
+    """Timings of generation, dispatch and liveness."""
 
     generation_horizon_secs: Secs = 600.0
     dispatch_lookahead_secs: Secs = 5.0
@@ -105,7 +107,7 @@ class SchedulerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
 
 
 class RetentionSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """What the leader deletes as it ages, and how often it looks (DESIGN §2, §5)."""
+    """What the leader deletes as it ages, and how often it looks."""
 
     log_days: LogDays = 14
     """Task log chunks older than this many days are deleted; 0 keeps them forever."""
@@ -153,18 +155,10 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
 }
 
 
-class Setting(NamedTuple):
-    """A value from the environment or a flag: dotted key (``server.port``), raw value, its source."""
-
-    key: str
-    value: object
-    source: str
-
-
 def env_var(key: str) -> str:
     """The environment variable of dotted ``key``: ``server.port`` → ``HETUFLOW_SERVER__PORT``."""
     section, _, name = key.partition(".")
-    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+    return settings.env_var(section, name)
 
 
 def iter_keys() -> Iterator[tuple[str, Any, object]]:
@@ -182,20 +176,31 @@ def load_config(
     overrides: Sequence[Setting] = (),
     cwd: Path | None = None,
 ) -> ServerConfig:
-    """Build the configuration from defaults, ``config_file``, ``environ`` and ``overrides`` (flags).
+    """Build the configuration from defaults, ``config_file``, ``environ`` and ``overrides`` (flags, keyed
+    ``section.key``).
 
     Relative paths are resolved against the config file's directory for values from the file and against
     ``cwd`` (default: the working directory) for everything else. Raises `ConfigError` naming the key.
     """
-    base = (cwd or Path.cwd()).absolute()
+    try:
+        return _load(config_file, os.environ if environ is None else environ, overrides, cwd or Path.cwd())
+    except SettingsError as exc:
+        raise ConfigError(exc.key, exc.message) from None
+
+
+def _load(
+    config_file: Path | None, environ: Mapping[str, str], overrides: Sequence[Setting], cwd: Path
+) -> ServerConfig:
+    base = cwd.absolute()
     values: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
     if config_file is not None:
-        for setting in _read_toml(config_file):
-            _apply(values, setting, strict=True, base=config_file.absolute().parent)
-    for setting in _env_settings(os.environ if environ is None else environ):
-        _apply(values, setting, strict=False, base=base)
+        for setting in _file_settings(config_file):
+            _apply(values, setting, base=base)
+    for section in _SECTIONS:
+        for setting in settings.env_settings(environ, section):
+            _apply(values, setting._replace(key=f"{section}.{setting.key}"), base=base)
     for setting in overrides:
-        _apply(values, setting, strict=False, base=base)
+        _apply(values, setting, base=base)
 
     sections = {name: section_type(**values[name]) for name, section_type in _SECTIONS.items()}
     server = sections["server"]
@@ -224,51 +229,33 @@ def redact_url(url: str) -> str:
 # -- reading the layers ---------------------------------------------------------------------------------
 
 
-def _read_toml(path: Path) -> Iterator[Setting]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {_os_reason(exc)}") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+def _file_settings(path: Path) -> Iterator[Setting]:
     source = str(path)
-    for section, table in document.items():
+    for section, table in settings.read_toml(path).items():
         if section not in _SECTIONS:
-            raise ConfigError(f"{section}: unknown section (from {source}); known: {', '.join(_SECTIONS)}")
+            raise SettingsError(section, f"unknown section (from {source}); known: {', '.join(_SECTIONS)}")
         if not isinstance(table, dict):
-            raise ConfigError(f"{section}: expected a table [{section}], got {_show(table)} (from {source})")
+            raise SettingsError(section, f"expected a table [{section}], got {_show(table)} (from {source})")
         for name, value in table.items():
-            yield Setting(f"{section}.{name}", value, source)
+            yield Setting(f"{section}.{name}", value, source, path)
 
 
-def _env_settings(environ: Mapping[str, str]) -> Iterator[Setting]:
-    # Only HETUFLOW_<SECTION>__<KEY> names whose section is ours are configuration: the same prefix is used
-    # by the agent (HETUFLOW_AGENT__*), the test suite and the variables handed to task processes.
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        section, _, key = name[len(ENV_PREFIX) :].partition("__")
-        if section.lower() in _SECTIONS:
-            yield Setting(f"{section.lower()}.{key.lower()}", environ[name], name)
-
-
-def _apply(values: dict[str, dict[str, Any]], setting: Setting, *, strict: bool, base: Path) -> None:
+def _apply(values: dict[str, dict[str, Any]], setting: Setting, *, base: Path) -> None:
     section, _, name = setting.key.partition(".")
     section_type = _SECTIONS.get(section)
     if section_type is None:
-        raise ConfigError(f"{setting.key}: unknown section {section!r} (from {setting.source})")
+        raise SettingsError(setting.key, f"unknown section {section!r} (from {setting.source})")
     fields = {field.name: field for field in msgspec.structs.fields(section_type)}
     field = fields.get(name)
     if field is None:
         known = ", ".join(fields)
-        raise ConfigError(f"{setting.key}: unknown key (from {setting.source}); {section} keys: {known}")
-    values[section][name] = _convert(setting, field.type, strict=strict, base=base)
+        raise SettingsError(setting.key, f"unknown key (from {setting.source}); {section} keys: {known}")
+    values[section][name] = _convert(setting, field.type, base=setting.base(base))
 
 
-def _convert(setting: Setting, field_type: Any, *, strict: bool, base: Path) -> Any:
+def _convert(setting: Setting, field_type: Any, *, base: Path) -> Any:
     raw = setting.value
+    strict = setting.file is not None  # TOML values are typed: port = "9000" is refused, not converted
     info = msgspec.inspect.type_info(field_type)
     if raw == "" and not strict and _allows_none(info):
         # An empty environment variable or flag clears an optional value (e.g. falls back to embedded PG).
@@ -276,14 +263,10 @@ def _convert(setting: Setting, field_type: Any, *, strict: bool, base: Path) -> 
     try:
         value = msgspec.convert(raw, field_type, strict=strict, dec_hook=_dec_hook)
     except msgspec.ValidationError:
-        raise ConfigError(
-            f"{setting.key}: expected {_describe(info)}, got {_show(raw)} (from {setting.source})"
+        raise SettingsError(
+            setting.key, f"expected {_describe(info)}, got {_show(raw)} (from {setting.source})"
         ) from None
-    if isinstance(value, Path):
-        value = value.expanduser()
-        if not value.is_absolute():
-            value = base / value
-    return value
+    return settings.resolve_path(value, base) if isinstance(value, Path) else value
 
 
 def _dec_hook(type_: type, obj: object) -> object:
@@ -296,16 +279,17 @@ def _check_consistency(config: ServerConfig) -> None:
     server, database, scheduler = config.server, config.database, config.scheduler
     if (server.tls_cert is None) != (server.tls_key is None):
         missing = "server.tls_key" if server.tls_key is None else "server.tls_cert"
-        raise ConfigError(f"{missing}: required when the other of server.tls_cert/server.tls_key is set")
+        raise SettingsError(missing, "required when the other of server.tls_cert/server.tls_key is set")
     if database.pool_min > database.pool_max:
-        raise ConfigError(
-            "database.pool_min: must not exceed database.pool_max "
-            f"({database.pool_min} > {database.pool_max})"
+        raise SettingsError(
+            "database.pool_min",
+            f"must not exceed database.pool_max ({database.pool_min} > {database.pool_max})",
         )
     if scheduler.agent_timeout_secs <= scheduler.heartbeat_interval_secs:
-        raise ConfigError(
-            "scheduler.agent_timeout_secs: must be longer than scheduler.heartbeat_interval_secs "
-            f"({scheduler.agent_timeout_secs:g} <= {scheduler.heartbeat_interval_secs:g})"
+        raise SettingsError(
+            "scheduler.agent_timeout_secs",
+            "must be longer than scheduler.heartbeat_interval_secs "
+            f"({scheduler.agent_timeout_secs:g} <= {scheduler.heartbeat_interval_secs:g})",
         )
 
 
@@ -362,9 +346,3 @@ def _show(value: object) -> str:
         return json.dumps(value, default=str)
     except (TypeError, ValueError):
         return repr(value)
-
-
-def _os_reason(exc: OSError | UnicodeDecodeError) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return "not UTF-8 text"

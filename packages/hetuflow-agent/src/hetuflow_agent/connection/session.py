@@ -1,17 +1,10 @@
 """The session: one agent's lasting relationship with the servers, across any number of connections.
 
-``Session.run`` connects to the configured server URLs in turn and never gives up: after any end of a
-connection — refused, rejected, dropped, or closed cleanly by the server — it waits an exponential
-backoff with full jitter and tries the next URL. The backoff starts over after a connection that stayed
-registered for ``backoff_reset_secs``.
-
-Each connection goes: upgrade (token in the request) → ``AgentRegisterRequest`` with the state sync
-(what the runner holds, plus finished attempts whose report is not acked yet) → apply the
-``AgentRegisterResponse`` (clock sample, kill list, heartbeat interval) → replay the outbox in order →
-announce free slots → serve. Serving is five named tasks: reader (applies server frames and acks
-them), writer (outbox frames), heartbeat, credits (``AcquireTaskRequest`` whenever slots free up) and
-a watchdog that drops a connection on which the server stayed silent for half its agent timeout.
-The first of them to fail ends the connection; ``stop`` ends it with a clean close.
+``Session.run`` tries the configured server URLs in turn and never gives up: after any end of a connection
+it waits an exponential backoff with full jitter (reset by a connection that stayed registered for
+``backoff_reset_secs``). Each connection registers with the state sync, applies the server's answer, replays
+the outbox in order, announces free slots and then serves with five named tasks (reader, writer, heartbeat,
+credits and a watchdog for a silent server); the first of them to fail ends the connection.
 """
 
 from __future__ import annotations

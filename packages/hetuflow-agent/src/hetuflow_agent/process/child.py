@@ -1,19 +1,10 @@
 """Starting a task's process in its own process group, signalling that group, and reaping the process.
 
-The process is started with ``subprocess.Popen`` (not ``asyncio.create_subprocess_exec``) because the
-agent reaps it itself with ``os.wait4``: that returns the exact CPU time and peak RSS of the process and
-of every descendant it waited for, which asyncio's child watchers throw away. The exit is noticed
-without a thread through a pidfd registered with the event loop (Linux ≥ 5.3); elsewhere a small
-thread waits. Either way the group's leftovers are killed *before* the leader is reaped: while the
-leader is an unreaped zombie its pid — the group id — cannot be reused, so the kill cannot hit an
-unrelated process.
-
-``start_new_session`` gives the process its own session and process group, so a signal to the group
-reaches every descendant that did not leave it. A job with a CPU limit gets ``RLIMIT_CPU`` set in the
-child before ``exec``; that needs a ``preexec_fn``, which makes ``subprocess`` fork instead of vfork —
-measured at 5-10 ms per start for a busy agent against well under 1 ms — so only such jobs pay for it.
-(For the same reason there is no ``PR_SET_PDEATHSIG``: groups a crashed agent leaves behind are killed
-by the orphan reaper when it starts again.)
+The agent reaps the process itself with ``os.wait4`` (hence ``subprocess.Popen``, not asyncio's child
+watchers, which discard it): that gives the exact CPU time and peak RSS of the process and its waited-for
+descendants. The group's leftovers are killed *before* the leader is reaped, while its pid (the group id)
+cannot be reused, so the kill never hits an unrelated process. Only jobs with a CPU limit use a
+``preexec_fn`` (for ``RLIMIT_CPU``): it makes ``subprocess`` fork instead of vfork, 5-10 ms per start.
 """
 
 from __future__ import annotations
@@ -74,6 +65,9 @@ def spawn(launch: Launch, *, cpu_secs: int | None = None) -> subprocess.Popen[by
         bufsize=0,  # raw pipes: the event loop reads the file descriptors directly
         close_fds=True,
         start_new_session=True,
+        # A preexec_fn makes subprocess fork instead of vfork, so only jobs with a CPU limit pay for one.
+        # For the same reason there is no PR_SET_PDEATHSIG: the orphan reaper kills the groups a crashed
+        # agent left behind when it starts again.
         preexec_fn=None if cpu_secs is None else _cpu_limit(cpu_secs),
     )
 
@@ -100,7 +94,7 @@ def watch_exit(pid: int, *, kill_group: bool = True) -> asyncio.Future[ExitStatu
     future: asyncio.Future[ExitStatus] = loop.create_future()
     try:
         pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
+    except (AttributeError, OSError):  # no pidfd (before Linux 5.3, other systems): a small thread waits
         _wait_in_thread(pid, kill_group, loop, future)
         return future
 

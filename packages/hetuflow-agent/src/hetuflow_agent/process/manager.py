@@ -1,21 +1,10 @@
-"""The process manager: every attempt this agent holds, within its capacity, from dispatch to report.
+"""The process manager: every attempt this agent holds, within its capacity, from dispatch to final report.
 
-Contract with the connection layer:
-
-* ``submit`` takes a dispatch and returns at once; the attempt waits for its fire time on the precise
-  timer and runs in its own task. A dispatch of an instance the manager holds or recently finished is
-  ignored (``False``), so a dispatch re-sent after a reconnect never runs twice. Held attempts (waiting
-  plus running) never exceed ``capacity``: a dispatch beyond it raises ``CapacityExceeded`` — the
-  server only sends as many as the agent announced free slots, so this means the two disagree.
-* Reports go out through ``on_update`` and ``on_log``, awaited one at a time per attempt, in order:
-  ``running`` (seq 0), the log chunks, the final status. A slot is free (``free_slots``) before the
-  final report is handed over, so a caller may announce it right away.
-* ``cancel``/``kill`` stop one attempt (waiting or running) and return without waiting for it; its final
-  ``cancelled`` report follows. ``drain`` stops taking work, hands back attempts that have not started
-  (reported ``lost``), lets running ones finish up to a timeout and then stops them (``lost`` as well,
-  so the server retries them elsewhere). ``close`` is a drain without waiting.
-
-One shared sampling loop measures every running process tree (memory and CPU limits, metrics).
+An attempt waits for its fire time on the precise timer and runs in its own task. Its reports go out through
+``on_update`` and ``on_log`` one at a time and in order (``running``, the log chunks, the final status); its
+slot is free before the final report is handed over, so a caller may announce the slot at once. A dispatch
+re-sent after a reconnect is ignored, so an attempt never runs twice. One shared loop samples every running
+process tree for limits and metrics.
 """
 
 from __future__ import annotations
@@ -137,7 +126,8 @@ class ProcessManager:
     async def submit(self, task: ScheduledTaskData) -> bool:
         """Take one dispatch; True when accepted, False when it is a duplicate (ignored).
 
-        Raises ``NotAccepting`` while draining or closed and ``CapacityExceeded`` when every slot is taken.
+        Raises ``NotAccepting`` while draining or closed and ``CapacityExceeded`` when every slot is taken
+        (the server sends no more than the free slots announced, so that means the two disagree).
         """
         if not self._accepting:
             raise NotAccepting()

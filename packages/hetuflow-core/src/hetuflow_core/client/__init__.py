@@ -1,19 +1,9 @@
 """Typed REST client of hetuflow-server, blocking (``Client``) and asyncio (``AsyncClient``).
 
-Needs httpx, which the ``client`` extra installs (``pip install 'hetuflow-core[client]'``); importing
-``hetuflow_core`` itself never imports it. Both clients have the same methods, one per endpoint of the
-REST API, taking and returning the Structs of ``hetuflow_core``::
-
-    from hetuflow_core import CommandKind, JobConfig, JobCreate
-    from hetuflow_core.client import Client
-
-    with Client("http://127.0.0.1:8080", token) as hetuflow:
-        config = JobConfig(command=CommandKind.BASH, script="echo $HETUFLOW_PARAMS")
-        job = hetuflow.create_job(JobCreate(name="hello", config=config))
-        hetuflow.trigger_job(job.id, {"who": "world"})
-
-Every failure is a ``HetuflowClientError``: ``TransportError`` when no reply came, ``ApiError`` (with
-the server's problem document, and a subclass per status) when the server refused.
+Needs httpx, from the ``client`` extra (``pip install 'hetuflow-core[client]'``). Both clients have one
+method per endpoint, taking and returning the Structs of ``hetuflow_core``, e.g.
+``Client(url, token).create_job(JobCreate(...))``. Every failure is a ``HetuflowClientError``:
+``TransportError`` when no reply came, ``ApiError`` (a subclass per status) when the server refused.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every endpoint of the hetuflow REST API (DESIGN §5), written once for both clients.
+"""Every endpoint of the hetuflow REST API (docs/api.md), written once for both clients.
 
 Each method only builds a ``Call``; ``Client`` and ``AsyncClient`` inherit them all and run them. Ids
 are accepted as ``UUID`` or text. List endpoints return a ``Page``: pass its ``next_cursor`` back as

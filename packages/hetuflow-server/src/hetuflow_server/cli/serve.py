@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+_TLS_KEYS = "server.tls_cert/server.tls_key"
 
 
 def hypercorn_config(config: ServerConfig) -> HypercornConfig:
@@ -96,6 +97,6 @@ def _check_tls(cert: str, key: str) -> None:
     try:
         context.load_cert_chain(cert, key)
     except FileNotFoundError as exc:
-        raise ConfigError(f"server.tls_cert/server.tls_key: file not found: {exc.filename}") from None
+        raise ConfigError(_TLS_KEYS, f"file not found: {exc.filename}") from None
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"server.tls_cert/server.tls_key: cannot load {cert} with {key}: {exc}") from None
+        raise ConfigError(_TLS_KEYS, f"cannot load {cert} with {key}: {exc}") from None

@@ -25,6 +25,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 
 from hetuflow_core.api import TokenCreate
 from hetuflow_core.enums import TokenScope
+from hetuflow_core.settings import Setting
 from hetuflow_server.application import ServerApplication, build_app
 from hetuflow_server.cli.parser import PROG, CommandFailed, UsageError
 from hetuflow_server.cli.serve import check_bind, hypercorn_config
@@ -136,19 +137,19 @@ def _agent_config(config: ServerConfig, options: StandaloneOptions) -> AgentConf
     host = _LOOPBACK.get(server.host, server.host)
     host = f"[{host}]" if ":" in host else host
     scheme = "wss" if server.tls_cert is not None else "ws"
-    flags: dict[str, tuple[str, object]] = {
-        "servers": ("server.port", [f"{scheme}://{host}:{server.port}"]),
-        "token": ("standalone", _PENDING_TOKEN),
-        "id": ("--agent-id", options.agent_id),
-        "capacity": ("--capacity", options.capacity),
-        "labels": ("--labels", options.labels),
-        "workdir": ("server.data_dir", str(server.data_dir / AGENT_WORKDIR)),
-        "drain_timeout_secs": ("server.graceful_timeout_secs", server.graceful_timeout_secs),
+    overrides = [
+        Setting("servers", [f"{scheme}://{host}:{server.port}"], "server.port"),
+        Setting("token", _PENDING_TOKEN, "standalone"),
+        Setting("id", options.agent_id, "--agent-id"),
+        Setting("capacity", options.capacity, "--capacity"),
+        Setting("labels", options.labels, "--labels"),
+        Setting("workdir", str(server.data_dir / AGENT_WORKDIR), "server.data_dir"),
+        Setting("drain_timeout_secs", server.graceful_timeout_secs, "server.graceful_timeout_secs"),
         # The agent talks to this very process over loopback, whatever name the certificate carries.
-        "tls_insecure": ("server.tls_cert", server.tls_cert is not None),
-    }
+        Setting("tls_insecure", server.tls_cert is not None, "server.tls_cert"),
+    ]
     try:
-        return hetuflow_agent.load_config(flags=flags)
+        return hetuflow_agent.load_config(overrides=overrides)
     except hetuflow_agent.ConfigError as exc:
         raise UsageError(f"{PROG} standalone: agent {exc}") from None
 
