@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
-from hetuflow_server.loops import BackgroundLoops, LoopFactory, every
+from hetuflow_server.loops import BackgroundLoops, LoopFactory, every, woken
 
 
 async def test_loops_start_in_order_and_stop_in_reverse() -> None:
@@ -84,3 +85,38 @@ def test_duplicate_and_late_registration_refused() -> None:
     with pytest.raises(ValueError, match="already registered"):
         loops.add("one", idle)
     assert loops.names == ["one"]
+
+
+@pytest.mark.parametrize("kind", ["every", "woken"])
+async def test_stop_ends_a_loop_whose_step_swallowed_the_cancellation(kind: str) -> None:
+    # What a library wait can do on Python 3.11: the cancellation arrives as the awaited thing completes, and
+    # the result is returned instead of CancelledError. The request stays counted on the task.
+    inside = asyncio.Event()
+    tasks: list[asyncio.Task[object]] = []
+
+    async def swallowing_step() -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        tasks.append(current)
+        inside.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+    wake = asyncio.Event()
+    wake.set()
+    factory = (
+        every(3600, swallowing_step, name="swallower")
+        if kind == "every"
+        else woken(wake, 3600, swallowing_step, name="swallower")
+    )
+    loops = BackgroundLoops()
+    loops.add("swallower", factory)
+    loops.start()
+    await asyncio.wait_for(inside.wait(), 5)
+    stopping = asyncio.create_task(loops.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    if not done:  # clean up what the failing assertion below reports
+        tasks[0].cancel()
+        await stopping
+    assert done, "stop() was still waiting for the loop after 5 s"
+    assert tasks[0].done()

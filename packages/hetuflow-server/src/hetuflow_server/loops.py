@@ -84,6 +84,7 @@ def every(
                 await step()
             except Exception:
                 logger.exception("background loop %s: step failed", name, extra={"loop": name})
+            raise_if_cancelled()
             await asyncio.sleep(interval_secs)
 
     return loop
@@ -102,8 +103,11 @@ def woken(
 
     async def loop() -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as
+            # the event is set, and the loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval_secs)
+                async with asyncio.timeout(interval_secs):
+                    await wake.wait()
             wake.clear()
             if not active():
                 continue
@@ -111,8 +115,21 @@ def woken(
                 await step()
             except Exception:
                 logger.exception("background loop %s: step failed", name, extra={"loop": name})
+            raise_if_cancelled()
 
     return loop
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task was asked to stop and something swallowed the request.
+
+    Library code awaited by a step can lose a cancellation on Python 3.11 (a wait that completes in the same
+    moment returns its result instead); the request is still counted on the task, and a loop that checked
+    nothing would run on and keep ``BackgroundLoops.stop`` waiting forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _report_exit(task: asyncio.Task[None]) -> None:

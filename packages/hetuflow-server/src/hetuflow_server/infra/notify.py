@@ -177,7 +177,8 @@ class Listener:
 
     async def wait_connected(self, timeout_secs: float) -> None:
         """Wait until the LISTEN connection is up; TimeoutError after ``timeout_secs``."""
-        await asyncio.wait_for(self._connected.wait(), timeout_secs)
+        async with asyncio.timeout(timeout_secs):
+            await self._connected.wait()
 
     async def run(self) -> None:
         """Listen until cancelled (a background loop of the application container)."""
