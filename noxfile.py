@@ -38,7 +38,9 @@ CLIS = {"hetuflow-server": "hetuflow-server", "hetuflow-agent": "hetuflow-agent"
 PG_ENV = ("HETUFLOW_REQUIRE_PG", "HETUFLOW_TEST_DATABASE_URL")
 # uv is a test dependency too: the agent runs `uv` command kinds for real, so it must be on the venv PATH.
 TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx", "jsonschema-rs", "uv")
-INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis", "websockets")
+INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis", "websockets", "pytest-timeout")
+# A hung integration test fails on its own after this long, instead of holding CI until it is killed.
+INTEGRATION_TEST_TIMEOUT_SECS = 600
 LINT_DEPS = ("ruff", "mypy", "types-psutil")
 
 
@@ -65,13 +67,20 @@ def _pg_env() -> dict[str, str]:
     return {name: os.environ[name] for name in PG_ENV if name in os.environ}
 
 
-def _pytest(session: nox.Session, path: str, *, allow_no_tests: bool) -> None:
+def _pytest(session: nox.Session, path: str, *options: str, allow_no_tests: bool) -> None:
     """Run pytest on ``path`` with the root configuration (strict markers, warnings as errors)."""
     # Exit code 5 means "no tests collected": fine for a package whose tests are not written yet, or when
     # posargs select nothing in this directory; anywhere else an empty run is a broken configuration.
     success_codes = [0, 5] if allow_no_tests or session.posargs else [0]
     session.run(
-        "pytest", "-c", "pyproject.toml", path, *session.posargs, env=_pg_env(), success_codes=success_codes
+        "pytest",
+        "-c",
+        "pyproject.toml",
+        path,
+        *options,
+        *session.posargs,
+        env=_pg_env(),
+        success_codes=success_codes,
     )
 
 
@@ -138,7 +147,7 @@ def tests_server(session: nox.Session) -> None:
 def tests_integration(session: nox.Session) -> None:
     """Integration tests on real PostgreSQL (HETUFLOW_TEST_DATABASE_URL, testcontainers or embedded)."""
     session.install(*ALL_PACKAGES, *INTEGRATION_DEPS, *TEST_DEPS)
-    _pytest(session, "tests-integration", allow_no_tests=False)
+    _pytest(session, "tests-integration", f"--timeout={INTEGRATION_TEST_TIMEOUT_SECS}", allow_no_tests=False)
 
 
 def _wheel(dist: Path, name: str) -> Path:
