@@ -134,3 +134,24 @@ def test_one_command_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         status = second.stop()
     assert status == 0, second.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--capacity", "lots"], "hetuflow-server standalone: agent capacity: Expected `int`, got `str`"),
+        (["--capacity", "0"], "hetuflow-server standalone: agent capacity: Expected `int` >= 1"),
+        (["--labels", "gpu"], "hetuflow-server standalone: agent labels: expected k=v pairs"),
+        (["--agent-id", "no spaces"], "hetuflow-server standalone: agent id: Expected `str` matching"),
+    ],
+)
+def test_bad_agent_settings_exit_2_before_anything_starts(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    data_dir = tmp_path / "data"
+    argv = [sys.executable, "-m", "hetuflow_server", "standalone", "--data-dir", str(data_dir), *flags]
+    result = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not data_dir.exists()  # no key, no embedded PostgreSQL, no token files
