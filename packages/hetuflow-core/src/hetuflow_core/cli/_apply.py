@@ -215,9 +215,9 @@ def apply(
         if problems:
             raise SpecError(problems)
     except SpecError as exc:
-        for problem in exc.problems[:-1]:
+        for problem in exc.problems:
             click.echo(f"hetuflow: {problem}", err=True)
-        raise Failure(f"{exc.problems[-1]}\nnothing was changed") from None
+        raise Failure(f"nothing was changed ({len(exc.problems)} problem(s) in the files)") from None
     _print_plan(context, plan, verbose)
     if dry_run:
         context.out.print(f"dry run: {_counts(plan, 'to ')}; nothing was changed", markup=False)

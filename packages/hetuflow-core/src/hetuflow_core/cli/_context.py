@@ -19,7 +19,7 @@ from hetuflow_core.client import Client
 
 __all__ = ["DEFAULT_SERVER", "Context"]
 
-DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
+DEFAULT_SERVER: Final = "http://127.0.0.1:8900"
 REQUEST_TIMEOUT_SECS: Final = 30.0
 # Without a terminal, tables are not cut to 80 columns: scripts get every cell whole.
 _PIPE_WIDTH: Final = 100_000

@@ -89,7 +89,7 @@ def show_list(ctx: Context, items: Sequence[Any], columns: Sequence[Column], out
         table.add_column(column.header, overflow="fold")
     for item in items:
         table.add_row(*(Text(text(column.cell(item))) for column in columns))
-    ctx.out.print(table)
+    _print_table(ctx, table)
 
 
 def show_one(ctx: Context, item: msgspec.Struct, output: str) -> None:
@@ -102,7 +102,17 @@ def show_one(ctx: Context, item: msgspec.Struct, output: str) -> None:
     table.add_column(overflow="fold")
     for field in item.__struct_fields__:
         table.add_row(Text(field), Text(text(getattr(item, field))))
-    ctx.out.print(table)
+    _print_table(ctx, table)
+
+
+def _print_table(ctx: Context, table: Table) -> None:
+    if ctx.out.is_terminal:
+        ctx.out.print(table)
+        return
+    # Rich pads every cell to its column's width; a pipe gets the lines without the trailing blanks.
+    with ctx.out.capture() as captured:
+        ctx.out.print(table)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def all_pages(fetch: Callable[[str | None], Page[T]], limit: int | None = None) -> Iterator[T]:
