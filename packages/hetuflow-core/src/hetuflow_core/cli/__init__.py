@@ -7,23 +7,22 @@ command-line toolkit when it runs, so that ``hetuflow_core`` and its client neve
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# What the ``cli`` extra brings beyond ``hetuflow-core[client]``; each is imported by the commands.
+# What the ``cli`` extra brings; looked up, not imported, so a missing one is named before any traceback.
 _EXTRA_MODULES = ("click", "rich", "yaml", "tomli_w", "httpx")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hetuflow`` with ``argv`` (default: the process's arguments); the exit status."""
-    try:
-        for name in _EXTRA_MODULES:
-            __import__(name)
-    except ImportError as exc:
+    missing = [name for name in _EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
         print(
-            f"hetuflow: {exc.name} is missing; install the command line with: "
+            f"hetuflow: {', '.join(missing)} missing; install the command line with: "
             "pip install 'hetuflow-core[cli]'",
             file=sys.stderr,
         )

@@ -99,7 +99,9 @@ def _field(text: str, low: int, high: int, names: Sequence[str] = (), offset: in
             step_of_star = step if step > 1 else None
         else:
             first = _number(found["a"], names, offset)
-            last = _number(found["b"], names, offset) if found["b"] else (high if found["step"] else first)
+            if found["step"] and not found["b"]:
+                raise ValueError(item)  # "5/15": the server wants "5-59/15"
+            last = _number(found["b"], names, offset) if found["b"] else first
         if not low <= first <= last <= high or step < 1:
             raise ValueError(item)
         values.update(range(first, last + 1, step))
@@ -253,6 +255,6 @@ def _ordinal(n: int) -> str:
 def describe(rule: CronRule, timezone: str) -> str:
     """The rule in words, with its zone: "at 02:30 every day, Europe/Berlin"."""
     time, days = _time(rule), _days(rule)
-    if days == "every day" and time.startswith("every"):  # "every 5 minutes every day" says it twice
+    if days == "every day" and "every " in time:  # "every 5 minutes every day" says it twice
         return f"{time}, {timezone}"
     return f"{time} {days}, {timezone}"
