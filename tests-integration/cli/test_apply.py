@@ -160,7 +160,7 @@ def test_export_then_apply_changes_nothing_in_toml_and_yaml(
 ) -> None:
     config = {
         "command": "bash",
-        "script": 'echo "one"\necho \'two\'\n',
+        "script": "echo \"one\"\necho 'two'\n",
         "env": {"MODE": "full"},
         "retry": {"max_retries": 2, "base_secs": 5},
         "target": {"labels": {"zone/a": "x"}},

@@ -51,7 +51,11 @@ def test_run_wait_exits_with_the_task_status(hetuflow: Hetuflow, pipeline: Pipel
 
 
 def test_run_follow_prints_the_output_as_it_runs(hetuflow: Hetuflow, pipeline: Pipeline, agent: str) -> None:
-    _job(pipeline, "talks", 'echo "start $HETUFLOW_PARAMS"; sleep 0.5; echo to-stderr >&2; sleep 0.5; echo done')
+    _job(
+        pipeline,
+        "talks",
+        'echo "start $HETUFLOW_PARAMS"; sleep 0.5; echo to-stderr >&2; sleep 0.5; echo done',
+    )
     result = hetuflow("run", "talks", "-p", "who=world", "-p", "n=3", "--follow")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ['start {"n":3,"who":"world"}', "done"]
@@ -114,7 +118,9 @@ def test_cron_on_a_dst_day_uses_the_server_preview_and_says_what_happens(hetuflo
         "2026-03-30T02:30:00+02:00",
     ]
     wildcard = json.loads(
-        hetuflow.ok("cron", "*/30 2 * * *", "--tz", "Europe/Berlin", "--from", "2026-10-24T12:00:00Z", "-o", "json")
+        hetuflow.ok(
+            "cron", "*/30 2 * * *", "--tz", "Europe/Berlin", "--from", "2026-10-24T12:00:00Z", "-o", "json"
+        )
     )
     assert wildcard["description"] == "at 02:00 and 02:30 every day, Europe/Berlin"
     assert "in both passes of 02:00-03:00 (CEST, then CET)" in wildcard["dst"][-1]

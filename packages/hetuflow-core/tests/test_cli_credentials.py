@@ -31,7 +31,8 @@ def test_saved_owner_only_and_loaded_back(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert load(path) == Credentials(server="http://h:8900", token="t0k")
-    assert forget(path) and not forget(path)
+    assert forget(path)
+    assert not forget(path)
 
 
 def test_a_broken_file_is_an_error(tmp_path: Path) -> None:

@@ -47,7 +47,9 @@ def test_words(expression: str, words: str) -> None:
     assert describe(rule, "Europe/Berlin") == f"{words}, Europe/Berlin"
 
 
-@pytest.mark.parametrize("expression", ["", "* * * *", "0 0 L * *", "0 0 ? * *", "5/15 * * * *", "61 * * * *", "@reboot"])
+@pytest.mark.parametrize(
+    "expression", ["", "* * * *", "0 0 L * *", "0 0 ? * *", "5/15 * * * *", "61 * * * *", "@reboot"]
+)
 def test_what_it_cannot_read_is_none(expression: str) -> None:
     assert parse(expression) is None
 
@@ -55,10 +57,13 @@ def test_what_it_cannot_read_is_none(expression: str) -> None:
 def test_days_match_either_field_unless_one_starts_with_a_star() -> None:
     either = parse("0 0 1 * MON")
     both = parse("0 0 */2 * MON")
-    assert either is not None and both is not None
+    assert either is not None
+    assert both is not None
     monday_the_2nd, thursday_the_1st, monday_the_9th = date(2026, 3, 2), date(2026, 1, 1), date(2026, 3, 9)
-    assert either.matches_day(monday_the_2nd) and either.matches_day(thursday_the_1st)
-    assert both.matches_day(monday_the_9th) and not both.matches_day(monday_the_2nd)
+    assert either.matches_day(monday_the_2nd)
+    assert either.matches_day(thursday_the_1st)
+    assert both.matches_day(monday_the_9th)
+    assert not both.matches_day(monday_the_2nd)
     sunday = parse("0 0 * * 7")
     assert sunday is not None
     assert sunday.weekday.values == (0,)
@@ -66,8 +71,14 @@ def test_days_match_either_field_unless_one_starts_with_a_star() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "wildcard"),
-    [("30 2 * * *", False), ("0 0-23 * * *", False), ("0 * * * *", True), ("*/20 1 * * *", True),
-     ("@daily", False), ("*/10 30 2 * * *", True)],
+    [
+        ("30 2 * * *", False),
+        ("0 0-23 * * *", False),
+        ("0 * * * *", True),
+        ("*/20 1 * * *", True),
+        ("@daily", False),
+        ("*/10 30 2 * * *", True),
+    ],
 )
 def test_debian_wildcard_rule(expression: str, wildcard: bool) -> None:
     rule = parse(expression)
@@ -89,7 +100,9 @@ def test_transitions_and_the_rule_times_they_skip_or_repeat() -> None:
     every_20 = parse("*/20 2 * * *")
     sundays = parse("30 2 * * SUN")
     mondays = parse("30 2 * * MON")
-    assert every_20 is not None and sundays is not None and mondays is not None
+    assert every_20 is not None
+    assert sundays is not None
+    assert mondays is not None
     start, end = berlin[1].wall_span()
     assert [t.minute for t in rule_times_in(every_20, start, end)] == [0, 20, 40]
     assert rule_times_in(sundays, start, end) == [datetime(2026, 10, 25, 2, 30)]

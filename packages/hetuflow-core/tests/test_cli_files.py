@@ -47,7 +47,11 @@ def test_mark_and_unmark() -> None:
     assert unmark(mark("nightly report")) == ("nightly report", True, None)
     assert unmark(mark("", "etl")) == ("", True, "etl")
     assert unmark("hand written") == ("hand written", False, None)
-    assert unmark(f"text mentioning {MANAGED_MARK} midway") == (f"text mentioning {MANAGED_MARK} midway", False, None)
+    assert unmark(f"text mentioning {MANAGED_MARK} midway") == (
+        f"text mentioning {MANAGED_MARK} midway",
+        False,
+        None,
+    )
 
 
 def test_flow_problems() -> None:
@@ -57,8 +61,12 @@ def test_flow_problems() -> None:
         return flow_problems(msgspec.convert({"name": "f", "steps": list(steps)}, FlowSpec))
 
     assert flow({"name": "a", "job": "j"}, {"name": "b", "job": "j", "depends_on": ["a"]}) == []
-    assert flow({"name": "a", "job": "j"}, {"name": "a", "job": "j"}) == [("steps[1].name", "duplicate step name 'a'")]
-    assert flow({"name": "a", "job": "j", "depends_on": ["z"]}) == [("steps[0].depends_on[0]", "no step named 'z'")]
+    assert flow({"name": "a", "job": "j"}, {"name": "a", "job": "j"}) == [
+        ("steps[1].name", "duplicate step name 'a'")
+    ]
+    assert flow({"name": "a", "job": "j", "depends_on": ["z"]}) == [
+        ("steps[0].depends_on[0]", "no step named 'z'")
+    ]
     cycle = flow(
         {"name": "a", "job": "j", "depends_on": ["c"]},
         {"name": "b", "job": "j", "depends_on": ["a"]},
@@ -129,9 +137,9 @@ def test_problems_name_the_line_and_field(tmp_path: Path) -> None:
     assert _problems(tmp_path, "a.toml", JOB.format(name="x", command="bash") + "timeout_secs = 0\n") == [
         ":5: jobs[0].config.timeout_secs: Expected `float` > 0.0"
     ]
-    assert _problems(tmp_path, "b.toml", JOB.format(name="x", command="bash") + 'script = "x"\ncolour = 1\n') == [
-        ":6: jobs[0].config.colour: unknown field"
-    ]
+    assert _problems(
+        tmp_path, "b.toml", JOB.format(name="x", command="bash") + 'script = "x"\ncolour = 1\n'
+    ) == [":6: jobs[0].config.colour: unknown field"]
     assert _problems(tmp_path, "c.toml", '[[jobs]]\nname = "x"\n') == [
         ":1: jobs[0]: Object missing required field `config`"
     ]
@@ -143,9 +151,13 @@ def test_problems_name_the_line_and_field(tmp_path: Path) -> None:
         ":10: jobs[1].schedules[0].interval_secs: required for interval schedules",
         ":12: jobs[1].schedules[0].cron_expression: only cron schedules take one, this one is interval",
     ]
-    yaml_text = "jobs:\n  - name: y\n    config: {command: bash, script: x}\n    schedules:\n      - kind: once\n"
-    assert _problems(tmp_path, "e.yaml", yaml_text) == [":5: jobs[0].schedules[0].start_time: required for once schedules"]
-    assert _problems(tmp_path, "f.yaml", "jobs:\n  - name: [\n") [0].startswith(":3: not valid YAML")
+    yaml_text = (
+        "jobs:\n  - name: y\n    config: {command: bash, script: x}\n    schedules:\n      - kind: once\n"
+    )
+    assert _problems(tmp_path, "e.yaml", yaml_text) == [
+        ":5: jobs[0].schedules[0].start_time: required for once schedules"
+    ]
+    assert _problems(tmp_path, "f.yaml", "jobs:\n  - name: [\n")[0].startswith(":3: not valid YAML")
     assert "not valid TOML" in _problems(tmp_path, "g.toml", "jobs = [\n")[0]
     assert _problems(tmp_path, "h.json", "{}") == [": unknown format; name the file *.toml, *.yaml or *.yml"]
 

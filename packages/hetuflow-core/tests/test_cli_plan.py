@@ -4,6 +4,7 @@ change (the round trip)."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,12 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pytest
-import tomllib
 import yaml
 
+from hetuflow_core.cli._desired import Desired, desired_from
 from hetuflow_core.cli._export import export_data, to_toml, to_yaml
 from hetuflow_core.cli._files import LoadedFile, Source, SpecError
-from hetuflow_core.cli._plan import Current, Desired, Plan, desired_from, field_changes, make_plan
+from hetuflow_core.cli._plan import Current, Plan, field_changes, make_plan
 from hetuflow_core.cli._spec import ApplyFile, mark
 from hetuflow_core.flow import Flow
 from hetuflow_core.job import Job
@@ -75,7 +76,11 @@ def test_everything_new_is_created_jobs_then_schedules_then_flows() -> None:
         "jobs": [{"name": "a", "config": BASH, "schedules": [{"kind": "interval", "interval_secs": 60}]}],
     }
     result = plan(data, Current([], [], []))
-    assert summary(result) == ["create job default/a", "create schedule of job default/a: interval 60s", "create flow f"]
+    assert summary(result) == [
+        "create job default/a",
+        "create schedule of job default/a: interval 60s",
+        "create flow f",
+    ]
     assert result.changes[0].job_create is not None
     assert result.changes[0].job_create.description == mark("")
 
@@ -86,7 +91,12 @@ def test_a_matching_server_is_unchanged_and_omitted_fields_are_not_compared() ->
     current = Current([a, b], [schedule(a, kind="interval", interval_secs=60)], [flow("f", [("s", a, [])])])
     data = {
         "jobs": [
-            {"name": "a", "description": "hello", "config": BASH, "schedules": [{"kind": "interval", "interval_secs": 60}]},
+            {
+                "name": "a",
+                "description": "hello",
+                "config": BASH,
+                "schedules": [{"kind": "interval", "interval_secs": 60}],
+            },
             {"name": "b", "config": BASH},
         ],
         "flows": [{"name": "f", "steps": [{"name": "s", "job": "a"}]}],
@@ -129,7 +139,10 @@ def test_schedules_match_identical_first_then_by_kind() -> None:
     assert (update.action, update.target) == ("update", second.id)
     assert update.details == ('cron_expression: "0 2 * * *" → "0 3 * * *"',)
 
-    removed_first = plan(wanted({"kind": "cron", "cron_expression": "0 2 * * *"}, {"kind": "event", "event_name": "go"}), current)
+    removed_first = plan(
+        wanted({"kind": "cron", "cron_expression": "0 2 * * *"}, {"kind": "event", "event_name": "go"}),
+        current,
+    )
     assert [(c.action, c.target) for c in removed_first.changes] == [("delete", first.id)]
 
     kind_changed = plan(wanted({"kind": "interval", "interval_secs": 60}), current)
@@ -142,7 +155,9 @@ def test_prune_deletes_only_managed_objects_of_the_applied_namespaces() -> None:
     elsewhere = job("managed", "other", description=mark(""))
     kept = job("kept", description=mark(""))
     managed_flow = flow("old-flow", [("s", kept, [])], mark("", "default"))
-    current = Current([managed, hand_made, elsewhere, kept], [], [managed_flow, flow("mine", [("s", kept, [])])])
+    current = Current(
+        [managed, hand_made, elsewhere, kept], [], [managed_flow, flow("mine", [("s", kept, [])])]
+    )
     data = {"jobs": [{"name": "kept", "config": BASH}]}
 
     without = plan(data, current)
@@ -158,20 +173,29 @@ def test_flow_steps_must_name_known_jobs() -> None:
         plan({"flows": [{"name": "f", "steps": [{"name": "s", "job": "ghost"}]}]}, Current([], [], []))
     doomed = job("doomed", description=mark(""))
     with pytest.raises(SpecError, match="deleted by --prune"):
-        plan({"flows": [{"name": "f", "steps": [{"name": "s", "job": "doomed"}]}]}, Current([doomed], [], []), prune=True)
+        plan(
+            {"flows": [{"name": "f", "steps": [{"name": "s", "job": "doomed"}]}]},
+            Current([doomed], [], []),
+            prune=True,
+        )
 
 
 def test_a_job_or_flow_declared_twice_is_refused() -> None:
-    one = LoadedFile(Source(Path("one.toml"), {}), msgspec.convert({"jobs": [{"name": "a", "config": BASH}]}, ApplyFile))
-    two = LoadedFile(Source(Path("two.toml"), {}), msgspec.convert({"jobs": [{"name": "a", "config": BASH}]}, ApplyFile))
-    with pytest.raises(SpecError, match="also declared in one.toml"):
+    one = LoadedFile(
+        Source(Path("one.toml"), {}), msgspec.convert({"jobs": [{"name": "a", "config": BASH}]}, ApplyFile)
+    )
+    two = LoadedFile(
+        Source(Path("two.toml"), {}), msgspec.convert({"jobs": [{"name": "a", "config": BASH}]}, ApplyFile)
+    )
+    with pytest.raises(SpecError, match=r"also declared in one\.toml"):
         desired_from([one, two], None)
     assert list(desired_from([one], "etl").jobs) == [("etl", "a")]
 
 
 def test_field_changes_shortens_long_values() -> None:
     (line,) = field_changes("x" * 100, "y", "config.script")
-    assert line.startswith('config.script: "xxxx') and line.endswith('… → "y"')
+    assert line.startswith('config.script: "xxxx')
+    assert line.endswith('… → "y"')
 
 
 @pytest.mark.parametrize(("write", "read"), [(to_toml, tomllib.loads), (to_yaml, yaml.safe_load)])
@@ -181,7 +205,13 @@ def test_exported_objects_plan_to_no_change(write: Any, read: Any) -> None:
     b = job("b", "etl", description=mark("made by apply"))
     other = job("o", "shared")
     schedules = [
-        schedule(a, kind="interval", interval_secs=60, start_time="2030-01-01T00:00:00+02:00", parameters={"n": [1, 2]}),
+        schedule(
+            a,
+            kind="interval",
+            interval_secs=60,
+            start_time="2030-01-01T00:00:00+02:00",
+            parameters={"n": [1, 2]},
+        ),
         schedule(a, kind="cron", cron_expression="0 2 * * *", timezone="Europe/Berlin", status="disabled"),
         schedule(b, kind="once", start_time="2031-05-01T12:00:00Z", status="expired"),
     ]
@@ -199,5 +229,7 @@ def test_exported_objects_plan_to_no_change(write: Any, read: Any) -> None:
 
 def test_uuid_type_of_targets() -> None:
     a = job("a", description=mark(""))
-    (change,) = plan({"jobs": [{"name": "a", "config": {**BASH, "priority": 5}}]}, Current([a], [], [])).changes
+    (change,) = plan(
+        {"jobs": [{"name": "a", "config": {**BASH, "priority": 5}}]}, Current([a], [], [])
+    ).changes
     assert isinstance(change.target, UUID)

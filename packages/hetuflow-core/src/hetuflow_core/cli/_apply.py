@@ -20,20 +20,12 @@ import msgspec
 from rich.progress import Progress
 
 from hetuflow_core.cli._context import Context
+from hetuflow_core.cli._desired import JobKey, desired_from
 from hetuflow_core.cli._errors import Failure, describe
 from hetuflow_core.cli._export import ExportError, export_data, to_toml, to_yaml
 from hetuflow_core.cli._files import LoadedFile, SpecError, load_file
 from hetuflow_core.cli._output import PAGE_LIMIT, all_pages
-from hetuflow_core.cli._plan import (
-    SCHEDULE_FIELDS,
-    Change,
-    Current,
-    Desired,
-    JobKey,
-    Plan,
-    desired_from,
-    make_plan,
-)
+from hetuflow_core.cli._plan import SCHEDULE_FIELDS, Change, Current, Plan, make_plan
 from hetuflow_core.cli._spec import FlowSpec, ScheduleSpec, file_schema, mark
 from hetuflow_core.client import Client, HetuflowClientError, ValidationError
 from hetuflow_core.enums import ScheduleKind, ScheduleStatus
@@ -208,7 +200,7 @@ def apply(
 ) -> None:
     """Make the server hold the jobs, schedules and flows the files declare."""
     try:
-        desired: Desired = desired_from(_load(files), namespace)
+        desired = desired_from(_load(files), namespace)
         current = read_current(context.client)
         plan = make_plan(desired, current, prune=prune)
         problems = _server_checks(context.client, plan)

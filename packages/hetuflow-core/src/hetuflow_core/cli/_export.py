@@ -16,41 +16,13 @@ import msgspec
 import tomli_w
 import yaml
 
-from hetuflow_core.cli._plan import Current
-from hetuflow_core.cli._spec import unmark
+from hetuflow_core.cli._plan import SCHEDULE_FIELDS, Current
+from hetuflow_core.cli._spec import ScheduleSpec, unmark
 from hetuflow_core.enums import JobStatus, ScheduleStatus
 from hetuflow_core.flow import Flow
 from hetuflow_core.schedule import Schedule
 
 __all__ = ["ExportError", "export_data", "to_toml", "to_yaml"]
-
-_SCHEDULE_FIELDS = (
-    "kind",
-    "cron_expression",
-    "timezone",
-    "interval_secs",
-    "start_time",
-    "end_time",
-    "max_count",
-    "event_name",
-    "parameters",
-    "misfire_policy",
-    "misfire_grace_secs",
-    "misfire_max_runs",
-)
-_SCHEDULE_DEFAULTS: dict[str, Any] = {
-    "cron_expression": None,
-    "timezone": "UTC",
-    "interval_secs": None,
-    "start_time": None,
-    "end_time": None,
-    "max_count": None,
-    "event_name": None,
-    "parameters": {},
-    "misfire_policy": "skip",
-    "misfire_grace_secs": 0.0,
-    "misfire_max_runs": 100,
-}
 
 
 class ExportError(Exception):
@@ -81,11 +53,7 @@ def non_default(struct: msgspec.Struct) -> dict[str, Any]:
 
 
 def _schedule(schedule: Schedule) -> dict[str, Any]:
-    data = {}
-    for name in _SCHEDULE_FIELDS:
-        value = _builtins(getattr(schedule, name))
-        if name == "kind" or value != _SCHEDULE_DEFAULTS.get(name):
-            data[name] = value
+    data = non_default(ScheduleSpec(**{name: getattr(schedule, name) for name in SCHEDULE_FIELDS}))
     if schedule.status is ScheduleStatus.DISABLED:
         data["status"] = schedule.status.value
     return data

@@ -11,56 +11,25 @@ no file declares are deleted; hand-made ones never are.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.cli._files import FieldPath, LoadedFile, Source, SpecError
+from hetuflow_core.cli._desired import Declared, Desired, JobKey
+from hetuflow_core.cli._files import SpecError
 from hetuflow_core.cli._spec import FlowSpec, JobSpec, ScheduleSpec, mark, unmark
 from hetuflow_core.enums import JobStatus
 from hetuflow_core.flow import Flow
 from hetuflow_core.job import Job, JobCreate, JobUpdate
 from hetuflow_core.schedule import Schedule, ScheduleUpdate
 
-__all__ = [
-    "Change",
-    "Current",
-    "Declared",
-    "Desired",
-    "JobKey",
-    "Plan",
-    "desired_from",
-    "make_plan",
-    "schedule_rule",
-]
+__all__ = ["SCHEDULE_FIELDS", "Change", "Current", "Plan", "field_changes", "make_plan", "schedule_rule"]
 
-JobKey = tuple[str, str]
-DEFAULT_NAMESPACE: Final = "default"
 # Compared between a declared schedule and a stored one; ``status`` only when the file gives it.
 SCHEDULE_FIELDS: Final = tuple(name for name in ScheduleSpec.__struct_fields__ if name != "status")
 _SHORT: Final = 60
-
-
-@dataclasses.dataclass(frozen=True)
-class Declared:
-    """Where an object is declared: its file and its field path there (``("jobs", 2)``)."""
-
-    source: Source
-    field: FieldPath
-
-    def where(self, *more: str | int, message: str) -> str:
-        return self.source.where((*self.field, *more), message)
-
-
-@dataclasses.dataclass
-class Desired:
-    """Everything the files declare, by identity."""
-
-    jobs: dict[JobKey, tuple[JobSpec, Declared]]
-    flows: dict[str, tuple[FlowSpec, str, Declared]]
-    namespaces: list[str]
 
 
 @dataclasses.dataclass
@@ -104,37 +73,6 @@ class Plan:
 
     def count(self, action: str) -> int:
         return sum(change.action == action for change in self.changes)
-
-
-def desired_from(files: Iterable[LoadedFile], namespace: str | None) -> Desired:
-    """The union of the files' declarations; `SpecError` for a job or flow declared twice."""
-    desired = Desired({}, {}, [])
-    problems = []
-    for loaded in files:
-        space = namespace or (loaded.spec.namespace or DEFAULT_NAMESPACE)
-        if space not in desired.namespaces:
-            desired.namespaces.append(space)
-        for i, job in enumerate(loaded.spec.jobs):
-            here = Declared(loaded.source, ("jobs", i))
-            if (space, job.name) in desired.jobs:
-                other = desired.jobs[space, job.name][1]
-                problems.append(
-                    here.where(
-                        "name", message=f"job {space}/{job.name} is also declared in {other.source.path}"
-                    )
-                )
-            desired.jobs.setdefault((space, job.name), (job, here))
-        for i, flow in enumerate(loaded.spec.flows):
-            here = Declared(loaded.source, ("flows", i))
-            if flow.name in desired.flows:
-                other = desired.flows[flow.name][2]
-                problems.append(
-                    here.where("name", message=f"flow {flow.name} is also declared in {other.source.path}")
-                )
-            desired.flows.setdefault(flow.name, (flow, space, here))
-    if problems:
-        raise SpecError(problems)
-    return desired
 
 
 def schedule_rule(schedule: ScheduleSpec | Schedule) -> str:
@@ -189,7 +127,12 @@ class _Planner:
         for key, (spec, declared) in self.desired.jobs.items():
             self._job(key, spec, declared)
         self._prune_jobs()
-        flow_changes = [c for name, item in self.desired.flows.items() if (c := self._flow(name, *item))]
+        flow_changes = []
+        for name, (flow, namespace, where) in self.desired.flows.items():
+            change = self._flow(name, flow, namespace, where)
+            if change is not None:
+                flow_changes.append(change)
+        # A flow is deleted before the jobs it may name.
         flow_changes += self._prune_flows()
         deletions = [change for change in self.changes if change.action == "delete"]
         writes = [change for change in self.changes if change.action != "delete"]
@@ -315,48 +258,33 @@ class _Planner:
             else:
                 self.left_alone.append(label)
 
+    def _step_job(self, namespace: str, reference: str, declared: Declared, index: int) -> Job | None:
+        """The stored job a flow step names (None: created by this apply); SpecError when there is none."""
+        space, _, name = reference.rpartition("/")
+        key = (space or namespace, name)
+        problem = None
+        if key in self.pruned:
+            problem = f"job {key[0]}/{key[1]} is deleted by --prune (no file declares it)"
+        elif key not in self.desired.jobs and key not in self.jobs:
+            problem = f"no job {key[0]}/{key[1]} on the server or in the files"
+        if problem is not None:
+            raise SpecError([declared.where("steps", index, "job", message=problem)])
+        return self.jobs.get(key)
+
     def _flow(self, name: str, spec: FlowSpec, namespace: str, declared: Declared) -> Change | None:
         label = f"flow {name}"
         steps = []
         for i, step in enumerate(spec.steps):
-            space, _, job_name = step.job.rpartition("/")
-            key = (space or namespace, job_name)
-            if key in self.pruned:
-                raise SpecError(
-                    [
-                        declared.where(
-                            "steps",
-                            i,
-                            "job",
-                            message=f"job {key[0]}/{key[1]} is deleted by --prune (no file declares it)",
-                        )
-                    ]
-                )
-            if key not in self.desired.jobs and key not in self.jobs:
-                raise SpecError(
-                    [
-                        declared.where(
-                            "steps",
-                            i,
-                            "job",
-                            message=f"no job {key[0]}/{key[1]} on the server or in the files",
-                        )
-                    ]
-                )
-            job = self.jobs.get(key)
+            job = self._step_job(namespace, step.job, declared, i)
             steps.append((step.name, job.id if job else None, step.parameters, step.depends_on))
         flow = self.flows.get(name)
         if flow is None:
             return Change(
                 action="create", kind="flow", label=label, flow=spec, namespace=namespace, declared=declared
             )
-        description, _, _ = unmark(flow.description)
+        description = unmark(flow.description)[0]
+        details = field_changes(description, spec.description, "description")
         stored = [(s.name, s.job_id, s.parameters, s.depends_on) for s in flow.steps]
-        details = (
-            field_changes(description, spec.description, "description")
-            if description != spec.description
-            else []
-        )
         if stored != steps:
             old = [self._step_text(s) for s in stored]
             new = [self._step_text(s, namespace, spec.steps[i].job) for i, s in enumerate(steps)]
