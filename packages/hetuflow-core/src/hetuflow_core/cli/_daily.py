@@ -6,6 +6,9 @@ one object. Jobs are named by id, ``NAME`` (with ``-n NAMESPACE``) or ``NAMESPAC
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from uuid import UUID
+
 import click
 import msgspec
 
@@ -14,6 +17,7 @@ from hetuflow_core.cli._context import Context
 from hetuflow_core.cli._errors import Usage
 from hetuflow_core.cli._output import PAGE_LIMIT, Column, all_pages, output_option, show_list, show_one
 from hetuflow_core.cli._resolve import find_flow, find_job, parse_parameters
+from hetuflow_core.client import Client
 
 __all__ = ["commands"]
 
@@ -91,28 +95,34 @@ def jobs_show(context: Context, job: str, namespace: str | None, output: str) ->
     show_one(context, find_job(context.client, job, namespace), output)
 
 
-def _job_action(name: str, summary: str) -> click.Command:
+def _job_action(name: str, summary: str, act: Callable[[Client, UUID], object]) -> click.Command:
     @click.command(name, help=summary)
     @click.argument("job")
     @_NAMESPACE
     @click.pass_obj
     def action(context: Context, job: str, namespace: str | None) -> None:
-        client = context.client
-        found = find_job(client, job, namespace)
-        if name == "enable":
-            client.enable_job(found.id)
-        elif name == "disable":
-            client.disable_job(found.id)
-        else:
-            client.delete_job(found.id)
+        found = find_job(context.client, job, namespace)
+        act(context.client, found.id)
         context.err.print(f"{name}d job {found.namespace}/{found.name} ({found.id})", markup=False)
 
     return action
 
 
-jobs.add_command(_job_action("enable", "Let the job's schedules produce work again."))
-jobs.add_command(_job_action("disable", "Stop the job's schedules (its planned future tasks go)."))
-jobs.add_command(_job_action("delete", "Delete the job: its schedules stop, its open tasks are cancelled."))
+jobs.add_command(
+    _job_action("enable", "Let the job's schedules produce work again.", lambda c, i: c.enable_job(i))
+)
+jobs.add_command(
+    _job_action(
+        "disable", "Stop the job's schedules (its planned future tasks go).", lambda c, i: c.disable_job(i)
+    )
+)
+jobs.add_command(
+    _job_action(
+        "delete",
+        "Delete the job: its schedules stop, its open tasks are cancelled.",
+        lambda c, i: c.delete_job(i),
+    )
+)
 
 
 @click.group()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
+from hetuflow_core.agent import Agent
 from hetuflow_core.api import TokenCreate
 from hetuflow_core.cli._context import Context
 from hetuflow_core.cli._output import PAGE_LIMIT, Column, all_pages, output_option, show_list
+from hetuflow_core.client import Client
 from hetuflow_core.enums import TokenScope
 
 __all__ = ["commands"]
@@ -44,26 +48,30 @@ def agents_ls(context: Context, output: str) -> None:
     show_list(context, list(items), AGENT_COLUMNS, output)
 
 
-def _agent_action(name: str, summary: str) -> click.Command:
+def _agent_action(name: str, summary: str, act: Callable[[Client, str], Agent]) -> click.Command:
     @click.command(name, help=summary)
     @click.argument("agent_id")
     @click.pass_obj
     def action(context: Context, agent_id: str) -> None:
-        client = context.client
-        if name == "drain":
-            agent = client.drain_agent(agent_id)
-        elif name == "disable":
-            agent = client.disable_agent(agent_id)
-        else:
-            agent = client.enable_agent(agent_id)
+        agent = act(context.client, agent_id)
         context.err.print(f"agent {agent.id}: {agent.status}", markup=False)
 
     return action
 
 
-agents.add_command(_agent_action("drain", "Let the agent finish what it runs and take no new work."))
-agents.add_command(_agent_action("disable", "Take the agent out of dispatch."))
-agents.add_command(_agent_action("enable", "Put a drained or disabled agent back into dispatch."))
+agents.add_command(
+    _agent_action(
+        "drain", "Let the agent finish what it runs and take no new work.", lambda c, i: c.drain_agent(i)
+    )
+)
+agents.add_command(
+    _agent_action("disable", "Take the agent out of dispatch.", lambda c, i: c.disable_agent(i))
+)
+agents.add_command(
+    _agent_action(
+        "enable", "Put a drained or disabled agent back into dispatch.", lambda c, i: c.enable_agent(i)
+    )
+)
 
 
 @click.group()
