@@ -41,7 +41,7 @@ TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx", "jsonschema-rs",
 INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis", "websockets", "pytest-timeout")
 # A hung integration test fails on its own after this long, instead of holding CI until it is killed.
 INTEGRATION_TEST_TIMEOUT_SECS = 600
-LINT_DEPS = ("ruff", "mypy", "types-psutil")
+LINT_DEPS = ("ruff", "mypy", "types-psutil", "types-PyYAML")
 
 
 def _pkg(name: str, extras: str = "") -> str:
@@ -51,12 +51,16 @@ def _pkg(name: str, extras: str = "") -> str:
 
 CORE = _pkg("hetuflow-core")
 CORE_CLIENT = _pkg("hetuflow-core", "client")
+# The `hetuflow` command line: its tests (core and integration) and mypy need the extra installed. That plain
+# hetuflow-core never imports it is proven by a core test (a subprocess checks sys.modules) and by `build`,
+# which installs the core wheel without extras.
+CORE_CLI = _pkg("hetuflow-core", "client,cli")
 AGENT = _pkg("hetuflow-agent")
 SERVER_EMBEDDED = _pkg("hetuflow-server", "embedded")
-ALL_PACKAGES = (CORE_CLIENT, AGENT, SERVER_EMBEDDED)
+ALL_PACKAGES = (CORE_CLI, AGENT, SERVER_EMBEDDED)
 # What each package's own test venv holds: the package with its extras, and only the siblings it depends on.
 PACKAGE_TEST_INSTALLS = {
-    "core": (CORE_CLIENT,),
+    "core": (CORE_CLI,),
     "agent": (CORE, AGENT),
     "server": (CORE, SERVER_EMBEDDED),
 }
@@ -127,7 +131,7 @@ def _package_tests(session: nox.Session, short: str) -> None:
 
 @nox.session(name="tests-core", python=PYTHON)
 def tests_core(session: nox.Session) -> None:
-    """Tests of hetuflow-core[client], installed alone."""
+    """Tests of hetuflow-core[client,cli], installed alone."""
     _package_tests(session, "core")
 
 
@@ -188,6 +192,13 @@ def build(session: nox.Session) -> None:
         if Version(printed.strip()) != Version(built_version):
             session.error(f"{name}: imports as {printed.strip()} but the wheel is {built_version}")
         session.log(f"{name} {printed.strip()}: wheel installs alone and imports")
+
+        if wheel == core_wheel:
+            # `hetuflow` is installed with the core; without the `cli` extra it says how to get it (exit 1).
+            hetuflow = str(venv / "bin" / "hetuflow")
+            session.run(hetuflow, "--help", external=True, success_codes=[1])
+            session.run("uv", "pip", "install", "--quiet", "--python", python, f"{wheel}[cli]")
+            session.run(hetuflow, "--help", external=True)
 
         if name in CLIS:
             with zipfile.ZipFile(wheel) as archive:

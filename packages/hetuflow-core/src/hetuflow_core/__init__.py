@@ -2,8 +2,9 @@
 
 Enums and msgspec models of the data model (jobs, schedules, tasks, instances, agents, flows), the
 WebSocket protocol between server and agent (``hetuflow_core.protocol``), JSON Schema export
-(``hetuflow_core.schema``) and a typed REST client (``hetuflow_core.client``, needs the ``client``
-extra). Nothing here knows about the server or the agent, so any tool can speak to hetuflow.
+(``hetuflow_core.schema``), a typed REST client (``hetuflow_core.client``, needs the ``client``
+extra) and the ``hetuflow`` command line (``hetuflow_core.cli``, needs the ``cli`` extra). Nothing here
+knows about the server or the agent, so any tool can speak to hetuflow.
 """
 
 from hetuflow_core.__about__ import __version__
