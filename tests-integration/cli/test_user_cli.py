@@ -165,3 +165,21 @@ def test_login_stores_server_and_token_readable_by_the_owner_only(
     refused = anonymous("login", "--token", "not-a-token")
     assert refused.returncode == 1
     assert not stored.exists()
+
+
+def test_agents_shutdown_drains_the_agent_and_its_process_exits_0(
+    hetuflow: Hetuflow, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    pool = AgentPool(pipeline, tmp_path, "user-cli-shutdown")
+    try:
+        doomed = pool.start("user-cli-doomed")
+        answer = hetuflow("agents", "shutdown", doomed.agent_id)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stderr.strip() == f"agent {doomed.agent_id}: draining"
+        assert doomed.process.wait(timeout=30) == 0, doomed.log()
+    finally:
+        pool.stop_all()
+    gone = hetuflow("agents", "shutdown", doomed.agent_id)
+    assert gone.returncode == 1
+    assert "not connected" in gone.stderr
+    assert len(gone.stderr.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
-"""The fleet and access: ``agents`` (list, drain, enable, disable) and ``tokens`` (list, create, revoke)."""
+"""The fleet and access: ``agents`` (list, drain, shutdown, enable, disable) and ``tokens`` (list, create,
+revoke)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ TOKEN_COLUMNS = (
 
 @click.group()
 def agents() -> None:
-    """List agents; drain, disable or enable one."""
+    """List agents; drain, shut down, disable or enable one."""
 
 
 @agents.command("ls")
@@ -63,6 +64,9 @@ agents.add_command(
     _agent_action(
         "drain", "Let the agent finish what it runs and take no new work.", lambda c, i: c.drain_agent(i)
     )
+)
+agents.add_command(
+    _agent_action("shutdown", "Tell a connected agent to drain and exit.", lambda c, i: c.shutdown_agent(i))
 )
 agents.add_command(
     _agent_action("disable", "Take the agent out of dispatch.", lambda c, i: c.disable_agent(i))
