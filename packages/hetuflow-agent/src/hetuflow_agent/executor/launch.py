@@ -9,7 +9,7 @@ of the attempt's ``failed`` report, so a missing program or directory never cras
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,12 +46,14 @@ def prepare_launch(
     executables: Mapping[CommandKind, str],
     base_env: Mapping[str, str],
     workdir: Path,
+    resolve: Callable[[str, str | None], str | None] = capabilities.resolve_executable,
 ) -> Launch:
     """Prepare ``task`` for starting; raises ``LaunchError`` with the reason when it cannot be started.
 
     ``workdir`` is the agent's working directory: task directories live under ``workdir/tasks`` and a
     relative job ``workdir`` is taken relative to it. Creates the task directory as a side effect (the
-    caller removes it after the attempt).
+    caller removes it after the attempt). ``resolve`` finds an executable on a PATH (a cache of
+    ``capabilities.resolve_executable`` may be given).
     """
     config = task.config
     problem = argv.check_runnable(config)
@@ -59,7 +61,7 @@ def prepare_launch(
         raise LaunchError(problem)
     env = environment.build_env(base_env, task)
     name = capabilities.executable_for(config.command, executables)
-    executable = capabilities.resolve_executable(name, env.get("PATH", os.defpath))
+    executable = resolve(name, env.get("PATH", os.defpath))
     if executable is None:
         raise LaunchError(f"executable {name!r} not found on PATH")
 
@@ -70,12 +72,11 @@ def prepare_launch(
         if not cwd.is_dir():
             raise LaunchError(f"workdir {config.workdir!r} does not exist or is not a directory")
     try:
-        task_dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(task_dir)
         script_path: str | None = None
         if config.script is not None:
-            path = task_dir / argv.SCRIPT_FILENAMES[config.command]
-            path.write_text(config.script, encoding="utf-8")
-            script_path = str(path)
+            script_path = os.path.join(task_dir, argv.SCRIPT_FILENAMES[config.command])
+            _write_new(script_path, config.script.encode())
     except OSError as exc:
         raise LaunchError(f"cannot prepare task directory {task_dir}: {exc.strerror or exc}") from None
     return Launch(
@@ -84,3 +85,26 @@ def prepare_launch(
         cwd=cwd,
         task_dir=task_dir,
     )
+
+
+# Every attempt pays for these two, so they are plain system calls rather than pathlib's conveniences.
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        path.mkdir(parents=True, exist_ok=True)  # the first attempt: create the parents too
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+
+
+def _write_new(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
