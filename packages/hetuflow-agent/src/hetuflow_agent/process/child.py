@@ -9,11 +9,16 @@ leader is an unreaped zombie its pid — the group id — cannot be reused, so t
 unrelated process.
 
 ``start_new_session`` gives the process its own session and process group, so a signal to the group
-reaches every descendant that did not leave it. A job with a CPU limit gets ``RLIMIT_CPU`` set in the
-child before ``exec``; that needs a ``preexec_fn``, which makes ``subprocess`` fork instead of vfork —
-measured at 5-10 ms per start for a busy agent against well under 1 ms — so only such jobs pay for it.
-(For the same reason there is no ``PR_SET_PDEATHSIG``: groups a crashed agent leaves behind are killed
-by the orphan reaper when it starts again.)
+reaches every descendant that did not leave it. Nothing runs in the child between fork and exec (no
+``preexec_fn``), which lets ``subprocess`` use ``vfork``: the parent is held only until the ``exec``,
+without copying the agent's page tables. A job's CPU limit is therefore set from the parent with
+``prlimit(2)`` as soon as the process exists; see ``spawn`` for the short window that leaves and what
+covers it. (For the same reason there is no ``PR_SET_PDEATHSIG``: groups a crashed agent leaves behind
+are killed by the orphan reaper when it starts again.)
+
+The parent is held until the child has called ``exec`` — on a busy host that is milliseconds — so the
+process manager calls ``spawn`` from worker threads (``subprocess`` releases the GIL while it waits),
+never on the event loop.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from typing import Final, NamedTuple
 
 from hetuflow_agent.executor.launch import Launch
 
-__all__ = ["ExitStatus", "signal_group", "spawn", "watch_exit"]
+__all__ = ["ExitStatus", "Started", "signal_group", "spawn", "watch_exit"]
 
 _RSS_UNIT: Final = 1024 if sys.platform.startswith("linux") else 1  # ru_maxrss: KiB on Linux, bytes on macOS
+_HAS_PRLIMIT: Final = hasattr(resource, "prlimit")
 
 
 class ExitStatus(NamedTuple):
@@ -47,35 +53,93 @@ class ExitStatus(NamedTuple):
     max_rss_bytes: int
 
 
-def _cpu_limit(cpu_secs: int) -> Callable[[], None]:
-    """The function run in the child between fork and exec: set ``RLIMIT_CPU`` (one system call)."""
+class Started(NamedTuple):
+    """A started process and the read ends of its stdout and stderr pipes (non-blocking, the caller's)."""
+
+    popen: subprocess.Popen[bytes]
+    stdout: int
+    stderr: int
+
+
+def _cpu_limits(cpu_secs: int) -> tuple[int, int]:
+    """Soft and hard ``RLIMIT_CPU`` for a job limit, within the hard limit the agent itself has."""
+    # Soft limit → SIGXCPU (terminates by default); the hard limit one second later → SIGKILL for a
+    # process that catches SIGXCPU. Nobody may raise a hard limit, so a lower one of the agent's wins.
+    soft, hard = cpu_secs, cpu_secs + 1
+    ceiling = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    if ceiling != resource.RLIM_INFINITY:
+        soft, hard = min(soft, ceiling), min(hard, ceiling)
+    return soft, hard
+
+
+def _cpu_limit_in_child(cpu_secs: int) -> Callable[[], None]:
+    """Where ``prlimit`` is missing: set ``RLIMIT_CPU`` in the child before ``exec`` (forces a fork)."""
+    limits = _cpu_limits(cpu_secs)
 
     def setup() -> None:
-        # Soft limit → SIGXCPU (terminates by default); the hard limit one second later → SIGKILL for a
-        # process that catches SIGXCPU.
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_secs, cpu_secs + 1))
+        resource.setrlimit(resource.RLIMIT_CPU, limits)
 
     return setup
 
 
-def spawn(launch: Launch, *, cpu_secs: int | None = None) -> subprocess.Popen[bytes]:
-    """Start ``launch`` in a new session with stdin from /dev/null and stdout/stderr as pipes.
+def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subprocess.DEVNULL) -> Started:
+    """Start ``launch`` in a new session with stdout/stderr as pipes and stdin from ``stdin``.
 
-    Raises ``OSError`` when the program cannot be started. The caller must reap the process with
-    ``watch_exit`` (and never call ``Popen.wait``).
+    ``stdin`` is a file descriptor (the caller's ``/dev/null``, kept open) or ``subprocess.DEVNULL``.
+    Blocks until the child has called ``exec``: call it from a worker thread. Raises ``OSError`` when
+    the program cannot be started or its CPU limit cannot be set (it is then killed and reaped), and
+    ``ValueError`` for a NUL character in argv or env. The caller must reap the process with
+    ``watch_exit`` (and never call ``Popen.wait``) and close the two pipe ends.
+
+    With ``cpu_secs`` the limit is applied right after the start. The leader's own CPU time counts
+    from its start whenever the limit is set, so the leader is held to it exactly; a child it forked
+    in the few microseconds before keeps no ``RLIMIT_CPU`` of its own, and is held by the process
+    manager's sampling of the whole tree's CPU time instead.
     """
-    return subprocess.Popen(
-        launch.argv,
-        cwd=launch.cwd,
-        env=launch.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=0,  # raw pipes: the event loop reads the file descriptors directly
-        close_fds=True,
-        start_new_session=True,
-        preexec_fn=None if cpu_secs is None else _cpu_limit(cpu_secs),
-    )
+    in_child = cpu_secs is not None and not _HAS_PRLIMIT
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            launch.argv,
+            cwd=launch.cwd,
+            env=launch.env,
+            stdin=stdin,
+            stdout=out_write,
+            stderr=err_write,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=_cpu_limit_in_child(cpu_secs) if in_child and cpu_secs is not None else None,
+        )
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        # The child holds its own copies; ours would keep the pipes open after it exits.
+        os.close(out_write)
+        os.close(err_write)
+    if cpu_secs is not None and not in_child:
+        try:
+            _limit_cpu(popen.pid, cpu_secs)
+        except OSError:
+            signal_group(popen.pid, signal.SIGKILL)
+            popen.wait()
+            os.close(out_read)
+            os.close(err_read)
+            raise
+    os.set_blocking(out_read, False)
+    os.set_blocking(err_read, False)
+    return Started(popen, out_read, err_read)
+
+
+def _limit_cpu(pid: int, cpu_secs: int) -> None:
+    try:
+        resource.prlimit(pid, resource.RLIMIT_CPU, _cpu_limits(cpu_secs))
+    except ProcessLookupError:
+        pass  # reaped already (only possible if another part of the program reaps children): nothing to limit
+    except ValueError as exc:
+        raise OSError(f"cannot set the CPU limit: {exc}") from exc
 
 
 def signal_group(pgid: int, sig: int) -> bool:

@@ -4,9 +4,13 @@ Contract with the connection layer:
 
 * ``submit`` takes a dispatch and returns at once; the attempt waits for its fire time on the precise
   timer and runs in its own task. A dispatch of an instance the manager holds or recently finished is
-  ignored (``False``), so a dispatch re-sent after a reconnect never runs twice. Held attempts (waiting
-  plus running) never exceed ``capacity``: a dispatch beyond it raises ``CapacityExceeded`` — the
-  server only sends as many as the agent announced free slots, so this means the two disagree.
+  ignored (``False``), so a dispatch re-sent after a reconnect never runs twice.
+* At most ``capacity`` attempts run at once. The manager may *hold* ``prefetch`` more: dispatched
+  ahead, they wait (in arrival order, once due) for a run slot, so when a process ends the next one
+  starts at once instead of a round trip later (final report → credit → next dispatch). Held attempts
+  never exceed ``capacity + prefetch`` (``free_slots`` counts down from there): a dispatch beyond it
+  raises ``CapacityExceeded`` — the server only sends as many as the agent announced free slots, so
+  this means the two disagree.
 * Reports go out through ``on_update`` and ``on_log``, awaited one at a time per attempt, in order:
   ``running`` (seq 0), the log chunks, the final status. A slot is free (``free_slots``) before the
   final report is handed over, so a caller may announce it right away.
@@ -15,7 +19,8 @@ Contract with the connection layer:
   (reported ``lost``), lets running ones finish up to a timeout and then stops them (``lost`` as well,
   so the server retries them elsewhere). ``close`` is a drain without waiting.
 
-One shared sampling loop measures every running process tree (memory and CPU limits, metrics).
+One shared sampling loop measures every running process tree (memory and CPU limits, metrics). Starts
+and task-directory removals run on the ``Spawner``'s worker threads, off the event loop.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +40,8 @@ from hetuflow_agent.process import orphans, sampler
 from hetuflow_agent.process.errors import CapacityExceeded, NotAccepting
 from hetuflow_agent.process.execution import Execution, LogCallback, Phase, UpdateCallback
 from hetuflow_agent.process.settings import ProcessSettings
+from hetuflow_agent.process.slots import RunSlots
+from hetuflow_agent.process.spawner import DEFAULT_SPAWN_THREADS, Spawner
 from hetuflow_agent.scheduler.clock import Clock
 from hetuflow_agent.scheduler.timer import PreciseTimer
 from hetuflow_core.enums import InstanceStatus
@@ -54,7 +60,9 @@ class ProcessManager:
 
     ``workdir`` is the agent's working directory (task directories go to ``workdir/tasks``);
     ``base_env`` is the environment every task starts from (default: this process's environment);
-    ``clock`` is the server clock estimate the connection layer keeps up to date.
+    ``clock`` is the server clock estimate the connection layer keeps up to date; ``prefetch`` is how
+    many attempts it holds beyond the ``capacity`` it runs; ``spawn_threads`` is how many starts may be
+    in flight at once.
     """
 
     def __init__(
@@ -67,16 +75,27 @@ class ProcessManager:
         clock: Clock | None = None,
         settings: ProcessSettings | None = None,
         base_env: Mapping[str, str] | None = None,
+        prefetch: int = 0,
+        spawn_threads: int = DEFAULT_SPAWN_THREADS,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if prefetch < 0:
+            raise ValueError("prefetch must be at least 0")
         self._capacity = capacity
+        self._prefetch = prefetch
+        self._slots = RunSlots(capacity)
         self._workdir = Path(workdir).absolute()
         self._on_update = on_update
         self._on_log = on_log
         self._timer = PreciseTimer(clock if clock is not None else Clock())
         self._settings = ProcessSettings() if settings is None else _checked(settings)
-        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._spawner = Spawner(
+            executables=self._settings.executables,
+            base_env=dict(os.environ if base_env is None else base_env),
+            workdir=self._workdir,
+            threads=spawn_threads,
+        )
         self._active: dict[UUID, Execution] = {}
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
         self._finished: OrderedDict[UUID, None] = OrderedDict()
@@ -87,13 +106,23 @@ class ProcessManager:
 
     @property
     def capacity(self) -> int:
-        """How many attempts the agent holds at most (waiting plus running)."""
+        """How many attempts run at once at most."""
         return self._capacity
+
+    @property
+    def prefetch(self) -> int:
+        """How many attempts are held beyond ``capacity`` (dispatched ahead, waiting for a run slot)."""
+        return self._prefetch
 
     @property
     def free_slots(self) -> int:
         """How many more dispatches ``submit`` takes now (0 while draining or closed)."""
-        return self._capacity - len(self._active) if self._accepting else 0
+        return self._capacity + self._prefetch - len(self._active) if self._accepting else 0
+
+    @property
+    def running_count(self) -> int:
+        """Attempts holding a run slot now (starting or running); never above ``capacity``."""
+        return self._slots.in_use
 
     @property
     def accepting(self) -> bool:
@@ -144,13 +173,13 @@ class ProcessManager:
         if self.knows(task.instance_id):
             logger.info("ignoring duplicate dispatch", extra={"instance_id": str(task.instance_id)})
             return False
-        if len(self._active) >= self._capacity:
-            raise CapacityExceeded(self._capacity)
+        if len(self._active) >= self._capacity + self._prefetch:
+            raise CapacityExceeded(self._capacity, self._prefetch)
         execution = Execution(
             task,
             settings=self._settings,
-            workdir=self._workdir,
-            base_env=self._base_env,
+            spawner=self._spawner,
+            slots=self._slots,
             timer=self._timer,
             on_update=self._on_update,
             on_log=self._on_log,
@@ -203,6 +232,7 @@ class ProcessManager:
             self._sampling.cancel()
             await asyncio.gather(self._sampling, return_exceptions=True)
             self._sampling = None
+        self._spawner.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -210,7 +240,7 @@ class ProcessManager:
         try:
             await execution.run()
             if not self._settings.keep_task_dirs:
-                await asyncio.to_thread(shutil.rmtree, execution.task_dir, ignore_errors=True)
+                await self._spawner.remove_task_dir(execution.task)
         finally:
             self._tasks.pop(execution.instance_id, None)
 

@@ -1,0 +1,150 @@
+"""Preparing and starting attempts' processes, and removing their task directories, off the event loop.
+
+Starting a process holds the calling thread until the child has called ``exec`` (``vfork``), which on a
+busy host takes milliseconds; so do the task directory, the script file and the orphan record, each a
+system call or two that a loaded disk can stretch. Run on the event loop, that time would stall every
+other attempt's pipes and reports and the connection. ``Spawner`` runs them on a few worker threads of
+its own instead (the waits release the GIL), so several starts overlap and the loop only collects the
+result. The pool is separate from the loop's default executor, where process sampling runs, so a slow
+sample never delays a start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from hetuflow_agent.executor import argv as argvs
+from hetuflow_agent.executor import capabilities
+from hetuflow_agent.executor import launch as launching
+from hetuflow_agent.process import child, orphans
+from hetuflow_core.enums import CommandKind
+from hetuflow_core.protocol import ScheduledTaskData
+
+__all__ = ["DEFAULT_SPAWN_THREADS", "Spawner"]
+
+DEFAULT_SPAWN_THREADS: Final = 4
+"""Starts in flight at once; beyond a few, more threads only contend for the same cores."""
+
+
+class Spawner:
+    """Starts attempts' processes and removes their task directories on ``threads`` worker threads.
+
+    ``executables``, ``base_env`` and ``workdir`` are those of ``launch.prepare_launch``. Call ``close``
+    once no start or removal is awaited any more.
+    """
+
+    def __init__(
+        self,
+        *,
+        executables: Mapping[CommandKind, str],
+        base_env: Mapping[str, str],
+        workdir: Path,
+        threads: int = DEFAULT_SPAWN_THREADS,
+    ) -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        self._executables = executables
+        self._base_env = base_env
+        self._workdir = workdir
+        self._resolve = capabilities.ExecutableCache()
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hetuflow-spawn")
+        # One /dev/null for every child's stdin, instead of an open and close per start.
+        self._devnull: int | None = None
+        self._devnull_lock = threading.Lock()
+
+    async def start(
+        self, task: ScheduledTaskData, *, cpu_secs: int | None
+    ) -> tuple[launching.Launch, child.Started]:
+        """Prepare ``task``'s launch and start its process; raises ``LaunchError`` saying why it cannot.
+
+        The caller owns the result: it must reap the process (``child.watch_exit``) and close the
+        pipes. Should the awaiting task be cancelled meanwhile, a process started anyway is killed and
+        reaped here.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.run_in_executor(self._pool, self._start, task, cpu_secs)
+        try:
+            return await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(_abandon)
+            raise
+
+    async def remove_task_dir(self, task: ScheduledTaskData) -> None:
+        """Delete the attempt's task directory and everything in it (missing is fine)."""
+        task_dir = launching.task_dir_for(self._workdir / "tasks", task)
+        script = argvs.SCRIPT_FILENAMES.get(task.config.command)
+        await asyncio.get_running_loop().run_in_executor(self._pool, _remove_dir, task_dir, script)
+
+    def close(self) -> None:
+        """Stop the worker threads (after what they run now) and release ``/dev/null``."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._devnull_lock:
+            if self._devnull is not None:
+                os.close(self._devnull)
+                self._devnull = None
+
+    # ---------------------------------------------------------------- on the worker threads
+
+    def _start(self, task: ScheduledTaskData, cpu_secs: int | None) -> tuple[launching.Launch, child.Started]:
+        launch = launching.prepare_launch(
+            task,
+            executables=self._executables,
+            base_env=self._base_env,
+            workdir=self._workdir,
+            resolve=self._resolve,
+        )
+        program = launch.argv[0]
+        try:
+            started = child.spawn(launch, cpu_secs=cpu_secs, stdin=self._stdin())
+        except OSError as exc:
+            raise launching.LaunchError(f"cannot start {program}: {exc.strerror or exc}") from None
+        except (ValueError, subprocess.SubprocessError) as exc:  # NUL in argv/env, failure in the child
+            raise launching.LaunchError(f"cannot start {program}: {exc}") from None
+        orphans.record_leader(launch.task_dir, started.popen.pid)
+        return launch, started
+
+    def _stdin(self) -> int:
+        with self._devnull_lock:
+            if self._devnull is None:
+                self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            return self._devnull
+
+
+def _remove_dir(task_dir: Path, script: str | None) -> None:
+    # The common case is a directory holding only what the agent put there: a few unlinks and a rmdir,
+    # instead of rmtree's scan. Anything the task left behind takes the full walk.
+    for name in (orphans.PID_FILE, script):
+        if name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(task_dir, name))
+    try:
+        os.rmdir(task_dir)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(task_dir, ignore_errors=True)
+
+
+def _abandon(started: asyncio.Future[tuple[launching.Launch, child.Started]]) -> None:
+    """A start finished for an attempt that was cancelled meanwhile: stop and reap what it started."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    _, process = started.result()
+    os.close(process.stdout)
+    os.close(process.stderr)
+    child.signal_group(process.popen.pid, signal.SIGKILL)
+    try:
+        exited = child.watch_exit(process.popen.pid)
+    except RuntimeError:  # no running loop any more (shutdown): the agent's exit reaps it
+        return
+    exited.add_done_callback(lambda _: setattr(process.popen, "returncode", -signal.SIGKILL))
