@@ -5,6 +5,11 @@
 ``WebSocket`` sends text messages, reassembles fragmented incoming messages, answers pings and the close
 handshake, and refuses incoming messages above a size limit without buffering them.
 
+Messages sent during one turn of the event loop leave in one socket write at the end of that turn: an
+agent busy with short tasks sends an ack, a ``running`` and a final report and a credit announcement per
+task, often several tasks' worth at once, and one ``send`` system call per message was the largest
+single cost of the agent's loop (on loopback, the sender's call also runs the receiver's TCP path).
+
 This module is the agent's exception boundary for the network (STYLE 9): ``OSError``,
 ``socket.gaierror``, ``ssl.SSLError``, ``TimeoutError`` and wsproto/h11 protocol errors are translated
 here, and only here, into ``hetuflow_agent.errors`` — ``ConnectFailed`` (with a ``kind``) before the
@@ -189,6 +194,8 @@ class WebSocket:
         self._ws = ws
         self._max_message_bytes = max_message_bytes
         self._send_lock = asyncio.Lock()
+        self._unwritten: list[bytes] = []
+        self._flush_scheduled = False
         self._events: deque[Event] = deque()
         self._parts: list[str | bytes] = []
         self._size = 0
@@ -201,13 +208,29 @@ class WebSocket:
         return not self._closed and self._ws.state is ConnectionState.OPEN
 
     async def send(self, text: str) -> None:
-        """Send one text message; raises ``ConnectionLost`` when the connection is gone."""
+        """Send one text message; raises ``ConnectionLost`` when the connection is gone.
+
+        The message is written at the end of the current loop turn, together with the others sent in
+        it; the call waits while the socket's send buffer is full.
+        """
         async with self._send_lock:
             with self._lost_on_error():
                 if self._ws.state is not ConnectionState.OPEN:
                     raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
-                self._writer.write(self._ws.send(TextMessage(data=text)))
+                self._unwritten.append(self._ws.send(TextMessage(data=text)))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush)
                 await self._writer.drain()
+
+    def _flush(self) -> None:
+        """Write the messages sent so far in one go (and before anything written directly)."""
+        self._flush_scheduled = False
+        if self._unwritten:
+            data = b"".join(self._unwritten)
+            self._unwritten.clear()
+            if not self._writer.transport.is_closing():
+                self._writer.write(data)
 
     async def recv(self) -> str | bytes:
         """Return the next complete message (text as ``str``, binary as ``bytes``).
@@ -238,6 +261,7 @@ class WebSocket:
         if isinstance(event, Ping):
             async with self._send_lock:
                 with self._lost_on_error():
+                    self._flush()
                     self._writer.write(self._ws.send(event.response()))
                     await self._writer.drain()
             return None
@@ -272,6 +296,7 @@ class WebSocket:
                 with self._lost_on_error():
                     if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                         reply = event.response() if remote else CloseConnection(code=event.code)
+                        self._flush()
                         self._writer.write(self._ws.send(reply))
                         await self._writer.drain()
         self._closed = True
@@ -292,6 +317,7 @@ class WebSocket:
             async with asyncio.timeout(_CLOSE_TIMEOUT_SECS):
                 async with self._send_lock:
                     if self._ws.state is ConnectionState.OPEN:
+                        self._flush()
                         self._writer.write(self._ws.send(CloseConnection(code=code, reason=reason)))
                         await self._writer.drain()
                 while self._state() is not ConnectionState.CLOSED:
