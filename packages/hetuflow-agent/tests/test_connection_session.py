@@ -61,7 +61,7 @@ async def test_registers_with_identity_capabilities_and_credits(
         assert register.protocol_version == PROTOCOL_VERSION
         assert register.running == []
         credits = await conn.expect(AcquireTaskRequest)
-        assert credits.data.free_slots == 3
+        assert credits.data.free_slots == 6  # three run at once, three more are held ahead
         assert isinstance(conn.frames[0], AgentRegisterRequest)  # the first frame, always
         assert app.session.registered
         assert app.session.server_url == server.url + "/api/v1/agents/ws"
@@ -84,7 +84,7 @@ async def test_heartbeats_carry_status_metrics_and_running(server: ProtocolServe
         beat = await conn.expect(HeartbeatRequest, lambda f: task.data.instance_id in f.data.running)
         assert beat.data.status is AgentStatus.ONLINE
         assert beat.data.metrics.running == 1
-        assert beat.data.metrics.free_slots == 1
+        assert beat.data.metrics.free_slots == 3  # capacity 2 plus 2 held ahead, minus the one held
         assert 0 <= beat.data.metrics.memory_percent <= 100
         assert app.clock.synced
 
@@ -108,7 +108,7 @@ async def test_dispatch_is_acked_then_reported_and_credit_returned(
         # the freed slot is announced again after the final report
         after = conn.frames.index(final)
         credit = await conn.expect(AcquireTaskRequest, lambda f: conn.frames.index(f) > after)
-        assert credit.data.free_slots == 2
+        assert credit.data.free_slots == 4  # capacity 2 plus 2 held ahead, all free again
         assert await app.session.flush(5)
 
 
@@ -328,9 +328,11 @@ async def test_update_labels_command_applies_at_next_registration(
 async def test_a_dispatch_beyond_capacity_is_refused(server: ProtocolServer, tmp_path: Path) -> None:
     async with running_agent(agent_config(tmp_path, server.url, capacity=1, drain_timeout_secs=0.1)):
         conn = await server.registered(0)
-        first, second = dispatch("sleep 5"), dispatch("sleep 5")
+        first, second, third = dispatch("sleep 5"), dispatch("sleep 5"), dispatch("sleep 5")
         await conn.send_frame(first)
         await conn.send_frame(second)
-        ack = await conn.expect(Ack, lambda f: f.data.ack_id == second.id)
-        assert (ack.data.ok, ack.data.error) == (False, "agent is at capacity (1 tasks)")
+        await conn.send_frame(third)
+        ack = await conn.expect(Ack, lambda f: f.data.ack_id == third.id)
+        assert (ack.data.ok, ack.data.error) == (False, "agent is at capacity (1 tasks running, 1 more held)")
         assert (await conn.expect(Ack, lambda f: f.data.ack_id == first.id)).data.ok
+        assert (await conn.expect(Ack, lambda f: f.data.ack_id == second.id)).data.ok

@@ -1,8 +1,9 @@
 """The agent container: builds the parts from the configuration and starts and stops them in order.
 
-Parts: the server ``Clock`` estimate, the ``ProcessManager`` (runs the tasks, fires them on the clock)
-and the ``Session`` (connection, registration, reports). The manager reports through the session's
-callbacks; the session hands dispatches and commands to the manager.
+Parts: the server ``Clock`` estimate, the ``ProcessManager`` (runs the tasks, fires them on the clock;
+``capacity`` at once, and as many again held ahead so a freed slot never waits for the server) and the
+``Session`` (connection, registration, reports). The manager reports through the session's callbacks;
+the session hands dispatches and commands to the manager.
 
 Start: prepare the working directory (and kill what a crashed predecessor left), then start the
 session task, so the first registration already tells the truth. Stop (SIGTERM, SIGINT, or the
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 _SESSION_CLOSE_SECS: Final = 5.0
 """How long the session may take to close its connection at shutdown before it is cancelled."""
+_PREFETCH_PER_SLOT: Final = 1
+"""Attempts held beyond the running ones, per run slot: dispatched ahead, each starts the moment a
+process ends instead of a server round trip later (final report → credit → dispatch)."""
 
 
 class AgentApplication:
@@ -48,6 +52,7 @@ class AgentApplication:
         executables = {**DEFAULT_EXECUTABLES, **config.executables}
         self.process_manager = ProcessManager(
             capacity=config.capacity,
+            prefetch=config.capacity * _PREFETCH_PER_SLOT,
             workdir=config.workdir,
             on_update=self._on_update,
             on_log=self._on_log,
