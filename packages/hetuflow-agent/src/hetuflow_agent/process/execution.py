@@ -2,15 +2,16 @@
 
 An ``Execution`` waits on the precise timer, then for a run slot (the agent may hold more attempts than
 it runs at once), has the spawner prepare the launch and start the process group off the event loop,
-feeds its pipes into log chunks and enforces its limits, then reports. Reports leave in a fixed order through
-one sender: ``running`` (when the process really started), the log chunks of each stream in sequence,
-and the final status last, after every chunk. Stops are requests (``request_stop``) from cancel, kill,
-drain, the timeout and the limit checks; the first one decides the final status, a later ``kill`` can
-only make it harsher (SIGKILL at once instead of SIGTERM, grace, SIGKILL).
+feeds its pipes into log chunks and enforces its limits, then reports. Reports leave in a fixed order:
+``running`` (when the process really started), the log chunks of each stream in sequence (through one
+sender task), and the final status last, after every chunk. Stops are requests (``request_stop``) from
+cancel, kill, drain, the timeout and the limit checks; the first one decides the final status, a later
+``kill`` can only make it harsher (SIGKILL at once instead of SIGTERM, grace, SIGKILL).
 
 Thousands of attempts a minute each go through this, so the common path avoids event-loop work it does
-not need: an attempt already due and a slot already free go straight to the start, and waits are one
-future woken by callbacks (``_wait_any``) rather than helper tasks.
+not need: an attempt already due and a slot already free go straight to the start, waits are one
+future woken by callbacks (``_wait_any``) rather than helper tasks, and the log sender task is only
+created once there is output.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class Execution:
         self._settings = settings
         self._spawner = spawner
         self._slots = slots
-        self._holds_slot = False
+        self._slot: int | None = None
+        """The run slot held (from the start until the outcome is decided)."""
         self._timer = timer
         self._on_update = on_update
         self._on_log = on_log
@@ -158,9 +160,10 @@ class Execution:
             logger.exception("attempt failed inside the agent", extra={"instance_id": str(self.instance_id)})
             final = self._final(InstanceStatus.FAILED, f"agent error: {type(exc).__name__}: {exc}")
         finally:
-            if self._holds_slot:  # first, so the next attempt in line starts before this one reports
-                self._holds_slot = False
-                self._slots.release()
+            if self._slot is not None:  # first, so the next attempt in line starts before this one reports
+                self._spawner.leaders.clear(self._slot)
+                self._slots.release(self._slot)
+                self._slot = None
         self.phase = Phase.FINISHED
         self._on_finished(self)
         await self._send_update(final)
@@ -168,15 +171,21 @@ class Execution:
     # ---------------------------------------------------------------- phases
 
     async def _run(self) -> TaskInstanceUpdatedData:
-        if not await self._wait_for_fire() or not await self._wait_for_slot():
+        if not await self._wait_for_fire():
             assert self._stop is not None
             return self._final(self._stop.status, self._stop.error)
-        self.phase = Phase.STARTING
         try:
-            launch, started = await self._spawner.start(self.task, cpu_secs=self.task.config.limits.cpu_secs)
+            launch = await self._wait_for_slot()
+            if self._stop is not None:
+                return self._final(self._stop.status, self._stop.error)
+            self.phase = Phase.STARTING
+            assert self._slot is not None
+            started = await self._spawner.start(
+                self.task, slot=self._slot, cpu_secs=self.task.config.limits.cpu_secs, launch=launch
+            )
         except launching.LaunchError as exc:
             return self._final(InstanceStatus.FAILED, str(exc))
-        return await self._supervise(launch, started)
+        return await self._supervise(started)
 
     async def _wait_for_fire(self) -> bool:
         """Wait for the fire time; False when a stop request came first."""
@@ -190,19 +199,29 @@ class Execution:
                 fired.result()  # surface a timer bug as this attempt's failure
         return self._stop is None
 
-    async def _wait_for_slot(self) -> bool:
-        """Take a run slot, waiting for one in line; False when a stop request came first."""
-        if self._stop is None and not self._slots.try_take():
-            turn = self._slots.turn()
-            try:
+    async def _wait_for_slot(self) -> launching.Launch | None:
+        """Take a run slot, waiting in line for one unless a stop request comes first.
+
+        When it has to wait, the launch (task directory, script) is prepared meanwhile and returned, so
+        the slot, once it comes, only has to start the process. Raises ``LaunchError`` when the launch
+        cannot be prepared.
+        """
+        if self._stop is not None:
+            return None
+        self._slot = self._slots.try_take()
+        if self._slot is not None:
+            return None
+        turn = self._slots.turn()
+        try:
+            launch = await self._spawner.prepare(self.task)
+            if self._stop is None and not turn.done():
                 await self._wait_any(turn)
-            finally:
-                if not turn.done():
-                    turn.cancel()  # leave the line
-            self._holds_slot = not turn.cancelled()
-            return self._holds_slot and self._stop is None
-        self._holds_slot = self._stop is None
-        return self._holds_slot
+        finally:
+            if not turn.done():
+                turn.cancel()  # leave the line
+            if not turn.cancelled():
+                self._slot = turn.result()
+        return launch
 
     async def _wait_any(self, *futures: asyncio.Future[Any], within_secs: float | None = None) -> None:
         """Until one of ``futures`` is done, a stop is requested, or ``within_secs`` passed."""
@@ -222,7 +241,7 @@ class Execution:
             if timer is not None:
                 timer.cancel()
 
-    async def _supervise(self, launch: launching.Launch, started: child.Started) -> TaskInstanceUpdatedData:
+    async def _supervise(self, started: child.Started) -> TaskInstanceUpdatedData:
         popen = started.popen
         pid = popen.pid
         buffer = OutputBuffer(
@@ -239,8 +258,25 @@ class Execution:
         begun = time.monotonic()
         exited = child.watch_exit(pid)
         exited.add_done_callback(functools.partial(_settle, popen))
-        sender = asyncio.create_task(self._send_all(pump), name=f"hetuflow-reports-{self.instance_id}")
+        sender: asyncio.Task[None] | None = None
+
+        def start_sender() -> None:
+            nonlocal sender
+            sender = asyncio.create_task(self._send_logs(pump), name=f"hetuflow-logs-{self.instance_id}")
+
         try:
+            await self._send_update(
+                TaskInstanceUpdatedData(
+                    instance_id=self.instance_id,
+                    task_id=self.task.task_id,
+                    status=InstanceStatus.RUNNING,
+                    seq=self._take_seq(),
+                    at=self.started_at,
+                )
+            )
+            # Log chunks only after ``running``, by a sender task that exists only once there is output:
+            # most short tasks print nothing and need none.
+            pump.when_output(start_sender)
             await self._enforce(exited, pid, begun)
             status = await exited
             self._exited = True
@@ -250,7 +286,8 @@ class Execution:
             if not exited.done():  # only when the agent itself failed or is being cancelled
                 child.signal_group(pid, signal.SIGKILL)
             pump.finish()
-            await sender
+            if sender is not None:
+                await sender
         return self._outcome(status, buffer, duration)
 
     async def _enforce(self, exited: asyncio.Future[child.ExitStatus], pid: int, started: float) -> None:
@@ -354,17 +391,8 @@ class Execution:
         limit = self.task.config.limits.max_output_bytes
         return self._settings.max_output_bytes if limit is None else limit
 
-    async def _send_all(self, pump: LogPump) -> None:
-        """The attempt's one sender: ``running`` first, then every log chunk in order."""
-        await self._send_update(
-            TaskInstanceUpdatedData(
-                instance_id=self.instance_id,
-                task_id=self.task.task_id,
-                status=InstanceStatus.RUNNING,
-                seq=self._take_seq(),
-                at=self.started_at,
-            )
-        )
+    async def _send_logs(self, pump: LogPump) -> None:
+        """The attempt's log sender: every chunk in order (after ``running``, before the final report)."""
         async for chunk in pump.chunks():
             try:
                 await self._on_log(chunk)

@@ -94,6 +94,7 @@ class ProcessManager:
             executables=self._settings.executables,
             base_env=dict(os.environ if base_env is None else base_env),
             workdir=self._workdir,
+            slots=capacity,
             threads=spawn_threads,
         )
         self._active: dict[UUID, Execution] = {}
@@ -232,7 +233,7 @@ class ProcessManager:
             self._sampling.cancel()
             await asyncio.gather(self._sampling, return_exceptions=True)
             self._sampling = None
-        self._spawner.close()
+        await self._spawner.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -240,7 +241,7 @@ class ProcessManager:
         try:
             await execution.run()
             if not self._settings.keep_task_dirs:
-                await self._spawner.remove_task_dir(execution.task)
+                self._spawner.remove_task_dir(execution.task)
         finally:
             self._tasks.pop(execution.instance_id, None)
 
@@ -254,7 +255,9 @@ class ProcessManager:
     def _prepare_workdir(self) -> list[int]:
         tasks_root = self._workdir / "tasks"
         tasks_root.mkdir(parents=True, exist_ok=True)
-        return orphans.reap_orphans(tasks_root, remove_dirs=not self._settings.keep_task_dirs)
+        killed = orphans.reap_orphans(tasks_root, remove_dirs=not self._settings.keep_task_dirs)
+        self._spawner.leaders.reset()
+        return killed
 
     def _ensure_sampling(self) -> None:
         if self._sampling is None or self._sampling.done():

@@ -5,7 +5,8 @@ read lands in ``OutputBuffer.feed`` synchronously, so the pipes are drained as f
 writes whatever the network does — a process is never blocked on a full pipe, even past the output cap.
 (Plain readers rather than asyncio pipe transports: a transport costs several loop callbacks and a
 future to set up per pipe, two per attempt, and gives nothing the pump needs.) Chunks that are ready go
-to an outbox in order; ``chunks()`` hands them to the one sender of the attempt. A stream's remainder
+to an outbox in order; ``chunks()`` hands them to the one sender of the attempt, which ``when_output``
+lets the attempt create only once there is something to send. A stream's remainder
 is flushed ``flush_secs`` after its first unsent byte arrived (a loop timer), so a slow trickle of
 output still shows up live in batches rather than byte by byte.
 """
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from hetuflow_agent.process.output import OutputBuffer
@@ -42,12 +43,20 @@ class LogPump:
         self._fds: dict[LogStream, int] = {}
         self._all_closed = asyncio.Event()
         self._finished = False
+        self._on_output: Callable[[], None] | None = None
 
     def connect(self, stdout: int, stderr: int) -> None:
         """Start reading the two pipes' non-blocking read ends (the pump takes ownership and closes them)."""
         for stream, fd in ((LogStream.STDOUT, stdout), (LogStream.STDERR, stderr)):
             self._fds[stream] = fd
             self._loop.add_reader(fd, self._on_readable, stream, fd)
+
+    def when_output(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, as soon as a chunk is ready (now, if one already is)."""
+        if self._outbox:
+            callback()
+        else:
+            self._on_output = callback
 
     def feed(self, stream: LogStream, data: bytes) -> None:
         """Bytes read from ``stream``: chunk what is full, arm the flush timer for the rest."""
@@ -119,6 +128,9 @@ class LogPump:
         if chunks:
             self._outbox.extend(chunks)
             self._wakeup.set()
+            callback, self._on_output = self._on_output, None
+            if callback is not None:
+                callback()
 
     def _cancel_timer(self, stream: LogStream) -> None:
         timer = self._timers.pop(stream, None)

@@ -49,6 +49,7 @@ class Spawner:
         executables: Mapping[CommandKind, str],
         base_env: Mapping[str, str],
         workdir: Path,
+        slots: int,
         threads: int = DEFAULT_SPAWN_THREADS,
     ) -> None:
         if threads < 1:
@@ -56,38 +57,55 @@ class Spawner:
         self._executables = executables
         self._base_env = base_env
         self._workdir = workdir
+        self._tasks_root = str(workdir / "tasks")
+        self.leaders = orphans.LeaderTable(workdir / "tasks", slots)
+        """Who runs in which run slot, for the orphan reaper of a successor; ``start`` records."""
         self._resolve = capabilities.ExecutableCache()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hetuflow-spawn")
         # One /dev/null for every child's stdin, instead of an open and close per start.
         self._devnull: int | None = None
         self._devnull_lock = threading.Lock()
 
-    async def start(
-        self, task: ScheduledTaskData, *, cpu_secs: int | None
-    ) -> tuple[launching.Launch, child.Started]:
-        """Prepare ``task``'s launch and start its process; raises ``LaunchError`` saying why it cannot.
+    async def prepare(self, task: ScheduledTaskData) -> launching.Launch:
+        """Prepare ``task``'s launch (task directory, script) ahead of its start; raises ``LaunchError``."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._prepare, task)
 
-        The caller owns the result: it must reap the process (``child.watch_exit``) and close the
-        pipes. Should the awaiting task be cancelled meanwhile, a process started anyway is killed and
-        reaped here.
+    async def start(
+        self,
+        task: ScheduledTaskData,
+        *,
+        slot: int,
+        cpu_secs: int | None,
+        launch: launching.Launch | None = None,
+    ) -> child.Started:
+        """Start ``task``'s process in run slot ``slot`` (preparing its launch first unless given).
+
+        Raises ``LaunchError`` saying why it cannot start. The caller owns the result: it must reap
+        the process (``child.watch_exit``) and close the pipes. Should the awaiting task be cancelled
+        meanwhile, a process started anyway is killed and reaped here.
         """
         loop = asyncio.get_running_loop()
-        started = loop.run_in_executor(self._pool, self._start, task, cpu_secs)
+        started = loop.run_in_executor(self._pool, self._start, task, slot, cpu_secs, launch)
         try:
             return await asyncio.shield(started)
         except asyncio.CancelledError:
             started.add_done_callback(_abandon)
             raise
 
-    async def remove_task_dir(self, task: ScheduledTaskData) -> None:
-        """Delete the attempt's task directory and everything in it (missing is fine)."""
-        task_dir = launching.task_dir_for(self._workdir / "tasks", task)
-        script = argvs.SCRIPT_FILENAMES.get(task.config.command)
-        await asyncio.get_running_loop().run_in_executor(self._pool, _remove_dir, task_dir, script)
+    def remove_task_dir(self, task: ScheduledTaskData) -> None:
+        """Delete the attempt's task directory and everything in it (missing is fine), in the background.
 
-    def close(self) -> None:
-        """Stop the worker threads (after what they run now) and release ``/dev/null``."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        Nothing waits for it but ``close``: nothing else needs the directory gone at a given moment.
+        """
+        task_dir = os.path.join(self._tasks_root, str(task.instance_id))  # launch.task_dir_for, as a str
+        script = argvs.SCRIPT_FILENAMES.get(task.config.command)
+        self._pool.submit(_remove_dir, task_dir, script)
+
+    async def close(self) -> None:
+        """Finish the removals still queued, stop the worker threads and release the files held."""
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
+        self.leaders.close()
         with self._devnull_lock:
             if self._devnull is not None:
                 os.close(self._devnull)
@@ -95,14 +113,20 @@ class Spawner:
 
     # ---------------------------------------------------------------- on the worker threads
 
-    def _start(self, task: ScheduledTaskData, cpu_secs: int | None) -> tuple[launching.Launch, child.Started]:
-        launch = launching.prepare_launch(
+    def _prepare(self, task: ScheduledTaskData) -> launching.Launch:
+        return launching.prepare_launch(
             task,
             executables=self._executables,
             base_env=self._base_env,
             workdir=self._workdir,
             resolve=self._resolve,
         )
+
+    def _start(
+        self, task: ScheduledTaskData, slot: int, cpu_secs: int | None, launch: launching.Launch | None
+    ) -> child.Started:
+        if launch is None:
+            launch = self._prepare(task)
         program = launch.argv[0]
         try:
             started = child.spawn(launch, cpu_secs=cpu_secs, stdin=self._stdin())
@@ -110,8 +134,8 @@ class Spawner:
             raise launching.LaunchError(f"cannot start {program}: {exc.strerror or exc}") from None
         except (ValueError, subprocess.SubprocessError) as exc:  # NUL in argv/env, failure in the child
             raise launching.LaunchError(f"cannot start {program}: {exc}") from None
-        orphans.record_leader(launch.task_dir, started.popen.pid)
-        return launch, started
+        self.leaders.record(slot, started.popen.pid, str(task.instance_id))
+        return started
 
     def _stdin(self) -> int:
         with self._devnull_lock:
@@ -120,13 +144,12 @@ class Spawner:
             return self._devnull
 
 
-def _remove_dir(task_dir: Path, script: str | None) -> None:
-    # The common case is a directory holding only what the agent put there: a few unlinks and a rmdir,
+def _remove_dir(task_dir: str, script: str | None) -> None:
+    # The common case is a directory holding only what the agent put there: an unlink and a rmdir,
     # instead of rmtree's scan. Anything the task left behind takes the full walk.
-    for name in (orphans.PID_FILE, script):
-        if name is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(task_dir, name))
+    if script is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(task_dir, script))
     try:
         os.rmdir(task_dir)
     except FileNotFoundError:
@@ -135,11 +158,11 @@ def _remove_dir(task_dir: Path, script: str | None) -> None:
         shutil.rmtree(task_dir, ignore_errors=True)
 
 
-def _abandon(started: asyncio.Future[tuple[launching.Launch, child.Started]]) -> None:
+def _abandon(started: asyncio.Future[child.Started]) -> None:
     """A start finished for an attempt that was cancelled meanwhile: stop and reap what it started."""
     if started.cancelled() or started.exception() is not None:
         return
-    _, process = started.result()
+    process = started.result()
     os.close(process.stdout)
     os.close(process.stderr)
     child.signal_group(process.popen.pid, signal.SIGKILL)
