@@ -332,7 +332,7 @@ class Session:
     async def _write_loop(self, channel: Channel) -> None:
         while True:
             entry = await self.outbox.next_unsent()
-            await channel.ws.send(entry.text)
+            await channel.ws.send(entry.raw)
 
     async def _heartbeat_loop(self, channel: Channel) -> None:
         while True:
