@@ -11,10 +11,13 @@ unrelated process.
 ``start_new_session`` gives the process its own session and process group, so a signal to the group
 reaches every descendant that did not leave it. Nothing runs in the child between fork and exec (no
 ``preexec_fn``), which lets ``subprocess`` use ``vfork``: the parent is held only until the ``exec``,
-without copying the agent's page tables. A job's CPU limit is therefore set from the parent with
-``prlimit(2)`` as soon as the process exists; see ``spawn`` for the short window that leaves and what
-covers it. (For the same reason there is no ``PR_SET_PDEATHSIG``: groups a crashed agent leaves behind
-are killed by the orphan reaper when it starts again.)
+without copying the agent's page tables (a ``preexec_fn`` forces a full fork, measured at 5-10 ms per
+start for a busy agent). A job's CPU limit is therefore set by ``/bin/sh``, which the process starts
+as: ``ulimit -t`` and then ``exec`` of the real program, in the same process. That costs one small
+``exec`` for those jobs only, and unlike setting the limit from the parent right after the start
+(``prlimit``), it leaves no moment in which the program could fork a child that escapes the limit.
+(For the same reason there is no ``PR_SET_PDEATHSIG``: groups a crashed agent leaves behind are killed
+by the orphan reaper when it starts again.)
 
 The parent is held until the child has called ``exec`` — on a busy host that is milliseconds — so the
 process manager calls ``spawn`` from worker threads (``subprocess`` releases the GIL while it waits),
@@ -30,7 +33,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from hetuflow_agent.executor.launch import Launch
@@ -38,7 +40,7 @@ from hetuflow_agent.executor.launch import Launch
 __all__ = ["ExitStatus", "Started", "signal_group", "spawn", "watch_exit"]
 
 _RSS_UNIT: Final = 1024 if sys.platform.startswith("linux") else 1  # ru_maxrss: KiB on Linux, bytes on macOS
-_HAS_PRLIMIT: Final = hasattr(resource, "prlimit")
+_SHELL: Final = "/bin/sh"
 
 
 class ExitStatus(NamedTuple):
@@ -72,36 +74,29 @@ def _cpu_limits(cpu_secs: int) -> tuple[int, int]:
     return soft, hard
 
 
-def _cpu_limit_in_child(cpu_secs: int) -> Callable[[], None]:
-    """Where ``prlimit`` is missing: set ``RLIMIT_CPU`` in the child before ``exec`` (forces a fork)."""
-    limits = _cpu_limits(cpu_secs)
-
-    def setup() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, limits)
-
-    return setup
+def _with_cpu_limit(argv: list[str], cpu_secs: int) -> list[str]:
+    """``argv`` run by ``/bin/sh`` after it set ``RLIMIT_CPU`` (soft first: it must stay <= hard)."""
+    soft, hard = _cpu_limits(cpu_secs)
+    script = f'ulimit -S -t {soft} && ulimit -H -t {hard} && exec "$@"'
+    return [_SHELL, "-c", script, "hetuflow-cpu-limit", *argv]
 
 
 def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subprocess.DEVNULL) -> Started:
     """Start ``launch`` in a new session with stdout/stderr as pipes and stdin from ``stdin``.
 
     ``stdin`` is a file descriptor (the caller's ``/dev/null``, kept open) or ``subprocess.DEVNULL``.
-    Blocks until the child has called ``exec``: call it from a worker thread. Raises ``OSError`` when
-    the program cannot be started or its CPU limit cannot be set (it is then killed and reaped), and
-    ``ValueError`` for a NUL character in argv or env. The caller must reap the process with
-    ``watch_exit`` (and never call ``Popen.wait``) and close the two pipe ends.
-
-    With ``cpu_secs`` the limit is applied right after the start. The leader's own CPU time counts
-    from its start whenever the limit is set, so the leader is held to it exactly; a child it forked
-    in the few microseconds before keeps no ``RLIMIT_CPU`` of its own, and is held by the process
-    manager's sampling of the whole tree's CPU time instead.
+    With ``cpu_secs`` the process holds that CPU limit (and passes it to what it starts) from its first
+    instruction. Blocks until the child has called ``exec``: call it from a worker thread. Raises
+    ``OSError`` when the program cannot be started and ``ValueError`` for a NUL character in argv or
+    env. The caller must reap the process with ``watch_exit`` (and never call ``Popen.wait``) and
+    close the two pipe ends.
     """
-    in_child = cpu_secs is not None and not _HAS_PRLIMIT
+    argv = launch.argv if cpu_secs is None else _with_cpu_limit(launch.argv, cpu_secs)
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     try:
         popen = subprocess.Popen(
-            launch.argv,
+            argv,
             cwd=launch.cwd,
             env=launch.env,
             stdin=stdin,
@@ -109,7 +104,6 @@ def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subproces
             stderr=err_write,
             close_fds=True,
             start_new_session=True,
-            preexec_fn=_cpu_limit_in_child(cpu_secs) if in_child and cpu_secs is not None else None,
         )
     except BaseException:
         os.close(out_read)
@@ -119,27 +113,9 @@ def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subproces
         # The child holds its own copies; ours would keep the pipes open after it exits.
         os.close(out_write)
         os.close(err_write)
-    if cpu_secs is not None and not in_child:
-        try:
-            _limit_cpu(popen.pid, cpu_secs)
-        except OSError:
-            signal_group(popen.pid, signal.SIGKILL)
-            popen.wait()
-            os.close(out_read)
-            os.close(err_read)
-            raise
     os.set_blocking(out_read, False)
     os.set_blocking(err_read, False)
     return Started(popen, out_read, err_read)
-
-
-def _limit_cpu(pid: int, cpu_secs: int) -> None:
-    try:
-        resource.prlimit(pid, resource.RLIMIT_CPU, _cpu_limits(cpu_secs))
-    except ProcessLookupError:
-        pass  # reaped already (only possible if another part of the program reaps children): nothing to limit
-    except ValueError as exc:
-        raise OSError(f"cannot set the CPU limit: {exc}") from exc
 
 
 def signal_group(pgid: int, sig: int) -> bool:
