@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hetuflow_agent.errors import AgentError
 from hetuflow_agent.executor import argv, capabilities, environment
+from hetuflow_agent.executor.scratch import ScratchDirs
 from hetuflow_core.enums import CommandKind
 from hetuflow_core.protocol import ScheduledTaskData
 
@@ -47,13 +48,15 @@ def prepare_launch(
     base_env: Mapping[str, str],
     workdir: Path,
     resolve: Callable[[str, str | None], str | None] = capabilities.resolve_executable,
+    scratch: ScratchDirs | None = None,
 ) -> Launch:
     """Prepare ``task`` for starting; raises ``LaunchError`` with the reason when it cannot be started.
 
     ``workdir`` is the agent's working directory: task directories live under ``workdir/tasks`` and a
     relative job ``workdir`` is taken relative to it. Creates the task directory as a side effect (the
     caller removes it after the attempt). ``resolve`` finds an executable on a PATH (a cache of
-    ``capabilities.resolve_executable`` may be given).
+    ``capabilities.resolve_executable`` may be given); ``scratch`` makes the task directory (one that
+    recycles finished attempts' directories may be given).
     """
     config = task.config
     problem = argv.check_runnable(config)
@@ -71,12 +74,15 @@ def prepare_launch(
         cwd = workdir / config.workdir  # an absolute job workdir replaces the agent's
         if not cwd.is_dir():
             raise LaunchError(f"workdir {config.workdir!r} does not exist or is not a directory")
+    if scratch is None:
+        scratch = ScratchDirs(workdir / "tasks", keep=0)
+    script_name = argv.SCRIPT_FILENAMES[config.command] if config.script is not None else None
     try:
-        _make_dir(task_dir)
+        scratch.make(task_dir, script_name)
         script_path: str | None = None
-        if config.script is not None:
-            script_path = os.path.join(task_dir, argv.SCRIPT_FILENAMES[config.command])
-            _write_new(script_path, config.script.encode())
+        if config.script is not None and script_name is not None:
+            script_path = os.path.join(task_dir, script_name)
+            scratch.write_script(script_path, config.script.encode())
     except OSError as exc:
         raise LaunchError(f"cannot prepare task directory {task_dir}: {exc.strerror or exc}") from None
     return Launch(
@@ -85,26 +91,3 @@ def prepare_launch(
         cwd=cwd,
         task_dir=task_dir,
     )
-
-
-# Every attempt pays for these two, so they are plain system calls rather than pathlib's conveniences.
-
-
-def _make_dir(path: Path) -> None:
-    try:
-        os.mkdir(path)
-    except FileNotFoundError:
-        path.mkdir(parents=True, exist_ok=True)  # the first attempt: create the parents too
-    except FileExistsError:
-        if not path.is_dir():
-            raise
-
-
-def _write_new(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)

@@ -95,6 +95,7 @@ class ProcessManager:
             base_env=dict(os.environ if base_env is None else base_env),
             workdir=self._workdir,
             slots=capacity,
+            spares=0 if self._settings.keep_task_dirs else capacity + prefetch,
             threads=spawn_threads,
         )
         self._active: dict[UUID, Execution] = {}

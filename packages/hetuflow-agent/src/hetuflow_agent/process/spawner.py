@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -26,6 +24,7 @@ from typing import Final
 from hetuflow_agent.executor import argv as argvs
 from hetuflow_agent.executor import capabilities
 from hetuflow_agent.executor import launch as launching
+from hetuflow_agent.executor.scratch import ScratchDirs
 from hetuflow_agent.process import child, orphans
 from hetuflow_core.enums import CommandKind
 from hetuflow_core.protocol import ScheduledTaskData
@@ -39,8 +38,9 @@ DEFAULT_SPAWN_THREADS: Final = 4
 class Spawner:
     """Starts attempts' processes and removes their task directories on ``threads`` worker threads.
 
-    ``executables``, ``base_env`` and ``workdir`` are those of ``launch.prepare_launch``. Call ``close``
-    once no start or removal is awaited any more.
+    ``executables``, ``base_env`` and ``workdir`` are those of ``launch.prepare_launch``; ``slots`` is
+    the number of run slots (``leaders`` has a line for each); up to ``spares`` finished task
+    directories are kept for recycling. Call ``close`` once no start is awaited any more.
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class Spawner:
         base_env: Mapping[str, str],
         workdir: Path,
         slots: int,
+        spares: int = 0,
         threads: int = DEFAULT_SPAWN_THREADS,
     ) -> None:
         if threads < 1:
@@ -58,6 +59,7 @@ class Spawner:
         self._base_env = base_env
         self._workdir = workdir
         self._tasks_root = str(workdir / "tasks")
+        self._scratch = ScratchDirs(workdir / "tasks", keep=spares)
         self.leaders = orphans.LeaderTable(workdir / "tasks", slots)
         """Who runs in which run slot, for the orphan reaper of a successor; ``start`` records."""
         self._resolve = capabilities.ExecutableCache()
@@ -94,17 +96,22 @@ class Spawner:
             raise
 
     def remove_task_dir(self, task: ScheduledTaskData) -> None:
-        """Delete the attempt's task directory and everything in it (missing is fine), in the background.
+        """Clear away the attempt's task directory (missing is fine), in the background.
 
         Nothing waits for it but ``close``: nothing else needs the directory gone at a given moment.
         """
-        task_dir = os.path.join(self._tasks_root, str(task.instance_id))  # launch.task_dir_for, as a str
-        script = argvs.SCRIPT_FILENAMES.get(task.config.command)
-        self._pool.submit(_remove_dir, task_dir, script)
+        name = str(task.instance_id)
+        task_dir = os.path.join(self._tasks_root, name)  # launch.task_dir_for, as a str
+        script = argvs.SCRIPT_FILENAMES.get(task.config.command) if task.config.script is not None else None
+        self._pool.submit(self._scratch.release, task_dir, script, name)
 
     async def close(self) -> None:
         """Finish the removals still queued, stop the worker threads and release the files held."""
-        await asyncio.to_thread(self._pool.shutdown, wait=True)
+        await asyncio.to_thread(self._shut_down)
+
+    def _shut_down(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._scratch.clear()
         self.leaders.close()
         with self._devnull_lock:
             if self._devnull is not None:
@@ -120,6 +127,7 @@ class Spawner:
             base_env=self._base_env,
             workdir=self._workdir,
             resolve=self._resolve,
+            scratch=self._scratch,
         )
 
     def _start(
@@ -142,20 +150,6 @@ class Spawner:
             if self._devnull is None:
                 self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             return self._devnull
-
-
-def _remove_dir(task_dir: str, script: str | None) -> None:
-    # The common case is a directory holding only what the agent put there: an unlink and a rmdir,
-    # instead of rmtree's scan. Anything the task left behind takes the full walk.
-    if script is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(task_dir, script))
-    try:
-        os.rmdir(task_dir)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(task_dir, ignore_errors=True)
 
 
 def _abandon(started: asyncio.Future[child.Started]) -> None:
