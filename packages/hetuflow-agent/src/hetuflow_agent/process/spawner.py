@@ -5,14 +5,13 @@ busy host takes milliseconds; so do the task directory, the script file and the 
 system call or two that a loaded disk can stretch. Run on the event loop, that time would stall every
 other attempt's pipes and reports and the connection. ``Spawner`` runs them on a few worker threads of
 its own instead (the waits release the GIL), so several starts overlap and the loop only collects the
-result. The pool is separate from the loop's default executor, where process sampling runs, so a slow
-sample never delays a start.
+result. The threads are separate from the loop's default executor, where process sampling runs, so a
+slow sample never delays a start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from hetuflow_agent.executor import capabilities
 from hetuflow_agent.executor import launch as launching
 from hetuflow_agent.executor.scratch import ScratchDirs
 from hetuflow_agent.process import child, orphans
+from hetuflow_agent.process.workers import Workers
 from hetuflow_core.enums import CommandKind
 from hetuflow_core.protocol import ScheduledTaskData
 
@@ -63,15 +63,14 @@ class Spawner:
         self.leaders = orphans.LeaderTable(workdir / "tasks", slots)
         """Who runs in which run slot, for the orphan reaper of a successor; ``start`` records."""
         self._resolve = capabilities.ExecutableCache()
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hetuflow-spawn")
+        self._workers = Workers(threads, "hetuflow-spawn")
         # One /dev/null for every child's stdin, instead of an open and close per start.
         self._devnull: int | None = None
         self._devnull_lock = threading.Lock()
 
     async def prepare(self, task: ScheduledTaskData) -> launching.Launch:
         """Prepare ``task``'s launch (task directory, script) ahead of its start; raises ``LaunchError``."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._prepare, task)
+        return await self._workers.call(self._prepare, task)
 
     async def start(
         self,
@@ -87,13 +86,7 @@ class Spawner:
         the process (``child.watch_exit``) and close the pipes. Should the awaiting task be cancelled
         meanwhile, a process started anyway is killed and reaped here.
         """
-        loop = asyncio.get_running_loop()
-        started = loop.run_in_executor(self._pool, self._start, task, slot, cpu_secs, launch)
-        try:
-            return await asyncio.shield(started)
-        except asyncio.CancelledError:
-            started.add_done_callback(_abandon)
-            raise
+        return await self._workers.call(self._start, task, slot, cpu_secs, launch, on_abandoned=_abandon)
 
     def remove_task_dir(self, task: ScheduledTaskData) -> None:
         """Clear away the attempt's task directory (missing is fine), in the background.
@@ -103,14 +96,14 @@ class Spawner:
         name = str(task.instance_id)
         task_dir = os.path.join(self._tasks_root, name)  # launch.task_dir_for, as a str
         script = argvs.SCRIPT_FILENAMES.get(task.config.command) if task.config.script is not None else None
-        self._pool.submit(self._scratch.release, task_dir, script, name)
+        self._workers.submit(self._scratch.release, task_dir, script, name)
 
     async def close(self) -> None:
         """Finish the removals still queued, stop the worker threads and release the files held."""
         await asyncio.to_thread(self._shut_down)
 
     def _shut_down(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._workers.shutdown()
         self._scratch.clear()
         self.leaders.close()
         with self._devnull_lock:
@@ -152,11 +145,8 @@ class Spawner:
             return self._devnull
 
 
-def _abandon(started: asyncio.Future[child.Started]) -> None:
+def _abandon(process: child.Started) -> None:
     """A start finished for an attempt that was cancelled meanwhile: stop and reap what it started."""
-    if started.cancelled() or started.exception() is not None:
-        return
-    process = started.result()
     os.close(process.stdout)
     os.close(process.stderr)
     child.signal_group(process.popen.pid, signal.SIGKILL)
