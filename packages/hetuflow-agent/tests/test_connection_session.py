@@ -61,7 +61,7 @@ async def test_registers_with_identity_capabilities_and_credits(
         assert register.protocol_version == PROTOCOL_VERSION
         assert register.running == []
         credits = await conn.expect(AcquireTaskRequest)
-        assert credits.data.free_slots == 6  # three run at once, three more are held ahead
+        assert credits.data.free_slots == 3
         assert isinstance(conn.frames[0], AgentRegisterRequest)  # the first frame, always
         assert app.session.registered
         assert app.session.server_url == server.url + "/api/v1/agents/ws"
@@ -84,7 +84,7 @@ async def test_heartbeats_carry_status_metrics_and_running(server: ProtocolServe
         beat = await conn.expect(HeartbeatRequest, lambda f: task.data.instance_id in f.data.running)
         assert beat.data.status is AgentStatus.ONLINE
         assert beat.data.metrics.running == 1
-        assert beat.data.metrics.free_slots == 3  # capacity 2 plus 2 held ahead, minus the one held
+        assert beat.data.metrics.free_slots == 1
         assert 0 <= beat.data.metrics.memory_percent <= 100
         assert app.clock.synced
 
@@ -108,7 +108,7 @@ async def test_dispatch_is_acked_then_reported_and_credit_returned(
         # the freed slot is announced again after the final report
         after = conn.frames.index(final)
         credit = await conn.expect(AcquireTaskRequest, lambda f: conn.frames.index(f) > after)
-        assert credit.data.free_slots == 4  # capacity 2 plus 2 held ahead, all free again
+        assert credit.data.free_slots == 2
         assert await app.session.flush(5)
 
 
@@ -328,9 +328,10 @@ async def test_update_labels_command_applies_at_next_registration(
 async def test_a_held_dispatch_runs_once_the_running_one_ended(
     server: ProtocolServer, tmp_path: Path
 ) -> None:
-    # Capacity 1: the second dispatch is taken (held ahead) but starts only after the first ended.
-    async with running_agent(agent_config(tmp_path, server.url, capacity=1)) as app:
+    # Capacity 1 and one held ahead: the second dispatch is taken but starts only after the first ended.
+    async with running_agent(agent_config(tmp_path, server.url, capacity=1), prefetch=1) as app:
         conn = await server.registered(0)
+        assert (await conn.expect(AcquireTaskRequest)).data.free_slots == 2
         first, second = dispatch("sleep 0.3"), dispatch("true")
         await conn.send_frame(first)
         await conn.send_frame(second)
@@ -350,11 +351,9 @@ async def test_a_held_dispatch_runs_once_the_running_one_ended(
 async def test_a_dispatch_beyond_capacity_is_refused(server: ProtocolServer, tmp_path: Path) -> None:
     async with running_agent(agent_config(tmp_path, server.url, capacity=1, drain_timeout_secs=0.1)):
         conn = await server.registered(0)
-        first, second, third = dispatch("sleep 5"), dispatch("sleep 5"), dispatch("sleep 5")
+        first, second = dispatch("sleep 5"), dispatch("sleep 5")
         await conn.send_frame(first)
         await conn.send_frame(second)
-        await conn.send_frame(third)
-        ack = await conn.expect(Ack, lambda f: f.data.ack_id == third.id)
-        assert (ack.data.ok, ack.data.error) == (False, "agent is at capacity (1 tasks running, 1 more held)")
+        ack = await conn.expect(Ack, lambda f: f.data.ack_id == second.id)
+        assert (ack.data.ok, ack.data.error) == (False, "agent is at capacity (1 tasks)")
         assert (await conn.expect(Ack, lambda f: f.data.ack_id == first.id)).data.ok
-        assert (await conn.expect(Ack, lambda f: f.data.ack_id == second.id)).data.ok
