@@ -171,17 +171,14 @@ class Execution:
     # ---------------------------------------------------------------- phases
 
     async def _run(self) -> TaskInstanceUpdatedData:
-        if not await self._wait_for_fire():
+        if not await self._wait_for_fire() or not await self._wait_for_slot():
             assert self._stop is not None
             return self._final(self._stop.status, self._stop.error)
+        assert self._slot is not None
+        self.phase = Phase.STARTING
         try:
-            launch = await self._wait_for_slot()
-            if self._stop is not None:
-                return self._final(self._stop.status, self._stop.error)
-            self.phase = Phase.STARTING
-            assert self._slot is not None
             started = await self._spawner.start(
-                self.task, slot=self._slot, cpu_secs=self.task.config.limits.cpu_secs, launch=launch
+                self.task, slot=self._slot, cpu_secs=self.task.config.limits.cpu_secs
             )
         except launching.LaunchError as exc:
             return self._final(InstanceStatus.FAILED, str(exc))
@@ -199,29 +196,22 @@ class Execution:
                 fired.result()  # surface a timer bug as this attempt's failure
         return self._stop is None
 
-    async def _wait_for_slot(self) -> launching.Launch | None:
-        """Take a run slot, waiting in line for one unless a stop request comes first.
-
-        When it has to wait, the launch (task directory, script) is prepared meanwhile and returned, so
-        the slot, once it comes, only has to start the process. Raises ``LaunchError`` when the launch
-        cannot be prepared.
-        """
+    async def _wait_for_slot(self) -> bool:
+        """Take a run slot, waiting in line for one; False when a stop request came first."""
         if self._stop is not None:
-            return None
+            return False
         self._slot = self._slots.try_take()
         if self._slot is not None:
-            return None
+            return True
         turn = self._slots.turn()
         try:
-            launch = await self._spawner.prepare(self.task)
-            if self._stop is None and not turn.done():
-                await self._wait_any(turn)
+            await self._wait_any(turn)
         finally:
             if not turn.done():
                 turn.cancel()  # leave the line
             if not turn.cancelled():
                 self._slot = turn.result()
-        return launch
+        return self._slot is not None and self._stop is None
 
     async def _wait_any(self, *futures: asyncio.Future[Any], within_secs: float | None = None) -> None:
         """Until one of ``futures`` is done, a stop is requested, or ``within_secs`` passed."""

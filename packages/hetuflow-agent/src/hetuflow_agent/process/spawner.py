@@ -68,25 +68,20 @@ class Spawner:
         self._devnull: int | None = None
         self._devnull_lock = threading.Lock()
 
-    async def prepare(self, task: ScheduledTaskData) -> launching.Launch:
-        """Prepare ``task``'s launch (task directory, script) ahead of its start; raises ``LaunchError``."""
-        return await self._workers.call(self._prepare, task)
-
     async def start(
         self,
         task: ScheduledTaskData,
         *,
         slot: int,
         cpu_secs: int | None,
-        launch: launching.Launch | None = None,
     ) -> child.Started:
-        """Start ``task``'s process in run slot ``slot`` (preparing its launch first unless given).
+        """Prepare ``task``'s launch (task directory, script) and start its process in run slot ``slot``.
 
         Raises ``LaunchError`` saying why it cannot start. The caller owns the result: it must reap
         the process (``child.watch_exit``) and close the pipes. Should the awaiting task be cancelled
         meanwhile, a process started anyway is killed and reaped here.
         """
-        return await self._workers.call(self._start, task, slot, cpu_secs, launch, on_abandoned=_abandon)
+        return await self._workers.call(self._start, task, slot, cpu_secs, on_abandoned=_abandon)
 
     def remove_task_dir(self, task: ScheduledTaskData) -> None:
         """Clear away the attempt's task directory (missing is fine), in the background.
@@ -113,8 +108,8 @@ class Spawner:
 
     # ---------------------------------------------------------------- on the worker threads
 
-    def _prepare(self, task: ScheduledTaskData) -> launching.Launch:
-        return launching.prepare_launch(
+    def _start(self, task: ScheduledTaskData, slot: int, cpu_secs: int | None) -> child.Started:
+        launch = launching.prepare_launch(
             task,
             executables=self._executables,
             base_env=self._base_env,
@@ -122,12 +117,6 @@ class Spawner:
             resolve=self._resolve,
             scratch=self._scratch,
         )
-
-    def _start(
-        self, task: ScheduledTaskData, slot: int, cpu_secs: int | None, launch: launching.Launch | None
-    ) -> child.Started:
-        if launch is None:
-            launch = self._prepare(task)
         program = launch.argv[0]
         try:
             started = child.spawn(launch, cpu_secs=cpu_secs, stdin=self._stdin())
