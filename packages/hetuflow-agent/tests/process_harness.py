@@ -131,13 +131,14 @@ class Reports:
 
 @contextlib.asynccontextmanager
 async def open_manager(
-    workdir: Path, *, capacity: int = 4, **settings: Any
+    workdir: Path, *, capacity: int = 4, prefetch: int = 0, **settings: Any
 ) -> AsyncIterator[tuple[ProcessManager, Reports]]:
     """A started manager with a short kill grace, closed (everything stopped) on exit."""
     reports = Reports()
     settings.setdefault("kill_grace_secs", 0.5)
     manager = ProcessManager(
         capacity=capacity,
+        prefetch=prefetch,
         workdir=workdir,
         on_update=reports.on_update,
         on_log=reports.on_log,

@@ -335,9 +335,9 @@ def agent_config(workdir: Path, *servers: str, **settings: Any) -> AgentConfig:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: AgentConfig) -> AsyncIterator[AgentApplication]:
-    """An ``AgentApplication`` started in this event loop and stopped (drained) at exit."""
-    app = AgentApplication(config)
+async def running_agent(config: AgentConfig, **options: Any) -> AsyncIterator[AgentApplication]:
+    """An ``AgentApplication`` (with keyword ``options``) started in this event loop, stopped at exit."""
+    app = AgentApplication(config, **options)
     await app.start()
     try:
         yield app

@@ -325,6 +325,29 @@ async def test_update_labels_command_applies_at_next_registration(
         assert (await second.expect(AgentRegisterRequest)).data.labels == {"zone": "b"}
 
 
+async def test_a_held_dispatch_runs_once_the_running_one_ended(
+    server: ProtocolServer, tmp_path: Path
+) -> None:
+    # Capacity 1 and one held ahead: the second dispatch is taken but starts only after the first ended.
+    async with running_agent(agent_config(tmp_path, server.url, capacity=1), prefetch=1) as app:
+        conn = await server.registered(0)
+        assert (await conn.expect(AcquireTaskRequest)).data.free_slots == 2
+        first, second = dispatch("sleep 0.3"), dispatch("true")
+        await conn.send_frame(first)
+        await conn.send_frame(second)
+        assert (await conn.expect(Ack, lambda f: f.data.ack_id == second.id)).data.ok
+        second_running = await conn.expect(
+            TaskInstanceUpdated,
+            lambda f: (
+                f.data.instance_id == second.data.instance_id and f.data.status is InstanceStatus.RUNNING
+            ),
+        )
+        first_final = await conn.expect(TaskInstanceUpdated, final_update(first.data.instance_id))
+        assert conn.frames.index(first_final) < conn.frames.index(second_running)
+        await conn.expect(TaskInstanceUpdated, final_update(second.data.instance_id))
+        assert await app.session.flush(5)
+
+
 async def test_a_dispatch_beyond_capacity_is_refused(server: ProtocolServer, tmp_path: Path) -> None:
     async with running_agent(agent_config(tmp_path, server.url, capacity=1, drain_timeout_secs=0.1)):
         conn = await server.registered(0)

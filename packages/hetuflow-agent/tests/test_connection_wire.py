@@ -31,6 +31,15 @@ from hetuflow_agent.errors import (
     HandshakeRejected,
     MessageTooLarge,
 )
+from hetuflow_core.enums import InstanceStatus
+from hetuflow_core.ids import uuid7
+from hetuflow_core.protocol import (
+    AcquireTaskData,
+    AcquireTaskRequest,
+    TaskInstanceUpdated,
+    TaskInstanceUpdatedData,
+    encode,
+)
 
 
 @pytest.fixture
@@ -147,6 +156,38 @@ async def test_fragmented_messages_are_reassembled(server: ProtocolServer) -> No
     text = "é" * 5000 + "end"
     await conn.send_fragments(text, pieces=7)
     assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == text
+    await ws.close()
+
+
+def _frame_of_size(size: int) -> bytes:
+    """A protocol frame whose JSON is exactly ``size`` bytes: a credit padded through its id (small
+    sizes) or a status report padded through its ``output``."""
+    credit = AcquireTaskRequest(data=AcquireTaskData(free_slots=1), id="x")
+    report = TaskInstanceUpdated(
+        data=TaskInstanceUpdatedData(instance_id=uuid7(), task_id=uuid7(), status=InstanceStatus.RUNNING),
+        id="x",
+    )
+    small = size - len(encode(credit))
+    if small < 64:
+        credit.id += "i" * small
+        raw = encode(credit)
+    else:
+        report.data.output = "o" * (size - len(encode(report)))
+        raw = encode(report)
+    assert len(raw) == size
+    return raw
+
+
+async def test_messages_of_every_length_encoding_arrive_intact_and_in_order(server: ProtocolServer) -> None:
+    # The 7-bit, 16-bit and 64-bit length forms of a frame, on both sides of each boundary, sent in one
+    # loop turn (so in one write) and as str as well as bytes.
+    sizes = [125, 126, 127, 65_535, 65_536, 300_000]
+    ws = await _open(server)
+    conn = await server.connection(0)
+    sent = [_frame_of_size(size) for size in sizes]
+    await asyncio.gather(*(ws.send(raw if i % 2 else raw.decode()) for i, raw in enumerate(sent)))
+    await conn.wait_for(lambda: len(conn.raw) == len(sent))
+    assert [text.encode() if isinstance(text, str) else text for text in conn.raw] == sent
     await ws.close()
 
 

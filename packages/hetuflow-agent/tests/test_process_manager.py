@@ -12,7 +12,7 @@ import pytest
 from process_harness import TEST_ENV, Reports, open_manager, pid_alive, scheduled, wait_gone
 
 from hetuflow_agent.process import CapacityExceeded, NotAccepting, ProcessManager, ProcessSettings
-from hetuflow_agent.process.orphans import PID_FILE, record_leader
+from hetuflow_agent.process.orphans import LEADERS_FILE, PID_FILE, LeaderTable
 from hetuflow_core.enums import CommandKind, InstanceStatus, LogStream
 from hetuflow_core.protocol import TaskInstanceUpdatedData, TaskLogChunkData
 
@@ -510,8 +510,10 @@ async def test_start_kills_groups_a_dead_predecessor_left_behind(tmp_path: Path)
     task_dir.mkdir(parents=True)
     orphan = await sleeper_in_own_group()
     try:
-        record_leader(task_dir, orphan.pid)
-        assert (task_dir / PID_FILE).exists()
+        predecessor = LeaderTable(tmp_path / "tasks", slots=2)
+        predecessor.record(1, orphan.pid, task_dir.name)
+        predecessor.close()
+        assert str(orphan.pid) in (tmp_path / "tasks" / LEADERS_FILE).read_text()
         reports = Reports()
         manager = ProcessManager(
             capacity=1, workdir=tmp_path, on_update=reports.on_update, on_log=reports.on_log

@@ -1,8 +1,9 @@
 """The agent container: builds the parts from the configuration and starts and stops them in order.
 
-Parts: the server ``Clock`` estimate, the ``ProcessManager`` (runs the tasks, fires them on the clock)
-and the ``Session`` (connection, registration, reports). The manager reports through the session's
-callbacks; the session hands dispatches and commands to the manager.
+Parts: the server ``Clock`` estimate, the ``ProcessManager`` (runs the tasks, fires them on the clock;
+``capacity`` at once, and optionally ``prefetch`` more held ahead so a freed slot need not wait for the
+server) and the ``Session`` (connection, registration, reports). The manager reports through the
+session's callbacks; the session hands dispatches and commands to the manager.
 
 Start: prepare the working directory (and kill what a crashed predecessor left), then start the
 session task, so the first registration already tells the truth. Stop (SIGTERM, SIGINT, or the
@@ -42,12 +43,19 @@ _SESSION_CLOSE_SECS: Final = 5.0
 class AgentApplication:
     """One agent process: ``await run()`` until ``request_stop()``; or ``start()``/``stop()`` yourself."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, *, prefetch: int = 0) -> None:
+        """``prefetch``: attempts held beyond the ``capacity`` running ones. Dispatched ahead, each starts
+        the moment a process ends instead of a server round trip later (final report → credit →
+        dispatch); for short tasks that round trip is most of a slot's time. Off by default for now: a
+        server that shuts down while its dispatcher still runs hands back what it could not send as
+        extra never-run attempts, and an agent holding work ahead always has credits for one.
+        """
         self.config = config
         self.clock = Clock()
         executables = {**DEFAULT_EXECUTABLES, **config.executables}
         self.process_manager = ProcessManager(
             capacity=config.capacity,
+            prefetch=prefetch,
             workdir=config.workdir,
             on_update=self._on_update,
             on_log=self._on_log,

@@ -60,7 +60,7 @@ class Channel:
 
     async def send(self, frame: Message) -> None:
         """Send one frame; raises ``ConnectionLost`` when the connection is gone."""
-        await self.ws.send(encode(frame).decode())
+        await self.ws.send(encode(frame))
 
     async def receive(self) -> ServerFrame | None:
         """The next server frame; None for a message that was refused (and answered with ``error``)."""

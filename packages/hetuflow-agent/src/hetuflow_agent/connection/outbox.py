@@ -30,16 +30,15 @@ _DROP_WARNING_INTERVAL_SECS: Final = 10.0
 
 
 class OutboxEntry:
-    """One frame waiting for its ack: its id, its JSON text and what it is about."""
+    """One frame waiting for its ack: its id, its JSON (UTF-8 bytes, as sent) and what it is about."""
 
-    __slots__ = ("frame", "id", "size", "text")
+    __slots__ = ("frame", "id", "raw", "size")
 
     def __init__(self, frame: TaskInstanceUpdated | TaskLogChunk) -> None:
         self.frame = frame
         self.id = frame.id
-        raw = encode(frame)
-        self.text = raw.decode()
-        self.size = len(raw)
+        self.raw = encode(frame)
+        self.size = len(self.raw)
 
     @property
     def is_log(self) -> bool:

@@ -51,8 +51,10 @@ __all__ = ["Session"]
 
 logger = logging.getLogger(__name__)
 
-_CREDITS_COALESCE_SECS: Final = 0.01
-"""Slots freed within this window are announced in one ``AcquireTaskRequest``."""
+_CREDITS_COALESCE_SECS: Final = 0.002
+"""Slots freed within this window are announced in one ``AcquireTaskRequest``. Short: the server's
+dispatcher batches announcements by itself (it claims for all of them in its next round), and the
+agent holds work ahead of its free run slots, so the window only merges exits that come together."""
 _WATCHDOG_TICK_SECS: Final = 0.5
 """How often the watchdog checks for a silent server."""
 
@@ -323,7 +325,7 @@ class Session:
     async def _write_loop(self, channel: Channel) -> None:
         while True:
             entry = await self.outbox.next_unsent()
-            await channel.ws.send(entry.text)
+            await channel.ws.send(entry.raw)
 
     async def _heartbeat_loop(self, channel: Channel) -> None:
         while True:

@@ -5,6 +5,14 @@
 ``WebSocket`` sends text messages, reassembles fragmented incoming messages, answers pings and the close
 handshake, and refuses incoming messages above a size limit without buffering them.
 
+Messages sent during one turn of the event loop leave in one socket write at the end of that turn: an
+agent busy with short tasks sends an ack, a ``running`` and a final report and a credit announcement per
+task, often several tasks' worth at once, and one ``send`` system call per message was the largest
+single cost of the agent's loop (on loopback, the sender's call also runs the receiver's TCP path).
+For the same reason outgoing messages are framed here (``_text_frame``: a header, a fresh random mask,
+the masked payload) rather than through wsproto's event layers; wsproto still parses everything
+incoming and frames the handshake, pongs and close frames.
+
 This module is the agent's exception boundary for the network (STYLE 9): ``OSError``,
 ``socket.gaierror``, ``ssl.SSLError``, ``TimeoutError`` and wsproto/h11 protocol errors are translated
 here, and only here, into ``hetuflow_agent.errors`` — ``ConnectFailed`` (with a ``kind``) before the
@@ -18,8 +26,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import ssl
+import struct
 from collections import deque
 from collections.abc import Iterator
 from typing import Final, NoReturn
@@ -138,6 +148,22 @@ async def _await_upgrade(url: ServerUrl, reader: asyncio.StreamReader, ws: WSCon
             raise ConnectFailed(url.url, "protocol", f"{url} closed the connection during the upgrade")
 
 
+def _text_frame(payload: bytes) -> bytes:
+    """One complete, masked client text frame (RFC 6455 §5.2) carrying ``payload``."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, 0x80 | size))  # FIN + text opcode; MASK bit + 7-bit length
+    elif size < 0x10000:
+        header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
+    # The key must be unpredictable to whoever sees the traffic (RFC 6455 §5.3), hence the OS's entropy.
+    key = os.urandom(4)
+    mask = (key * (size // 4 + 1))[:size]
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(size, "little")
+    return header + key + masked
+
+
 def _short_text(body: bytes | bytearray) -> str:
     """A refusal body as one readable line (servers send problem+json or plain text)."""
     return " ".join(bytes(body).decode("utf-8", "replace").split())[:500]
@@ -189,6 +215,8 @@ class WebSocket:
         self._ws = ws
         self._max_message_bytes = max_message_bytes
         self._send_lock = asyncio.Lock()
+        self._unwritten: list[bytes] = []
+        self._flush_scheduled = False
         self._events: deque[Event] = deque()
         self._parts: list[str | bytes] = []
         self._size = 0
@@ -200,14 +228,31 @@ class WebSocket:
         """True until either side started closing or the socket broke."""
         return not self._closed and self._ws.state is ConnectionState.OPEN
 
-    async def send(self, text: str) -> None:
-        """Send one text message; raises ``ConnectionLost`` when the connection is gone."""
+    async def send(self, text: str | bytes) -> None:
+        """Send one text message; raises ``ConnectionLost`` when the connection is gone.
+
+        ``bytes`` are sent as they are and must be UTF-8 (the protocol's JSON). The message is
+        written at the end of the current loop turn, together with the others sent in it; the call
+        waits while the socket's send buffer is full.
+        """
         async with self._send_lock:
             with self._lost_on_error():
-                if self._ws.state is not ConnectionState.OPEN:
+                if self._closed or self._ws.state is not ConnectionState.OPEN:
                     raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
-                self._writer.write(self._ws.send(TextMessage(data=text)))
+                self._unwritten.append(_text_frame(text.encode() if isinstance(text, str) else text))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush)
                 await self._writer.drain()
+
+    def _flush(self) -> None:
+        """Write the messages sent so far in one go (and before anything written directly)."""
+        self._flush_scheduled = False
+        if self._unwritten:
+            data = b"".join(self._unwritten)
+            self._unwritten.clear()
+            if not self._writer.transport.is_closing():
+                self._writer.write(data)
 
     async def recv(self) -> str | bytes:
         """Return the next complete message (text as ``str``, binary as ``bytes``).
@@ -238,6 +283,7 @@ class WebSocket:
         if isinstance(event, Ping):
             async with self._send_lock:
                 with self._lost_on_error():
+                    self._flush()
                     self._writer.write(self._ws.send(event.response()))
                     await self._writer.drain()
             return None
@@ -272,6 +318,7 @@ class WebSocket:
                 with self._lost_on_error():
                     if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                         reply = event.response() if remote else CloseConnection(code=event.code)
+                        self._flush()
                         self._writer.write(self._ws.send(reply))
                         await self._writer.drain()
         self._closed = True
@@ -292,6 +339,7 @@ class WebSocket:
             async with asyncio.timeout(_CLOSE_TIMEOUT_SECS):
                 async with self._send_lock:
                     if self._ws.state is ConnectionState.OPEN:
+                        self._flush()
                         self._writer.write(self._ws.send(CloseConnection(code=code, reason=reason)))
                         await self._writer.drain()
                 while self._state() is not ConnectionState.CLOSED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hetuflow_agent.executor.argv import SCRIPT_FILENAMES, build_argv, check_runnable
 from hetuflow_agent.executor.capabilities import (
     DEFAULT_EXECUTABLES,
+    ExecutableCache,
     detect_capabilities,
     executable_for,
     resolve_executable,
@@ -15,6 +16,7 @@ from hetuflow_agent.executor.launch import Launch, LaunchError, prepare_launch, 
 __all__ = [
     "DEFAULT_EXECUTABLES",
     "SCRIPT_FILENAMES",
+    "ExecutableCache",
     "Launch",
     "LaunchError",
     "build_argv",

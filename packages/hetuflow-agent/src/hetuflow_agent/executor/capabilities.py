@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
 from hetuflow_core.enums import CommandKind
 
-__all__ = ["DEFAULT_EXECUTABLES", "detect_capabilities", "executable_for", "resolve_executable"]
+__all__ = [
+    "DEFAULT_EXECUTABLES",
+    "ExecutableCache",
+    "detect_capabilities",
+    "executable_for",
+    "resolve_executable",
+]
 
 DEFAULT_EXECUTABLES: Final[Mapping[CommandKind, str]] = MappingProxyType(
     {
@@ -45,6 +52,39 @@ def resolve_executable(name: str, path: str | None) -> str | None:
     """
     found = shutil.which(name, path=path)
     return os.path.abspath(found) if found is not None else None
+
+
+class ExecutableCache:
+    """``resolve_executable`` that remembers what it found for ``ttl_secs``.
+
+    A PATH search is a few ``stat`` calls per directory, paid by every attempt; most attempts start the
+    same few programs. Only hits are remembered, so a program installed meanwhile is found at once; a
+    program removed meanwhile fails at start instead (with the reason), for at most ``ttl_secs``.
+    Safe to call from several threads.
+    """
+
+    _MAX_ENTRIES: Final = 256
+
+    def __init__(self, ttl_secs: float = 5.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_secs = ttl_secs
+        self._clock = clock
+        self._found: dict[tuple[str, str | None], tuple[str, float]] = {}
+
+    def __call__(self, name: str, path: str | None) -> str | None:
+        """The absolute path of ``name`` on ``path``, as ``resolve_executable`` returns it."""
+        key = (name, path)
+        now = self._clock()
+        hit = self._found.get(key)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        found = resolve_executable(name, path)
+        if found is None:
+            self._found.pop(key, None)
+        else:
+            if len(self._found) >= self._MAX_ENTRIES:
+                self._found.clear()  # many different PATHs: start over rather than grow
+            self._found[key] = (found, now + self._ttl_secs)
+        return found
 
 
 def detect_capabilities(

@@ -9,12 +9,13 @@ of the attempt's ``failed`` report, so a missing program or directory never cras
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from hetuflow_agent.errors import AgentError
 from hetuflow_agent.executor import argv, capabilities, environment
+from hetuflow_agent.executor.scratch import ScratchDirs
 from hetuflow_core.enums import CommandKind
 from hetuflow_core.protocol import ScheduledTaskData
 
@@ -46,12 +47,16 @@ def prepare_launch(
     executables: Mapping[CommandKind, str],
     base_env: Mapping[str, str],
     workdir: Path,
+    resolve: Callable[[str, str | None], str | None] = capabilities.resolve_executable,
+    scratch: ScratchDirs | None = None,
 ) -> Launch:
     """Prepare ``task`` for starting; raises ``LaunchError`` with the reason when it cannot be started.
 
     ``workdir`` is the agent's working directory: task directories live under ``workdir/tasks`` and a
     relative job ``workdir`` is taken relative to it. Creates the task directory as a side effect (the
-    caller removes it after the attempt).
+    caller removes it after the attempt). ``resolve`` finds an executable on a PATH (a cache of
+    ``capabilities.resolve_executable`` may be given); ``scratch`` makes the task directory (one that
+    recycles finished attempts' directories may be given).
     """
     config = task.config
     problem = argv.check_runnable(config)
@@ -59,7 +64,7 @@ def prepare_launch(
         raise LaunchError(problem)
     env = environment.build_env(base_env, task)
     name = capabilities.executable_for(config.command, executables)
-    executable = capabilities.resolve_executable(name, env.get("PATH", os.defpath))
+    executable = resolve(name, env.get("PATH", os.defpath))
     if executable is None:
         raise LaunchError(f"executable {name!r} not found on PATH")
 
@@ -69,13 +74,15 @@ def prepare_launch(
         cwd = workdir / config.workdir  # an absolute job workdir replaces the agent's
         if not cwd.is_dir():
             raise LaunchError(f"workdir {config.workdir!r} does not exist or is not a directory")
+    if scratch is None:
+        scratch = ScratchDirs(workdir / "tasks", keep=0)
+    script_name = argv.SCRIPT_FILENAMES[config.command] if config.script is not None else None
     try:
-        task_dir.mkdir(parents=True, exist_ok=True)
+        scratch.make(task_dir, script_name)
         script_path: str | None = None
-        if config.script is not None:
-            path = task_dir / argv.SCRIPT_FILENAMES[config.command]
-            path.write_text(config.script, encoding="utf-8")
-            script_path = str(path)
+        if config.script is not None and script_name is not None:
+            script_path = os.path.join(task_dir, script_name)
+            scratch.write_script(script_path, config.script.encode())
     except OSError as exc:
         raise LaunchError(f"cannot prepare task directory {task_dir}: {exc.strerror or exc}") from None
     return Launch(

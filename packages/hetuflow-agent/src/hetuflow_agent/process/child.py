@@ -3,8 +3,10 @@
 The agent reaps the process itself with ``os.wait4`` (hence ``subprocess.Popen``, not asyncio's child
 watchers, which discard it): that gives the exact CPU time and peak RSS of the process and its waited-for
 descendants. The group's leftovers are killed *before* the leader is reaped, while its pid (the group id)
-cannot be reused, so the kill never hits an unrelated process. Only jobs with a CPU limit use a
-``preexec_fn`` (for ``RLIMIT_CPU``): it makes ``subprocess`` fork instead of vfork, 5-10 ms per start.
+cannot be reused, so the kill never hits an unrelated process. Nothing runs between fork and exec (no
+``preexec_fn``), so ``subprocess`` uses ``vfork``; a job's CPU limit is set by ``/bin/sh`` (``ulimit -t``,
+then ``exec`` of the program in the same process), which leaves no moment for a child to escape it.
+``spawn`` blocks until the child called ``exec`` and is called from worker threads, never on the loop.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from hetuflow_agent.executor.launch import Launch
 
-__all__ = ["ExitStatus", "signal_group", "spawn", "watch_exit"]
+__all__ = ["ExitStatus", "Started", "signal_group", "spawn", "watch_exit"]
 
 _RSS_UNIT: Final = 1024 if sys.platform.startswith("linux") else 1  # ru_maxrss: KiB on Linux, bytes on macOS
+_SHELL: Final = "/bin/sh"
 
 
 class ExitStatus(NamedTuple):
@@ -38,38 +40,67 @@ class ExitStatus(NamedTuple):
     max_rss_bytes: int
 
 
-def _cpu_limit(cpu_secs: int) -> Callable[[], None]:
-    """The function run in the child between fork and exec: set ``RLIMIT_CPU`` (one system call)."""
+class Started(NamedTuple):
+    """A started process and the read ends of its stdout and stderr pipes (non-blocking, the caller's)."""
 
-    def setup() -> None:
-        # Soft limit → SIGXCPU (terminates by default); the hard limit one second later → SIGKILL for a
-        # process that catches SIGXCPU.
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_secs, cpu_secs + 1))
-
-    return setup
+    popen: subprocess.Popen[bytes]
+    stdout: int
+    stderr: int
 
 
-def spawn(launch: Launch, *, cpu_secs: int | None = None) -> subprocess.Popen[bytes]:
-    """Start ``launch`` in a new session with stdin from /dev/null and stdout/stderr as pipes.
+def _cpu_limits(cpu_secs: int) -> tuple[int, int]:
+    """Soft and hard ``RLIMIT_CPU`` for a job limit, within the hard limit the agent itself has."""
+    # Soft limit → SIGXCPU (terminates by default); the hard limit one second later → SIGKILL for a
+    # process that catches SIGXCPU. Nobody may raise a hard limit, so a lower one of the agent's wins.
+    soft, hard = cpu_secs, cpu_secs + 1
+    ceiling = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    if ceiling != resource.RLIM_INFINITY:
+        soft, hard = min(soft, ceiling), min(hard, ceiling)
+    return soft, hard
 
-    Raises ``OSError`` when the program cannot be started. The caller must reap the process with
-    ``watch_exit`` (and never call ``Popen.wait``).
+
+def _with_cpu_limit(argv: list[str], cpu_secs: int) -> list[str]:
+    """``argv`` run by ``/bin/sh`` after it set ``RLIMIT_CPU`` (soft first: it must stay <= hard)."""
+    soft, hard = _cpu_limits(cpu_secs)
+    script = f'ulimit -S -t {soft} && ulimit -H -t {hard} && exec "$@"'
+    return [_SHELL, "-c", script, "hetuflow-cpu-limit", *argv]
+
+
+def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subprocess.DEVNULL) -> Started:
+    """Start ``launch`` in a new session with stdout/stderr as pipes and stdin from ``stdin``.
+
+    ``stdin`` is a file descriptor (the caller's ``/dev/null``, kept open) or ``subprocess.DEVNULL``.
+    With ``cpu_secs`` the process holds that CPU limit (and passes it to what it starts) from its first
+    instruction. Blocks until the child has called ``exec``: call it from a worker thread. Raises
+    ``OSError`` when the program cannot be started and ``ValueError`` for a NUL character in argv or
+    env. The caller must reap the process with ``watch_exit`` (and never call ``Popen.wait``) and
+    close the two pipe ends.
     """
-    return subprocess.Popen(
-        launch.argv,
-        cwd=launch.cwd,
-        env=launch.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=0,  # raw pipes: the event loop reads the file descriptors directly
-        close_fds=True,
-        start_new_session=True,
-        # A preexec_fn makes subprocess fork instead of vfork, so only jobs with a CPU limit pay for one.
-        # For the same reason there is no PR_SET_PDEATHSIG: the orphan reaper kills the groups a crashed
-        # agent left behind when it starts again.
-        preexec_fn=None if cpu_secs is None else _cpu_limit(cpu_secs),
-    )
+    argv = launch.argv if cpu_secs is None else _with_cpu_limit(launch.argv, cpu_secs)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            argv,
+            cwd=launch.cwd,
+            env=launch.env,
+            stdin=stdin,
+            stdout=out_write,
+            stderr=err_write,
+            close_fds=True,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        # The child holds its own copies; ours would keep the pipes open after it exits.
+        os.close(out_write)
+        os.close(err_write)
+    os.set_blocking(out_read, False)
+    os.set_blocking(err_read, False)
+    return Started(popen, out_read, err_read)
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -94,7 +125,7 @@ def watch_exit(pid: int, *, kill_group: bool = True) -> asyncio.Future[ExitStatu
     future: asyncio.Future[ExitStatus] = loop.create_future()
     try:
         pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # no pidfd (before Linux 5.3, other systems): a small thread waits
+    except (AttributeError, OSError):
         _wait_in_thread(pid, kill_group, loop, future)
         return future
 

@@ -15,11 +15,16 @@ class SubmitRefused(AgentError):
 
 
 class CapacityExceeded(SubmitRefused):
-    """Every slot is taken (waiting plus running attempts equal the capacity)."""
+    """Every slot is taken (held attempts, waiting plus running, equal the capacity plus the prefetch)."""
 
-    def __init__(self, capacity: int) -> None:
-        super().__init__(f"agent is at capacity ({capacity} tasks)")
+    def __init__(self, capacity: int, prefetch: int = 0) -> None:
+        if prefetch:
+            message = f"agent is at capacity ({capacity} tasks running, {prefetch} more held)"
+        else:
+            message = f"agent is at capacity ({capacity} tasks)"
+        super().__init__(message)
         self.capacity = capacity
+        self.prefetch = prefetch
 
 
 class NotAccepting(SubmitRefused):

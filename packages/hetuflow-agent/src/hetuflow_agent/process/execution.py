@@ -1,33 +1,41 @@
 """One attempt of one task, from the wait for its fire time to its final report.
 
-An ``Execution`` waits on the precise timer, prepares the launch, starts the process group, feeds its
-pipes into log chunks and enforces its limits, then reports. Reports leave in a fixed order through
-one sender: ``running`` (when the process really started), the log chunks of each stream in sequence,
-and the final status last, after every chunk. Stops are requests (``request_stop``) from cancel, kill,
-drain, the timeout and the limit checks; the first one decides the final status, a later ``kill`` can
-only make it harsher (SIGKILL at once instead of SIGTERM, grace, SIGKILL).
+An ``Execution`` waits on the precise timer, then for a run slot (the agent may hold more attempts than
+it runs at once), has the spawner prepare the launch and start the process group off the event loop,
+feeds its pipes into log chunks and enforces its limits, then reports. Reports leave in a fixed order:
+``running`` (when the process really started), the log chunks of each stream in sequence (through one
+sender task), and the final status last, after every chunk. Stops are requests (``request_stop``) from
+cancel, kill, drain, the timeout and the limit checks; the first one decides the final status, a later
+``kill`` can only make it harsher (SIGKILL at once instead of SIGTERM, grace, SIGKILL).
+
+Thousands of attempts a minute each go through this, so the common path avoids event-loop work it does
+not need: an attempt already due and a slot already free go straight to the start, waits are one
+future woken by callbacks (``_wait_any``) rather than helper tasks, and the log sender task is only
+created once there is output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 from hetuflow_agent.executor import launch as launching
-from hetuflow_agent.process import child, orphans
+from hetuflow_agent.process import child
 from hetuflow_agent.process.output import OutputBuffer
 from hetuflow_agent.process.pipes import LogPump
 from hetuflow_agent.process.sampler import TreeUsage
 from hetuflow_agent.process.settings import ProcessSettings
+from hetuflow_agent.process.slots import RunSlots
+from hetuflow_agent.process.spawner import Spawner
 from hetuflow_agent.scheduler.timer import PreciseTimer
 from hetuflow_core.enums import InstanceStatus
 from hetuflow_core.protocol import ScheduledTaskData, TaskInstanceUpdatedData, TaskLogChunkData
@@ -49,7 +57,9 @@ class Phase(enum.Enum):
     """Where an attempt is in its life."""
 
     WAITING = "waiting"
-    """Accepted, waiting for its fire time."""
+    """Accepted, waiting for its fire time or for a run slot."""
+    STARTING = "starting"
+    """Holds a slot; its process is being started (a stop now is applied once it runs)."""
     RUNNING = "running"
     """Its process was started."""
     FINISHED = "finished"
@@ -70,8 +80,8 @@ class Execution:
         task: ScheduledTaskData,
         *,
         settings: ProcessSettings,
-        workdir: Path,
-        base_env: Mapping[str, str],
+        spawner: Spawner,
+        slots: RunSlots,
         timer: PreciseTimer,
         on_update: UpdateCallback,
         on_log: LogCallback,
@@ -82,15 +92,17 @@ class Execution:
         self.pid: int | None = None
         self.started_at: datetime | None = None
         self._settings = settings
-        self._workdir = workdir
-        self._base_env = base_env
+        self._spawner = spawner
+        self._slots = slots
+        self._slot: int | None = None
+        """The run slot held (from the start until the outcome is decided)."""
         self._timer = timer
         self._on_update = on_update
         self._on_log = on_log
         self._on_finished = on_finished
         self._stop: _Stop | None = None
         self._exited = False
-        self._changed = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._next_seq = 0
         self._peak_rss = 0
         self._peak_cpu = 0.0
@@ -99,11 +111,6 @@ class Execution:
     def instance_id(self) -> UUID:
         """The attempt's id (the fencing token of this dispatch)."""
         return self.task.instance_id
-
-    @property
-    def task_dir(self) -> Path:
-        """The attempt's scratch directory (it may not exist)."""
-        return launching.task_dir_for(self._workdir / "tasks", self.task)
 
     def request_stop(self, status: InstanceStatus, error: str, *, immediate: bool) -> bool:
         """Ask the attempt to end with ``status``; False when its outcome is already decided.
@@ -117,7 +124,8 @@ class Execution:
             self._stop = _Stop(status, error, immediate)
         elif immediate and not self._stop.immediate:
             self._stop = self._stop._replace(immediate=True)
-        self._changed.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
         return True
 
     def observe(self, usage: TreeUsage) -> None:
@@ -151,6 +159,11 @@ class Execution:
             # attempt's failure, and the agent goes on with its other work.
             logger.exception("attempt failed inside the agent", extra={"instance_id": str(self.instance_id)})
             final = self._final(InstanceStatus.FAILED, f"agent error: {type(exc).__name__}: {exc}")
+        finally:
+            if self._slot is not None:  # first, so the next attempt in line starts before this one reports
+                self._spawner.leaders.clear(self._slot)
+                self._slots.release(self._slot)
+                self._slot = None
         self.phase = Phase.FINISHED
         self._on_finished(self)
         await self._send_update(final)
@@ -158,53 +171,69 @@ class Execution:
     # ---------------------------------------------------------------- phases
 
     async def _run(self) -> TaskInstanceUpdatedData:
-        if not await self._wait_for_fire():
+        if not await self._wait_for_fire() or not await self._wait_for_slot():
             assert self._stop is not None
             return self._final(self._stop.status, self._stop.error)
-        config = self.task.config
+        assert self._slot is not None
+        self.phase = Phase.STARTING
         try:
-            launch = launching.prepare_launch(
-                self.task,
-                executables=self._settings.executables,
-                base_env=self._base_env,
-                workdir=self._workdir,
+            started = await self._spawner.start(
+                self.task, slot=self._slot, cpu_secs=self.task.config.limits.cpu_secs
             )
         except launching.LaunchError as exc:
             return self._final(InstanceStatus.FAILED, str(exc))
-        try:
-            popen = child.spawn(launch, cpu_secs=config.limits.cpu_secs)
-        except OSError as exc:
-            return self._final(InstanceStatus.FAILED, f"cannot start {launch.argv[0]}: {exc.strerror or exc}")
-        except (ValueError, subprocess.SubprocessError) as exc:  # NUL in argv/env, failed rlimit in the child
-            return self._final(InstanceStatus.FAILED, f"cannot start {launch.argv[0]}: {exc}")
-        return await self._supervise(popen, launch)
+        return await self._supervise(started)
 
     async def _wait_for_fire(self) -> bool:
         """Wait for the fire time; False when a stop request came first."""
-        if self._stop is not None:
-            return False
-        fired = asyncio.ensure_future(self._timer.wait_until(self.task.fire_at))
-        changed = asyncio.ensure_future(self._changed.wait())
-        try:
-            await asyncio.wait({fired, changed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            fired.cancel()
-            changed.cancel()
-        if fired.done() and not fired.cancelled():
-            fired.result()  # surface a timer bug as this attempt's failure
+        if self._stop is None and self._timer.delay(self.task.fire_at) > 0:
+            fired = asyncio.ensure_future(self._timer.wait_until(self.task.fire_at))
+            try:
+                await self._wait_any(fired)
+            finally:
+                fired.cancel()
+            if fired.done() and not fired.cancelled():
+                fired.result()  # surface a timer bug as this attempt's failure
         return self._stop is None
 
-    async def _supervise(
-        self, popen: subprocess.Popen[bytes], launch: launching.Launch
-    ) -> TaskInstanceUpdatedData:
+    async def _wait_for_slot(self) -> bool:
+        """Take a run slot, waiting in line for one; False when a stop request came first."""
+        if self._stop is not None:
+            return False
+        self._slot = self._slots.try_take()
+        if self._slot is not None:
+            return True
+        turn = self._slots.turn()
+        try:
+            await self._wait_any(turn)
+        finally:
+            if not turn.done():
+                turn.cancel()  # leave the line
+            if not turn.cancelled():
+                self._slot = turn.result()
+        return self._slot is not None and self._stop is None
+
+    async def _wait_any(self, *futures: asyncio.Future[Any], within_secs: float | None = None) -> None:
+        """Until one of ``futures`` is done, a stop is requested, or ``within_secs`` passed."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        wake = functools.partial(_wake, waiter)
+        for future in futures:
+            future.add_done_callback(wake)
+        timer = loop.call_later(within_secs, wake) if within_secs is not None else None
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            for future in futures:
+                future.remove_done_callback(wake)
+            if timer is not None:
+                timer.cancel()
+
+    async def _supervise(self, started: child.Started) -> TaskInstanceUpdatedData:
+        popen = started.popen
         pid = popen.pid
-        self.pid = pid
-        self.started_at = self._timer.clock.server_now()
-        self.phase = Phase.RUNNING
-        started = time.monotonic()
-        exited = child.watch_exit(pid)
-        exited.add_done_callback(lambda future: _settle(popen, future))
-        orphans.record_leader(launch.task_dir, pid)
         buffer = OutputBuffer(
             self.instance_id,
             max_output_bytes=self._max_output_bytes(),
@@ -212,21 +241,43 @@ class Execution:
             tail_bytes=self._settings.output_tail_bytes,
         )
         pump = LogPump(buffer, flush_secs=self._settings.log_flush_secs)
-        sender = asyncio.create_task(self._send_all(pump), name=f"hetuflow-reports-{self.instance_id}")
+        pump.connect(started.stdout, started.stderr)
+        self.pid = pid
+        self.started_at = self._timer.clock.server_now()
+        self.phase = Phase.RUNNING
+        begun = time.monotonic()
+        exited = child.watch_exit(pid)
+        exited.add_done_callback(functools.partial(_settle, popen))
+        sender: asyncio.Task[None] | None = None
+
+        def start_sender() -> None:
+            nonlocal sender
+            sender = asyncio.create_task(self._send_logs(pump), name=f"hetuflow-logs-{self.instance_id}")
+
         try:
-            assert popen.stdout is not None
-            assert popen.stderr is not None
-            await pump.connect(popen.stdout, popen.stderr)
-            await self._enforce(exited, pid, started)
+            await self._send_update(
+                TaskInstanceUpdatedData(
+                    instance_id=self.instance_id,
+                    task_id=self.task.task_id,
+                    status=InstanceStatus.RUNNING,
+                    seq=self._take_seq(),
+                    at=self.started_at,
+                )
+            )
+            # Log chunks only after ``running``, by a sender task that exists only once there is output:
+            # most short tasks print nothing and need none.
+            pump.when_output(start_sender)
+            await self._enforce(exited, pid, begun)
             status = await exited
             self._exited = True
-            duration = time.monotonic() - started
+            duration = time.monotonic() - begun
             await pump.wait_closed(self._settings.pipe_drain_secs)
         finally:
             if not exited.done():  # only when the agent itself failed or is being cancelled
                 child.signal_group(pid, signal.SIGKILL)
             pump.finish()
-            await sender
+            if sender is not None:
+                await sender
         return self._outcome(status, buffer, duration)
 
     async def _enforce(self, exited: asyncio.Future[child.ExitStatus], pid: int, started: float) -> None:
@@ -237,7 +288,6 @@ class Execution:
         term_sent_at: float | None = None
         killed = False
         while not exited.done():
-            self._changed.clear()
             now = time.monotonic()
             if self._stop is None and deadline is not None and now >= deadline:
                 self.request_stop(InstanceStatus.TIMEOUT, f"timed out after {timeout:g} s", immediate=False)
@@ -253,16 +303,9 @@ class Execution:
                         child.signal_group(pid, signal.SIGTERM)
                         term_sent_at = now
                     wake_at = term_sent_at + grace
-            changed = asyncio.ensure_future(self._changed.wait())
-            waiting: set[asyncio.Future[Any]] = {exited, changed}
-            try:
-                await asyncio.wait(
-                    waiting,
-                    timeout=None if wake_at is None else max(0.0, wake_at - time.monotonic()),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                changed.cancel()
+            await self._wait_any(
+                exited, within_secs=None if wake_at is None else max(0.0, wake_at - time.monotonic())
+            )
 
     # ---------------------------------------------------------------- reports
 
@@ -338,17 +381,8 @@ class Execution:
         limit = self.task.config.limits.max_output_bytes
         return self._settings.max_output_bytes if limit is None else limit
 
-    async def _send_all(self, pump: LogPump) -> None:
-        """The attempt's one sender: ``running`` first, then every log chunk in order."""
-        await self._send_update(
-            TaskInstanceUpdatedData(
-                instance_id=self.instance_id,
-                task_id=self.task.task_id,
-                status=InstanceStatus.RUNNING,
-                seq=self._take_seq(),
-                at=self.started_at,
-            )
-        )
+    async def _send_logs(self, pump: LogPump) -> None:
+        """The attempt's log sender: every chunk in order (after ``running``, before the final report)."""
         async for chunk in pump.chunks():
             try:
                 await self._on_log(chunk)
@@ -361,6 +395,11 @@ class Execution:
         except Exception:
             # The connection layer queues reports; if it fails there is nobody better to tell.
             logger.exception("update callback failed", extra={"instance_id": str(self.instance_id)})
+
+
+def _wake(waiter: asyncio.Future[None], _: object = None) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _settle(popen: subprocess.Popen[bytes], exited: asyncio.Future[child.ExitStatus]) -> None:

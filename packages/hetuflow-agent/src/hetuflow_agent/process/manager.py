@@ -1,10 +1,12 @@
-"""The process manager: every attempt this agent holds, within its capacity, from dispatch to final report.
+"""The process manager: every attempt this agent holds, within its capacity, from dispatch to report.
 
-An attempt waits for its fire time on the precise timer and runs in its own task. Its reports go out through
-``on_update`` and ``on_log`` one at a time and in order (``running``, the log chunks, the final status); its
-slot is free before the final report is handed over, so a caller may announce the slot at once. A dispatch
-re-sent after a reconnect is ignored, so an attempt never runs twice. One shared loop samples every running
-process tree for limits and metrics.
+``submit`` takes a dispatch and returns at once (a dispatch it holds or recently finished is ignored, so a
+resend after a reconnect never runs twice); the attempt waits for its fire time and runs in its own task.
+At most ``capacity`` attempts run at once; up to ``prefetch`` more may be held, dispatched ahead, and start
+in arrival order as slots free, so the next process starts without a round trip to the server. Reports go
+out in order per attempt (``running``, log chunks, final status); a slot is free before the final report.
+``drain`` hands back what has not started (``lost``) and lets the rest finish up to a timeout. Starts and
+directory removals run on worker threads; one sampling loop enforces the limits of every process tree.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,8 @@ from hetuflow_agent.process import orphans, sampler
 from hetuflow_agent.process.errors import CapacityExceeded, NotAccepting
 from hetuflow_agent.process.execution import Execution, LogCallback, Phase, UpdateCallback
 from hetuflow_agent.process.settings import ProcessSettings
+from hetuflow_agent.process.slots import RunSlots
+from hetuflow_agent.process.spawner import DEFAULT_SPAWN_THREADS, Spawner
 from hetuflow_agent.scheduler.clock import Clock
 from hetuflow_agent.scheduler.timer import PreciseTimer
 from hetuflow_core.enums import InstanceStatus
@@ -43,7 +46,9 @@ class ProcessManager:
 
     ``workdir`` is the agent's working directory (task directories go to ``workdir/tasks``);
     ``base_env`` is the environment every task starts from (default: this process's environment);
-    ``clock`` is the server clock estimate the connection layer keeps up to date.
+    ``clock`` is the server clock estimate the connection layer keeps up to date; ``prefetch`` is how
+    many attempts it holds beyond the ``capacity`` it runs; ``spawn_threads`` is how many starts may be
+    in flight at once.
     """
 
     def __init__(
@@ -56,16 +61,29 @@ class ProcessManager:
         clock: Clock | None = None,
         settings: ProcessSettings | None = None,
         base_env: Mapping[str, str] | None = None,
+        prefetch: int = 0,
+        spawn_threads: int = DEFAULT_SPAWN_THREADS,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if prefetch < 0:
+            raise ValueError("prefetch must be at least 0")
         self._capacity = capacity
+        self._prefetch = prefetch
+        self._slots = RunSlots(capacity)
         self._workdir = Path(workdir).absolute()
         self._on_update = on_update
         self._on_log = on_log
         self._timer = PreciseTimer(clock if clock is not None else Clock())
         self._settings = ProcessSettings() if settings is None else _checked(settings)
-        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._spawner = Spawner(
+            executables=self._settings.executables,
+            base_env=dict(os.environ if base_env is None else base_env),
+            workdir=self._workdir,
+            slots=capacity,
+            spares=0 if self._settings.keep_task_dirs else capacity + prefetch,
+            threads=spawn_threads,
+        )
         self._active: dict[UUID, Execution] = {}
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
         self._finished: OrderedDict[UUID, None] = OrderedDict()
@@ -76,13 +94,23 @@ class ProcessManager:
 
     @property
     def capacity(self) -> int:
-        """How many attempts the agent holds at most (waiting plus running)."""
+        """How many attempts run at once at most."""
         return self._capacity
+
+    @property
+    def prefetch(self) -> int:
+        """How many attempts are held beyond ``capacity`` (dispatched ahead, waiting for a run slot)."""
+        return self._prefetch
 
     @property
     def free_slots(self) -> int:
         """How many more dispatches ``submit`` takes now (0 while draining or closed)."""
-        return self._capacity - len(self._active) if self._accepting else 0
+        return self._capacity + self._prefetch - len(self._active) if self._accepting else 0
+
+    @property
+    def running_count(self) -> int:
+        """Attempts holding a run slot now (starting or running); never above ``capacity``."""
+        return self._slots.in_use
 
     @property
     def accepting(self) -> bool:
@@ -126,21 +154,20 @@ class ProcessManager:
     async def submit(self, task: ScheduledTaskData) -> bool:
         """Take one dispatch; True when accepted, False when it is a duplicate (ignored).
 
-        Raises ``NotAccepting`` while draining or closed and ``CapacityExceeded`` when every slot is taken
-        (the server sends no more than the free slots announced, so that means the two disagree).
+        Raises ``NotAccepting`` while draining or closed and ``CapacityExceeded`` when every slot is taken.
         """
         if not self._accepting:
             raise NotAccepting()
         if self.knows(task.instance_id):
             logger.info("ignoring duplicate dispatch", extra={"instance_id": str(task.instance_id)})
             return False
-        if len(self._active) >= self._capacity:
-            raise CapacityExceeded(self._capacity)
+        if len(self._active) >= self._capacity + self._prefetch:
+            raise CapacityExceeded(self._capacity, self._prefetch)
         execution = Execution(
             task,
             settings=self._settings,
-            workdir=self._workdir,
-            base_env=self._base_env,
+            spawner=self._spawner,
+            slots=self._slots,
             timer=self._timer,
             on_update=self._on_update,
             on_log=self._on_log,
@@ -193,6 +220,7 @@ class ProcessManager:
             self._sampling.cancel()
             await asyncio.gather(self._sampling, return_exceptions=True)
             self._sampling = None
+        await self._spawner.close()
 
     # ---------------------------------------------------------------- internals
 
@@ -200,7 +228,7 @@ class ProcessManager:
         try:
             await execution.run()
             if not self._settings.keep_task_dirs:
-                await asyncio.to_thread(shutil.rmtree, execution.task_dir, ignore_errors=True)
+                self._spawner.remove_task_dir(execution.task)
         finally:
             self._tasks.pop(execution.instance_id, None)
 
@@ -214,7 +242,9 @@ class ProcessManager:
     def _prepare_workdir(self) -> list[int]:
         tasks_root = self._workdir / "tasks"
         tasks_root.mkdir(parents=True, exist_ok=True)
-        return orphans.reap_orphans(tasks_root, remove_dirs=not self._settings.keep_task_dirs)
+        killed = orphans.reap_orphans(tasks_root, remove_dirs=not self._settings.keep_task_dirs)
+        self._spawner.leaders.reset()
+        return killed
 
     def _ensure_sampling(self) -> None:
         if self._sampling is None or self._sampling.done():

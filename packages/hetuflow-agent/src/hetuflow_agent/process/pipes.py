@@ -1,21 +1,24 @@
 """Reading a process's stdout and stderr and batching them into log chunks.
 
-The pipes are read by the event loop itself (``connect_read_pipe``): every read lands in
-``OutputBuffer.feed`` synchronously, so the pipes are drained as fast as the process writes whatever
-the network does — a process is never blocked on a full pipe, even past the output cap. Chunks that are
-ready go to an outbox in order; ``chunks()`` hands them to the one sender of the attempt. A stream's
-remainder is flushed ``flush_secs`` after its first unsent byte arrived (a loop timer), so a slow
-trickle of output still shows up live in batches rather than byte by byte.
+The pipes are read by the event loop itself: each read end is registered with ``add_reader`` and every
+read lands in ``OutputBuffer.feed`` synchronously, so the pipes are drained as fast as the process
+writes whatever the network does — a process is never blocked on a full pipe, even past the output cap.
+(Plain readers rather than asyncio pipe transports: a transport costs several loop callbacks and a
+future to set up per pipe, two per attempt, and gives nothing the pump needs.) Chunks that are ready go
+to an outbox in order; ``chunks()`` hands them to the one sender of the attempt, which ``when_output``
+lets the attempt create only once there is something to send. A stream's remainder
+is flushed ``flush_secs`` after its first unsent byte arrived (a loop timer), so a slow trickle of
+output still shows up live in batches rather than byte by byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import os
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import IO
+from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 from hetuflow_agent.process.output import OutputBuffer
 from hetuflow_core.enums import LogStream
@@ -23,22 +26,8 @@ from hetuflow_core.protocol import TaskLogChunkData
 
 __all__ = ["LogPump"]
 
-
-class _StreamProtocol(asyncio.Protocol):
-    """Feeds one pipe into the pump and tells it when the pipe is closed."""
-
-    def __init__(self, pump: LogPump, stream: LogStream) -> None:
-        self._pump = pump
-        self._stream = stream
-
-    def data_received(self, data: bytes) -> None:
-        self._pump.feed(self._stream, data)
-
-    def eof_received(self) -> bool | None:
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._pump._stream_closed(self._stream)
+_READ_BYTES: Final = 65_536
+"""Largest single read; one log chunk by default, and small enough to stay off ``mmap`` allocations."""
 
 
 class LogPump:
@@ -51,19 +40,23 @@ class LogPump:
         self._outbox: deque[TaskLogChunkData] = deque()
         self._wakeup = asyncio.Event()
         self._timers: dict[LogStream, asyncio.TimerHandle] = {}
-        self._transports: list[asyncio.BaseTransport] = []
-        self._open: set[LogStream] = set()
+        self._fds: dict[LogStream, int] = {}
         self._all_closed = asyncio.Event()
         self._finished = False
+        self._on_output: Callable[[], None] | None = None
 
-    async def connect(self, stdout: IO[bytes], stderr: IO[bytes]) -> None:
-        """Start reading the two pipes (the pump takes ownership and closes them)."""
-        for stream, pipe in ((LogStream.STDOUT, stdout), (LogStream.STDERR, stderr)):
-            self._open.add(stream)
-            transport, _ = await self._loop.connect_read_pipe(
-                functools.partial(_StreamProtocol, self, stream), pipe
-            )
-            self._transports.append(transport)
+    def connect(self, stdout: int, stderr: int) -> None:
+        """Start reading the two pipes' non-blocking read ends (the pump takes ownership and closes them)."""
+        for stream, fd in ((LogStream.STDOUT, stdout), (LogStream.STDERR, stderr)):
+            self._fds[stream] = fd
+            self._loop.add_reader(fd, self._on_readable, stream, fd)
+
+    def when_output(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, as soon as a chunk is ready (now, if one already is)."""
+        if self._outbox:
+            callback()
+        else:
+            self._on_output = callback
 
     def feed(self, stream: LogStream, data: bytes) -> None:
         """Bytes read from ``stream``: chunk what is full, arm the flush timer for the rest."""
@@ -76,8 +69,10 @@ class LogPump:
 
     async def wait_closed(self, within_secs: float | None) -> bool:
         """Wait until both pipes reached end of file; False when ``within_secs`` passed first."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_closed.wait(), within_secs)
+        if not self._all_closed.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within_secs):
+                    await self._all_closed.wait()
         return self._all_closed.is_set()
 
     def finish(self) -> None:
@@ -85,8 +80,8 @@ class LogPump:
         if self._finished:
             return
         self._finished = True
-        for transport in self._transports:
-            transport.close()
+        for stream in list(self._fds):
+            self._close(stream)
         for stream in list(self._timers):
             self._cancel_timer(stream)
         self._post(self.buffer.flush_all())
@@ -102,6 +97,27 @@ class LogPump:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def _on_readable(self, stream: LogStream, fd: int) -> None:
+        try:
+            data = os.read(fd, _READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return  # nothing after all; the loop calls again when there is
+        except OSError:
+            data = b""  # a broken pipe ends the stream like end of file
+        if data:
+            self.feed(stream, data)
+        else:
+            self._close(stream)
+
+    def _close(self, stream: LogStream) -> None:
+        fd = self._fds.pop(stream, None)
+        if fd is None:
+            return
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        if not self._fds:
+            self._all_closed.set()
+
     def _flush(self, stream: LogStream) -> None:
         self._timers.pop(stream, None)
         chunk = self.buffer.flush(stream)
@@ -112,13 +128,11 @@ class LogPump:
         if chunks:
             self._outbox.extend(chunks)
             self._wakeup.set()
+            callback, self._on_output = self._on_output, None
+            if callback is not None:
+                callback()
 
     def _cancel_timer(self, stream: LogStream) -> None:
         timer = self._timers.pop(stream, None)
         if timer is not None:
             timer.cancel()
-
-    def _stream_closed(self, stream: LogStream) -> None:
-        self._open.discard(stream)
-        if not self._open:
-            self._all_closed.set()
