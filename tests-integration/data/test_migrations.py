@@ -29,6 +29,7 @@ TABLES = {
     "sched_task_log",
     "sched_schedule_slot",
     "sched_token",
+    "sched_uptime",
 }
 
 # Every enum column and the hetuflow-core enum whose values its CHECK constraint must list.
