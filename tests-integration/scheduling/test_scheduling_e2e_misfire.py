@@ -106,12 +106,21 @@ def slots_between(start: datetime, end: datetime, step: int = 1) -> list[datetim
     return slots
 
 
-def busy_agent(pipeline: Pipeline, agents: AgentPool) -> str:
-    """Start an agent that runs one thing at a time and keep it busy for ``BUSY_SECS``; the busy task's id."""
+def while_busy(pipeline: Pipeline, agents: AgentPool, **fields: Any) -> tuple[list[datetime], Settled]:
+    """An every-second schedule (with ``fields``) on an agent that runs one thing at a time and is busy with
+    something else for ``BUSY_SECS`` as the schedule starts; its slots up to two seconds after the agent is
+    free again, and its tasks and slot records once they settled."""
     agents.start(capacity=1)
     blocker = pipeline.run(suite=agents.suite, script=f"sleep {BUSY_SECS}")
     pipeline.wait_task(blocker, "running")
-    return blocker
+    job_id = pipeline.create_job(suite=agents.suite, script="true")
+    schedule = create_schedule(pipeline, job_id, kind="cron", cron_expression="* * * * * *", **fields)
+    pipeline.wait_task(blocker)
+    until = datetime.now(UTC) + timedelta(seconds=2)
+    wait_until(until + timedelta(seconds=0.5))
+    disable(pipeline, schedule["id"])
+    window = slots_between(at(schedule["created_at"]), until)
+    return window, settle(pipeline, schedule["id"], window)
 
 
 def started_late(pipeline: Pipeline, slot: datetime, task: dict[str, Any]) -> float:
@@ -123,17 +132,7 @@ def started_late(pipeline: Pipeline, slot: datetime, task: dict[str, Any]) -> fl
 def test_a_busy_agent_delays_the_slots_of_a_default_schedule_and_drops_none(
     pipeline: Pipeline, agents: AgentPool
 ) -> None:
-    blocker = busy_agent(pipeline, agents)
-    job_id = pipeline.create_job(suite=agents.suite, script="true")
-    schedule = create_schedule(pipeline, job_id, kind="cron", cron_expression="* * * * * *")
-    assert (schedule["misfire_policy"], schedule["start_deadline_secs"]) == ("run_once", None)
-    pipeline.wait_task(blocker)
-    until = datetime.now(UTC) + timedelta(seconds=2)
-    wait_until(until + timedelta(seconds=0.5))
-    disable(pipeline, schedule["id"])
-
-    window = slots_between(at(schedule["created_at"]), until)
-    tasks, records = settle(pipeline, schedule["id"], window)
+    window, (tasks, records) = while_busy(pipeline, agents)  # the schedule's settings are the defaults
     assert {slot: records[slot]["outcome"] for slot in window} == dict.fromkeys(window, "ran")
     assert all(tasks[slot]["status"] == "succeeded" for slot in window)
     # The slots that came due while the agent was busy waited longer than the old zero grace allowed.
@@ -142,18 +141,7 @@ def test_a_busy_agent_delays_the_slots_of_a_default_schedule_and_drops_none(
 
 
 def test_a_start_deadline_misses_the_slots_that_waited_longer(pipeline: Pipeline, agents: AgentPool) -> None:
-    blocker = busy_agent(pipeline, agents)
-    job_id = pipeline.create_job(suite=agents.suite, script="true")
-    schedule = create_schedule(
-        pipeline, job_id, kind="cron", cron_expression="* * * * * *", start_deadline_secs=2
-    )
-    pipeline.wait_task(blocker)
-    until = datetime.now(UTC) + timedelta(seconds=2)
-    wait_until(until + timedelta(seconds=0.5))
-    disable(pipeline, schedule["id"])
-
-    window = slots_between(at(schedule["created_at"]), until)
-    tasks, records = settle(pipeline, schedule["id"], window)
+    window, (tasks, records) = while_busy(pipeline, agents, start_deadline_secs=2)
     missed = [slot for slot in window if records[slot]["outcome"] == "missed"]
     # The agent was busy for longer than the deadline (plus the slack) after the first slots came due.
     assert len(missed) >= 2, records
