@@ -58,6 +58,7 @@ def test_create_get_list_schedule(admin_client: httpx.Client, read_client: httpx
         ({"kind": "sometimes"}, "$.kind"),
         ({"job_id": "not-a-uuid"}, "$.job_id"),
         ({"misfire_policy": "never"}, "$.misfire_policy"),
+        ({"start_deadline_secs": -1}, "$.start_deadline_secs"),
     ],
 )
 def test_invalid_schedule_is_422_naming_the_field(
@@ -67,6 +68,28 @@ def test_invalid_schedule_is_422_naming_the_field(
     problem = admin_client.post(SCHEDULES, json=body).json()
     assert problem["status"] == 422, problem
     assert path in [error["path"] for error in problem["errors"]]
+
+
+def test_misfire_defaults_and_the_start_deadline(admin_client: httpx.Client, job_id: str) -> None:
+    schedule = create_schedule(admin_client, job_id)
+    assert (schedule["misfire_policy"], schedule["misfire_grace_secs"], schedule["misfire_max_runs"]) == (
+        "run_once",
+        60,
+        100,
+    )
+    assert schedule["start_deadline_secs"] is None
+    url = f"{SCHEDULES}/{schedule['id']}"
+    assert admin_client.patch(url, json={"start_deadline_secs": 30}).json()["start_deadline_secs"] == 30
+    assert admin_client.get(url).json()["start_deadline_secs"] == 30
+    assert admin_client.patch(url, json={"start_deadline_secs": None}).json()["start_deadline_secs"] is None
+    strict = create_schedule(
+        admin_client, job_id, misfire_policy="skip", misfire_grace_secs=0, start_deadline_secs=5.5
+    )
+    assert (strict["misfire_policy"], strict["misfire_grace_secs"], strict["start_deadline_secs"]) == (
+        "skip",
+        0,
+        5.5,
+    )
 
 
 def test_schedule_of_a_missing_job_is_422(admin_client: httpx.Client) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import pgfixture
 import psycopg
@@ -29,6 +30,7 @@ TABLES = {
     "sched_task_log",
     "sched_schedule_slot",
     "sched_token",
+    "sched_uptime",
 }
 
 # Every enum column and the hetuflow-core enum whose values its CHECK constraint must list.
@@ -191,3 +193,39 @@ async def test_unreachable_database_is_database_unavailable() -> None:
 
     with pytest.raises(DatabaseUnavailable):
         await migrate("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+async def test_new_misfire_defaults_leave_existing_schedules_as_they_were(pg_admin_url: str) -> None:
+    with pgfixture.fresh_database(pg_admin_url, "misfire_defaults") as url:
+        before = [m for m in available_migrations() if m.name < "0004"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(b"CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz)")
+            for migration in before:
+                with conn.transaction():
+                    conn.execute(migration.text.encode())
+                    conn.execute(b"INSERT INTO schema_migrations (name) VALUES (%s)", (migration.name,))
+            # A schedule stored by an earlier version, which wrote the old defaults (skip, no grace).
+            job, old = uuid.uuid4(), uuid.uuid4()
+            conn.execute(
+                b"INSERT INTO sched_job (id, namespace, name, config) VALUES (%s, 'default', 'j', "
+                b'\'{"command": "bash"}\')',
+                (job,),
+            )
+            conn.execute(
+                b"INSERT INTO sched_schedule (id, job_id, kind, interval_secs, misfire_policy, "
+                b"misfire_grace_secs) VALUES (%s, %s, 'interval', 60, 'skip', 0)",
+                (old, job),
+            )
+        applied = await migrate(url)
+        assert applied[0] == "0004_misfire_defaults"
+        new = uuid.uuid4()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                b"INSERT INTO sched_schedule (id, job_id, kind, interval_secs) "
+                b"VALUES (%s, %s, 'interval', 60)",
+                (new, job),
+            )
+            rows = conn.execute(
+                b"SELECT id, misfire_policy, misfire_grace_secs, start_deadline_secs FROM sched_schedule"
+            ).fetchall()
+        assert {row[0]: row[1:] for row in rows} == {old: ("skip", 0, None), new: ("run_once", 60, None)}

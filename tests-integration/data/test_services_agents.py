@@ -1,4 +1,5 @@
-"""AgentService, ServerService (with leases) and TokenRecordService against a real database."""
+"""AgentService, ServerService (with leases and the scheduler's uptime) and TokenRecordService against a real
+database."""
 
 from __future__ import annotations
 
@@ -148,6 +149,30 @@ async def test_servers_and_leader_lease(services: Services, model_manager: Model
     await services.servers.heartbeat(first)
     await services.servers.deactivate(first)
     assert {s.id: s.status.value for s in await services.servers.list()}[first] == "inactive"
+
+
+async def test_the_schedulers_uptime_restarts_after_a_silence_longer_than_its_gap(
+    services: Services, model_manager: ModelManager
+) -> None:
+    async def up_since() -> datetime:
+        async with model_manager.transaction() as conn:
+            return await bmc.UptimeBmc.up_since(conn)
+
+    before = datetime.now(UTC)
+    assert await up_since() >= before  # no server ever said it was up: nothing was watched
+    since = await services.servers.mark_up(gap_secs=60)
+    assert await services.servers.mark_up(gap_secs=60) == since  # heartbeats within the gap: one uptime
+    assert await up_since() == since
+    async with model_manager.transaction() as conn:  # every server silent for two minutes
+        await conn.execute("UPDATE sched_uptime SET seen_at = seen_at - interval '2 minutes'")
+    # Before the next heartbeat, the stale row already says the scheduler was down until now ...
+    assert await up_since() > since
+    # ... and the heartbeat after the silence starts a new uptime.
+    again = await services.servers.mark_up(gap_secs=60)
+    assert again > since
+    assert await up_since() == again
+    async with model_manager.transaction() as conn:
+        await conn.execute("DELETE FROM sched_uptime")
 
 
 async def test_expired_lease_can_be_taken(services: Services, model_manager: ModelManager) -> None:

@@ -4,7 +4,7 @@ the lease, and every-second cron and interval schedules keep firing across it, e
 The servers run with a 2 s lease and a 6 s generation horizon, so the slots at the end of the test window lie
 beyond what the dead leader had planned: the new leader must generate them. The schedules allow a grace of
 twice the lease, the documented failover bound: a slot planned late by a failover within that bound is not
-late, so none may be missing (the default ``skip`` policy would record a late one ``missed``).
+late, so none may be missing (the misfire policy would record a late one ``missed``).
 
 A leader that hangs (SIGSTOP) inside its lease transaction, holding the lease row, is replaced as well: the
 database ends a session idle in a transaction for a lease (``idle_in_transaction_session_timeout``), which

@@ -1,6 +1,10 @@
 """Admission of due slots at dispatch, against a real PostgreSQL: misfire policies for tasks planned before an
-outage, the grace period, overlap policies (forbid skips, replace cancels through the agent-command channel),
-slots of forbid/replace jobs claimed only when due, and the slot record of each outcome.
+outage, the grace period, slots planned in time that only waited for an agent (they start, however late,
+unless a start deadline passed), overlap policies (forbid skips, replace cancels through the agent-command
+channel), slots of forbid/replace jobs claimed only when due, and the slot record of each outcome.
+
+The scheduler's uptime (``sched_uptime``) is written by the servers' heartbeats; no server runs here, so a
+test that needs the scheduler up since some moment says so with ``up_since`` and the row goes after it.
 
 Each test's jobs require a label of their own (``suite``) and the dispatch offers one agent with it, so a test
 only ever claims its own tasks from the module's shared database.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -73,6 +78,16 @@ class Fixture:
             )
         return [task.id for task in made]
 
+    async def plan_in_time(self, *offsets: float) -> list[UUID]:
+        """Like ``plan``, but the tasks were made well before their slots (as the generation horizon does)."""
+        ids = await self.plan(*offsets)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE sched_task SET created_at = scheduled_at - interval '10 minutes' WHERE id = ANY(%s)",
+                (ids,),
+            )
+        return ids
+
     async def dispatch(self) -> list[UUID]:
         """One dispatch round for this test's agent; the ids of the tasks it started."""
         return [d.task.id for d in await self.services.dispatch.dispatch([self.agent])]
@@ -82,6 +97,25 @@ class Fixture:
 
     async def outcomes(self) -> dict[UUID | None, SlotOutcome]:
         return {record.task_id: record.outcome for record in await slot_records(self.db, self.schedule.id)}
+
+
+UpSince = Callable[[float], Awaitable[None]]
+
+
+@pytest.fixture
+async def up_since(services: Services, model_manager: ModelManager) -> AsyncIterator[UpSince]:
+    """``await up_since(secs)``: the scheduler has been up without a gap since ``secs`` seconds ago."""
+
+    async def set_up_since(secs: float) -> None:
+        await services.servers.mark_up(gap_secs=3600)
+        async with model_manager.transaction() as conn:
+            await conn.execute(
+                "UPDATE sched_uptime SET up_since = now() - make_interval(secs => %s)", (secs,)
+            )
+
+    yield set_up_since
+    async with model_manager.transaction() as conn:
+        await conn.execute("DELETE FROM sched_uptime")
 
 
 async def setup(
@@ -118,7 +152,9 @@ async def test_slots_planned_before_an_outage_follow_the_misfire_policy(
     model_manager: ModelManager,
     make_job: MakeJob,
 ) -> None:
-    f = await setup(services, model_manager, make_job, misfire_policy=policy, misfire_max_runs=2)
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=policy, misfire_grace_secs=0, misfire_max_runs=2
+    )
     late = await f.plan(-10, -9, -8, -7, -6)  # the server was down while these came due
     on_time = await f.plan(-MISFIRE_SLACK_SECS / 4, 2)  # just due, and due within the look-ahead
     started = await f.dispatch()
@@ -140,11 +176,79 @@ async def test_slots_planned_before_an_outage_follow_the_misfire_policy(
 async def test_late_slots_within_grace_run_normally(
     services: Services, model_manager: ModelManager, make_job: MakeJob
 ) -> None:
-    f = await setup(services, model_manager, make_job, misfire_grace_secs=30)
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=MisfirePolicy.SKIP, misfire_grace_secs=30
+    )
     within = await f.plan(-20, -10)
     beyond = await f.plan(-40)
     assert sorted(await f.dispatch()) == sorted(within)
     assert (await f.statuses())[beyond[0]] is TaskStatus.SKIPPED
+
+
+async def test_slots_planned_in_time_wait_for_an_agent_however_late(
+    services: Services, model_manager: ModelManager, make_job: MakeJob, up_since: UpSince
+) -> None:
+    # The strictest misfire settings: waiting for a free agent still is no misfire.
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=MisfirePolicy.SKIP, misfire_grace_secs=0
+    )
+    await up_since(3600)
+    waited = await f.plan_in_time(-300, -120, -30)  # every agent was busy for five minutes
+    assert sorted(await f.dispatch()) == sorted(waited)
+    assert await f.outcomes() == dict.fromkeys(waited, SlotOutcome.RAN)
+
+
+async def test_a_start_deadline_misses_a_slot_that_waited_too_long(
+    services: Services, model_manager: ModelManager, make_job: MakeJob, up_since: UpSince
+) -> None:
+    f = await setup(services, model_manager, make_job, start_deadline_secs=10)
+    await up_since(3600)
+    (too_late,) = await f.plan_in_time(-60)
+    (within,) = await f.plan_in_time(-5)
+    assert await f.dispatch() == [within]
+    assert (await f.statuses())[too_late] is TaskStatus.SKIPPED
+    (record,) = [r for r in await slot_records(model_manager, f.schedule.id) if r.task_id == too_late]
+    assert record.outcome is SlotOutcome.MISSED
+    assert record.detail is not None
+    assert "not started within the start deadline of 10 s" in record.detail
+
+
+@pytest.mark.parametrize(
+    ("policy", "late_that_run"),
+    [(MisfirePolicy.SKIP, 0), (MisfirePolicy.RUN_ONCE, 1), (MisfirePolicy.RUN_ALL, 2)],
+)
+async def test_slots_due_while_the_scheduler_was_down_follow_the_misfire_policy(
+    policy: MisfirePolicy,
+    late_that_run: int,
+    services: Services,
+    model_manager: ModelManager,
+    make_job: MakeJob,
+    up_since: UpSince,
+) -> None:
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=policy, misfire_grace_secs=0, misfire_max_runs=2
+    )
+    await up_since(10)  # every server was down until ten seconds ago
+    down = await f.plan_in_time(-40, -35, -30, -25)  # planned before the outage, as the horizon does
+    kept = down[len(down) - late_that_run :] if late_that_run else []
+    assert sorted(await f.dispatch()) == sorted(kept)
+    assert await f.outcomes() == {
+        **dict.fromkeys([task for task in down if task not in kept], SlotOutcome.MISSED),
+        **dict.fromkeys(kept, SlotOutcome.RAN),
+    }
+
+
+async def test_a_slot_due_after_the_scheduler_came_back_waits_for_an_agent(
+    services: Services, model_manager: ModelManager, make_job: MakeJob, up_since: UpSince
+) -> None:
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=MisfirePolicy.SKIP, misfire_grace_secs=0
+    )
+    await up_since(30)
+    (down,) = await f.plan_in_time(-40)
+    (back,) = await f.plan_in_time(-20)
+    assert await f.dispatch() == [back]
+    assert await f.outcomes() == {down: SlotOutcome.MISSED, back: SlotOutcome.RAN}
 
 
 async def test_manual_tasks_and_retries_are_never_judged(
@@ -195,6 +299,7 @@ async def test_several_due_slots_of_a_forbid_schedule_run_one_at_a_time(
         make_job,
         concurrency=ConcurrencyPolicy.FORBID,
         misfire_policy=MisfirePolicy.RUN_ALL,
+        misfire_grace_secs=0,
     )
     tasks = await f.plan(-12, -11, -10)
     assert await f.dispatch() == [tasks[0]]

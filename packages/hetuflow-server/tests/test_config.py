@@ -32,6 +32,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.scheduler.dispatch_lookahead_secs == 5
     assert config.scheduler.heartbeat_interval_secs == 5
     assert config.scheduler.agent_timeout_secs == 15
+    assert config.scheduler.generation_interval_secs is None  # the generator picks 5 s or horizon / 4
+    assert config.scheduler.misfire_slack_secs == 1
     assert config.log.level == "info"
     assert config.log.format == "text"
     assert config.key_path == tmp_path / "data" / "server.jwk"
@@ -65,6 +67,15 @@ def test_env_converts_strings_and_ignores_foreign_variables(tmp_path: Path) -> N
     config = load_config(environ=environ, cwd=tmp_path)
     assert config.scheduler.agent_timeout_secs == 30.5
     assert config.database.pool_max == 4
+
+
+def test_generation_interval_and_misfire_slack_from_the_environment(tmp_path: Path) -> None:
+    environ = {
+        "HETUFLOW_SCHEDULER__GENERATION_INTERVAL_SECS": "2.5",
+        "HETUFLOW_SCHEDULER__MISFIRE_SLACK_SECS": "0",
+    }
+    scheduler = load_config(environ=environ, cwd=tmp_path).scheduler
+    assert (scheduler.generation_interval_secs, scheduler.misfire_slack_secs) == (2.5, 0)
 
 
 def test_empty_env_clears_optional_value(tmp_path: Path) -> None:
@@ -110,6 +121,11 @@ def test_relative_paths_resolve_against_file_dir_and_cwd(tmp_path: Path) -> None
             "(from HETUFLOW_SCHEDULER__LEASE_SECS)",
         ),
         (
+            {"HETUFLOW_SCHEDULER__MISFIRE_SLACK_SECS": "-1"},
+            'scheduler.misfire_slack_secs: expected number in 0..3600, got "-1" '
+            "(from HETUFLOW_SCHEDULER__MISFIRE_SLACK_SECS)",
+        ),
+        (
             {"HETUFLOW_SERVER__PROT": "1"},
             "server.prot: unknown key (from HETUFLOW_SERVER__PROT)",
         ),
@@ -147,6 +163,11 @@ def test_bad_flag_value_names_flag(tmp_path: Path) -> None:
         (
             "[scheduler]\nheartbeat_interval_secs = 20\n",
             "scheduler.agent_timeout_secs: must be longer than scheduler.heartbeat_interval_secs",
+        ),
+        (
+            "[scheduler]\ngeneration_horizon_secs = 8\ngeneration_interval_secs = 4\n",
+            "scheduler.generation_interval_secs: must be shorter than half of "
+            "scheduler.generation_horizon_secs (4 >= 8 / 2)",
         ),
         ("[server\n", "{file}: invalid TOML"),
     ],

@@ -1,4 +1,5 @@
-"""Misfire policy decisions (pure): which late slots run under skip, run_once and run_all, and grace.
+"""Misfire policy decisions (pure): which slots only wait for an agent, which are late, which late slots run
+under skip, run_once and run_all, grace, slack and the start deadline.
 
 The generator decides for a whole gap at once (``split_slots``, streaming through ``LateSlots``); the
 dispatcher decides one late task at a time from how many later late slots exist (``MisfireRule.runs_late``).
@@ -15,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hetuflow_core.enums import MisfirePolicy
-from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS, LateSlots, MisfireRule, split_slots
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS, LateSlots, MisfireRule, Verdict, split_slots
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -46,9 +47,10 @@ def test_keep_per_policy(policy: MisfirePolicy, max_runs: int, keep: int) -> Non
     assert MisfireRule(policy=policy, max_runs=max_runs).keep == keep
 
 
-def test_default_rule_is_skip_without_grace() -> None:
+def test_default_rule_runs_the_latest_late_slot_after_a_minute_of_grace() -> None:
     rule = MisfireRule()
-    assert (rule.policy, rule.grace_secs, rule.keep) == (MisfirePolicy.SKIP, 0.0, 0)
+    assert (rule.policy, rule.grace_secs, rule.keep) == (MisfirePolicy.RUN_ONCE, 60.0, 1)
+    assert (rule.start_deadline_secs, rule.slack_secs) == (None, MISFIRE_SLACK_SECS)
 
 
 def test_late_means_older_than_grace_plus_slack() -> None:
@@ -62,7 +64,7 @@ def test_late_means_older_than_grace_plus_slack() -> None:
 
 
 def test_slack_forgives_the_schedulers_own_latency() -> None:
-    rule = MisfireRule()  # no grace at all
+    rule = MisfireRule(grace_secs=0)  # no grace at all
     assert not rule.is_late(NOW - timedelta(seconds=MISFIRE_SLACK_SECS / 2), NOW)
     assert rule.is_late(NOW - timedelta(seconds=MISFIRE_SLACK_SECS * 2), NOW)
 
@@ -83,11 +85,108 @@ def test_runs_late_counts_later_late_slots(policy: MisfirePolicy, later_late: in
 
 def test_missed_detail_says_how_late_and_which_policy() -> None:
     slot = NOW - timedelta(seconds=12.3)
-    assert MisfireRule().missed_detail(slot, NOW) == "12.3 s late, grace 0 s: misfire policy skip"
+    skip = MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=0).missed_detail(slot, NOW)
+    assert skip == "12.3 s late, grace 0 s: misfire policy skip"
     once = MisfireRule(policy=MisfirePolicy.RUN_ONCE, grace_secs=2).missed_detail(slot, NOW)
     assert once == "12.3 s late, grace 2 s: misfire policy run_once, the latest late slot runs"
     many = MisfireRule(policy=MisfirePolicy.RUN_ALL, max_runs=5).missed_detail(slot, NOW)
     assert many.endswith("misfire policy run_all, the latest 5 late slots run")
+
+
+# --- waiting for an agent is not a misfire; an outage is
+
+HOUR_AGO = NOW - timedelta(hours=1)
+"""The scheduler has been up since then, in the tests below, unless they say otherwise."""
+
+
+def test_a_slot_planned_and_watched_in_time_waits_however_late() -> None:
+    rule = MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=0)
+    slot = NOW - timedelta(minutes=10)  # an agent has been busy for ten minutes
+    planned = slot - timedelta(minutes=5)  # the generator made its task ahead of time
+    assert rule.is_late(slot, NOW)
+    assert rule.judge(slot, planned_at=planned, up_since=HOUR_AGO, now=NOW) is Verdict.WAITING
+
+
+def test_a_slot_whose_time_fell_in_an_outage_is_late() -> None:
+    rule = MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=0)
+    slot = NOW - timedelta(seconds=30)
+    planned = slot - timedelta(minutes=5)  # planned before the outage, as the horizon does
+    back = NOW - timedelta(seconds=5)  # every server was down from before the slot until then
+    assert rule.judge(slot, planned_at=planned, up_since=back, now=NOW) is Verdict.LATE
+    # A slot due after the restart only waits, even when the agents are busy past its grace.
+    later = back + timedelta(seconds=1)
+    assert rule.judge(later, planned_at=planned, up_since=back, now=NOW) is Verdict.WAITING
+
+
+def test_a_slot_planned_after_it_was_late_is_late() -> None:
+    rule = MisfireRule(policy=MisfirePolicy.RUN_ONCE, grace_secs=10)
+    slot = NOW - timedelta(seconds=40)
+    # Planned only when a pause ended (or the cursor was behind the clock), past grace and slack.
+    planned = slot + timedelta(seconds=10 + MISFIRE_SLACK_SECS + 1)
+    assert rule.judge(slot, planned_at=planned, up_since=HOUR_AGO, now=NOW) is Verdict.LATE
+    # Planned within grace (the generator judged it on time): it may wait from then on.
+    within = slot + timedelta(seconds=10)
+    assert rule.judge(slot, planned_at=within, up_since=HOUR_AGO, now=NOW) is Verdict.WAITING
+
+
+def test_slots_within_grace_or_not_due_are_on_time_whatever_happened() -> None:
+    rule = MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=30)
+    for slot in (NOW - timedelta(seconds=20), NOW, NOW + timedelta(seconds=3)):
+        assert rule.judge(slot, planned_at=NOW, up_since=NOW, now=NOW) is Verdict.ON_TIME
+
+
+def test_the_start_deadline_misses_a_waiting_slot_and_a_late_one() -> None:
+    rule = MisfireRule(policy=MisfirePolicy.RUN_ALL, grace_secs=0, start_deadline_secs=30)
+    edge = NOW - timedelta(seconds=30 + MISFIRE_SLACK_SECS)
+    planned = edge - timedelta(minutes=1)
+    assert rule.judge(edge, planned_at=planned, up_since=HOUR_AGO, now=NOW) is Verdict.WAITING
+    past = edge - timedelta(microseconds=1)
+    assert rule.past_deadline(past, NOW)
+    assert rule.judge(past, planned_at=planned, up_since=HOUR_AGO, now=NOW) is Verdict.PAST_DEADLINE
+    assert rule.judge(past, planned_at=NOW, up_since=NOW, now=NOW) is Verdict.PAST_DEADLINE
+    # The deadline applies even within grace: it bounds every start.
+    strict = MisfireRule(grace_secs=600, start_deadline_secs=5)
+    assert strict.judge(past, planned_at=planned, up_since=HOUR_AGO, now=NOW) is Verdict.PAST_DEADLINE
+    assert not MisfireRule().past_deadline(NOW - timedelta(days=30), NOW)  # no deadline: none passes
+
+
+def test_deadline_detail_says_how_late_and_the_deadline() -> None:
+    rule = MisfireRule(start_deadline_secs=5)
+    detail = rule.deadline_detail(NOW - timedelta(seconds=7.3), NOW)
+    assert detail == "7.3 s late: not started within the start deadline of 5 s"
+
+
+def test_the_slack_is_the_schedulers_own_and_configurable() -> None:
+    slot = NOW - timedelta(seconds=20)
+    assert MisfireRule(grace_secs=0).is_late(slot, NOW)
+    lenient = MisfireRule(grace_secs=0, slack_secs=30, start_deadline_secs=0)
+    assert not lenient.is_late(slot, NOW)
+    assert not lenient.past_deadline(slot, NOW)
+    assert lenient.cutoff(NOW) == NOW - timedelta(seconds=30)
+
+
+@given(
+    grace=st.sampled_from([0.0, 2.0, 60.0]),
+    deadline=st.sampled_from([None, 0.0, 5.0, 120.0]),
+    slot_secs=st.integers(min_value=-600, max_value=10),
+    planned_secs=st.integers(min_value=-900, max_value=600),
+    up_secs=st.integers(min_value=-900, max_value=0),
+)
+def test_only_slots_the_scheduler_missed_are_left_to_the_policy(
+    grace: float, deadline: float | None, slot_secs: int, planned_secs: int, up_secs: int
+) -> None:
+    rule = MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=grace, start_deadline_secs=deadline)
+    slot = NOW + timedelta(seconds=slot_secs)
+    planned = slot + timedelta(seconds=planned_secs)
+    up_since = NOW + timedelta(seconds=up_secs)
+    verdict = rule.judge(slot, planned_at=planned, up_since=up_since, now=NOW)
+    in_time = planned <= slot + timedelta(seconds=grace + MISFIRE_SLACK_SECS) and up_since <= slot
+    if rule.past_deadline(slot, NOW):
+        assert verdict is Verdict.PAST_DEADLINE
+    elif not rule.is_late(slot, NOW):
+        assert verdict is Verdict.ON_TIME
+    else:
+        assert verdict is (Verdict.WAITING if in_time else Verdict.LATE)
 
 
 # --- a gap of ten seconds, as after a server that was down for ten seconds
@@ -95,7 +194,7 @@ def test_missed_detail_says_how_late_and_which_policy() -> None:
 
 def test_skip_runs_nothing_late_and_everything_on_time() -> None:
     slots = every_second(-10, 5)  # ten late slots (with the slack, -1 is not late), then the future
-    split = split_slots(MisfireRule(), slots, NOW)
+    split = split_slots(MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=0), slots, NOW)
     late = [slot for slot in slots if slot < NOW - timedelta(seconds=MISFIRE_SLACK_SECS)]
     assert split.missed == late
     assert split.run == [slot for slot in slots if slot not in late]
@@ -103,7 +202,7 @@ def test_skip_runs_nothing_late_and_everything_on_time() -> None:
 
 def test_run_once_runs_the_latest_late_slot_once() -> None:
     slots = every_second(-10, 3)
-    split = split_slots(MisfireRule(policy=MisfirePolicy.RUN_ONCE), slots, NOW)
+    split = split_slots(MisfireRule(policy=MisfirePolicy.RUN_ONCE, grace_secs=0), slots, NOW)
     cutoff = NOW - timedelta(seconds=MISFIRE_SLACK_SECS)
     late = [slot for slot in slots if slot < cutoff]
     assert split.missed == late[:-1]
@@ -112,7 +211,7 @@ def test_run_once_runs_the_latest_late_slot_once() -> None:
 
 def test_run_all_runs_the_latest_max_runs_late_slots() -> None:
     slots = every_second(-10, 1)
-    split = split_slots(MisfireRule(policy=MisfirePolicy.RUN_ALL, max_runs=4), slots, NOW)
+    split = split_slots(MisfireRule(policy=MisfirePolicy.RUN_ALL, grace_secs=0, max_runs=4), slots, NOW)
     cutoff = NOW - timedelta(seconds=MISFIRE_SLACK_SECS)
     late = [slot for slot in slots if slot < cutoff]
     assert split.missed == late[:-4]
@@ -122,7 +221,8 @@ def test_run_all_runs_the_latest_max_runs_late_slots() -> None:
 
 def test_run_all_under_its_bound_runs_every_late_slot() -> None:
     slots = every_second(-10, 0)
-    split = split_slots(MisfireRule(policy=MisfirePolicy.RUN_ALL, max_runs=100), slots, NOW)
+    rule = MisfireRule(policy=MisfirePolicy.RUN_ALL, grace_secs=0, max_runs=100)
+    split = split_slots(rule, slots, NOW)
     assert (split.run, split.missed) == (slots, [])
 
 
@@ -131,7 +231,7 @@ def test_slots_within_grace_run_normally_whatever_the_policy() -> None:
     for policy in MisfirePolicy:
         split = split_slots(MisfireRule(policy=policy, grace_secs=30), slots, NOW)
         assert split.run[-3:] == seconds_ago(20, 10, 0)
-    skip = split_slots(MisfireRule(grace_secs=30), slots, NOW)
+    skip = split_slots(MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=30), slots, NOW)
     assert skip.missed == seconds_ago(50, 40)
 
 

@@ -36,6 +36,15 @@ IntervalSecs = Annotated[int, msgspec.Meta(ge=1, le=31_536_000)]
 MaxCount = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
 GraceSecs = Annotated[float, msgspec.Meta(ge=0, le=604_800)]
 MisfireMaxRuns = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+StartDeadlineSecs = Annotated[
+    float,
+    msgspec.Meta(
+        ge=0,
+        le=604_800,
+        description="a slot that cannot start within this many seconds of its time is recorded missed, "
+        "even when it only waits for a free agent; none: a slot planned in time waits as long as it takes",
+    ),
+]
 
 
 class Schedule(msgspec.Struct, kw_only=True):
@@ -55,6 +64,7 @@ class Schedule(msgspec.Struct, kw_only=True):
     misfire_policy: MisfirePolicy
     misfire_grace_secs: float
     misfire_max_runs: int
+    start_deadline_secs: float | None
     status: ScheduleStatus
     generated_until: datetime | None
     fire_count: int
@@ -65,7 +75,10 @@ class Schedule(msgspec.Struct, kw_only=True):
 class ScheduleCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/v1/schedules``. Which fields are required depends on ``kind``:
     ``cron`` needs ``cron_expression``, ``interval`` needs ``interval_secs``, ``once`` needs
-    ``start_time`` (the instant it fires), ``event`` needs ``event_name``."""
+    ``start_time`` (the instant it fires), ``event`` needs ``event_name``. A slot whose task was planned in
+    time waits for a free agent as long as it takes (or until ``start_deadline_secs``); slots the scheduler
+    could not plan or watch in time (an outage, a pause) follow ``misfire_policy`` beyond
+    ``misfire_grace_secs``."""
 
     job_id: UUID
     kind: ScheduleKind
@@ -77,9 +90,10 @@ class ScheduleCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_count: MaxCount | None = None
     event_name: Name | None = None
     parameters: Parameters = {}
-    misfire_policy: MisfirePolicy = MisfirePolicy.SKIP
-    misfire_grace_secs: GraceSecs = 0.0
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    misfire_grace_secs: GraceSecs = 60.0
     misfire_max_runs: MisfireMaxRuns = 100
+    start_deadline_secs: StartDeadlineSecs | None = None
     status: ScheduleStatus = ScheduleStatus.ENABLED
 
 
@@ -97,6 +111,7 @@ class ScheduleUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     misfire_policy: MisfirePolicy | msgspec.UnsetType = msgspec.UNSET
     misfire_grace_secs: GraceSecs | msgspec.UnsetType = msgspec.UNSET
     misfire_max_runs: MisfireMaxRuns | msgspec.UnsetType = msgspec.UNSET
+    start_deadline_secs: StartDeadlineSecs | msgspec.UnsetType | None = msgspec.UNSET
     status: ScheduleStatus | msgspec.UnsetType = msgspec.UNSET
 
 

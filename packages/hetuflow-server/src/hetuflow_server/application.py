@@ -81,6 +81,8 @@ class ServerApplication:
         """This server's hold on the leader lease while serving (``is_leader``, ``tenure``, ``fence`` for
         singleton work)."""
         self._broker: broker.Broker | None = None
+        self.generator: metrics.ObservedGenerator | None = None
+        """The task generator while serving (it works while this server leads)."""
         self.listener: notify.Listener | None = None
         """This server's LISTEN connection while serving: the broker and the leader's loops listen on it."""
 
@@ -143,7 +145,12 @@ class ServerApplication:
                 idle_in_transaction_timeout_secs=self.config.scheduler.lease_secs,
             )
             await self._db.open(timeout_secs=database.connect_timeout_secs)
-            self._services = Services(self._db, server_id=self.server_id, observer=self.metrics)
+            self._services = Services(
+                self._db,
+                server_id=self.server_id,
+                observer=self.metrics,
+                misfire_slack_secs=self.config.scheduler.misfire_slack_secs,
+            )
             self.metrics.track(pool=self._db.pool)
             if codec is not None:
                 self._tokens = TokenService(
@@ -161,6 +168,7 @@ class ServerApplication:
             await self.services.servers.register(
                 self.server_id, name=self.config.server.name, address=self.address
             )
+            await self._mark_up()  # before the first dispatch judges a slot by it
             self._register_loops()
             self.loops.start()
         except BaseException:
@@ -239,8 +247,14 @@ class ServerApplication:
             draining=self.draining,
             is_leader=lambda: leadership.is_leader,  # the reaper of silent agents is singleton work
         )
-        tasks = metrics.ObservedGenerator(
-            self.metrics, self.db, self.leadership, horizon_secs=self.config.scheduler.generation_horizon_secs
+        scheduler = self.config.scheduler
+        tasks = self.generator = metrics.ObservedGenerator(
+            self.metrics,
+            self.db,
+            self.leadership,
+            horizon_secs=scheduler.generation_horizon_secs,
+            interval_secs=scheduler.generation_interval_secs,
+            misfire_slack_secs=scheduler.misfire_slack_secs,
         )
         listener.subscribe(notify.SCHEDULE_CHANNEL, tasks.on_notify)
         # A daemon run ends with a report (work channel); schedules and jobs change (schedule channel).
@@ -263,6 +277,14 @@ class ServerApplication:
 
     async def _heartbeat(self) -> None:
         await self.services.servers.heartbeat(self.server_id)
+        await self._mark_up()
+
+    async def _mark_up(self) -> None:
+        # Every server says the scheduler is up with each heartbeat; the silence that marks a server inactive
+        # (a few missed heartbeats) marks the scheduler down, so slots that came due meanwhile count as missed
+        # in an outage rather than as waiting for an agent.
+        gap_secs = self.config.scheduler.heartbeat_interval_secs * retention.STALE_SERVER_HEARTBEATS
+        await self.services.servers.mark_up(gap_secs=gap_secs)
 
     async def _database_url(self) -> str:
         url = self.config.database.url

@@ -22,6 +22,7 @@ from hetuflow_core import settings
 from hetuflow_core.logfmt import LogFormat, LogLevel
 from hetuflow_core.settings import Setting, SettingsError
 from hetuflow_server.errors import HetuflowError
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 __all__ = [
     "AuthSection",
@@ -52,6 +53,7 @@ TokenTtlSecs = Annotated[int, msgspec.Meta(ge=60, le=10 * 365 * 86_400)]
 CacheSecs = Annotated[float, msgspec.Meta(ge=0, le=60)]
 LogDays = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+SlackSecs = Annotated[float, msgspec.Meta(ge=0, le=3600)]
 
 
 class ConfigError(HetuflowError):
@@ -96,9 +98,13 @@ class AuthSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
 
 
 class SchedulerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Timings of generation, dispatch and liveness."""
+    """Timings of generation, dispatch and liveness, and the scheduler's own lateness allowance."""
 
     generation_horizon_secs: Secs = 600.0
+    generation_interval_secs: Secs | None = None
+    """Longest pause between two generation cycles; None: 5 s, or a quarter of the horizon when shorter."""
+    misfire_slack_secs: SlackSecs = MISFIRE_SLACK_SECS
+    """Lateness forgiven on top of every schedule's misfire grace and start deadline (dispatch latency)."""
     dispatch_lookahead_secs: Secs = 5.0
     heartbeat_interval_secs: Secs = 5.0
     agent_timeout_secs: Secs = 15.0
@@ -284,6 +290,15 @@ def _check_consistency(config: ServerConfig) -> None:
         raise SettingsError(
             "database.pool_min",
             f"must not exceed database.pool_max ({database.pool_min} > {database.pool_max})",
+        )
+    interval = scheduler.generation_interval_secs
+    if interval is not None and interval >= scheduler.generation_horizon_secs / 2:
+        # A schedule is refilled once less than half a horizon is planned: a longer pause lets the cursor fall
+        # behind the clock, and its slots would be planned late (misfires).
+        raise SettingsError(
+            "scheduler.generation_interval_secs",
+            "must be shorter than half of scheduler.generation_horizon_secs "
+            f"({interval:g} >= {scheduler.generation_horizon_secs:g} / 2)",
         )
     if scheduler.agent_timeout_secs <= scheduler.heartbeat_interval_secs:
         raise SettingsError(

@@ -12,6 +12,7 @@ from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.metrics._registry import ServerMetrics
 from hetuflow_server.scheduler import generator
 from hetuflow_server.scheduler.leader import Leadership
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 __all__ = ["ObservedGenerator"]
 
@@ -20,9 +21,22 @@ class ObservedGenerator(generator.Generator):
     """A `Generator` counting its cycles into ``metrics``."""
 
     def __init__(
-        self, metrics: ServerMetrics, db: ModelManager, leadership: Leadership, *, horizon_secs: float
+        self,
+        metrics: ServerMetrics,
+        db: ModelManager,
+        leadership: Leadership,
+        *,
+        horizon_secs: float,
+        interval_secs: float | None = None,
+        misfire_slack_secs: float = MISFIRE_SLACK_SECS,
     ) -> None:
-        super().__init__(db, leadership, horizon_secs=horizon_secs)
+        super().__init__(
+            db,
+            leadership,
+            horizon_secs=horizon_secs,
+            interval_secs=interval_secs,
+            misfire_slack_secs=misfire_slack_secs,
+        )
         self._metrics = metrics
 
     async def cycle(self) -> generator.CycleReport:

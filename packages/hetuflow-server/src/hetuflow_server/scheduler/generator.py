@@ -5,10 +5,11 @@ half a horizon ahead and plans their slots up to ``horizon_secs`` from now: one 
 matching online agent for a broadcast job), inserted ``ON CONFLICT DO NOTHING`` on the unique slot key so
 generation is idempotent, with the slots that will not run recorded (``missed``, ``deduplicated``) and the
 cursor advanced in the same transaction, fenced by the leader's lease token. Slots reached only after their
-time go through the misfire policy, a long gap in chunks of ``MISSED_CHUNK``. Each transaction locks the job,
-then the schedule (the services' order) and checks neither changed since the schedule was listed. A cycle
-runs when woken (a schedule change, or this server becoming leader) and every ``interval_secs`` otherwise;
-docs/scheduling.md (From schedules to tasks) tells the whole story.
+time (beyond grace and ``misfire_slack_secs``) go through the misfire policy, a long gap in chunks of
+``MISSED_CHUNK``. Each transaction locks the job, then the schedule (the services' order) and checks neither
+changed since the schedule was listed. A cycle runs when woken (a schedule change, or this server becoming
+leader) and every ``interval_secs`` otherwise; docs/scheduling.md (From schedules to tasks) tells the whole
+story.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from hetuflow_server.scheduler.leader import Leadership, Tenure
 from hetuflow_server.service import new_tasks
 from hetuflow_server.triggers._errors import InvalidSchedule
 from hetuflow_server.triggers._trigger import fire_times
-from hetuflow_server.triggers.misfire import LateSlots, MisfireRule
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS, LateSlots, MisfireRule
 from hetuflow_server.triggers.upcoming import schedule_trigger
 
 __all__ = [
@@ -47,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HORIZON_SECS: Final = 600.0
 GENERATION_INTERVAL_SECS: Final = 5.0
-"""Longest pause between two cycles without a wake-up (shorter for horizons under 20 s)."""
+"""Longest pause between two cycles without a wake-up (shorter for horizons under 20 s), unless configured:
+``scheduler.generation_interval_secs``."""
 PAGE_SIZE: Final = 200
 """Schedules listed per query of a cycle."""
 MISSED_CHUNK: Final = 1000
@@ -95,16 +97,20 @@ class Generator:
         *,
         horizon_secs: float = DEFAULT_HORIZON_SECS,
         interval_secs: float | None = None,
+        misfire_slack_secs: float = MISFIRE_SLACK_SECS,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         if horizon_secs <= 0:
             raise ValueError(f"horizon_secs must be positive, got {horizon_secs}")
+        if interval_secs is not None and interval_secs <= 0:
+            raise ValueError(f"interval_secs must be positive, got {interval_secs}")
         self._db = db
         self._leadership = leadership
         self._horizon = timedelta(seconds=horizon_secs)
         self._interval_secs = (
             interval_secs if interval_secs is not None else min(GENERATION_INTERVAL_SECS, horizon_secs / 4)
         )
+        self._slack_secs = misfire_slack_secs
         self._clock = clock
         self._wake = asyncio.Event()
         leadership.watch(lambda leading: self.wake() if leading else None)
@@ -187,11 +193,7 @@ class Generator:
         trigger = schedule_trigger(schedule)
         if trigger is None:  # only clock schedules are listed; a kind change would make it None
             return
-        rule = MisfireRule(
-            policy=schedule.misfire_policy,
-            grace_secs=schedule.misfire_grace_secs,
-            max_runs=schedule.misfire_max_runs,
-        )
+        rule = self._rule(schedule)
         cutoff = rule.cutoff(now)
         start = schedule.generated_until or schedule.created_at
         # fire_count counts every slot planned so far; a rewound cursor (rule change) may leave some of them
@@ -260,11 +262,7 @@ class Generator:
     ) -> _Written:
         """One fenced transaction: tasks for ``run``, records for ``missed`` and duplicates, cursor to
         ``cursor``. Returns the schedule as written (the snapshot the next write of this cycle expects)."""
-        rule = MisfireRule(
-            policy=schedule.misfire_policy,
-            grace_secs=schedule.misfire_grace_secs,
-            max_runs=schedule.misfire_max_runs,
-        )
+        rule = self._rule(schedule)
         async with self._db.transaction() as conn:
             job = await self._lock(conn, schedule, tenure)
             # A broadcast job's slot is one task per matching online agent; the slot counts once all the same.
@@ -322,6 +320,15 @@ class Generator:
         if expire:
             logger.info("schedule %s expired", schedule.id, extra={"schedule_id": str(schedule.id)})
         return _Written(schedule=written, tasks=len(inserted), deduplicated=len(existing))
+
+    def _rule(self, schedule: Schedule) -> MisfireRule:
+        """The schedule's misfire rule with this server's slack (the start deadline is the dispatcher's)."""
+        return MisfireRule(
+            policy=schedule.misfire_policy,
+            grace_secs=schedule.misfire_grace_secs,
+            max_runs=schedule.misfire_max_runs,
+            slack_secs=self._slack_secs,
+        )
 
     async def _lock(self, conn: db.Connection, schedule: Schedule, tenure: Tenure) -> Job:
         """Fence, then lock the job and the schedule (in the services' order) and check nothing changed."""

@@ -22,6 +22,7 @@ from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportRe
 from hetuflow_server.service.schedules import ScheduleService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
 from hetuflow_server.service.tokens import TokenRecordService
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 __all__ = [
     "AgentCapacity",
@@ -50,11 +51,17 @@ class Services:
     """One instance of every service over one ``ModelManager``.
 
     ``server_id`` (this server's id) is recorded on the instances it dispatches; ``observer`` (the server's
-    metrics) hears about committed dispatches and reports.
+    metrics) hears about committed dispatches and reports; ``misfire_slack_secs`` is the lateness dispatch
+    forgives on top of every grace period and start deadline (``scheduler.misfire_slack_secs``).
     """
 
     def __init__(
-        self, db: ModelManager, *, server_id: UUID | None = None, observer: DispatchObserver | None = None
+        self,
+        db: ModelManager,
+        *,
+        server_id: UUID | None = None,
+        observer: DispatchObserver | None = None,
+        misfire_slack_secs: float = MISFIRE_SLACK_SECS,
     ) -> None:
         self.db = db
         self.jobs = JobService(db)
@@ -66,4 +73,6 @@ class Services:
         self.events = EventService(db)
         self.flows = FlowService(db)
         self.tokens = TokenRecordService(db)
-        self.dispatch = DispatchService(db, server_id=server_id, observer=observer)
+        self.dispatch = DispatchService(
+            db, server_id=server_id, observer=observer, misfire_slack_secs=misfire_slack_secs
+        )

@@ -2,11 +2,13 @@
 
 Just before the dispatcher creates attempts it hands the chosen tasks to ``admit`` in the same transaction
 (the claim holds their row locks). Only the first attempt of a schedule slot is judged; manual, event and flow
-tasks and retries pass. A late slot runs only if its misfire policy keeps it (else ``skipped``, slot
-``missed``; a daemon's restart is never late). For ``forbid`` and ``replace`` jobs a slot due while an
-earlier run of its schedule (and pin) still goes is skipped (``skipped_overlap``) or that run is cancelled as
-the API cancels a task; such slots are judged only when due and held back until then. Slots that go ahead are
-recorded ``ran``. One NOTIFY tells the dispatchers that capacity meant for skipped slots is free again.
+tasks and retries pass. A slot past its schedule's start deadline is skipped (slot ``missed``). A slot planned
+and watched in time that only waited for a free agent starts, however late. Any other late slot runs only if
+its misfire policy keeps it (else ``skipped``, slot ``missed``); a daemon's restart is never late. For
+``forbid`` and ``replace`` jobs a slot due while an earlier run of its schedule (and pin) still goes is
+skipped (``skipped_overlap``) or that run is cancelled as the API cancels a task; such slots are judged only
+when due and held back until then. Slots that go ahead are recorded ``ran``. One NOTIFY tells the dispatchers
+that capacity meant for skipped slots is free again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from uuid import UUID
 from hetuflow_core.enums import ConcurrencyPolicy, ScheduleKind, SlotOutcome, TaskStatus
 from hetuflow_core.task import Task
 from hetuflow_server.infra import bmc, db, notify
-from hetuflow_server.triggers.misfire import MisfireRule
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS, MisfireRule, Verdict
 from hetuflow_server.triggers.overlap import RunRef, plan_overlap
 
 __all__ = ["admit", "is_slot_start"]
@@ -30,16 +32,19 @@ def is_slot_start(task: Task) -> bool:
     return task.schedule_id is not None and task.attempt == 0
 
 
-async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) -> list[Task]:
+async def admit(
+    conn: db.Connection, tasks: Sequence[Task], *, now: datetime, slack_secs: float = MISFIRE_SLACK_SECS
+) -> list[Task]:
     """The tasks among ``tasks`` (claimed, about to be dispatched at ``now``) that may start, in input order.
 
     The others are dealt with in ``conn``'s transaction: skipped as missed or overlapping (with their slot
-    records), or held back until due.
+    records), or held back until due. ``slack_secs`` is the lateness forgiven on top of every grace period and
+    start deadline (``scheduler.misfire_slack_secs``).
     """
     slots = [task for task in tasks if is_slot_start(task)]
     if not slots:
         return list(tasks)
-    missed = await _misfires(conn, slots, now)
+    missed = await _misfires(conn, slots, now, slack_secs)
     held: set[UUID] = set()
     skipped: dict[UUID, str] = {}
     cancels: list[bmc.LiveRun] = []
@@ -93,22 +98,40 @@ async def admit(conn: db.Connection, tasks: Sequence[Task], *, now: datetime) ->
     return [task for task in tasks if task.id not in refused]
 
 
-async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -> dict[UUID, str]:
-    """The late slots the misfire policy does not run, with why."""
+async def _misfires(
+    conn: db.Connection, slots: Sequence[Task], now: datetime, slack_secs: float
+) -> dict[UUID, str]:
+    """The slots that do not run: past their start deadline, or late and not kept by the misfire policy; with
+    why."""
     settings = await bmc.ScheduleBmc.misfire_settings(conn, [_schedule_id(task) for task in slots])
     rules = {
         schedule_id: MisfireRule(
-            policy=s.misfire_policy, grace_secs=s.misfire_grace_secs, max_runs=s.misfire_max_runs
+            policy=s.misfire_policy,
+            grace_secs=s.misfire_grace_secs,
+            max_runs=s.misfire_max_runs,
+            start_deadline_secs=s.start_deadline_secs,
+            slack_secs=slack_secs,
         )
         for schedule_id, s in settings.items()
     }
     daemons = {schedule_id for schedule_id, s in settings.items() if s.kind is ScheduleKind.DAEMON}
-    late = [
-        (task, rule)
+    judged = [
+        (task, rules.get(_schedule_id(task), MisfireRule(slack_secs=slack_secs)))
         for task in slots
         if _schedule_id(task) not in daemons
-        and (rule := rules.get(_schedule_id(task), MisfireRule())).is_late(task.scheduled_at, now)
     ]
+    # Whether the scheduler was down since a slot's time matters only for late slots: on-time dispatch (the
+    # usual case) needs no extra statement.
+    any_late = any(rule.is_late(task.scheduled_at, now) for task, rule in judged)
+    up_since = await bmc.UptimeBmc.up_since(conn) if any_late else now
+    missed: dict[UUID, str] = {}
+    late: list[tuple[Task, MisfireRule]] = []
+    for task, rule in judged:
+        verdict = rule.judge(task.scheduled_at, planned_at=task.created_at, up_since=up_since, now=now)
+        if verdict is Verdict.PAST_DEADLINE:
+            missed[task.id] = rule.deadline_detail(task.scheduled_at, now)
+        elif verdict is Verdict.LATE:
+            late.append((task, rule))
     counts = await bmc.TaskBmc.later_late_counts(
         conn,
         [
@@ -123,11 +146,12 @@ async def _misfires(conn: db.Connection, slots: Sequence[Task], now: datetime) -
             if rule.keep > 0
         ],
     )
-    return {
-        task.id: rule.missed_detail(task.scheduled_at, now)
+    missed.update(
+        (task.id, rule.missed_detail(task.scheduled_at, now))
         for task, rule in late
         if not rule.runs_late(counts.get(task.id, 0))
-    }
+    )
+    return missed
 
 
 async def _skip(

@@ -21,6 +21,7 @@ from hetuflow_core.ids import uuid7
 from hetuflow_core.task import Task, TaskInstance
 from hetuflow_server.infra import bmc, db
 from hetuflow_server.service._admission import admit
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 __all__ = ["AgentCapacity", "Claimed", "Dispatch", "claim", "next_wake_at"]
 
@@ -64,11 +65,13 @@ async def claim(
     lookahead_secs: float,
     limit: int,
     server_id: UUID | None,
+    misfire_slack_secs: float = MISFIRE_SLACK_SECS,
 ) -> list[Claimed]:
     """Claim due work for ``agents`` (each within its free slots) in ``conn``'s transaction.
 
     Tasks due within ``lookahead_secs`` are included (the agent waits for ``fire_at``); priority first, then
     due time. Tasks none of the agents can run (labels, command, pinned agent) stay pending for other servers.
+    ``misfire_slack_secs`` goes to the admission step (``scheduler.misfire_slack_secs``).
     """
     usable = [agent for agent in agents if agent.free_slots > 0 and agent.commands]
     budget = min(limit, sum(agent.free_slots for agent in usable))
@@ -120,7 +123,10 @@ async def claim(
             )
         )
     # Schedule slots start only as their misfire and overlap policies allow.
-    admitted = {task.id for task in await admit(conn, [task for task, _ in chosen], now=now)}
+    admitted = {
+        task.id
+        for task in await admit(conn, [task for task, _ in chosen], now=now, slack_secs=misfire_slack_secs)
+    }
     chosen = [(task, inst) for task, inst in chosen if task.id in admitted]
     if not chosen:
         return []

@@ -8,6 +8,7 @@ forwards them. Registration, heartbeats and disconnects are the gateway's side o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 from hetuflow_core.agent import Agent, AgentMetrics, AgentUpdate, Server
@@ -181,6 +182,13 @@ class ServerService:
         """Mark this server alive now."""
         async with self._db.transaction() as conn:
             await bmc.ServerBmc.heartbeat(conn, server_id)
+
+    async def mark_up(self, *, gap_secs: float) -> datetime:
+        """Record that the scheduler is up now (with each heartbeat); a silence of every server longer than
+        ``gap_secs`` restarts its uptime, and the misfire policy then judges the slots that came due before.
+        Returns the start of the uptime."""
+        async with self._db.transaction() as conn:
+            return await bmc.UptimeBmc.mark_up(conn, gap_secs=gap_secs)
 
     async def deactivate(self, server_id: UUID) -> None:
         """Mark this server inactive (clean shutdown)."""

@@ -26,6 +26,7 @@ from hetuflow_server.service._claim import AgentCapacity, Dispatch
 from hetuflow_server.service._handback import hand_back
 from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.reports import AgentReport, ReportApplier, ReportResult
+from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
 __all__ = ["DispatchObserver", "DispatchService"]
 
@@ -56,9 +57,11 @@ class DispatchService:
         server_id: UUID | None = None,
         rand: Callable[[], float] = random.random,
         observer: DispatchObserver | None = None,
+        misfire_slack_secs: float = MISFIRE_SLACK_SECS,
     ) -> None:
         self._db = db
         self._server_id = server_id
+        self._misfire_slack_secs = misfire_slack_secs
         self._reports = ReportApplier(rand)
         self._observer = observer
 
@@ -74,7 +77,13 @@ class DispatchService:
         now = datetime.now(UTC)
         async with self._db.transaction() as conn:
             claimed = await _claim.claim(
-                conn, agents, now=now, lookahead_secs=lookahead_secs, limit=limit, server_id=self._server_id
+                conn,
+                agents,
+                now=now,
+                lookahead_secs=lookahead_secs,
+                limit=limit,
+                server_id=self._server_id,
+                misfire_slack_secs=self._misfire_slack_secs,
             )
         if self._observer is not None and claimed:  # due: a retry's backoff end, else the planned time
             due = [(c.instance.dispatched_at, c.task.next_attempt_at or c.task.scheduled_at) for c in claimed]

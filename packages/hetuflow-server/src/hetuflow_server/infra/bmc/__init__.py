@@ -30,7 +30,7 @@ from hetuflow_server.infra.bmc.schedule import (
     MisfireSettings,
     ScheduleBmc,
 )
-from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc
+from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc, UptimeBmc
 from hetuflow_server.infra.bmc.slot import NewSlot, SlotBmc
 from hetuflow_server.infra.bmc.task import TaskBmc
 from hetuflow_server.infra.bmc.token import TokenBmc
@@ -68,4 +68,5 @@ __all__ = [
     "TaskChange",
     "TaskOrigin",
     "TokenBmc",
+    "UptimeBmc",
 ]

@@ -54,13 +54,14 @@ class GeneratableSchedule(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class MisfireSettings(msgspec.Struct, kw_only=True, frozen=True):
-    """The misfire policy fields of one schedule, and its kind."""
+    """The misfire policy fields and start deadline of one schedule, and its kind."""
 
     id: UUID
     kind: ScheduleKind
     misfire_policy: MisfirePolicy
     misfire_grace_secs: float
     misfire_max_runs: int
+    start_deadline_secs: float | None
 
 
 class DaemonVacancy(msgspec.Struct, kw_only=True, frozen=True):
@@ -117,6 +118,7 @@ class ScheduleBmc:
             "misfire_policy": schedule.misfire_policy.value,
             "misfire_grace_secs": schedule.misfire_grace_secs,
             "misfire_max_runs": schedule.misfire_max_runs,
+            "start_deadline_secs": schedule.start_deadline_secs,
             "status": schedule.status.value,
             "reset_cursor": reset_cursor,
         }
@@ -213,7 +215,7 @@ class ScheduleBmc:
     async def misfire_settings(
         conn: db.Connection, schedule_ids: Sequence[UUID]
     ) -> dict[UUID, MisfireSettings]:
-        """The misfire settings of the existing schedules among ``schedule_ids``."""
+        """The misfire settings and start deadlines of the existing schedules among ``schedule_ids``."""
         if not schedule_ids:
             return {}
         rows = await db.fetch_all(conn, _MISFIRE_RULES, {"ids": sorted(set(schedule_ids))})

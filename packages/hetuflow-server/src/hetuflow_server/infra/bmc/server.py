@@ -1,4 +1,5 @@
-"""ServerBmc and LeaseBmc: server rows, and leases with fencing tokens for singleton work (HA)."""
+"""ServerBmc, LeaseBmc and UptimeBmc: server rows, leases with fencing tokens for singleton work (HA), and
+since when the scheduler has been up without a gap."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hetuflow_server.infra import db
 from hetuflow_server.infra.bmc._rows import many, one, required
 from hetuflow_server.infra.sql import query
 
-__all__ = ["LEADER_LEASE", "Lease", "LeaseBmc", "ServerBmc"]
+__all__ = ["LEADER_LEASE", "Lease", "LeaseBmc", "ServerBmc", "UptimeBmc"]
 
 LEADER_LEASE: Final = "leader"
 """Name of the lease whose holder is the leader (``Server.is_leader``)."""
@@ -27,6 +28,8 @@ _ACQUIRE = query("acquire_lease")
 _RELEASE = query("release_lease")
 _GET_LEASE = query("get_lease")
 _HOLD = query("hold_lease")
+_MARK_UP = query("mark_scheduler_up")
+_UP_SINCE = query("scheduler_up_since")
 
 
 class Lease(msgspec.Struct, kw_only=True, frozen=True):
@@ -95,3 +98,25 @@ class LeaseBmc:
         before the caller's transaction ends (the row is share-locked)."""
         params = {"name": name, "holder": holder, "token": token}
         return await db.fetch_one(conn, _HOLD, params) is not None
+
+
+class UptimeBmc:
+    """Since when some server has been up without a silence longer than a gap: whether a slot's time fell in
+    an outage."""
+
+    @staticmethod
+    async def mark_up(conn: db.Connection, *, gap_secs: float) -> datetime:
+        """Record that a server is up now; a silence of all servers longer than ``gap_secs`` (that of the last
+        writer) restarts the uptime. Returns its start."""
+        row = await db.fetch_one(conn, _MARK_UP, {"gap_secs": gap_secs})
+        assert row is not None, "an upsert returns its row"
+        value: datetime = row["up_since"]
+        return value
+
+    @staticmethod
+    async def up_since(conn: db.Connection) -> datetime:
+        """Since when the scheduler has been up without a gap (the transaction's time if it was not)."""
+        row = await db.fetch_one(conn, _UP_SINCE, {})
+        assert row is not None, "the query always returns one row"
+        value: datetime = row["up_since"]
+        return value

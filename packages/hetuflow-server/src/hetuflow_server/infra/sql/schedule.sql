@@ -3,19 +3,20 @@
 -- name: insert_schedule
 INSERT INTO sched_schedule (id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time,
                             max_count, event_name, parameters, misfire_policy, misfire_grace_secs,
-                            misfire_max_runs, status)
+                            misfire_max_runs, start_deadline_secs, status)
 VALUES (%(id)s::uuid, %(job_id)s::uuid, %(kind)s::text, %(cron_expression)s::text, %(timezone)s::text,
         %(interval_secs)s::integer, %(start_time)s::timestamptz, %(end_time)s::timestamptz,
         %(max_count)s::integer, %(event_name)s::text, %(parameters)s::jsonb, %(misfire_policy)s::text,
-        %(misfire_grace_secs)s::double precision, %(misfire_max_runs)s::integer, %(status)s::text)
+        %(misfire_grace_secs)s::double precision, %(misfire_max_runs)s::integer,
+        %(start_deadline_secs)s::double precision, %(status)s::text)
 RETURNING id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
-          created_at, updated_at
+          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+          generated_until, fire_count, created_at, updated_at
 
 -- name: get_schedule
 SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
-       created_at, updated_at
+       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+       generated_until, fire_count, created_at, updated_at
 FROM sched_schedule
 WHERE id = %(id)s::uuid
 
@@ -23,8 +24,8 @@ WHERE id = %(id)s::uuid
 -- NO KEY UPDATE: the id never changes, and slot records or tasks inserted meanwhile (their foreign keys take a
 -- KEY SHARE lock on this row) must not wait for, or deadlock with, a read-modify-write of the schedule.
 SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
-       created_at, updated_at
+       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+       generated_until, fire_count, created_at, updated_at
 FROM sched_schedule
 WHERE id = %(id)s::uuid
 FOR NO KEY UPDATE
@@ -32,8 +33,8 @@ FOR NO KEY UPDATE
 -- name: list_schedules
 -- One page in id order after the cursor id, optionally of one job.
 SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
-       created_at, updated_at
+       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+       generated_until, fire_count, created_at, updated_at
 FROM sched_schedule
 WHERE (%(job_id)s::uuid IS NULL OR job_id = %(job_id)s::uuid)
   AND (%(after_id)s::uuid IS NULL OR id > %(after_id)s::uuid)
@@ -55,14 +56,15 @@ SET cron_expression = %(cron_expression)s::text,
     misfire_policy = %(misfire_policy)s::text,
     misfire_grace_secs = %(misfire_grace_secs)s::double precision,
     misfire_max_runs = %(misfire_max_runs)s::integer,
+    start_deadline_secs = %(start_deadline_secs)s::double precision,
     status = %(status)s::text,
     generated_until = CASE WHEN %(reset_cursor)s::boolean THEN least(generated_until, now())
                            ELSE generated_until END,
     updated_at = now()
 WHERE id = %(id)s::uuid
 RETURNING id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
-          created_at, updated_at
+          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+          generated_until, fire_count, created_at, updated_at
 
 -- name: set_schedule_status
 -- Conditional status change; disabling also rewinds the generation cursor to now, since the caller removed the
@@ -74,8 +76,8 @@ SET status = %(status)s::text,
     updated_at = now()
 WHERE id = %(id)s::uuid AND status = ANY(%(allowed)s::text[])
 RETURNING id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, status, generated_until, fire_count,
-          created_at, updated_at
+          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+          generated_until, fire_count, created_at, updated_at
 
 -- name: rewind_job_schedules
 -- A disabled job's future tasks were removed: its schedules must generate them again once it is enabled.
@@ -108,7 +110,8 @@ ORDER BY s.id
 -- their job's config (the snapshot the new tasks get).
 SELECT s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
        s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
-       s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at, j.config AS job_config
+       s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at,
+       j.config AS job_config
 FROM sched_schedule s
 JOIN sched_job j ON j.id = s.job_id
 WHERE s.status = 'enabled' AND s.kind IN ('cron', 'interval', 'once')
@@ -131,14 +134,14 @@ WHERE s.id = %(id)s::uuid
                 AND l.token = %(token)s::bigint AND l.expires_at > now())
 RETURNING s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
           s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
-          s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
+          s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
 
 -- name: list_generation_work
 -- One page, in id order after `after_id`, of the enabled clock schedules of enabled live jobs whose generation
 -- cursor is unset or before `until` (the generator's refill mark).
 SELECT s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
        s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
-       s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
+       s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
 FROM sched_schedule s
 JOIN sched_job j ON j.id = s.job_id
 WHERE s.status = 'enabled' AND s.kind IN ('cron', 'interval', 'once')
@@ -149,8 +152,9 @@ ORDER BY s.id
 LIMIT %(limit)s::integer
 
 -- name: misfire_rules
--- The misfire settings of some schedules, and their kind (a daemon's restarts are never judged late).
-SELECT id, kind, misfire_policy, misfire_grace_secs, misfire_max_runs
+-- The misfire settings and start deadline of some schedules, and their kind (a daemon's restarts are never
+-- judged late).
+SELECT id, kind, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs
 FROM sched_schedule
 WHERE id = ANY(%(ids)s::uuid[])
 

@@ -1,4 +1,4 @@
--- Servers (sched_server) and leases (sched_lease).
+-- Servers (sched_server), leases (sched_lease) and the scheduler's uptime (sched_uptime).
 
 -- name: register_server
 INSERT INTO sched_server (id, name, address, status, started_at, last_heartbeat_at)
@@ -58,3 +58,24 @@ SELECT name, holder, token, acquired_at, expires_at FROM sched_lease WHERE name 
 SELECT name FROM sched_lease
 WHERE name = %(name)s::text AND holder = %(holder)s::uuid AND token = %(token)s::bigint AND expires_at > now()
 FOR SHARE
+
+-- name: mark_scheduler_up
+-- A server is up now (it registered or heartbeated). When the last sign of life of any server is older than
+-- `gap_secs`, nothing was up in between — every server stopped, frozen or cut off from the database — and the
+-- uptime starts again now. The row keeps the gap of its last writer, so readers can tell a stale row.
+INSERT INTO sched_uptime AS u (id, up_since, seen_at, gap_secs)
+VALUES (true, now(), now(), %(gap_secs)s::double precision)
+ON CONFLICT (id) DO UPDATE
+SET up_since = CASE WHEN u.seen_at < now() - make_interval(secs => u.gap_secs) THEN now() ELSE u.up_since END,
+    seen_at = greatest(u.seen_at, now()),
+    gap_secs = excluded.gap_secs
+RETURNING up_since
+
+-- name: scheduler_up_since
+-- Since when the scheduler has been up without a gap. A row not renewed within its gap means nothing was up
+-- until a moment ago (a database outage ends before the next heartbeat starts the uptime again), so the uptime
+-- is no older than now; no row at all means no server ever said it was up.
+SELECT coalesce((SELECT CASE WHEN u.seen_at >= now() - make_interval(secs => u.gap_secs) THEN u.up_since
+                             ELSE now() END
+                 FROM sched_uptime u),
+                now()) AS up_since

@@ -86,9 +86,10 @@ export async function newScheduleView({ query, signal }) {
       { class: "grid" },
       h("legend", {}, "Behaviour"),
       field("Parameters (JSON object)", textarea("parameters", { rows: 2 })),
-      field("Misfire policy", select("misfire_policy", [["skip", "skip missed runs"], ["run_once", "run once for all missed"], ["run_all", "run every missed slot"]], "skip")),
-      field("Misfire grace (s)", input("misfire_grace_secs", { type: "number", min: 0, step: "any", value: 0 })),
+      field("Misfire policy", select("misfire_policy", [["skip", "skip missed runs"], ["run_once", "run once for all missed"], ["run_all", "run every missed slot"]], "run_once")),
+      field("Misfire grace (s)", input("misfire_grace_secs", { type: "number", min: 0, step: "any", value: 60 })),
       field("Misfire max runs", input("misfire_max_runs", { type: "number", min: 1, value: 100 })),
+      field("Start deadline (s)", input("start_deadline_secs", { type: "number", min: 0, step: "any" }), { help: "Empty: a run waits for a free agent as long as it takes." }),
       field("Status", select("status", ["enabled", "disabled"], "enabled")),
     ),
     h(
@@ -107,7 +108,7 @@ export async function newScheduleView({ query, signal }) {
     for (const name of ["cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count", "event_name"]) {
       form.querySelector(`[data-field="${name}"]`).hidden = !used.has(name);
     }
-    for (const name of ["misfire_policy", "misfire_grace_secs", "misfire_max_runs", "preview_from"]) {
+    for (const name of ["misfire_policy", "misfire_grace_secs", "misfire_max_runs", "start_deadline_secs", "preview_from"]) {
       form.querySelector(`[data-field="${name}"]`).hidden = !CLOCKED.has(kind.value);
     }
   };
@@ -152,8 +153,9 @@ export async function newScheduleView({ query, signal }) {
     if (kind.value === "event") body.event_name = value(form, "event_name") || null;
     if (CLOCKED.has(kind.value)) {
       body.misfire_policy = value(form, "misfire_policy");
-      body.misfire_grace_secs = number(form, "misfire_grace_secs", errors) ?? 0;
+      body.misfire_grace_secs = number(form, "misfire_grace_secs", errors) ?? 60;
       body.misfire_max_runs = number(form, "misfire_max_runs", errors, { integer: true }) ?? 100;
+      body.start_deadline_secs = number(form, "start_deadline_secs", errors);
     }
     check(errors);
     const created = await api.post("/schedules", body);
@@ -211,6 +213,7 @@ export async function scheduleView({ params, query, signal, reload }) {
         ["Event", schedule.event_name],
         ["Fired", String(schedule.fire_count)],
         ["Misfire", `${schedule.misfire_policy.replace("_", " ")} (grace ${schedule.misfire_grace_secs} s, at most ${schedule.misfire_max_runs})`],
+        ["Start deadline", schedule.start_deadline_secs === null ? null : `${schedule.start_deadline_secs} s`],
         ["Planned until", schedule.generated_until ? time(schedule.generated_until) : null],
         ["Parameters", Object.keys(schedule.parameters).length ? json(schedule.parameters) : null],
       ]),
