@@ -49,6 +49,7 @@ from hetuflow_core.task import (
     TaskLogPage,
     TaskTrigger,
     TriggerResult,
+    TriggerRun,
 )
 
 __all__ = [
@@ -109,6 +110,7 @@ __all__ = [
     "TokenIssued",
     "TokenScope",
     "TriggerResult",
+    "TriggerRun",
     "__version__",
     "decode",
     "encode",

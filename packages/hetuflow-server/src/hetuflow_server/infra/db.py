@@ -137,6 +137,20 @@ class ModelManager:
             # Statement errors were translated by the executor; what is left is checkout, commit or rollback.
             raise translate(exc) from exc
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Connection]:
+        """A pooled connection on which each statement commits on its own: no BEGIN and COMMIT round trips
+        for a unit of work that is one statement."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    await _restore_transactions(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate(exc) from exc
+
     async def ping(self) -> None:
         """Run a trivial statement; raises DatabaseUnavailable when the database cannot be reached."""
         async with self.transaction() as conn:
@@ -156,6 +170,17 @@ async def _configure(conn: Connection, *, idle_timeout_ms: int | None) -> None:
     if idle_timeout_ms is not None:
         await conn.execute(_SET_IDLE_TIMEOUT.statement, {"timeout_ms": idle_timeout_ms})
     await conn.set_autocommit(False)
+
+
+async def _restore_transactions(conn: Connection) -> None:
+    """Put ``conn`` back in transaction mode before it returns to the pool; one that cannot be (broken, or
+    left mid-statement by a cancellation) is closed instead, and the pool replaces it."""
+    if conn.closed:
+        return
+    try:
+        await conn.set_autocommit(False)
+    except psycopg.Error:
+        await conn.close()
 
 
 @contextmanager

@@ -18,6 +18,7 @@ __all__ = [
     "DaemonRun",
     "LateSlot",
     "LiveRun",
+    "ManualRun",
     "NewTask",
     "TaskChange",
     "TaskOrigin",
@@ -50,6 +51,15 @@ class NewTask(msgspec.Struct, kw_only=True, frozen=True):
     flow_step: str | None = None
     retry_of: UUID | None = None
     depends_on: list[UUID] = []
+
+
+class ManualRun(msgspec.Struct, kw_only=True, frozen=True):
+    """One task of a trigger, as the trigger statement takes it (``priority`` None: the config's)."""
+
+    id: UUID
+    scheduled_at: datetime
+    priority: int | None
+    parameters: Parameters
 
 
 class TaskChange(msgspec.Struct, kw_only=True, frozen=True):

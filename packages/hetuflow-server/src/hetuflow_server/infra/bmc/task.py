@@ -8,8 +8,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from hetuflow_core.enums import TaskStatus
 from hetuflow_core.task import Task
+from hetuflow_server.errors import NotFound
 from hetuflow_server.infra import db, transitions
 from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
 from hetuflow_server.infra.bmc._task_records import (
@@ -18,6 +21,7 @@ from hetuflow_server.infra.bmc._task_records import (
     DaemonRun,
     LateSlot,
     LiveRun,
+    ManualRun,
     NewTask,
     TaskChange,
 )
@@ -26,6 +30,7 @@ from hetuflow_server.infra.sql import query
 __all__ = ["TaskBmc"]
 
 _INSERT_MANY = query("insert_tasks")
+_TRIGGER = query("trigger_tasks")
 _GET = query("get_task")
 _LOCK_MANY = query("lock_tasks")
 _LIST = query("list_tasks")
@@ -49,6 +54,7 @@ _LOCK_LIVE_DAEMONS = query("lock_live_daemon_tasks")
 
 _TASK_EDGES = transitions.transition_pairs(transitions.TASK_TRANSITIONS)
 _OPEN_UNSTARTED = [TaskStatus.PENDING.value, TaskStatus.WAITING_RETRY.value]
+_runs_encoder = msgspec.json.Encoder()
 
 
 class TaskBmc:
@@ -76,6 +82,24 @@ class TaskBmc:
             "by": by,
         }
         return many(await db.fetch_all(conn, _INSERT_MANY, params), Task)
+
+    @staticmethod
+    async def insert_triggered(
+        conn: db.Connection, job_id: UUID, runs: Sequence[ManualRun], *, by: str | None, channel: str
+    ) -> bool:
+        """One manual task per run of the live job ``job_id``, with its current config, and one NOTIFY on
+        ``channel``, in one statement (see the query for the lock it takes). False, and nothing inserted,
+        for a broadcast job: its tasks are one per agent. NotFound when there is no such live job."""
+        # The runs travel as one JSON document: one parameter however many there are, encoded in C.
+        params = {"job_id": job_id, "runs": _runs_encoder.encode(runs).decode(), "by": by, "channel": channel}
+        row = await db.fetch_one(conn, _TRIGGER, params)
+        if row is None:
+            raise NotFound("job", job_id)
+        if row["broadcast"]:
+            return False
+        if row["made"] != len(runs):
+            raise AssertionError(f"trigger made {row['made']} of {len(runs)} tasks")
+        return True
 
     @staticmethod
     async def get(conn: db.Connection, task_id: UUID) -> Task:

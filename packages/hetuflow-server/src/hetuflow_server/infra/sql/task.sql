@@ -17,6 +17,33 @@ FROM unnest(%(ids)s::uuid[], %(job_ids)s::uuid[], %(schedule_ids)s::uuid[], %(fl
 ON CONFLICT DO NOTHING
 RETURNING *
 
+-- name: trigger_tasks
+-- A manual trigger as one statement (it commits on its own): the live job's row is read FOR SHARE, so a delete or
+-- change of the job (FOR NO KEY UPDATE) waits for it or it for them, and a delete never misses a task made here;
+-- concurrent triggers of one job do not wait for each other. One task per run (a JSON array of {id,
+-- scheduled_at, priority, parameters}) gets the job's current config and, without a priority of its own, the
+-- config's; one NOTIFY on `channel` wakes the dispatchers. A broadcast job that pins nothing gets no task here
+-- (`broadcast`: the caller makes one per agent). No row: no such live job.
+WITH job AS (
+    SELECT id, config,
+           config #>> '{target,routing}' = 'broadcast' AND config #>> '{target,agent_id}' IS NULL AS broadcast
+    FROM sched_job
+    WHERE id = %(job_id)s::uuid AND deleted_at IS NULL
+    FOR SHARE
+), made AS (
+    INSERT INTO sched_task (id, job_id, origin, scheduled_at, priority, parameters, config, created_by)
+    SELECT r.id, job.id, 'manual', r.scheduled_at,
+           coalesce(r.priority, (job.config ->> 'priority')::integer, 0), r.parameters, job.config, %(by)s::text
+    FROM job, jsonb_to_recordset(%(runs)s::jsonb)
+         AS r(id uuid, scheduled_at timestamptz, priority integer, parameters jsonb)
+    WHERE NOT job.broadcast
+    RETURNING 1
+), woken AS (
+    SELECT pg_notify(%(channel)s::text, '') FROM (SELECT FROM made LIMIT 1) AS one
+)
+SELECT job.broadcast, (SELECT count(*) FROM made) AS made, (SELECT count(*) FROM woken) AS woken
+FROM job
+
 -- name: get_task
 SELECT * FROM sched_task WHERE id = %(id)s::uuid
 
