@@ -102,25 +102,10 @@ WHERE t.id = u.id
 RETURNING t.*
 
 -- name: claim_due_tasks
--- The dispatcher's claim: pending tasks due before `horizon` whose dependencies all succeeded and that at least
--- one of the given agent profiles ([{"labels": {...}, "commands": [...], "agent_ids": [...]}]) can run (required
--- labels ⊆ agent labels, command among its capabilities, and a pinned task's agent among the profile's agents). Priority first, then due time. Locked rows are skipped, so concurrent
--- dispatchers on other servers never claim the same task; the locks last until the caller's transaction ends.
-SELECT t.*
-FROM sched_task t
-WHERE t.status = 'pending'
-  AND t.scheduled_at <= %(horizon)s::timestamptz
-  AND (cardinality(t.depends_on) = 0
-       OR NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status <> 'succeeded'))
-  -- The profile test lives in a function (migration 0002) so that the planner walks sched_task_claim_idx.
-  AND sched_task_runnable(t.config, %(profiles)s::jsonb)
-  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (the admission step),
-  -- so it is never claimed ahead of its time.
-  AND (t.scheduled_at <= now() OR t.schedule_id IS NULL OR t.attempt > 0
-       OR coalesce(t.config ->> 'concurrency', 'allow') = 'allow')
-ORDER BY t.priority DESC, t.scheduled_at, t.id
-LIMIT %(limit)s::integer
-FOR UPDATE OF t SKIP LOCKED
+-- The dispatcher's claim: up to `limit` pending tasks due before `horizon` that one of the agent profiles can run,
+-- priority first, then due time, locked (SKIP LOCKED) until the caller's transaction ends. The statement lives in
+-- a function (migration 0004) whose planner settings keep it walking sched_task_claim_idx in order.
+SELECT * FROM sched_claim_due_tasks(%(horizon)s::timestamptz, %(profiles)s::jsonb, %(limit)s::integer)
 
 -- name: mark_tasks_dispatched
 -- Claimed tasks become dispatched, each with its new instance (inserted just before) and agent.
