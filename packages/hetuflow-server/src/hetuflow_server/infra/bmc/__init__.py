@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from hetuflow_server.infra.bmc._task_records import (
     AgentProfile,
-    Assignment,
     DaemonRun,
     LateSlot,
     LiveRun,
@@ -18,10 +17,11 @@ from hetuflow_server.infra.bmc._task_records import (
     NewTask,
     TaskChange,
     TaskOrigin,
+    TaskOutcome,
 )
 from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
-from hetuflow_server.infra.bmc.instance import InstanceBmc, LiveAttempt, NewInstance
+from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
 from hetuflow_server.infra.bmc.schedule import (
@@ -41,7 +41,7 @@ __all__ = [
     "AgentBmc",
     "AgentMsgBmc",
     "AgentProfile",
-    "Assignment",
+    "AppliedReport",
     "DaemonRun",
     "DaemonVacancy",
     "EventTarget",
@@ -62,6 +62,7 @@ __all__ = [
     "NewLogChunk",
     "NewSlot",
     "NewTask",
+    "ReportRow",
     "ScheduleBmc",
     "ServerBmc",
     "SlotBmc",
@@ -69,5 +70,6 @@ __all__ = [
     "TaskBmc",
     "TaskChange",
     "TaskOrigin",
+    "TaskOutcome",
     "TokenBmc",
 ]

@@ -14,7 +14,6 @@ from hetuflow_core.types import Parameters
 
 __all__ = [
     "AgentProfile",
-    "Assignment",
     "DaemonRun",
     "LateSlot",
     "LiveRun",
@@ -22,6 +21,7 @@ __all__ = [
     "NewTask",
     "TaskChange",
     "TaskOrigin",
+    "TaskOutcome",
 ]
 
 
@@ -62,6 +62,18 @@ class ManualRun(msgspec.Struct, kw_only=True, frozen=True):
     parameters: Parameters
 
 
+class TaskOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    """A task as a status change left it: what the callers of a change read (not the whole row)."""
+
+    id: UUID
+    status: TaskStatus
+    error: str | None
+    instance_id: UUID | None
+    agent_id: str | None
+    flow_run_id: UUID | None
+    next_attempt_at: datetime | None
+
+
 class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
     """One status change of a batch; ``instance_id`` fences it to that current attempt."""
 
@@ -70,6 +82,9 @@ class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
     instance_id: UUID | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
+    via_running: bool = False
+    """From ``dispatched`` through ``running`` to ``status`` in one change (a start and an end reported
+    together)."""
 
 
 class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
@@ -79,15 +94,6 @@ class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
     labels: dict[str, str]
     commands: list[str]
     agent_ids: list[str] = []
-
-
-class Assignment(msgspec.Struct, kw_only=True, frozen=True):
-    """A claimed task given to an agent as attempt ``attempt`` under instance ``instance_id``."""
-
-    task_id: UUID
-    instance_id: UUID
-    agent_id: str
-    attempt: int
 
 
 class LateSlot(msgspec.Struct, kw_only=True, frozen=True):

@@ -85,41 +85,31 @@ WHERE t.id = current_row.id
 RETURNING t.*, current_row.status AS previous_status
 
 -- name: transition_tasks
--- Many status changes in one statement, each checked against the allowed (from, to) pairs and fenced by the
--- instance it names (when given). Each task id may appear once. Returns the rows that changed.
+-- Many status changes in one statement (`changes`: a JSON array, each task at most once), each checked against the
+-- allowed (from, to) pairs (`edges`, a JSON array) and fenced by the instance it names (when given); a change
+-- `via_running` moves a dispatched task through `running` to its status (the caller has checked the second step).
+-- Returns what the callers read of the rows that changed, not whole rows: this runs for every report an agent
+-- sends.
 UPDATE sched_task t
-SET status = u.status,
-    error = coalesce(u.error, t.error),
-    next_attempt_at = u.next_attempt_at,
-    completed_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
+SET status = c.status,
+    error = coalesce(c.error, t.error),
+    next_attempt_at = c.next_attempt_at,
+    completed_at = CASE WHEN c.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
     updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(instance_ids)s::uuid[], %(statuses)s::text[], %(errors)s::text[],
-            %(next_attempt_ats)s::timestamptz[]) AS u(id, instance_id, status, error, next_attempt_at)
-JOIN unnest(%(edge_from)s::text[], %(edge_to)s::text[]) AS e(from_status, to_status) ON e.to_status = u.status
-WHERE t.id = u.id
+FROM jsonb_to_recordset(%(changes)s::jsonb)
+     AS c(task_id uuid, instance_id uuid, status text, error text, next_attempt_at timestamptz, via_running boolean)
+JOIN jsonb_to_recordset(%(edges)s::jsonb) AS e(from_status text, to_status text)
+  ON e.to_status = CASE WHEN c.via_running THEN 'running' ELSE c.status END
+WHERE t.id = c.task_id
   AND t.status = e.from_status
-  AND (u.instance_id IS NULL OR t.instance_id = u.instance_id)
-RETURNING t.*
+  AND (c.instance_id IS NULL OR t.instance_id = c.instance_id)
+RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at
 
 -- name: claim_due_tasks
 -- The dispatcher's claim: up to `limit` pending tasks due before `horizon` that one of the agent profiles can run,
 -- priority first, then due time, locked (SKIP LOCKED) until the caller's transaction ends. The statement lives in
 -- a function (migration 0004) whose planner settings keep it walking sched_task_claim_idx in order.
 SELECT * FROM sched_claim_due_tasks(%(horizon)s::timestamptz, %(profiles)s::jsonb, %(limit)s::integer)
-
--- name: mark_tasks_dispatched
--- Claimed tasks become dispatched, each with its new instance (inserted just before) and agent.
-UPDATE sched_task t
-SET status = 'dispatched',
-    instance_id = u.instance_id,
-    agent_id = u.agent_id,
-    attempt = u.attempt,
-    next_attempt_at = NULL,
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(instance_ids)s::uuid[], %(agent_ids)s::text[], %(attempts)s::integer[])
-     AS u(id, instance_id, agent_id, attempt)
-WHERE t.id = u.id AND t.status = ANY(%(allowed)s::text[])
-RETURNING t.id
 
 -- name: promote_due_retries
 -- Tasks whose retry backoff has passed go back to pending (waiting_retry → pending).
