@@ -124,10 +124,10 @@ async def claim(
     chosen = [(task, inst) for task, inst in chosen if task.id in admitted]
     if not chosen:
         return []
-    dispatched = await bmc.InstanceBmc.dispatch_many(conn, [inst for _, inst in chosen])
+    instances, all_marked = await bmc.InstanceBmc.dispatch_many(conn, [inst for _, inst in chosen])
     # The claimed rows are locked by this transaction, so every one of them is still pending.
-    assert all(marked for _, marked in dispatched), "claimed tasks changed under their row lock"
-    by_id = {inst.id: inst for inst, _ in dispatched}
+    assert all_marked, "claimed tasks changed under their row lock"
+    by_id = {inst.id: inst for inst in instances}
     return [Claimed(task=task, new=new, instance=by_id[new.id]) for task, new in chosen]
 
 

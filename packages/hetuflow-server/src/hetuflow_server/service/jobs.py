@@ -160,7 +160,9 @@ class JobService:
         trigger = revalidate(trigger, TaskTrigger)
         runs = _manual_runs(trigger)
         async with self._db.autocommit() as conn:
-            made = await bmc.TaskBmc.insert_triggered(conn, job_id, runs, by=by, channel=notify.WORK_CHANNEL)
+            made = await bmc.TaskBmc.insert_triggered(
+                conn, job_id, runs, by=by, channel=notify.WORK_CHANNEL, payload=notify.MANUAL_TASKS
+            )
         if made:
             return TriggerResult(task_ids=[run.id for run in runs])
         path = "$.count" if trigger.runs is msgspec.UNSET else "$.runs"

@@ -12,7 +12,7 @@ from hetuflow_core.enums import InstanceStatus, TaskStatus
 from hetuflow_core.job import RetryPolicy
 from hetuflow_core.task import InstanceMetrics, TaskInstance
 from hetuflow_server.infra import db, transitions
-from hetuflow_server.infra.bmc._rows import many, one, required
+from hetuflow_server.infra.bmc._rows import many, many_json, required
 from hetuflow_server.infra.sql import query
 
 __all__ = ["AppliedReport", "InstanceBmc", "LiveAttempt", "NewInstance", "ReportRow"]
@@ -95,14 +95,14 @@ class InstanceBmc:
     @staticmethod
     async def dispatch_many(
         conn: db.Connection, instances: Sequence[NewInstance]
-    ) -> list[tuple[TaskInstance, bool]]:
-        """Create attempts and mark their tasks dispatched to them, in one statement; each attempt with
-        whether its task moved. A second instance for the same (task, attempt) is a Conflict."""
+    ) -> tuple[list[TaskInstance], bool]:
+        """Create attempts and mark their tasks dispatched to them, in one statement; the attempts, and
+        whether every task moved. A second instance for the same (task, attempt) is a Conflict."""
         if not instances:
-            return []
+            return [], True
         params = {"attempts": _json.encode(instances).decode(), "allowed": _DISPATCHABLE}
-        rows = await db.fetch_all(conn, _DISPATCH, params)
-        return [(one(row, TaskInstance), bool(row["task_marked"])) for row in rows]
+        row = await db.fetch_one(conn, _DISPATCH, params)
+        return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])
 
     @staticmethod
     async def get(conn: db.Connection, instance_id: UUID) -> TaskInstance:
@@ -131,7 +131,7 @@ class InstanceBmc:
         if len({r.instance_id for r in reports}) != len(reports):
             raise ValueError("transition_many: an instance may appear only once per batch")
         params = {"reports": _json.encode(reports).decode(), "edges": _INSTANCE_EDGES}
-        return many(await db.fetch_all(conn, _APPLY_REPORTS, params), AppliedReport)
+        return many_json(await db.fetch_one(conn, _APPLY_REPORTS, params), AppliedReport)
 
     @staticmethod
     async def record_late(conn: db.Connection, reports: Sequence[ReportRow]) -> list[UUID]:

@@ -14,7 +14,7 @@ from hetuflow_core.enums import TaskStatus
 from hetuflow_core.task import Task
 from hetuflow_server.errors import NotFound
 from hetuflow_server.infra import db, transitions
-from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
+from hetuflow_server.infra.bmc._rows import jsonb, many, many_json, one, required
 from hetuflow_server.infra.bmc._task_records import (
     AgentProfile,
     DaemonRun,
@@ -84,13 +84,20 @@ class TaskBmc:
 
     @staticmethod
     async def insert_triggered(
-        conn: db.Connection, job_id: UUID, runs: Sequence[ManualRun], *, by: str | None, channel: str
+        conn: db.Connection,
+        job_id: UUID,
+        runs: Sequence[ManualRun],
+        *,
+        by: str | None,
+        channel: str,
+        payload: str = "",
     ) -> bool:
         """One manual task per run of the live job ``job_id``, with its current config, and one NOTIFY on
         ``channel``, in one statement (see the query for the lock it takes). False, and nothing inserted,
         for a broadcast job: its tasks are one per agent. NotFound when there is no such live job."""
         # The runs travel as one JSON document: one parameter however many there are, encoded in C.
-        params = {"job_id": job_id, "runs": _json.encode(runs).decode(), "by": by, "channel": channel}
+        runs_json = _json.encode(runs).decode()
+        params = {"job_id": job_id, "runs": runs_json, "by": by, "channel": channel, "payload": payload}
         row = await db.fetch_one(conn, _TRIGGER, params)
         if row is None:
             raise NotFound("job", job_id)
@@ -176,7 +183,7 @@ class TaskBmc:
         if len({change.task_id for change in changes}) != len(changes):
             raise ValueError("transition_many: a task may appear only once per batch")
         params = {"changes": _json.encode(changes).decode(), "edges": _TASK_EDGES}
-        return many(await db.fetch_all(conn, _TRANSITION_MANY, params), TaskOutcome)
+        return many_json(await db.fetch_one(conn, _TRANSITION_MANY, params), TaskOutcome)
 
     @staticmethod
     async def claim_due(
@@ -191,7 +198,7 @@ class TaskBmc:
         if not profiles or limit <= 0:
             return []
         params = {"horizon": horizon, "profiles": jsonb(list(profiles)), "limit": limit}
-        return many(await db.fetch_all(conn, _CLAIM, params), Task)
+        return many_json(await db.fetch_one(conn, _CLAIM, params), Task)
 
     @staticmethod
     async def promote_due_retries(conn: db.Connection, *, limit: int) -> list[UUID]:

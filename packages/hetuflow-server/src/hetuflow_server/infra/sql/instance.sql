@@ -2,8 +2,9 @@
 
 -- name: dispatch_attempts
 -- New attempts of claimed tasks (`attempts`: a JSON array, status `dispatched`), and each task marked dispatched
--- to its attempt and agent, in one statement. Returns each attempt and whether its task moved (a task locked by
--- the claim always does). A second attempt with the same (task, attempt) violates a unique key.
+-- to its attempt and agent, in one statement. Returns the attempts (one JSON array) and whether all their tasks
+-- moved (tasks locked by the claim always do). A second attempt with the same (task, attempt) violates a unique
+-- key.
 WITH a AS (
     SELECT *
     FROM jsonb_to_recordset(%(attempts)s::jsonb)
@@ -24,7 +25,8 @@ WITH a AS (
     WHERE t.id = a.task_id AND t.status = ANY(%(allowed)s::text[])
     RETURNING t.id
 )
-SELECT made.*, made.task_id IN (SELECT id FROM marked) AS task_marked
+SELECT coalesce(json_agg(made), '[]')::text AS rows,
+       coalesce(bool_and(made.task_id IN (SELECT id FROM marked)), true) AS all_marked
 FROM made
 
 -- name: get_instance
@@ -39,8 +41,8 @@ SELECT * FROM sched_task_instance WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
 -- name: apply_instance_reports
 -- Many reported status changes in one statement (`reports`: a JSON array, each instance at most once), each
 -- checked against the allowed (from, to) pairs (`edges`, a JSON array) and made only by the agent that runs the
--- instance (a report's `agent_id` null: the server itself, e.g. declaring it lost). Returns each instance that
--- changed with its task as it is now, locked FOR UPDATE in id order for the task changes that follow in the same
+-- instance (a report's `agent_id` null: the server itself, e.g. declaring it lost). Returns (one JSON array)
+-- each instance that changed with its task as it is now, locked FOR UPDATE in id order for the task changes that follow in the same
 -- transaction (no task: it is gone), and for failures the task's retry policy. A report `via_running` moves a
 -- dispatched instance through `running` (started at `running_at`) to its status in one change; the caller has
 -- checked the second step.
@@ -75,10 +77,11 @@ WITH moved AS (
     ORDER BY t.id
     FOR UPDATE
 )
-SELECT m.id, m.task_id, m.status, l.status AS task_status, l.instance_id AS task_instance_id,
-       l.attempt AS task_attempt, CASE WHEN m.status IN ('failed', 'timeout', 'lost') THEN l.retry END AS retry
-FROM moved m
-LEFT JOIN locked l ON l.id = m.task_id
+SELECT coalesce(json_agg(r), '[]')::text AS rows
+FROM (SELECT m.id, m.task_id, m.status, l.status AS task_status, l.instance_id AS task_instance_id,
+             l.attempt AS task_attempt, CASE WHEN m.status IN ('failed', 'timeout', 'lost') THEN l.retry END AS retry
+      FROM moved m
+      LEFT JOIN locked l ON l.id = m.task_id) AS r
 
 -- name: record_late_reports
 -- Reports for instances that are already final with another status (e.g. declared lost, then the agent says it

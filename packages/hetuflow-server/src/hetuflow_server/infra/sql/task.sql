@@ -22,7 +22,7 @@ RETURNING *
 -- change of the job (FOR NO KEY UPDATE) waits for it or it for them, and a delete never misses a task made here;
 -- concurrent triggers of one job do not wait for each other. One task per run (a JSON array of {id,
 -- scheduled_at, priority, parameters}) gets the job's current config and, without a priority of its own, the
--- config's; one NOTIFY on `channel` wakes the dispatchers. A broadcast job that pins nothing gets no task here
+-- config's; one NOTIFY on `channel` (with `payload`) wakes the dispatchers. A broadcast job that pins nothing gets no task here
 -- (`broadcast`: the caller makes one per agent). No row: no such live job.
 WITH job AS (
     SELECT id, config,
@@ -39,7 +39,7 @@ WITH job AS (
     WHERE NOT job.broadcast
     RETURNING 1
 ), woken AS (
-    SELECT pg_notify(%(channel)s::text, '') FROM (SELECT FROM made LIMIT 1) AS one
+    SELECT pg_notify(%(channel)s::text, %(payload)s::text) FROM (SELECT FROM made LIMIT 1) AS one
 )
 SELECT job.broadcast, (SELECT count(*) FROM made) AS made, (SELECT count(*) FROM woken) AS woken
 FROM job
@@ -88,28 +88,34 @@ RETURNING t.*, current_row.status AS previous_status
 -- Many status changes in one statement (`changes`: a JSON array, each task at most once), each checked against the
 -- allowed (from, to) pairs (`edges`, a JSON array) and fenced by the instance it names (when given); a change
 -- `via_running` moves a dispatched task through `running` to its status (the caller has checked the second step).
--- Returns what the callers read of the rows that changed, not whole rows: this runs for every report an agent
--- sends.
-UPDATE sched_task t
-SET status = c.status,
-    error = coalesce(c.error, t.error),
-    next_attempt_at = c.next_attempt_at,
-    completed_at = CASE WHEN c.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
-    updated_at = now()
-FROM jsonb_to_recordset(%(changes)s::jsonb)
-     AS c(task_id uuid, instance_id uuid, status text, error text, next_attempt_at timestamptz, via_running boolean)
-JOIN jsonb_to_recordset(%(edges)s::jsonb) AS e(from_status text, to_status text)
-  ON e.to_status = CASE WHEN c.via_running THEN 'running' ELSE c.status END
-WHERE t.id = c.task_id
-  AND t.status = e.from_status
-  AND (c.instance_id IS NULL OR t.instance_id = c.instance_id)
-RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at
+-- Returns what the callers read of the rows that changed (one JSON array), not whole rows: this runs for every
+-- report an agent sends.
+WITH changed AS (
+    UPDATE sched_task t
+    SET status = c.status,
+        error = coalesce(c.error, t.error),
+        next_attempt_at = c.next_attempt_at,
+        completed_at = CASE WHEN c.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
+        updated_at = now()
+    FROM jsonb_to_recordset(%(changes)s::jsonb)
+         AS c(task_id uuid, instance_id uuid, status text, error text, next_attempt_at timestamptz,
+              via_running boolean)
+    JOIN jsonb_to_recordset(%(edges)s::jsonb) AS e(from_status text, to_status text)
+      ON e.to_status = CASE WHEN c.via_running THEN 'running' ELSE c.status END
+    WHERE t.id = c.task_id
+      AND t.status = e.from_status
+      AND (c.instance_id IS NULL OR t.instance_id = c.instance_id)
+    RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at
+)
+SELECT coalesce(json_agg(changed), '[]')::text AS rows FROM changed
 
 -- name: claim_due_tasks
 -- The dispatcher's claim: up to `limit` pending tasks due before `horizon` that one of the agent profiles can run,
 -- priority first, then due time, locked (SKIP LOCKED) until the caller's transaction ends. The statement lives in
--- a function (migration 0004) whose planner settings keep it walking sched_task_claim_idx in order.
-SELECT * FROM sched_claim_due_tasks(%(horizon)s::timestamptz, %(profiles)s::jsonb, %(limit)s::integer)
+-- a function (migration 0004) whose planner settings keep it walking sched_task_claim_idx in order. The rows come
+-- back as one JSON array, decoded straight into Structs (the whole config of every task is read here).
+SELECT coalesce(json_agg(t ORDER BY t.priority DESC, t.scheduled_at, t.id), '[]')::text AS rows
+FROM sched_claim_due_tasks(%(horizon)s::timestamptz, %(profiles)s::jsonb, %(limit)s::integer) AS t
 
 -- name: promote_due_retries
 -- Tasks whose retry backoff has passed go back to pending (waiting_retry → pending).
