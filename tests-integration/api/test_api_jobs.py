@@ -176,3 +176,55 @@ def test_trigger_job_creates_a_task(admin_client: httpx.Client) -> None:
     assert problem["errors"][0]["path"] == "$.priority"
     naive = admin_client.post(url, json={"scheduled_at": "2030-01-01T00:00:00"})
     assert_problem(naive, 422, "invalid-input")
+
+
+def test_trigger_job_in_bulk(admin_client: httpx.Client) -> None:
+    job = create_job(
+        admin_client, "trigger-many", config={"command": "bash", "script": "true", "priority": 3}
+    )
+    url = f"{JOBS}/{job['id']}/trigger"
+    counted = admin_client.post(url, json={"count": 25, "parameters": {"batch": 1}})
+    assert counted.status_code == 201, counted.text
+    task_ids = counted.json()["task_ids"]
+    assert len(set(task_ids)) == 25
+    listed = admin_client.get("/api/v1/tasks", params={"job_id": job["id"], "limit": 100}).json()["items"]
+    assert {task["id"] for task in listed} == set(task_ids)
+    assert {(task["parameters"]["batch"], task["priority"], task["status"]) for task in listed} == {
+        (1, 3, "pending")
+    }
+
+    runs = [{}, {"parameters": {"day": "tue"}, "priority": -2}, {"scheduled_at": "2030-01-01T00:00:00Z"}]
+    ran = admin_client.post(url, json={"parameters": {"day": "mon"}, "priority": 7, "runs": runs})
+    assert ran.status_code == 201, ran.text
+    made = [admin_client.get(f"/api/v1/tasks/{task_id}").json() for task_id in ran.json()["task_ids"]]
+    assert [(task["parameters"], task["priority"]) for task in made] == [
+        ({"day": "mon"}, 7),
+        ({"day": "tue"}, -2),
+        ({"day": "mon"}, 7),
+    ]
+    assert made[2]["scheduled_at"].startswith("2030-01-01T00:00:00")
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"count": 0}, "$.count"),
+        ({"count": 10_001}, "$.count"),
+        ({"count": "3"}, "$.count"),
+        ({"runs": []}, "$.runs"),
+        ({"runs": [{}] * 10_001}, "$.runs"),
+        ({"runs": [{}, {"priority": 1001}]}, "$.runs[1].priority"),
+        ({"runs": [{}, {"params": {}}]}, "$.runs[1].params"),
+        ({"runs": [{}, {"scheduled_at": "2030-01-01T00:00:00"}]}, "$.runs[1].scheduled_at"),
+        ({"count": 2, "runs": [{}]}, "$.count"),
+    ],
+)
+def test_bad_bulk_trigger_is_a_422_naming_the_field(
+    admin_client: httpx.Client, body: dict[str, Any], path: str
+) -> None:
+    job = create_job(admin_client, f"bulk-refused-{uuid.uuid4().hex[:8]}")
+    problem = assert_problem(
+        admin_client.post(f"{JOBS}/{job['id']}/trigger", json=body), 422, "invalid-input"
+    )
+    assert problem["errors"][0]["path"] == path
+    assert admin_client.get("/api/v1/tasks", params={"job_id": job["id"]}).json()["items"] == []

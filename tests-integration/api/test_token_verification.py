@@ -188,3 +188,20 @@ def test_token_whose_claims_disagree_with_its_record_is_401(
         )
     )
     assert_unauthorized(anon.get(JOBS, headers=bearer(escalated)), "does not match")
+
+
+def test_token_accepted_once_is_refused_after_it_expires(
+    server_process: ServerProcess, server_client: httpx.Client, anon: httpx.Client
+) -> None:
+    # The server keeps the claims of tokens it opened; their expiry still counts on every request.
+    _, jti = issue(server_client, "read", "expiring")
+    now = int(time.time())
+    short = _codec(server_process).seal(
+        Claims(
+            sub="expiring", scope=TokenScope.READ, exp=now + 3, iat=now, jti=uuid.UUID(jti), name="expiring"
+        )
+    )
+    assert anon.get(JOBS, headers=bearer(short)).status_code == 200
+    while time.time() <= now + 3:
+        time.sleep(0.1)
+    assert_unauthorized(anon.get(JOBS, headers=bearer(short)), "expired")

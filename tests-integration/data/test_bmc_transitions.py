@@ -14,7 +14,6 @@ from dbfixtures import MakeJob
 from hetuflow_core.enums import CommandKind, InstanceStatus, TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig
-from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_server.infra import ModelManager, bmc, transitions
 
 FINAL_TASK = {s.value for s in TaskStatus if s.is_final}
@@ -37,7 +36,7 @@ async def _new_task(db: ModelManager, job_id: UUID) -> tuple[UUID, UUID]:
             ],
             by=None,
         )
-        await bmc.InstanceBmc.insert_many(
+        await bmc.InstanceBmc.dispatch_many(
             conn,
             [
                 bmc.NewInstance(
@@ -136,11 +135,11 @@ async def test_instance_transition(
     migrated_database_url: str,
 ) -> None:
     job = await make_job()
-    task_id, instance_id = await _new_task(model_manager, job.id)
+    _, instance_id = await _new_task(model_manager, job.id)
     _force_instance(migrated_database_url, instance_id, source)
-    report = TaskInstanceUpdatedData(instance_id=instance_id, task_id=task_id, status=target, exit_code=0)
+    report = bmc.ReportRow(instance_id=instance_id, agent_id="agent-1", status=target, exit_code=0)
     async with model_manager.transaction() as conn:
-        changed = await bmc.InstanceBmc.transition_many(conn, [report], agent_id="agent-1")
+        changed = await bmc.InstanceBmc.transition_many(conn, [report])
     allowed = transitions.is_allowed(source, target)
     assert bool(changed) == allowed
     assert (

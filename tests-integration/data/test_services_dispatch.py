@@ -17,7 +17,7 @@ from hetuflow_core.ids import uuid7
 from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import TaskTrigger
 from hetuflow_server.infra import ModelManager, notify
-from hetuflow_server.service import AgentCapacity, DispatchService, ReportOutcome, Services
+from hetuflow_server.service import AgentCapacity, Dispatch, DispatchService, ReportOutcome, Services
 
 _pools = itertools.count()
 
@@ -268,3 +268,53 @@ async def test_silent_agent_loses_its_attempts(
     assert task.error is not None
     assert "silent" in task.error
     assert await services.dispatch.reap_offline_agents(timeout_secs=15) == []
+
+
+async def test_a_start_and_an_end_in_one_batch_give_each_report_its_own_outcome(
+    services: Services, make_job: MakeJob
+) -> None:
+    # Applied together (one row change) while the attempt is dispatched, one by one otherwise.
+    pool = _pool()
+    job = await make_job(target={"labels": {"pool": pool}})
+    await _trigger(services, job.id, 3)
+    fresh, started, other = await services.dispatch.dispatch([_agent("m", pool, free=3)])
+    began = datetime.now(UTC) - timedelta(seconds=5)
+    ended = began + timedelta(seconds=2)
+
+    def pair(d: Dispatch, *, end: InstanceStatus = InstanceStatus.SUCCEEDED) -> list[TaskInstanceUpdatedData]:
+        return [
+            _report(d.task.id, d.instance.id, InstanceStatus.RUNNING, seq=1, at=began),
+            _report(d.task.id, d.instance.id, end, seq=2, at=ended, exit_code=0, output="out"),
+        ]
+
+    await services.dispatch.apply_reports(pair(started)[:1], agent_id="m")  # its start is already stored
+    results = await services.dispatch.apply_reports(
+        [*pair(fresh), *pair(started), *pair(other, end=InstanceStatus.CANCELLED)], agent_id="m"
+    )
+    assert [r.outcome for r in results] == [
+        ReportOutcome.APPLIED,
+        ReportOutcome.APPLIED,
+        ReportOutcome.DUPLICATE,
+        ReportOutcome.APPLIED,
+        ReportOutcome.APPLIED,
+        ReportOutcome.APPLIED,
+    ]
+    assert [r.task.status if r.task else None for r in results[1::2]] == [
+        TaskStatus.SUCCEEDED,
+        TaskStatus.SUCCEEDED,
+        TaskStatus.CANCELLED,
+    ]
+    for d in (fresh, started):
+        instance = await services.instances.get(d.instance.id)
+        assert (instance.status, instance.started_at, instance.completed_at, instance.output) == (
+            InstanceStatus.SUCCEEDED,
+            began,
+            ended,
+            "out",
+        )
+    # Another agent's pair moves nothing, and a pair after the end is late.
+    refused = await services.dispatch.apply_reports(pair(other), agent_id="intruder")
+    assert [r.outcome for r in refused] == [ReportOutcome.REFUSED, ReportOutcome.REFUSED]
+    late = await services.dispatch.apply_reports(pair(other), agent_id="m")
+    assert [r.outcome for r in late] == [ReportOutcome.LATE, ReportOutcome.LATE]
+    assert (await services.tasks.get(other.task.id)).status is TaskStatus.CANCELLED

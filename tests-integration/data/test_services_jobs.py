@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -15,7 +16,7 @@ from hetuflow_core.enums import CommandKind, JobStatus, ScheduleKind, TaskStatus
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig, JobCreate, JobUpdate, RetryPolicy
 from hetuflow_core.schedule import ScheduleCreate
-from hetuflow_core.task import TaskTrigger
+from hetuflow_core.task import TaskTrigger, TriggerRun
 from hetuflow_server.errors import Conflict, InvalidInput, NotFound
 from hetuflow_server.infra import ModelManager, bmc, notify
 from hetuflow_server.service import Services
@@ -260,3 +261,72 @@ async def test_config_snapshot_survives_job_edits(services: Services, make_job: 
     )
     assert (await services.tasks.get(task_id)).config.script == "true"
     assert msgspec.json.encode((await services.tasks.get(task_id)).config) == msgspec.json.encode(job.config)
+
+
+async def _wait_blocked_on_lock(database_url: str) -> None:
+    """Return once some session of the database waits for a row lock."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watcher:
+        for _ in range(500):
+            cur = await watcher.execute(
+                b"SELECT count(*) FROM pg_stat_activity"
+                b" WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError("nobody waited for the lock")
+
+
+async def test_trigger_waits_for_a_delete_in_progress_and_makes_nothing(
+    services: Services, make_job: MakeJob, migrated_database_url: str
+) -> None:
+    job = await make_job()
+    async with await psycopg.AsyncConnection.connect(migrated_database_url) as deleting:
+        # What a delete holds until it commits: the job's row, locked for update.
+        await deleting.execute(b"SELECT 1 FROM sched_job WHERE id = %s FOR NO KEY UPDATE", (job.id,))
+        trigger = asyncio.create_task(services.jobs.trigger(job.id, TaskTrigger(count=3)))
+        await _wait_blocked_on_lock(migrated_database_url)
+        await deleting.execute(b"UPDATE sched_job SET deleted_at = now() WHERE id = %s", (job.id,))
+        await deleting.commit()
+    with pytest.raises(NotFound):
+        await trigger
+    async with services.db.transaction() as conn:
+        assert await bmc.TaskBmc.select_page(conn, job_id=job.id, limit=10) == []
+
+
+async def test_delete_waits_for_a_trigger_in_progress_and_cancels_its_tasks(
+    services: Services, make_job: MakeJob, model_manager: ModelManager, migrated_database_url: str
+) -> None:
+    job = await make_job()
+    runs = [bmc.ManualRun(id=uuid7(), scheduled_at=datetime.now(UTC), priority=None, parameters={})]
+    async with model_manager.transaction() as conn:
+        # The trigger's statement, held open: the delete must wait for it rather than miss its task.
+        assert await bmc.TaskBmc.insert_triggered(conn, job.id, runs, by=None, channel=notify.WORK_CHANNEL)
+        delete = asyncio.create_task(services.jobs.delete(job.id))
+        await _wait_blocked_on_lock(migrated_database_url)
+    await delete
+    task = await services.tasks.get(runs[0].id)
+    assert (task.status, task.error) == (TaskStatus.CANCELLED, "job deleted")
+
+
+async def test_bulk_trigger_makes_every_task_in_one_go(
+    services: Services,
+    make_job: MakeJob,
+    listen: psycopg.AsyncConnection[tuple[object, ...]],
+) -> None:
+    job = await make_job(priority=4)
+    await _channels(listen)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    result = await services.jobs.trigger(job.id, TaskTrigger(count=500, parameters={"k": 1}, scheduled_at=at))
+    assert await _channels(listen) == {notify.WORK_CHANNEL}
+    assert len(set(result.task_ids)) == 500
+    tasks = [await services.tasks.get(task_id) for task_id in result.task_ids[::50]]
+    assert {(t.parameters["k"], t.priority, t.scheduled_at, t.status) for t in tasks} == {
+        (1, 4, at, TaskStatus.PENDING)
+    }
+    with pytest.raises(InvalidInput) as info:
+        await services.jobs.trigger(job.id, TaskTrigger(runs=[TriggerRun(scheduled_at=datetime(2030, 1, 1))]))
+    assert _path(info.value) == "$.runs[0].scheduled_at"
+    with pytest.raises(NotFound):
+        await services.jobs.trigger(uuid7(), TaskTrigger(count=2))

@@ -16,7 +16,7 @@ from pipelinefixtures import AgentPool, FakeAgent, Pipeline, open_ws
 
 from hetuflow_agent.errors import HandshakeRejected
 from hetuflow_core.agent import AgentCapabilities
-from hetuflow_core.enums import InstanceStatus, LogStream, ProtocolErrorCode
+from hetuflow_core.enums import CommandKind, InstanceStatus, LogStream, ProtocolErrorCode
 from hetuflow_core.protocol import (
     Ack,
     AckData,
@@ -280,3 +280,55 @@ async def test_an_agent_cannot_touch_another_agents_attempt(
     assert pipeline.task(task_id)["status"] == "succeeded"
     (instance,) = pipeline.instances(task_id)
     assert (instance["status"], instance["exit_code"]) == ("succeeded", 0)
+
+
+async def test_an_agent_never_holds_more_than_its_capacity_and_prefetch_whatever_it_claims(
+    pipeline: Pipeline, fake: FakeAgent, agents: AgentPool
+) -> None:
+    labels = {"suite": agents.suite, "greedy": "yes"}
+    capabilities = AgentCapabilities(commands=[CommandKind.BASH], capacity=1, prefetch=1)
+    await fake.send(
+        AgentRegisterRequest(
+            data=AgentRegisterData(
+                agent_id=fake.agent_id, name=fake.agent_id, labels=labels, capabilities=capabilities
+            )
+        )
+    )
+    assert (await fake.recv_until(AgentRegisterResponse)).data.accepted
+    job_id = pipeline.create_job(suite=agents.suite, labels={"greedy": "yes"}, script="true")
+    task_ids = {pipeline.trigger(job_id) for _ in range(6)}
+
+    held: list[ScheduledTask] = []
+    finished: set[str] = set()
+
+    async def next_dispatch(wait_secs: float) -> ScheduledTask | None:
+        # Beating keeps the attempts it holds alive on the server however long the test waits.
+        await fake.send(HeartbeatRequest(data=HeartbeatData(running=[f.data.instance_id for f in held])))
+        await fake.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=10_000)))
+        try:
+            async with asyncio.timeout(wait_secs):
+                frame: ScheduledTask = await fake.recv_until(ScheduledTask)
+        except TimeoutError:
+            return None
+        await fake.send(Ack(data=AckData(ack_id=frame.id)))
+        return frame
+
+    while len(finished) < len(task_ids):
+        frame = await next_dispatch(1.0)
+        if frame is not None:
+            held.append(frame)
+            if len(held) < 2:
+                continue
+            # At capacity plus prefetch: nothing more comes, however many slots it claims.
+            extra = await next_dispatch(0.5)
+            assert extra is None, "a third attempt was dispatched to an agent of capacity 1 and prefetch 1"
+        oldest = held.pop(0).data  # end the oldest: a slot frees
+        for seq, status in enumerate((InstanceStatus.RUNNING, InstanceStatus.SUCCEEDED)):
+            report = TaskInstanceUpdatedData(
+                instance_id=oldest.instance_id, task_id=oldest.task_id, status=status, seq=seq, exit_code=0
+            )
+            await fake.send(TaskInstanceUpdated(data=report))
+        finished.add(str(oldest.task_id))
+    assert finished == task_ids
+    for task_id in task_ids:
+        assert pipeline.wait_task(task_id)["status"] == "succeeded"

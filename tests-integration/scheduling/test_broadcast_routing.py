@@ -18,7 +18,7 @@ from hetuflow_core.enums import CommandKind, ScheduleKind, SlotOutcome, TaskStat
 from hetuflow_core.ids import uuid7
 from hetuflow_core.protocol import AgentRegisterData
 from hetuflow_core.schedule import ScheduleCreate
-from hetuflow_core.task import TaskTrigger
+from hetuflow_core.task import TaskTrigger, TriggerRun
 from hetuflow_server.service import AgentCapacity
 
 pytestmark = pytest.mark.usefixtures("quiet_schedules")
@@ -134,6 +134,16 @@ async def test_trigger_event_and_retry_of_a_broadcast_job(kit: Kit) -> None:
     )
     fired = (await kit.services.events.fire(name, {"k": "v"})).task_ids
     assert len(fired) == 3
+
+    # A bulk trigger: one task per run and agent, each run's parameters on each of its copies.
+    runs = [TriggerRun(parameters={"n": 2}), TriggerRun(parameters={"n": 3})]
+    bulk = (await kit.services.jobs.trigger(job_id, TaskTrigger(runs=runs))).task_ids
+    made = [await kit.services.tasks.get(task_id) for task_id in bulk]
+    assert sorted((task.parameters["n"], task.config.target.agent_id or "") for task in made) == sorted(
+        (n, agent) for n in (2, 3) for agent in agents
+    )
+    counted = (await kit.services.jobs.trigger(job_id, TaskTrigger(count=2))).task_ids
+    assert len(set(counted)) == 6
 
     # A retried copy re-runs on its own agent only.
     copy = await kit.services.tasks.cancel(triggered[0])

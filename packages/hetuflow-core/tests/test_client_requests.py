@@ -35,6 +35,7 @@ from hetuflow_core import (
     TaskFilter,
     TokenCreate,
     TokenScope,
+    TriggerRun,
 )
 from hetuflow_core.client import Api, AsyncClient, Client
 from hetuflow_core.client._call import Endpoint
@@ -124,6 +125,36 @@ CASES = [
         f"/api/v1/jobs/{JOB}/trigger",
         kwargs={"scheduled_at": T0, "priority": 5},
         body={"parameters": {"x": [1, "two"]}, "scheduled_at": "2024-03-10T01:30:00.250000Z", "priority": 5},
+    ),
+    Case(
+        "trigger_job",
+        (JOB,),
+        "POST",
+        f"/api/v1/jobs/{JOB}/trigger",
+        kwargs={"count": 3},
+        body={"parameters": {}, "scheduled_at": None, "priority": None, "count": 3},
+    ),
+    Case(
+        "trigger_job",
+        (JOB, {"day": "mon"}),
+        "POST",
+        f"/api/v1/jobs/{JOB}/trigger",
+        kwargs={
+            "runs": [TriggerRun(), TriggerRun(parameters={"day": "tue"}, priority=None, scheduled_at=T0)]
+        },
+        body={
+            "parameters": {"day": "mon"},
+            "scheduled_at": None,
+            "priority": None,
+            "runs": [
+                {},
+                {
+                    "parameters": {"day": "tue"},
+                    "scheduled_at": "2024-03-10T01:30:00.250000Z",
+                    "priority": None,
+                },
+            ],
+        },
     ),
     # schedules
     Case(

@@ -23,7 +23,9 @@ from hetuflow_core import (
     TaskFilter,
     TaskTrigger,
     TokenCreate,
+    TriggerRun,
 )
+from hetuflow_core.task import MAX_TRIGGER_RUNS
 from hetuflow_core.types import INT32_MAX
 
 JOB_ID = "0190d3a0-0000-7000-8000-000000000001"
@@ -122,6 +124,7 @@ def test_bad_env_var_names(key: str) -> None:
         ({"cron": "* * * * *"}, ScheduleUpdate, "$"),
         ({"kind": "cron", "from_": "2024-01-01T00:00:00Z"}, SchedulePreviewRequest, "$"),
         ({"params": {}}, TaskTrigger, "$"),
+        ({"runs": [{"params": {}}]}, TaskTrigger, "$.runs[0]"),
         ({"name": "f", "steps": [{"name": "s", "job_id": JOB_ID, "after": []}]}, FlowCreate, "$.steps[0]"),
         ({"params": {}}, FlowRunCreate, "$"),
         ({"name": "ci", "scope": "admin", "ttl": 60}, TokenCreate, "$"),
@@ -155,6 +158,12 @@ def test_unknown_fields_are_refused(body: dict[str, Any], tp: type, path: str) -
         ({"name": "ci", "scope": "admin", "ttl_secs": 59}, TokenCreate),
         ({"limit": 0}, TaskFilter),
         ({"priority": -1001}, TaskTrigger),
+        ({"count": 0}, TaskTrigger),
+        ({"count": MAX_TRIGGER_RUNS + 1}, TaskTrigger),
+        ({"count": None}, TaskTrigger),
+        ({"runs": []}, TaskTrigger),
+        ({"runs": [{}] * (MAX_TRIGGER_RUNS + 1)}, TaskTrigger),
+        ({"runs": [{"priority": 1001}]}, TaskTrigger),
     ],
 )
 def test_out_of_bounds_values_are_refused(body: dict[str, Any], tp: type) -> None:
@@ -169,6 +178,14 @@ def test_update_bodies_carry_only_what_is_set() -> None:
     clear_end = msgspec.json.decode(b'{"end_time": null}', type=ScheduleUpdate)
     assert clear_end.end_time is None
     assert msgspec.json.encode(clear_end) == b'{"end_time":null}'
+
+
+def test_trigger_carries_count_and_runs_only_when_given() -> None:
+    assert msgspec.json.encode(TaskTrigger()) == b'{"parameters":{},"scheduled_at":null,"priority":null}'
+    bulk = msgspec.json.decode(b'{"runs": [{}, {"priority": null}]}', type=TaskTrigger)
+    assert bulk.count is msgspec.UNSET
+    assert bulk.runs == [TriggerRun(), TriggerRun(priority=None)]
+    assert msgspec.json.encode(bulk).endswith(b'"runs":[{},{"priority":null}]}')
 
 
 def test_preview_request_spells_from_without_underscore() -> None:

@@ -45,13 +45,17 @@ class _Socket:
         self.closed = (code, reason)
 
 
-def _session(capacity: int = 4, running: list[RunningInstance] | None = None, **kwargs: Any) -> AgentSession:
+def _session(
+    capacity: int = 4,
+    running: list[RunningInstance] | None = None,
+    prefetch: int | None = None,
+    **kwargs: Any,
+) -> AgentSession:
+    capabilities = AgentCapabilities(commands=[CommandKind.BASH], capacity=capacity)
+    if prefetch is not None:
+        capabilities.prefetch = prefetch
     data = AgentRegisterData(
-        agent_id="a1",
-        name="a1",
-        labels={"zone": "x"},
-        capabilities=AgentCapabilities(commands=[CommandKind.BASH], capacity=capacity),
-        running=running or [],
+        agent_id="a1", name="a1", labels={"zone": "x"}, capabilities=capabilities, running=running or []
     )
     return AgentSession(cast(WebSocket, _Socket()), data, **kwargs)
 
@@ -118,6 +122,38 @@ async def test_credits_count_the_dispatches_not_acked_when_the_agent_announced()
     view = session.capacity_view()
     assert view is not None
     assert (view.free_slots, view.load, view.labels) == (1, 3, {"zone": "x"})
+
+
+@pytest.mark.parametrize(("capacity", "prefetch", "most"), [(2, None, 2), (2, 1, 3), (2, 50, 4), (3, 0, 3)])
+async def test_an_agent_never_holds_more_than_its_capacity_and_prefetch_window(
+    capacity: int, prefetch: int | None, most: int
+) -> None:
+    # Whatever free_slots it claims; the window is at most its capacity.
+    session = _session(capacity=capacity, prefetch=prefetch)
+    session.on_acquire(10_000)
+    pushed = []
+    while (view := session.capacity_view()) is not None:
+        pushed.append(_dispatch())
+        session.push(pushed[-1])
+        assert view.free_slots <= most
+    assert len(pushed) == most
+    session.on_acquire(10_000)  # acked or not, they are still on the agent
+    assert session.capacity_view() is None
+    session.on_ended(pushed[0].instance.id)  # its end was reported
+    session.on_acquire(10_000)
+    view = session.capacity_view()
+    assert view is not None
+    assert view.free_slots == 1
+
+
+async def test_attempts_kept_at_registration_count_as_held() -> None:
+    session = _session(capacity=2, running=[_running()], holding=[_running().instance_id])
+    session.on_acquire(10_000)
+    view = session.capacity_view()
+    assert view is not None
+    assert view.free_slots == 1
+    # Without a state sync, the unfinished attempts the agent listed count.
+    assert _session(capacity=1, running=[_running()]).held == {_running().instance_id}
 
 
 async def test_pushed_frames_carry_the_attempt_and_fire_time() -> None:

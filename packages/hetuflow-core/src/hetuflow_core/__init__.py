@@ -50,6 +50,7 @@ from hetuflow_core.task import (
     TaskLogPage,
     TaskTrigger,
     TriggerResult,
+    TriggerRun,
 )
 
 __all__ = [
@@ -110,6 +111,7 @@ __all__ = [
     "TokenIssued",
     "TokenScope",
     "TriggerResult",
+    "TriggerRun",
     "__version__",
     "decode",
     "encode",

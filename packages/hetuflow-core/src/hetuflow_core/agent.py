@@ -23,6 +23,18 @@ class AgentCapabilities(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     os: Annotated[str, msgspec.Meta(max_length=64)] = ""
     arch: Annotated[str, msgspec.Meta(max_length=64)] = ""
     hostname: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    prefetch: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=0,
+                le=10_000,
+                description="Attempts it may hold dispatched but not started beyond its capacity",
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    """Left out of the encoded frame unless set, so that servers that do not know it accept the agent."""
 
 
 class AgentMetrics(msgspec.Struct, kw_only=True):

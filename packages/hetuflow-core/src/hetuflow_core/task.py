@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
 import msgspec
@@ -13,6 +13,7 @@ from hetuflow_core.job import JobConfig
 from hetuflow_core.types import Count, Parameters, Priority
 
 __all__ = [
+    "MAX_TRIGGER_RUNS",
     "InstanceMetrics",
     "Task",
     "TaskInstance",
@@ -20,6 +21,7 @@ __all__ = [
     "TaskLogPage",
     "TaskTrigger",
     "TriggerResult",
+    "TriggerRun",
 ]
 
 
@@ -91,12 +93,44 @@ class TaskLogPage(msgspec.Struct, kw_only=True):
     next_after_seq: int
 
 
+MAX_TRIGGER_RUNS: Final = 10_000
+"""Most tasks one trigger request asks for (``count``, or the length of ``runs``)."""
+
+
+class TriggerRun(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One task of a bulk trigger; a field left out takes the trigger's own value."""
+
+    parameters: Parameters | msgspec.UnsetType = msgspec.UNSET
+    scheduled_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType | None = msgspec.UNSET
+
+
 class TaskTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``POST /api/v1/jobs/{id}/trigger``: run now (or at ``scheduled_at``) with parameters."""
+    """Body of ``POST /api/v1/jobs/{id}/trigger``: run now (or at ``scheduled_at``) with parameters.
+
+    One task by default; ``count`` makes that many alike, ``runs`` one per entry, whose fields override the
+    trigger's (``count`` and ``runs`` exclude each other). All of them are made in one transaction.
+    """
 
     parameters: Parameters = {}
     scheduled_at: datetime | None = None
     priority: Priority | None = None
+    count: (
+        Annotated[
+            int,
+            msgspec.Meta(ge=1, le=MAX_TRIGGER_RUNS, description="How many tasks to create (not with runs)"),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    runs: (
+        Annotated[
+            list[TriggerRun],
+            msgspec.Meta(
+                min_length=1, max_length=MAX_TRIGGER_RUNS, description="One task per entry (not with count)"
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class TriggerResult(msgspec.Struct, kw_only=True):

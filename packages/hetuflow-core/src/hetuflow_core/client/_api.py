@@ -7,7 +7,7 @@ are accepted as ``UUID`` or text. List endpoints return a ``Page``: pass its ``n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -27,7 +27,7 @@ from hetuflow_core.schedule import (
     ScheduleSlot,
     ScheduleUpdate,
 )
-from hetuflow_core.task import Task, TaskInstance, TaskLogPage, TaskTrigger, TriggerResult
+from hetuflow_core.task import Task, TaskInstance, TaskLogPage, TaskTrigger, TriggerResult, TriggerRun
 
 __all__ = ["Api"]
 
@@ -110,9 +110,21 @@ class Api:
         *,
         scheduled_at: datetime | None = None,
         priority: int | None = None,
+        count: int | None = None,
+        runs: Sequence[TriggerRun] | None = None,
     ) -> Call[TriggerResult]:
-        """Run the job now (or at ``scheduled_at``) with ``parameters`` as ``HETUFLOW_PARAMS``."""
-        trigger = TaskTrigger(parameters=dict(parameters or {}), scheduled_at=scheduled_at, priority=priority)
+        """Run the job now (or at ``scheduled_at``) with ``parameters`` as ``HETUFLOW_PARAMS``.
+
+        ``count`` makes that many tasks alike; ``runs`` one task per entry, its fields overriding the ones
+        given here. Either way every task is created in one request (at most ``MAX_TRIGGER_RUNS``).
+        """
+        trigger = TaskTrigger(
+            parameters=dict(parameters or {}),
+            scheduled_at=scheduled_at,
+            priority=priority,
+            count=msgspec.UNSET if count is None else count,
+            runs=msgspec.UNSET if runs is None else list(runs),
+        )
         return _post(_at("jobs", job_id, "trigger"), TriggerResult, trigger)
 
     # ------------------------------------------------------------------ schedules

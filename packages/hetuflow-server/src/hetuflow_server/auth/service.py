@@ -7,7 +7,9 @@ tokens unforgeable even by someone who learnt the public key, and what makes rev
 Records of valid tokens are cached for ``cache_secs`` so that a busy API does not query ``sched_token`` on
 every request. Revoking through this service evicts the entry at once, so a revocation takes effect
 immediately on the server that performed it; other servers sharing the database see it within
-``cache_secs``. Revoked and unknown tokens are never cached.
+``cache_secs``. Revoked and unknown tokens are never cached. The claims of tokens that opened are kept too
+(by token string, until they expire), so a client repeating its token is not decrypted again; the record
+check above still runs for every request.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hetuflow_server.service import tokens as token_records
 __all__ = ["TokenService"]
 
 MAX_CACHED_TOKENS = 10_000
+"""Most token records, and most opened tokens, kept in memory (the oldest go first)."""
 
 
 class TokenService:
@@ -49,6 +52,9 @@ class TokenService:
         self._cache: dict[UUID, tuple[TokenInfo, float]] = {}
         # Bumped by every revocation: a lookup that started before one must not cache what it read.
         self._revocations = 0
+        # token -> its claims: opening a token (ECDH key agreement, AES-GCM) costs more than the rest of a
+        # small request. Only tokens that opened are kept, so garbage cannot fill it with misses.
+        self._opened: dict[str, Claims] = {}
 
     @property
     def key_id(self) -> str:
@@ -106,7 +112,7 @@ class TokenService:
 
     async def verify(self, token: str) -> Principal:
         """The principal of ``token``; `Unauthorized` if it is invalid, expired, unknown or revoked."""
-        claims = self._codec.open(token, now=self._clock())
+        claims = self._open(token)
         record = await self._record(claims.jti)
         if record is None:
             raise Unauthorized("token is not known to this server")
@@ -115,6 +121,19 @@ class TokenService:
         if record.scope != claims.scope or record.subject != claims.sub:
             raise Unauthorized("token does not match its record")
         return Principal(subject=claims.sub, scope=claims.scope, jti=claims.jti, name=claims.name)
+
+    def _open(self, token: str) -> Claims:
+        now = self._clock()
+        claims = self._opened.get(token)
+        if claims is None:
+            claims = self._codec.open(token, now=now)
+            if len(self._opened) >= MAX_CACHED_TOKENS:
+                del self._opened[next(iter(self._opened))]
+            self._opened[token] = claims
+        elif claims.exp <= now:
+            del self._opened[token]
+            raise Unauthorized("token has expired")
+        return claims
 
     async def _record(self, jti: UUID) -> TokenInfo | None:
         now = time.monotonic()

@@ -73,6 +73,8 @@ class ReportBatcher:
 
     def submit(self, session: AgentSession, frame: TaskInstanceUpdated | TaskLogChunk) -> None:
         """Queue a frame; it is acked on ``session`` once stored."""
+        if isinstance(frame, TaskInstanceUpdated) and frame.data.status.is_final:
+            session.on_ended(frame.data.instance_id)  # its slot is free on the agent from now on
         self._pending.append(_Item(session, frame))
         self._ready.set()
         if len(self._pending) >= MAX_PENDING:

@@ -136,7 +136,7 @@ class Broker:
             for item in await self.services.dispatch.live_attempts(data.agent_id)
             if item.task_status.is_final and item.instance_id in reconciliation.keep
         ]
-        session = AgentSession(websocket, data, status=agent.status)
+        session = AgentSession(websocket, data, status=agent.status, holding=reconciliation.keep)
         session.send(
             AgentRegisterResponse(
                 data=RegisterResponseData(

@@ -8,7 +8,10 @@ other agents.
 
 Credits follow the agent's rule (docs/agent.md): its latest ``task.acquire`` says how many attempts it can
 take counting every dispatch it acked so far, so the credits are ``free_slots`` minus the dispatches sent and
-not yet acked when that frame arrived, minus one per dispatch sent afterwards. ``known`` is the set of
+not yet acked when that frame arrived, minus one per dispatch sent afterwards. Whatever it announces, an agent
+never holds more than its capacity plus its prefetch window (``capabilities.prefetch``, at most its
+capacity) of attempts: ``held`` counts the ones pushed (or kept at registration) that it has not reported
+ended. ``known`` is the set of
 attempts this connection may legitimately hold (listed at registration or pushed here); the heartbeat state
 sync uses it to find attempts that were dispatched over a connection the agent had already left.
 """
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 from uuid import UUID
 
+import msgspec
 from starlette.websockets import WebSocket
 
 from hetuflow_core.enums import AgentCommandKind, AgentStatus, CommandKind
@@ -67,12 +72,22 @@ class AgentSession:
         data: AgentRegisterData,
         *,
         status: AgentStatus = AgentStatus.ONLINE,
+        holding: Iterable[UUID] | None = None,
     ) -> None:
         self.websocket = websocket
         self.agent_id = data.agent_id
         self.labels: dict[str, str] = dict(data.labels)
         self.commands: list[CommandKind] = list(data.capabilities.commands)
         self.capacity = data.capabilities.capacity
+        prefetch = data.capabilities.prefetch
+        self.max_held = self.capacity + min(0 if prefetch is msgspec.UNSET else prefetch, self.capacity)
+        """Most attempts the agent may hold at once: running, and dispatched ahead of a free slot."""
+        self.held: set[UUID] = set(
+            (item.instance_id for item in data.running if not item.status.is_final)
+            if holding is None
+            else holding
+        )
+        """Attempts on the agent as far as this connection knows: pushed or kept, not reported ended."""
         self.draining = status in (AgentStatus.DRAINING, AgentStatus.DISABLED)
         """No new work for it: drained or disabled by an operator, or draining on its own."""
         self.known: set[UUID] = {item.instance_id for item in data.running}
@@ -103,16 +118,22 @@ class AgentSession:
         """Dispatches sent and not acked yet."""
         return len(self._dispatches)
 
+    @property
+    def free(self) -> int:
+        """Dispatches the agent can take now: its credits, within what it may hold."""
+        return min(self.credits, self.max_held - len(self.held))
+
     def capacity_view(self) -> AgentCapacity | None:
         """What the dispatcher may give this agent now; None when it takes nothing."""
-        if not self.open or self.draining or self.credits <= 0 or not self.commands:
+        free = self.free
+        if not self.open or self.draining or free <= 0 or not self.commands:
             return None
         return AgentCapacity(
             agent_id=self.agent_id,
             labels=dict(self.labels),
             commands=list(self.commands),
-            free_slots=self.credits,
-            load=max(self.capacity - self.credits, 0),
+            free_slots=free,
+            load=max(self.capacity - free, 0),
         )
 
     # -- frames out -------------------------------------------------------------------------------------
@@ -139,6 +160,7 @@ class AgentSession:
         self._put(_Frame(encode(frame).decode("utf-8"), instance.id))
         self._dispatches[frame.id] = instance.id
         self.known.add(instance.id)
+        self.held.add(instance.id)
         self.credits -= 1
 
     def command(self, data: AgentCommandData) -> None:
@@ -191,8 +213,13 @@ class AgentSession:
                 extra={"agent_id": self.agent_id, "instance_id": str(instance_id)},
             )
             self.known.discard(instance_id)
+            self.held.discard(instance_id)
             return instance_id
         return None
+
+    def on_ended(self, instance_id: UUID) -> None:
+        """The agent reported the attempt ended: it no longer holds it."""
+        self.held.discard(instance_id)
 
     def on_error(self, data: ErrorData) -> UUID | None:
         """The agent could not read one of our frames; the attempt to hand back when it was a dispatch."""

@@ -40,7 +40,10 @@ def hypercorn_config(config: ServerConfig) -> HypercornConfig:
     hc.graceful_timeout = server.graceful_timeout_secs
     # Records go to the handlers the CLI configured (text or JSON), not to Hypercorn's own.
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.accesslog = logging.getLogger("hypercorn.access")
+    # Hypercorn builds the fields of an access record for every request before the logger can drop it; the
+    # access log is quiet unless the log level is debug, so hand it over only when it would print.
+    access = logging.getLogger("hypercorn.access")
+    hc.accesslog = access if access.isEnabledFor(logging.INFO) else None
     hc.include_server_header = False
     if server.tls_cert is not None and server.tls_key is not None:
         _check_tls(server.tls_cert.as_posix(), server.tls_key.as_posix())

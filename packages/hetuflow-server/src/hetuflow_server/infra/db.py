@@ -11,15 +11,18 @@ layer imports psycopg errors.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, TypeAlias
 
+import msgspec
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from hetuflow_server.errors import (
@@ -137,6 +140,20 @@ class ModelManager:
             # Statement errors were translated by the executor; what is left is checkout, commit or rollback.
             raise translate(exc) from exc
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Connection]:
+        """A pooled connection on which each statement commits on its own: no BEGIN and COMMIT round trips
+        for a unit of work that is one statement."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    await _restore_transactions(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate(exc) from exc
+
     async def ping(self) -> None:
         """Run a trivial statement; raises DatabaseUnavailable when the database cannot be reached."""
         async with self.transaction() as conn:
@@ -151,11 +168,33 @@ _SET_IDLE_TIMEOUT: Final = query("set_session_idle_timeout")
 async def _configure(conn: Connection, *, idle_timeout_ms: int | None) -> None:
     """Per new connection: timestamps come back in UTC whatever the database's default time zone is, and a
     session idle in a transaction for ``idle_timeout_ms`` is ended by the database (when set)."""
+    set_json_loads(_json_loads, conn)
     await conn.set_autocommit(True)
     await conn.execute(_SET_UTC.statement)
     if idle_timeout_ms is not None:
         await conn.execute(_SET_IDLE_TIMEOUT.statement, {"timeout_ms": idle_timeout_ms})
     await conn.set_autocommit(False)
+
+
+async def _restore_transactions(conn: Connection) -> None:
+    """Put ``conn`` back in transaction mode before it returns to the pool; one that cannot be (broken, or
+    left mid-statement by a cancellation) is closed instead, and the pool replaces it."""
+    if conn.closed:
+        return
+    try:
+        await conn.set_autocommit(False)
+    except psycopg.Error:
+        await conn.close()
+
+
+def _json_loads(data: str | bytes) -> Any:
+    """jsonb columns (every task's config and parameters) parsed with msgspec, several times faster than the
+    json module psycopg uses by default; the json module still reads what msgspec refuses (numbers beyond a
+    double's range, which only SQL written by hand can store)."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 @contextmanager

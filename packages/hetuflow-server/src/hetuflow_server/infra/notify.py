@@ -30,6 +30,7 @@ from hetuflow_server.infra.sql import query
 __all__ = [
     "AGENT_CMD_CHANNEL",
     "CHANNELS",
+    "MANUAL_TASKS",
     "SCHEDULE_CHANNEL",
     "WORK_CHANNEL",
     "AgentCommandNotice",
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 WORK_CHANNEL: Final = "hetuflow_work"
 """New due work or freed capacity: dispatchers wake and claim."""
+MANUAL_TASKS: Final = "manual"
+"""Payload of a ``WORK_CHANNEL`` notice that only announces triggered tasks: nothing a daemon waits for."""
 SCHEDULE_CHANNEL: Final = "hetuflow_schedule"
 """A job or schedule changed: the generator (on the leader) wakes."""
 AGENT_CMD_CHANNEL: Final = "hetuflow_agent_cmd"

@@ -8,6 +8,7 @@ here once. An update that finds its row in another state changes nothing, and th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Final, TypeVar
 
@@ -17,6 +18,7 @@ __all__ = [
     "INSTANCE_TRANSITIONS",
     "TASK_TRANSITIONS",
     "allowed_sources",
+    "edges_json",
     "is_allowed",
     "transition_pairs",
 ]
@@ -72,3 +74,10 @@ def transition_pairs(table: Mapping[S, frozenset[S]]) -> tuple[list[str], list[s
             sources.append(source.value)
             targets.append(target.value)
     return sources, targets
+
+
+def edges_json(table: Mapping[S, frozenset[S]]) -> str:
+    """Every allowed edge of ``table`` as a JSON array of ``{"from_status", "to_status"}`` objects: one
+    parameter for batched SQL joins, built once."""
+    sources, targets = transition_pairs(table)
+    return json.dumps([{"from_status": f, "to_status": t} for f, t in zip(sources, targets, strict=True)])

@@ -154,9 +154,10 @@ class DaemonSupervisor:
         self._wake.set()
 
     async def on_notify(self, payload: str) -> None:
-        """Listener callback (work and schedule channels): each may mean a daemon run ended or changed."""
-        del payload  # a cycle looks at every daemon; which change woke it does not matter
-        self.wake()
+        """Listener callback (work and schedule channels): each may mean a daemon run ended or changed,
+        except the notice of triggered tasks (a busy API sends one per request)."""
+        if payload != notify.MANUAL_TASKS:  # otherwise which change woke it does not matter
+            self.wake()
 
     def loop(self) -> LoopFactory:
         """The background loop: a cycle per wake-up or ``interval_secs``, while this server leads."""

@@ -130,20 +130,9 @@ async def claim(
     chosen = [(task, inst) for task, inst in chosen if task.id in admitted]
     if not chosen:
         return []
-    instances = await bmc.InstanceBmc.insert_many(conn, [inst for _, inst in chosen])
-    marked = set(
-        await bmc.TaskBmc.mark_dispatched(
-            conn,
-            [
-                bmc.Assignment(
-                    task_id=task.id, instance_id=inst.id, agent_id=inst.agent_id, attempt=inst.attempt
-                )
-                for task, inst in chosen
-            ],
-        )
-    )
+    instances, all_marked = await bmc.InstanceBmc.dispatch_many(conn, [inst for _, inst in chosen])
     # The claimed rows are locked by this transaction, so every one of them is still pending.
-    assert marked == {task.id for task, _ in chosen}, "claimed tasks changed under their row lock"
+    assert all_marked, "claimed tasks changed under their row lock"
     by_id = {inst.id: inst for inst in instances}
     return [Claimed(task=task, new=new, instance=by_id[new.id]) for task, new in chosen]
 

@@ -6,7 +6,6 @@ from typing import Final
 from uuid import UUID
 
 from hetuflow_core.enums import TaskStatus
-from hetuflow_core.task import Task
 from hetuflow_server.infra import bmc, db, notify
 
 __all__ = ["stop_daemons"]
@@ -16,7 +15,7 @@ _ON_AGENT: Final = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING})
 
 async def stop_daemons(
     conn: db.Connection, *, reason: str, schedule_id: UUID | None = None, job_id: UUID | None = None
-) -> list[Task]:
+) -> list[bmc.TaskOutcome]:
     """Cancel the live daemon tasks of ``schedule_id`` or ``job_id`` as the API cancels a task: the task ends
     ``cancelled`` now and the agent holding its attempt is told (over NOTIFY) to kill the process."""
     live = await bmc.TaskBmc.lock_live_daemons(conn, schedule_id=schedule_id, job_id=job_id)

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from hetuflow_core.enums import InstanceStatus, TaskStatus
-from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_server.infra import bmc, db, notify
 
 __all__ = ["hand_back"]
@@ -22,24 +21,24 @@ __all__ = ["hand_back"]
 async def hand_back(conn: db.Connection, instance_ids: Collection[UUID], reason: str) -> list[UUID]:
     """Hand back ``instance_ids`` in ``conn``'s transaction; the ids of the tasks re-queued."""
     reports = [
-        TaskInstanceUpdatedData(
-            instance_id=inst.id, task_id=inst.task_id, status=InstanceStatus.LOST, error=reason
-        )
+        bmc.ReportRow(instance_id=inst.id, agent_id=None, status=InstanceStatus.LOST, error=reason)
         for inst in await bmc.InstanceBmc.by_ids(conn, sorted(instance_ids))
         if inst.status is InstanceStatus.DISPATCHED
     ]
-    lost = await bmc.InstanceBmc.transition_many(conn, reports, agent_id=None)
+    lost = await bmc.InstanceBmc.transition_many(conn, reports)
     now = datetime.now(UTC)
     changes = [
         bmc.TaskChange(
-            task_id=task.id,
-            instance_id=task.instance_id,
+            task_id=attempt.task_id,
+            instance_id=attempt.id,
             status=TaskStatus.WAITING_RETRY,
             error=reason,
             next_attempt_at=now,
         )
-        for task in await bmc.TaskBmc.lock_many(conn, [inst.task_id for inst in lost])
-        if task.instance_id in {inst.id for inst in lost} and not task.status.is_final
+        for attempt in lost
+        if attempt.task_instance_id == attempt.id
+        and attempt.task_status is not None
+        and not attempt.task_status.is_final
     ]
     requeued = [task.id for task in await bmc.TaskBmc.transition_many(conn, changes)]
     if lost:

@@ -9,11 +9,16 @@ schedules, removes the future scheduled tasks and cancels every task of it that 
 Daemons are the exception: disabling or deleting a job cancels the live runs of its daemon schedules,
 running or not (``service._daemons``). A trigger of a ``broadcast`` job makes one task per
 matching online agent (``service.new_tasks``).
+
+A trigger of any other job is one statement (``TaskBmc.insert_triggered``): the job's row read under a share
+lock, every task inserted and the dispatchers woken, committed on its own, however many tasks it makes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Final
 from uuid import UUID
 
 import msgspec
@@ -31,7 +36,10 @@ from hetuflow_server.service._flows import settle_flow_runs
 from hetuflow_server.service._paging import DEFAULT_LIMIT, decode_id_cursor, read_page
 from hetuflow_server.service._validation import invalid, revalidate
 
-__all__ = ["JobService", "validate_job_config"]
+__all__ = ["MAX_BROADCAST_TASKS", "JobService", "validate_job_config"]
+
+MAX_BROADCAST_TASKS: Final = 100_000
+"""Most tasks one trigger of a broadcast job may make (its runs times the matching agents)."""
 
 # What the agent's executor accepts: a script body is written to a file it runs (script.sh, script.py run
 # by python or `uv run`, script.js, Main.java as single-file source); npx and cargo take a command line only.
@@ -142,28 +150,91 @@ class JobService:
             await notify.schedules_changed(conn, job_id=job_id)
 
     async def trigger(self, job_id: UUID, trigger: TaskTrigger, *, by: str | None = None) -> TriggerResult:
-        """Create one task of the job now (or at ``trigger.scheduled_at``) with the given parameters.
+        """Create tasks of the job, due now or at ``scheduled_at``: one, ``count`` alike, or one per entry of
+        ``runs`` (its fields override the trigger's), all in one transaction.
 
-        Works for disabled jobs too (disabled only silences schedules); the task gets the job's current
-        config. A broadcast job gets one task per matching online agent (one unpinned task when none matches).
+        Works for disabled jobs too (disabled only silences schedules); the tasks get the job's current
+        config. A broadcast job gets one task per run and matching online agent (one unpinned task per run
+        when none matches).
         """
         trigger = revalidate(trigger, TaskTrigger)
-        if trigger.scheduled_at is not None and trigger.scheduled_at.tzinfo is None:
-            raise invalid("$.scheduled_at", "needs a UTC offset")
-        async with self._db.transaction() as conn:
-            # FOR UPDATE: a concurrent delete waits for us, so it cancels this task instead of missing it.
-            job = await bmc.JobBmc.get(conn, job_id, lock=True)
-            task = new_tasks.new_task(
-                job.id,
-                job.config,
-                origin=bmc.TaskOrigin.MANUAL,
-                scheduled_at=trigger.scheduled_at or datetime.now(UTC),
-                parameters=trigger.parameters,
-                priority=trigger.priority,
+        runs = _manual_runs(trigger)
+        async with self._db.autocommit() as conn:
+            made = await bmc.TaskBmc.insert_triggered(
+                conn, job_id, runs, by=by, channel=notify.WORK_CHANNEL, payload=notify.MANUAL_TASKS
             )
-            created = await bmc.TaskBmc.insert_many(conn, await new_tasks.copies(conn, task), by=by)
+        if made:
+            return TriggerResult(task_ids=[run.id for run in runs])
+        path = "$.count" if trigger.runs is msgspec.UNSET else "$.runs"
+        return await self._trigger_broadcast(job_id, runs, by=by, path=path)
+
+    async def _trigger_broadcast(
+        self, job_id: UUID, runs: Sequence[bmc.ManualRun], *, by: str | None, path: str
+    ) -> TriggerResult:
+        async with self._db.transaction() as conn:
+            # Locked FOR NO KEY UPDATE: a concurrent delete waits for us, so it cancels these tasks instead of
+            # missing them (and the job may have changed since the first look: whatever it is now counts).
+            job = await bmc.JobBmc.get(conn, job_id, lock=True)
+            tasks = [
+                new_tasks.new_task(
+                    job.id,
+                    job.config,
+                    origin=bmc.TaskOrigin.MANUAL,
+                    scheduled_at=run.scheduled_at,
+                    parameters=run.parameters,
+                    priority=run.priority,
+                )
+                for run in runs
+            ]
+            if new_tasks.is_broadcast(job.config):
+                agents = await new_tasks.matching_agents(conn, job.config)
+                if len(tasks) * len(agents) > MAX_BROADCAST_TASKS:
+                    raise invalid(
+                        path,
+                        f"{len(tasks)} runs on {len(agents)} agents would make more than"
+                        f" {MAX_BROADCAST_TASKS} tasks",
+                    )
+                tasks = [copy for task in tasks for copy in new_tasks.spread(task, agents)]
+            created = await bmc.TaskBmc.insert_many(conn, tasks, by=by)
             await notify.work_added(conn)
         return TriggerResult(task_ids=[t.id for t in created])
+
+
+def _manual_runs(trigger: TaskTrigger) -> list[bmc.ManualRun]:
+    """The tasks ``trigger`` asks for, each with a fresh id; InvalidInput for a time without an offset or for
+    ``count`` beside ``runs``."""
+    now = datetime.now(UTC)
+    default_at = _aware(trigger.scheduled_at, "$.scheduled_at") or now
+    if trigger.runs is msgspec.UNSET:
+        count = 1 if trigger.count is msgspec.UNSET else trigger.count
+        return [
+            bmc.ManualRun(
+                id=uuid7(), scheduled_at=default_at, priority=trigger.priority, parameters=trigger.parameters
+            )
+            for _ in range(count)
+        ]
+    if trigger.count is not msgspec.UNSET:
+        raise invalid("$.count", "give count or runs, not both")
+    runs: list[bmc.ManualRun] = []
+    for index, run in enumerate(trigger.runs):
+        at = default_at
+        if run.scheduled_at is not msgspec.UNSET:
+            at = _aware(run.scheduled_at, f"$.runs[{index}].scheduled_at") or now
+        runs.append(
+            bmc.ManualRun(
+                id=uuid7(),
+                scheduled_at=at,
+                priority=trigger.priority if run.priority is msgspec.UNSET else run.priority,
+                parameters=trigger.parameters if run.parameters is msgspec.UNSET else run.parameters,
+            )
+        )
+    return runs
+
+
+def _aware(at: datetime | None, path: str) -> datetime | None:
+    if at is not None and at.tzinfo is None:
+        raise invalid(path, "needs a UTC offset")
+    return at
 
 
 async def _unplan(conn: db.Connection, job_id: UUID) -> None:

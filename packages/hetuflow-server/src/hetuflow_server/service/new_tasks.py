@@ -24,7 +24,7 @@ from hetuflow_core.job import JobConfig
 from hetuflow_core.types import Parameters
 from hetuflow_server.infra import bmc, db
 
-__all__ = ["copies", "fan_out", "is_broadcast", "new_task", "pinned"]
+__all__ = ["copies", "fan_out", "is_broadcast", "matching_agents", "new_task", "pinned", "spread"]
 
 
 def new_task(
@@ -76,7 +76,7 @@ async def copies(conn: db.Connection, task: bmc.NewTask) -> list[bmc.NewTask]:
     agent (itself when none matches)."""
     if not is_broadcast(task.config):
         return [task]
-    return _spread(task, await _matching_agents(conn, task.config))
+    return spread(task, await matching_agents(conn, task.config))
 
 
 async def fan_out(conn: db.Connection, tasks: Sequence[bmc.NewTask]) -> list[bmc.NewTask]:
@@ -90,16 +90,17 @@ async def fan_out(conn: db.Connection, tasks: Sequence[bmc.NewTask]) -> list[bmc
             continue
         key = (tuple(sorted(task.config.target.labels.items())), task.config.command.value)
         if key not in agents_of:
-            agents_of[key] = await _matching_agents(conn, task.config)
-        result.extend(_spread(task, agents_of[key]))
+            agents_of[key] = await matching_agents(conn, task.config)
+        result.extend(spread(task, agents_of[key]))
     return result
 
 
-async def _matching_agents(conn: db.Connection, config: JobConfig) -> list[str]:
+async def matching_agents(conn: db.Connection, config: JobConfig) -> list[str]:
+    """The online agents a broadcast of ``config`` goes to, by id."""
     return await bmc.AgentBmc.matching_online(conn, labels=config.target.labels, command=config.command.value)
 
 
-def _spread(task: bmc.NewTask, agents: Sequence[str]) -> list[bmc.NewTask]:
+def spread(task: bmc.NewTask, agents: Sequence[str]) -> list[bmc.NewTask]:
     """One copy of ``task`` pinned to each of ``agents`` (the first keeps its id); ``[task]`` for none."""
     return [
         msgspec.structs.replace(

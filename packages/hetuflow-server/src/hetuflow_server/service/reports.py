@@ -1,16 +1,17 @@
 """Applying status reports of task instances: the data side of the report batcher and of lost attempts.
 
-Reports are applied in batches: the instance transitions of one round in one statement, then the task
-transitions they imply — for the task's *current* instance only, so a late report for an attempt that is no
-longer current is stored beside it (``reported_status``) and never moves the task. Reports of one instance are
-applied in ``seq`` order, one round per report, many instances per round. Failed, timed-out and lost attempts
-become ``waiting_retry`` with the job's backoff (and jitter) while retries remain, else ``failed``. A batch
-that frees capacity sends one NOTIFY on the work channel; tasks of flows that ended settle their flow runs.
+Reports are applied in batches, of any number of agents at once: the instance transitions of one round in
+one statement (which also locks their tasks), then the task transitions they imply — for the task's
+*current* instance only, so a late report for an attempt that is no longer current is stored beside it
+(``reported_status``) and never moves the task. Reports of one instance are applied in ``seq`` order, one
+step per round, many instances per round (``_report_steps``: a start and an end reported together are one
+step). Failed, timed-out and lost attempts become ``waiting_retry`` with the job's backoff (and jitter) while
+retries remain, else ``failed``. A batch that frees capacity sends one NOTIFY on the work channel; tasks of
+flows that ended settle their flow runs.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,10 +20,11 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.enums import InstanceStatus, TaskStatus
+from hetuflow_core.job import RetryPolicy
 from hetuflow_core.protocol import TaskInstanceUpdatedData
-from hetuflow_core.task import Task, TaskInstance
-from hetuflow_server.infra import bmc, db, notify
+from hetuflow_server.infra import bmc, db, notify, transitions
 from hetuflow_server.service._flows import settle_flow_runs
+from hetuflow_server.service._report_steps import Step, StepQueues
 
 __all__ = ["AgentReport", "ReportApplier", "ReportOutcome", "ReportResult"]
 
@@ -45,7 +47,7 @@ class ReportResult(msgspec.Struct, kw_only=True):
 
     instance_id: UUID
     outcome: ReportOutcome
-    task: Task | None = None
+    task: bmc.TaskOutcome | None = None
 
 
 class AgentReport(msgspec.Struct, kw_only=True, frozen=True):
@@ -67,16 +69,15 @@ class ReportApplier:
     ) -> list[ReportResult | None]:
         """Apply reports of several agents, each only to its own sender's instances; a frame id already
         applied for its agent (a resend after a reconnect) is skipped and answered None."""
-        results: list[ReportResult | None] = [None] * len(reports)
-        by_agent: dict[str, dict[str, int]] = defaultdict(dict)
+        first: dict[tuple[str, str], int] = {}
         for position, report in enumerate(reports):
-            by_agent[report.agent_id].setdefault(report.msg_id, position)  # first of any repeats in the batch
-        for agent_id, positions in by_agent.items():
-            fresh = await bmc.AgentMsgBmc.record(conn, agent_id, list(positions))
-            todo = [position for msg_id, position in positions.items() if msg_id in fresh]
-            applied = await self.apply(conn, [reports[p].data for p in todo], agent_id=agent_id)
-            for position, result in zip(todo, applied, strict=True):
-                results[position] = result
+            first.setdefault((report.agent_id, report.msg_id), position)  # the first of repeats in the batch
+        fresh = await bmc.InstanceBmc.record_frames(conn, list(first))
+        todo = [position for frame, position in first.items() if frame in fresh]
+        applied = await self._apply(conn, [(reports[p].data, reports[p].agent_id) for p in todo])
+        results: list[ReportResult | None] = [None] * len(reports)
+        for position, result in zip(todo, applied, strict=True):
+            results[position] = result
         return results
 
     async def mark_lost(
@@ -98,122 +99,119 @@ class ReportApplier:
     ) -> list[ReportResult]:
         """Apply ``reports`` of ``agent_id``'s instances (None: the server's verdicts); one result per report,
         in input order."""
-        normalised = [_normalise(report) for report in reports]
-        queues: dict[UUID, list[tuple[int, TaskInstanceUpdatedData]]] = defaultdict(list)
-        for position, report in enumerate(normalised):
-            queues[report.instance_id].append((position, report))
-        for queue in queues.values():
-            queue.sort(key=lambda item: (item[1].seq, item[0]))
+        return await self._apply(conn, [(report, agent_id) for report in reports])
+
+    async def _apply(
+        self, conn: db.Connection, reports: Sequence[tuple[TaskInstanceUpdatedData, str | None]]
+    ) -> list[ReportResult]:
+        """Apply reports, each of its own reporter, in rounds (``_report_steps``): each instance's reports in
+        ``seq`` order, every instance of the batch in each round; one NOTIFY when capacity was freed."""
+        queues = StepQueues(reports)
         results: dict[int, ReportResult] = {}
-        ended: list[Task] = []
+        ended: list[bmc.TaskOutcome] = []
         freed = False
-        depth = max((len(queue) for queue in queues.values()), default=0)
-        for level in range(depth):
-            batch = [queue[level] for queue in queues.values() if level < len(queue)]
-            round_results, round_ended, round_freed = await self._apply_round(conn, batch, agent_id)
-            results.update(round_results)
+        while queues:
+            steps = queues.next_round()
+            applied, round_ended = await self._apply_round(conn, steps, results)
+            queues.done(steps, {attempt.id for attempt in applied})
             ended.extend(round_ended)
-            freed = freed or round_freed
+            freed = freed or any(attempt.status.is_final for attempt in applied)
         await settle_flow_runs(conn, ended)
         if freed:
             await notify.work_added(conn)
-        return [results[position] for position in range(len(normalised))]
+        return [results[position] for position in range(len(reports))]
 
     async def _apply_round(
-        self,
-        conn: db.Connection,
-        batch: Sequence[tuple[int, TaskInstanceUpdatedData]],
-        agent_id: str | None,
-    ) -> tuple[dict[int, ReportResult], list[Task], bool]:
-        reports = [report for _, report in batch]
-        applied = {
-            inst.id: inst for inst in await bmc.InstanceBmc.transition_many(conn, reports, agent_id=agent_id)
-        }
-        rest = [report for report in reports if report.instance_id not in applied]
-        existing = {
-            inst.id: inst for inst in await bmc.InstanceBmc.by_ids(conn, [r.instance_id for r in rest])
-        }
-        late_ids = set(await bmc.InstanceBmc.record_late(conn, rest, agent_id=agent_id))
+        self, conn: db.Connection, steps: Sequence[Step], results: dict[int, ReportResult]
+    ) -> tuple[list[bmc.AppliedReport], list[bmc.TaskOutcome]]:
+        """Apply one step per instance and record the outcome of each report applied (a merged step that did
+        not apply is left for the next rounds); the attempts that moved and the tasks that ended."""
+        rows = [step.row for step in steps]
+        moved = await bmc.InstanceBmc.transition_many(conn, rows)
+        applied = {attempt.id: attempt for attempt in moved}
+        rest = [row for row in rows if row.instance_id not in applied and not row.via_running]
+        known = await bmc.InstanceBmc.by_ids(conn, [row.instance_id for row in rest])
+        existing = {inst.id: inst for inst in known}
+        late_ids = set(await bmc.InstanceBmc.record_late(conn, rest))
 
-        tasks = {
-            task.id: task for task in await bmc.TaskBmc.lock_many(conn, [i.task_id for i in applied.values()])
-        }
-        report_of = {report.instance_id: report for report in reports}
+        row_of = {row.instance_id: row for row in rows}
         changes: list[bmc.TaskChange] = []
-        for inst in applied.values():
-            task = tasks.get(inst.task_id)
-            if task is None or task.instance_id != inst.id or task.status.is_final:
+        for attempt in moved:
+            task_status = attempt.task_status
+            if task_status is None or attempt.task_instance_id != attempt.id or task_status.is_final:
                 continue
-            change = self._task_change(task, inst, report_of[inst.id])
+            change = self._task_change(attempt, row_of[attempt.id])
             if change is not None:
                 changes.append(change)
         changed = {task.id: task for task in await bmc.TaskBmc.transition_many(conn, changes)}
 
-        results: dict[int, ReportResult] = {}
-        for position, report in batch:
-            inst_id = report.instance_id
+        for step in steps:
+            inst_id, row = step.row.instance_id, step.row
             if inst_id in applied:
-                results[position] = ReportResult(
-                    instance_id=inst_id,
-                    outcome=ReportOutcome.APPLIED,
-                    task=changed.get(applied[inst_id].task_id),
-                )
-            elif inst_id in late_ids:
-                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.LATE)
+                *started, last = step.positions
+                for position in started:  # the running half of a merged step
+                    results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.APPLIED)
+                task = changed.get(applied[inst_id].task_id)
+                results[last] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.APPLIED, task=task)
+                continue
+            if row.via_running:
+                continue  # applied one report at a time in the next rounds
+            outcome = ReportOutcome.REFUSED
+            if inst_id in late_ids:
+                outcome = ReportOutcome.LATE
             elif (
                 inst_id in existing
-                and existing[inst_id].status is report.status
-                and (agent_id is None or existing[inst_id].agent_id == agent_id)
+                and existing[inst_id].status is row.status
+                and (row.agent_id is None or existing[inst_id].agent_id == row.agent_id)
             ):
-                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.DUPLICATE)
-            else:
-                results[position] = ReportResult(instance_id=inst_id, outcome=ReportOutcome.REFUSED)
-        freed = any(inst.status.is_final for inst in applied.values())
-        return results, [task for task in changed.values() if task.status.is_final], freed
+                outcome = ReportOutcome.DUPLICATE
+            results[step.positions[0]] = ReportResult(instance_id=inst_id, outcome=outcome)
+        return moved, [task for task in changed.values() if task.status.is_final]
 
-    def _task_change(
-        self, task: Task, inst: TaskInstance, report: TaskInstanceUpdatedData
-    ) -> bmc.TaskChange | None:
-        status = inst.status
+    def _task_change(self, attempt: bmc.AppliedReport, row: bmc.ReportRow) -> bmc.TaskChange | None:
+        status = attempt.status
+        error: str | None = None
+        next_attempt_at: datetime | None = None
         if status is InstanceStatus.RUNNING:
-            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.RUNNING)
-        if status is InstanceStatus.SUCCEEDED:
-            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.SUCCEEDED)
-        if status is InstanceStatus.CANCELLED:
-            error = report.error or "cancelled on the agent"
-            return bmc.TaskChange(
-                task_id=task.id, instance_id=inst.id, status=TaskStatus.CANCELLED, error=error
-            )
-        if status in (InstanceStatus.FAILED, InstanceStatus.TIMEOUT, InstanceStatus.LOST):
-            error = report.error or _describe(status, report)
-            retry = task.config.retry
-            if task.attempt <= retry.max_retries:
-                delay = retry.delay_secs(task.attempt, self._rand())
-                return bmc.TaskChange(
-                    task_id=task.id,
-                    instance_id=inst.id,
-                    status=TaskStatus.WAITING_RETRY,
-                    error=error,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-                )
-            return bmc.TaskChange(task_id=task.id, instance_id=inst.id, status=TaskStatus.FAILED, error=error)
-        return None
+            task_status = TaskStatus.RUNNING
+        elif status is InstanceStatus.SUCCEEDED:
+            task_status = TaskStatus.SUCCEEDED
+        elif status is InstanceStatus.CANCELLED:
+            task_status, error = TaskStatus.CANCELLED, row.error or "cancelled on the agent"
+        elif status in (InstanceStatus.FAILED, InstanceStatus.TIMEOUT, InstanceStatus.LOST):
+            error = row.error or _describe(status, row)
+            retry = attempt.retry or RetryPolicy()
+            number = attempt.task_attempt or 0
+            task_status = TaskStatus.FAILED
+            if number <= retry.max_retries:
+                task_status = TaskStatus.WAITING_RETRY
+                delay = retry.delay_secs(number, self._rand())
+                next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+        else:
+            return None
+        # Started and ended in one step: the task passes through running too, while it is still dispatched.
+        via_running = (
+            row.via_running
+            and attempt.task_status is TaskStatus.DISPATCHED
+            and transitions.is_allowed(TaskStatus.RUNNING, task_status)
+        )
+        return bmc.TaskChange(
+            task_id=attempt.task_id,
+            instance_id=attempt.id,
+            status=task_status,
+            error=error,
+            next_attempt_at=next_attempt_at,
+            via_running=via_running,
+        )
 
 
-def _normalise(report: TaskInstanceUpdatedData) -> TaskInstanceUpdatedData:
-    """A non-zero exit code is a failure whatever the agent called it: the process's own verdict wins."""
-    if report.status is InstanceStatus.SUCCEEDED and report.exit_code not in (None, 0):
-        return msgspec.structs.replace(report, status=InstanceStatus.FAILED)
-    return report
-
-
-def _describe(status: InstanceStatus, report: TaskInstanceUpdatedData) -> str:
+def _describe(status: InstanceStatus, row: bmc.ReportRow) -> str:
     if status is InstanceStatus.TIMEOUT:
         return "timed out"
     if status is InstanceStatus.LOST:
         return "the agent running it was lost"
-    if report.signal is not None:
-        return f"killed by signal {report.signal}"
-    if report.exit_code is not None:
-        return f"exit code {report.exit_code}"
+    if row.signal is not None:
+        return f"killed by signal {row.signal}"
+    if row.exit_code is not None:
+        return f"exit code {row.exit_code}"
     return "failed"

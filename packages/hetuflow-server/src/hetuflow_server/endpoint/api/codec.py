@@ -11,6 +11,7 @@ no client input can reach the database as a value it would reject with an intern
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_args, get_origin
@@ -155,9 +156,7 @@ def decode_query(request: Request, type_: type[S]) -> S:
     parameters are refused rather than ignored, so that a misspelt filter never silently widens a listing.
     """
     params = request.query_params
-    fields = msgspec.structs.fields(type_)
-    list_fields = {field.encode_name for field in fields if _is_list_type(field.type)}
-    known = {field.encode_name for field in fields}
+    known, list_fields = _query_fields(type_)
     raw: dict[str, Any] = {}
     for name in params:
         values = params.getlist(name)
@@ -177,6 +176,17 @@ def decode_query(request: Request, type_: type[S]) -> S:
         problem = field_problem(exc)
         parameter = problem.path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
         raise _query_problem(parameter, problem.message) from None
+
+
+@functools.cache
+def _query_fields(type_: type[msgspec.Struct]) -> tuple[frozenset[str], frozenset[str]]:
+    """The parameter names of a query Struct, and those that may repeat (read once per type: msgspec
+    inspects the class's annotations every time it is asked)."""
+    fields = msgspec.structs.fields(type_)
+    return (
+        frozenset(field.encode_name for field in fields),
+        frozenset(field.encode_name for field in fields if _is_list_type(field.type)),
+    )
 
 
 def _query_problem(name: str, message: str) -> errors.InvalidInput:

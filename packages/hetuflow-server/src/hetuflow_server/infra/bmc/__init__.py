@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from hetuflow_server.infra.bmc._task_records import (
     AgentProfile,
-    Assignment,
     DaemonRun,
     LateSlot,
     LiveRun,
+    ManualRun,
     NewTask,
     TaskChange,
     TaskOrigin,
+    TaskOutcome,
 )
 from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
-from hetuflow_server.infra.bmc.instance import InstanceBmc, LiveAttempt, NewInstance
+from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
 from hetuflow_server.infra.bmc.schedule import (
@@ -40,7 +41,7 @@ __all__ = [
     "AgentBmc",
     "AgentMsgBmc",
     "AgentProfile",
-    "Assignment",
+    "AppliedReport",
     "DaemonRun",
     "DaemonVacancy",
     "EventTarget",
@@ -55,11 +56,13 @@ __all__ = [
     "LiveAttempt",
     "LiveRun",
     "LogBmc",
+    "ManualRun",
     "MisfireSettings",
     "NewInstance",
     "NewLogChunk",
     "NewSlot",
     "NewTask",
+    "ReportRow",
     "ScheduleBmc",
     "ServerBmc",
     "SlotBmc",
@@ -67,6 +70,7 @@ __all__ = [
     "TaskBmc",
     "TaskChange",
     "TaskOrigin",
+    "TaskOutcome",
     "TokenBmc",
     "UptimeBmc",
 ]

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from hetuflow_server.errors import NotFound
 from hetuflow_server.infra.db import Row
 
-__all__ = ["jsonb", "jsonb_or_none", "many", "one", "required"]
+__all__ = ["jsonb", "jsonb_or_none", "many", "many_json", "one", "required"]
 
 T = TypeVar("T")
 
@@ -38,6 +38,15 @@ def one(row: Row, type_: type[T]) -> T:
 def many(rows: Iterable[Row], type_: type[T]) -> list[T]:
     """Convert rows into a list of ``type_``."""
     return msgspec.convert(list(rows), list[type_])  # type: ignore[valid-type]
+
+
+def many_json(row: Row | None, type_: type[T]) -> list[T]:
+    """The ``rows`` column of ``row``, a JSON array of rows that PostgreSQL built (``json_agg``), decoded
+    into ``type_`` in one pass: for wide rows, much cheaper than psycopg's per-column loaders plus
+    ``many``."""
+    if row is None:
+        return []
+    return msgspec.json.decode(row["rows"], type=list[type_])  # type: ignore[valid-type]
 
 
 def required(row: Row | None, type_: type[T], resource: str, key: object) -> T:

@@ -14,13 +14,14 @@ from hetuflow_core.types import Parameters
 
 __all__ = [
     "AgentProfile",
-    "Assignment",
     "DaemonRun",
     "LateSlot",
     "LiveRun",
+    "ManualRun",
     "NewTask",
     "TaskChange",
     "TaskOrigin",
+    "TaskOutcome",
 ]
 
 
@@ -52,6 +53,27 @@ class NewTask(msgspec.Struct, kw_only=True, frozen=True):
     depends_on: list[UUID] = []
 
 
+class ManualRun(msgspec.Struct, kw_only=True, frozen=True):
+    """One task of a trigger, as the trigger statement takes it (``priority`` None: the config's)."""
+
+    id: UUID
+    scheduled_at: datetime
+    priority: int | None
+    parameters: Parameters
+
+
+class TaskOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    """A task as a status change left it: what the callers of a change read (not the whole row)."""
+
+    id: UUID
+    status: TaskStatus
+    error: str | None
+    instance_id: UUID | None
+    agent_id: str | None
+    flow_run_id: UUID | None
+    next_attempt_at: datetime | None
+
+
 class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
     """One status change of a batch; ``instance_id`` fences it to that current attempt."""
 
@@ -60,6 +82,9 @@ class TaskChange(msgspec.Struct, kw_only=True, frozen=True):
     instance_id: UUID | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
+    via_running: bool = False
+    """From ``dispatched`` through ``running`` to ``status`` in one change (a start and an end reported
+    together)."""
 
 
 class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
@@ -69,15 +94,6 @@ class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
     labels: dict[str, str]
     commands: list[str]
     agent_ids: list[str] = []
-
-
-class Assignment(msgspec.Struct, kw_only=True, frozen=True):
-    """A claimed task given to an agent as attempt ``attempt`` under instance ``instance_id``."""
-
-    task_id: UUID
-    instance_id: UUID
-    agent_id: str
-    attempt: int
 
 
 class LateSlot(msgspec.Struct, kw_only=True, frozen=True):

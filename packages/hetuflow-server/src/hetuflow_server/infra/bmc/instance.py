@@ -4,32 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.enums import TaskStatus
-from hetuflow_core.protocol import TaskInstanceUpdatedData
-from hetuflow_core.task import TaskInstance
+from hetuflow_core.enums import InstanceStatus, TaskStatus
+from hetuflow_core.job import RetryPolicy
+from hetuflow_core.task import InstanceMetrics, TaskInstance
 from hetuflow_server.infra import db, transitions
-from hetuflow_server.infra.bmc._rows import jsonb_or_none, many, required
+from hetuflow_server.infra.bmc._rows import many, many_json, required
 from hetuflow_server.infra.sql import query
 
-__all__ = ["InstanceBmc", "LiveAttempt", "NewInstance"]
+__all__ = ["AppliedReport", "InstanceBmc", "LiveAttempt", "NewInstance", "ReportRow"]
 
-_INSERT_MANY = query("insert_instances")
+_DISPATCH = query("dispatch_attempts")
 _GET = query("get_instance")
 _LIST_OF_TASK = query("list_task_instances")
 _LIST_BY_IDS = query("list_instances")
-_TRANSITION_MANY = query("transition_instances")
+_APPLY_REPORTS = query("apply_instance_reports")
 _RECORD_LATE = query("record_late_reports")
+_RECORD_FRAMES = query("record_report_frames")
 _LIVE_OF_AGENTS = query("live_instances_of_agents")
 _COUNT_LIVE = query("count_live_instances")
 _LIVE_OF_SILENT = query("live_instances_of_silent_agents")
 _LIVE_ATTEMPTS = query("live_attempts_of_agent")
 
-_INSTANCE_EDGES = transitions.transition_pairs(transitions.INSTANCE_TRANSITIONS)
+_INSTANCE_EDGES = transitions.edges_json(transitions.INSTANCE_TRANSITIONS)
+_DISPATCHABLE = transitions.allowed_sources(TaskStatus.DISPATCHED)
+_json = msgspec.json.Encoder()
 
 
 class NewInstance(msgspec.Struct, kw_only=True, frozen=True):
@@ -52,38 +54,55 @@ class LiveAttempt(msgspec.Struct, kw_only=True, frozen=True):
     task_status: TaskStatus
 
 
-def _report_params(reports: Sequence[TaskInstanceUpdatedData], agent_id: str | None) -> dict[str, Any]:
-    return {
-        "ids": [r.instance_id for r in reports],
-        "statuses": [r.status.value for r in reports],
-        "exit_codes": [r.exit_code for r in reports],
-        "signals": [r.signal for r in reports],
-        "errors": [r.error for r in reports],
-        "outputs": [r.output for r in reports],
-        "truncated": [r.output_truncated for r in reports],
-        "metrics": [jsonb_or_none(r.metrics) for r in reports],
-        "agent_id": agent_id,
-    }
+class ReportRow(msgspec.Struct, kw_only=True, frozen=True):
+    """A reported state of one attempt, as the report statements take it: who reports it (None: the server's
+    own verdict) and what the report says."""
+
+    instance_id: UUID
+    agent_id: str | None
+    status: InstanceStatus
+    at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+    output: str = ""
+    output_truncated: bool = False
+    metrics: InstanceMetrics | None = None
+    via_running: bool = False
+    """A ``running`` report and the final one right after it, applied as one change (dispatched → running →
+    ``status``) when the attempt is still dispatched: one row version instead of two."""
+    running_at: datetime | None = None
+    """When it started, for ``via_running``."""
+
+
+class AppliedReport(msgspec.Struct, kw_only=True, frozen=True):
+    """An attempt a report moved, with its task as locked right after (``task_status`` None: no task)."""
+
+    id: UUID
+    task_id: UUID
+    status: InstanceStatus
+    task_status: TaskStatus | None
+    task_instance_id: UUID | None
+    """The task's current attempt: only a report of that one moves the task."""
+    task_attempt: int | None
+    retry: RetryPolicy | None
+    """The task's retry policy, for failed, timed-out and lost attempts only."""
 
 
 class InstanceBmc:
     """Task instances: attempts of a task on an agent."""
 
     @staticmethod
-    async def insert_many(conn: db.Connection, instances: Sequence[NewInstance]) -> list[TaskInstance]:
-        """Create attempts in one statement; a second instance for the same (task, attempt) is a Conflict."""
+    async def dispatch_many(
+        conn: db.Connection, instances: Sequence[NewInstance]
+    ) -> tuple[list[TaskInstance], bool]:
+        """Create attempts and mark their tasks dispatched to them, in one statement; the attempts, and
+        whether every task moved. A second instance for the same (task, attempt) is a Conflict."""
         if not instances:
-            return []
-        params = {
-            "ids": [i.id for i in instances],
-            "task_ids": [i.task_id for i in instances],
-            "job_ids": [i.job_id for i in instances],
-            "agent_ids": [i.agent_id for i in instances],
-            "server_ids": [i.server_id for i in instances],
-            "attempts": [i.attempt for i in instances],
-            "fire_ats": [i.fire_at for i in instances],
-        }
-        return many(await db.fetch_all(conn, _INSERT_MANY, params), TaskInstance)
+            return [], True
+        params = {"attempts": _json.encode(instances).decode(), "allowed": _DISPATCHABLE}
+        row = await db.fetch_one(conn, _DISPATCH, params)
+        return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])
 
     @staticmethod
     async def get(conn: db.Connection, instance_id: UUID) -> TaskInstance:
@@ -104,30 +123,33 @@ class InstanceBmc:
         return many(await db.fetch_all(conn, _LIST_BY_IDS, {"ids": list(instance_ids)}), TaskInstance)
 
     @staticmethod
-    async def transition_many(
-        conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
-    ) -> list[TaskInstance]:
-        """Apply reported states the attempt state machine allows, in one statement (each instance once).
-
-        With ``agent_id``, only that agent's instances move. Returns the instances that changed.
-        """
+    async def transition_many(conn: db.Connection, reports: Sequence[ReportRow]) -> list[AppliedReport]:
+        """Apply reported states the attempt state machine allows, in one statement (each instance once), each
+        only to its reporter's instances; the attempts that moved, their tasks locked for what follows."""
         if not reports:
             return []
         if len({r.instance_id for r in reports}) != len(reports):
             raise ValueError("transition_many: an instance may appear only once per batch")
-        params = _report_params(reports, agent_id)
-        params.update(ats=[r.at for r in reports], edge_from=_INSTANCE_EDGES[0], edge_to=_INSTANCE_EDGES[1])
-        return many(await db.fetch_all(conn, _TRANSITION_MANY, params), TaskInstance)
+        params = {"reports": _json.encode(reports).decode(), "edges": _INSTANCE_EDGES}
+        return many_json(await db.fetch_one(conn, _APPLY_REPORTS, params), AppliedReport)
 
     @staticmethod
-    async def record_late(
-        conn: db.Connection, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None
-    ) -> list[UUID]:
+    async def record_late(conn: db.Connection, reports: Sequence[ReportRow]) -> list[UUID]:
         """Store reports for instances already final in another state, without changing any state."""
         if not reports:
             return []
-        rows = await db.fetch_all(conn, _RECORD_LATE, _report_params(reports, agent_id))
+        rows = await db.fetch_all(conn, _RECORD_LATE, {"reports": _json.encode(reports).decode()})
         return [row["id"] for row in rows]
+
+    @staticmethod
+    async def record_frames(conn: db.Connection, frames: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Remember report frames ``(agent_id, msg_id)`` of any agents as applied; those seen for the first
+        time."""
+        if not frames:
+            return set()
+        document = _json.encode([{"agent_id": agent, "msg_id": msg} for agent, msg in frames]).decode()
+        rows = await db.fetch_all(conn, _RECORD_FRAMES, {"frames": document})
+        return {(row["agent_id"], row["msg_id"]) for row in rows}
 
     @staticmethod
     async def live_of_agents(conn: db.Connection, agent_ids: Sequence[str]) -> list[TaskInstance]:

@@ -8,31 +8,35 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from hetuflow_core.enums import TaskStatus
 from hetuflow_core.task import Task
+from hetuflow_server.errors import NotFound
 from hetuflow_server.infra import db, transitions
-from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
+from hetuflow_server.infra.bmc._rows import jsonb, many, many_json, one, required
 from hetuflow_server.infra.bmc._task_records import (
     AgentProfile,
-    Assignment,
     DaemonRun,
     LateSlot,
     LiveRun,
+    ManualRun,
     NewTask,
     TaskChange,
+    TaskOutcome,
 )
 from hetuflow_server.infra.sql import query
 
 __all__ = ["TaskBmc"]
 
 _INSERT_MANY = query("insert_tasks")
+_TRIGGER = query("trigger_tasks")
 _GET = query("get_task")
 _LOCK_MANY = query("lock_tasks")
 _LIST = query("list_tasks")
 _TRANSITION = query("transition_task")
 _TRANSITION_MANY = query("transition_tasks")
 _CLAIM = query("claim_due_tasks")
-_MARK_DISPATCHED = query("mark_tasks_dispatched")
 _PROMOTE = query("promote_due_retries")
 _DELETE_FUTURE_OF_JOB = query("delete_future_tasks_of_job")
 _DELETE_UNSTARTED_OF_SCHEDULE = query("delete_unstarted_tasks_of_schedule")
@@ -47,8 +51,9 @@ _NEXT_GUARDED = query("next_guarded_slot")
 _DAEMON_RUNS = query("list_daemon_runs")
 _LOCK_LIVE_DAEMONS = query("lock_live_daemon_tasks")
 
-_TASK_EDGES = transitions.transition_pairs(transitions.TASK_TRANSITIONS)
+_TASK_EDGES = transitions.edges_json(transitions.TASK_TRANSITIONS)
 _OPEN_UNSTARTED = [TaskStatus.PENDING.value, TaskStatus.WAITING_RETRY.value]
+_json = msgspec.json.Encoder()
 
 
 class TaskBmc:
@@ -76,6 +81,31 @@ class TaskBmc:
             "by": by,
         }
         return many(await db.fetch_all(conn, _INSERT_MANY, params), Task)
+
+    @staticmethod
+    async def insert_triggered(
+        conn: db.Connection,
+        job_id: UUID,
+        runs: Sequence[ManualRun],
+        *,
+        by: str | None,
+        channel: str,
+        payload: str = "",
+    ) -> bool:
+        """One manual task per run of the live job ``job_id``, with its current config, and one NOTIFY on
+        ``channel``, in one statement (see the query for the lock it takes). False, and nothing inserted,
+        for a broadcast job: its tasks are one per agent. NotFound when there is no such live job."""
+        # The runs travel as one JSON document: one parameter however many there are, encoded in C.
+        runs_json = _json.encode(runs).decode()
+        params = {"job_id": job_id, "runs": runs_json, "by": by, "channel": channel, "payload": payload}
+        row = await db.fetch_one(conn, _TRIGGER, params)
+        if row is None:
+            raise NotFound("job", job_id)
+        if row["broadcast"]:
+            return False
+        if row["made"] != len(runs):
+            raise AssertionError(f"trigger made {row['made']} of {len(runs)} tasks")
+        return True
 
     @staticmethod
     async def get(conn: db.Connection, task_id: UUID) -> Task:
@@ -146,23 +176,14 @@ class TaskBmc:
         return one(row, Task), TaskStatus(row["previous_status"])
 
     @staticmethod
-    async def transition_many(conn: db.Connection, changes: Sequence[TaskChange]) -> list[Task]:
-        """Apply many status changes in one statement (each task at most once); returns the tasks that
-        changed."""
+    async def transition_many(conn: db.Connection, changes: Sequence[TaskChange]) -> list[TaskOutcome]:
+        """Apply many status changes in one statement (each task at most once); the tasks that changed."""
         if not changes:
             return []
         if len({change.task_id for change in changes}) != len(changes):
             raise ValueError("transition_many: a task may appear only once per batch")
-        params = {
-            "ids": [c.task_id for c in changes],
-            "instance_ids": [c.instance_id for c in changes],
-            "statuses": [c.status.value for c in changes],
-            "errors": [c.error for c in changes],
-            "next_attempt_ats": [c.next_attempt_at for c in changes],
-            "edge_from": _TASK_EDGES[0],
-            "edge_to": _TASK_EDGES[1],
-        }
-        return many(await db.fetch_all(conn, _TRANSITION_MANY, params), Task)
+        params = {"changes": _json.encode(changes).decode(), "edges": _TASK_EDGES}
+        return many_json(await db.fetch_one(conn, _TRANSITION_MANY, params), TaskOutcome)
 
     @staticmethod
     async def claim_due(
@@ -177,21 +198,7 @@ class TaskBmc:
         if not profiles or limit <= 0:
             return []
         params = {"horizon": horizon, "profiles": jsonb(list(profiles)), "limit": limit}
-        return many(await db.fetch_all(conn, _CLAIM, params), Task)
-
-    @staticmethod
-    async def mark_dispatched(conn: db.Connection, assignments: Sequence[Assignment]) -> list[UUID]:
-        """pending → dispatched for each assignment (instances inserted first); the ids changed."""
-        if not assignments:
-            return []
-        params = {
-            "ids": [a.task_id for a in assignments],
-            "instance_ids": [a.instance_id for a in assignments],
-            "agent_ids": [a.agent_id for a in assignments],
-            "attempts": [a.attempt for a in assignments],
-            "allowed": transitions.allowed_sources(TaskStatus.DISPATCHED),
-        }
-        return [row["id"] for row in await db.fetch_all(conn, _MARK_DISPATCHED, params)]
+        return many_json(await db.fetch_one(conn, _CLAIM, params), Task)
 
     @staticmethod
     async def promote_due_retries(conn: db.Connection, *, limit: int) -> list[UUID]:

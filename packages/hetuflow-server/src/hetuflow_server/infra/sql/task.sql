@@ -17,6 +17,33 @@ FROM unnest(%(ids)s::uuid[], %(job_ids)s::uuid[], %(schedule_ids)s::uuid[], %(fl
 ON CONFLICT DO NOTHING
 RETURNING *
 
+-- name: trigger_tasks
+-- A manual trigger as one statement (it commits on its own): the live job's row is read FOR SHARE, so a delete or
+-- change of the job (FOR NO KEY UPDATE) waits for it or it for them, and a delete never misses a task made here;
+-- concurrent triggers of one job do not wait for each other. One task per run (a JSON array of {id,
+-- scheduled_at, priority, parameters}) gets the job's current config and, without a priority of its own, the
+-- config's; one NOTIFY on `channel` (with `payload`) wakes the dispatchers. A broadcast job that pins nothing gets no task here
+-- (`broadcast`: the caller makes one per agent). No row: no such live job.
+WITH job AS (
+    SELECT id, config,
+           config #>> '{target,routing}' = 'broadcast' AND config #>> '{target,agent_id}' IS NULL AS broadcast
+    FROM sched_job
+    WHERE id = %(job_id)s::uuid AND deleted_at IS NULL
+    FOR SHARE
+), made AS (
+    INSERT INTO sched_task (id, job_id, origin, scheduled_at, priority, parameters, config, created_by)
+    SELECT r.id, job.id, 'manual', r.scheduled_at,
+           coalesce(r.priority, (job.config ->> 'priority')::integer, 0), r.parameters, job.config, %(by)s::text
+    FROM job, jsonb_to_recordset(%(runs)s::jsonb)
+         AS r(id uuid, scheduled_at timestamptz, priority integer, parameters jsonb)
+    WHERE NOT job.broadcast
+    RETURNING 1
+), woken AS (
+    SELECT pg_notify(%(channel)s::text, %(payload)s::text) FROM (SELECT FROM made LIMIT 1) AS one
+)
+SELECT job.broadcast, (SELECT count(*) FROM made) AS made, (SELECT count(*) FROM woken) AS woken
+FROM job
+
 -- name: get_task
 SELECT * FROM sched_task WHERE id = %(id)s::uuid
 
@@ -58,56 +85,37 @@ WHERE t.id = current_row.id
 RETURNING t.*, current_row.status AS previous_status
 
 -- name: transition_tasks
--- Many status changes in one statement, each checked against the allowed (from, to) pairs and fenced by the
--- instance it names (when given). Each task id may appear once. Returns the rows that changed.
-UPDATE sched_task t
-SET status = u.status,
-    error = coalesce(u.error, t.error),
-    next_attempt_at = u.next_attempt_at,
-    completed_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(instance_ids)s::uuid[], %(statuses)s::text[], %(errors)s::text[],
-            %(next_attempt_ats)s::timestamptz[]) AS u(id, instance_id, status, error, next_attempt_at)
-JOIN unnest(%(edge_from)s::text[], %(edge_to)s::text[]) AS e(from_status, to_status) ON e.to_status = u.status
-WHERE t.id = u.id
-  AND t.status = e.from_status
-  AND (u.instance_id IS NULL OR t.instance_id = u.instance_id)
-RETURNING t.*
+-- Many status changes in one statement (`changes`: a JSON array, each task at most once), each checked against the
+-- allowed (from, to) pairs (`edges`, a JSON array) and fenced by the instance it names (when given); a change
+-- `via_running` moves a dispatched task through `running` to its status (the caller has checked the second step).
+-- Returns what the callers read of the rows that changed (one JSON array), not whole rows: this runs for every
+-- report an agent sends.
+WITH changed AS (
+    UPDATE sched_task t
+    SET status = c.status,
+        error = coalesce(c.error, t.error),
+        next_attempt_at = c.next_attempt_at,
+        completed_at = CASE WHEN c.status IN ('succeeded', 'failed', 'cancelled', 'skipped') THEN now() END,
+        updated_at = now()
+    FROM jsonb_to_recordset(%(changes)s::jsonb)
+         AS c(task_id uuid, instance_id uuid, status text, error text, next_attempt_at timestamptz,
+              via_running boolean)
+    JOIN jsonb_to_recordset(%(edges)s::jsonb) AS e(from_status text, to_status text)
+      ON e.to_status = CASE WHEN c.via_running THEN 'running' ELSE c.status END
+    WHERE t.id = c.task_id
+      AND t.status = e.from_status
+      AND (c.instance_id IS NULL OR t.instance_id = c.instance_id)
+    RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at
+)
+SELECT coalesce(json_agg(changed), '[]')::text AS rows FROM changed
 
 -- name: claim_due_tasks
--- The dispatcher's claim: pending tasks due before `horizon` whose dependencies all succeeded and that at least
--- one of the given agent profiles ([{"labels": {...}, "commands": [...], "agent_ids": [...]}]) can run (required
--- labels ⊆ agent labels, command among its capabilities, and a pinned task's agent among the profile's agents). Priority first, then due time. Locked rows are skipped, so concurrent
--- dispatchers on other servers never claim the same task; the locks last until the caller's transaction ends.
-SELECT t.*
-FROM sched_task t
-WHERE t.status = 'pending'
-  AND t.scheduled_at <= %(horizon)s::timestamptz
-  AND (cardinality(t.depends_on) = 0
-       OR NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status <> 'succeeded'))
-  -- The profile test lives in a function (migration 0002) so that the planner walks sched_task_claim_idx.
-  AND sched_task_runnable(t.config, %(profiles)s::jsonb)
-  -- A schedule slot of a job that forbids or replaces overlapping runs is judged when due (the admission step),
-  -- so it is never claimed ahead of its time.
-  AND (t.scheduled_at <= now() OR t.schedule_id IS NULL OR t.attempt > 0
-       OR coalesce(t.config ->> 'concurrency', 'allow') = 'allow')
-ORDER BY t.priority DESC, t.scheduled_at, t.id
-LIMIT %(limit)s::integer
-FOR UPDATE OF t SKIP LOCKED
-
--- name: mark_tasks_dispatched
--- Claimed tasks become dispatched, each with its new instance (inserted just before) and agent.
-UPDATE sched_task t
-SET status = 'dispatched',
-    instance_id = u.instance_id,
-    agent_id = u.agent_id,
-    attempt = u.attempt,
-    next_attempt_at = NULL,
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(instance_ids)s::uuid[], %(agent_ids)s::text[], %(attempts)s::integer[])
-     AS u(id, instance_id, agent_id, attempt)
-WHERE t.id = u.id AND t.status = ANY(%(allowed)s::text[])
-RETURNING t.id
+-- The dispatcher's claim: up to `limit` pending tasks due before `horizon` that one of the agent profiles can run,
+-- priority first, then due time, locked (SKIP LOCKED) until the caller's transaction ends. The statement lives in
+-- a function (migration 0004) whose planner settings keep it walking sched_task_claim_idx in order. The rows come
+-- back as one JSON array, decoded straight into Structs (the whole config of every task is read here).
+SELECT coalesce(json_agg(t ORDER BY t.priority DESC, t.scheduled_at, t.id), '[]')::text AS rows
+FROM sched_claim_due_tasks(%(horizon)s::timestamptz, %(profiles)s::jsonb, %(limit)s::integer) AS t
 
 -- name: promote_due_retries
 -- Tasks whose retry backoff has passed go back to pending (waiting_retry → pending).
