@@ -1,4 +1,4 @@
--- 0004_claim_order: the dispatcher's claim walks the pending tasks in priority order, whatever the statistics say.
+-- 0005_claim_order: the dispatcher's claim walks the pending tasks in priority order, whatever the statistics say.
 --
 -- The claim wants the first batch of pending tasks, in (priority, due time, id) order, that the connected agents
 -- can run: sched_task_claim_idx yields them in that order, so walking it stops after the batch. But a queue
