@@ -324,6 +324,7 @@ def agent_config(workdir: Path, *servers: str, **settings: Any) -> AgentConfig:
         "id": AGENT_ID,
         "workdir": str(workdir),
         "capacity": 2,
+        "prefetch": 0,  # credit arithmetic without a window; tests of the window set it
         "backoff_initial_secs": 0.05,
         "backoff_max_secs": 0.2,
         "connect_timeout_secs": 5.0,

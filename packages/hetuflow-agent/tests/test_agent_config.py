@@ -34,6 +34,14 @@ def test_defaults() -> None:
     assert config.log_format == "text"
 
 
+def test_the_prefetch_window_defaults_to_the_capacity_and_can_be_turned_off() -> None:
+    assert _load(capacity=3).window == 3
+    assert _load(capacity=3, prefetch=1).window == 1
+    assert _load(capacity=3, prefetch=0).window == 0
+    env = {**BASE_ENV, "HETUFLOW_AGENT__PREFETCH": "2"}
+    assert _load(env).prefetch == 2
+
+
 def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
     file = tmp_path / "agent.toml"
     file.write_text(

@@ -43,13 +43,14 @@ _SESSION_CLOSE_SECS: Final = 5.0
 class AgentApplication:
     """One agent process: ``await run()`` until ``request_stop()``; or ``start()``/``stop()`` yourself."""
 
-    def __init__(self, config: AgentConfig, *, prefetch: int = 0) -> None:
-        """``prefetch``: attempts held beyond the ``capacity`` running ones. Dispatched ahead, each starts
-        the moment a process ends instead of a server round trip later (final report → credit →
-        dispatch); for short tasks that round trip is most of a slot's time. Off by default for now: a
-        server that shuts down while its dispatcher still runs hands back what it could not send as
-        extra never-run attempts, and an agent holding work ahead always has credits for one.
+    def __init__(self, config: AgentConfig, *, prefetch: int | None = None) -> None:
+        """``prefetch`` (default: the config's ``window``): attempts held beyond the ``capacity`` running
+        ones. Dispatched ahead, each starts the moment a process ends instead of a server round trip later
+        (final report → credit → dispatch); for short tasks that round trip is most of a slot's time. The
+        server caps the window at the capacity.
         """
+        if prefetch is None:
+            prefetch = config.window
         self.config = config
         self.clock = Clock()
         executables = {**DEFAULT_EXECUTABLES, **config.executables}
@@ -74,6 +75,9 @@ class AgentApplication:
             arch=platform.machine().lower(),
             hostname=socket.gethostname()[:255],
         )
+        if prefetch:
+            # Left out when 0, so a server that predates the field still accepts this agent.
+            self.capabilities.prefetch = prefetch
         self.session = Session(
             config,
             capabilities=self.capabilities,

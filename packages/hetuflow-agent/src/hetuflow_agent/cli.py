@@ -37,6 +37,7 @@ _FLAG_KEYS: Final = {
     "name": "name",
     "labels": "labels",
     "capacity": "capacity",
+    "prefetch": "prefetch",
     "workdir": "workdir",
     "drain_timeout": "drain_timeout_secs",
     "tls_ca_file": "tls_ca_file",
@@ -67,6 +68,7 @@ def _build_parser() -> _Parser:
     common.add_argument("--name", metavar="NAME", help=_help("name"))
     common.add_argument("--labels", metavar="K=V,...", help=_help("labels"))
     common.add_argument("--capacity", metavar="N", type=int, help=_help("capacity"))
+    common.add_argument("--prefetch", metavar="N", type=int, help=_help("prefetch"))
     common.add_argument("--workdir", metavar="DIR", help=_help("workdir"))
     common.add_argument("--drain-timeout", metavar="SECS", type=float, help=_help("drain_timeout_secs"))
     common.add_argument("--tls-ca-file", metavar="FILE", help=_help("tls_ca_file"))

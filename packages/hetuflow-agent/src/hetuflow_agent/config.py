@@ -68,6 +68,7 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     token_file: str | None = None
     labels: Labels = {}
     capacity: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = msgspec.field(default_factory=_default_capacity)
+    prefetch: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
     workdir: Annotated[str, msgspec.Meta(min_length=1)] = msgspec.field(default_factory=_default_workdir)
     connect_timeout_secs: PositiveSecs = 10.0
     heartbeat_interval_secs: PositiveSecs | None = None
@@ -87,6 +88,11 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     log_format: LogFormat = "text"
 
     @property
+    def window(self) -> int:
+        """Attempts held ahead of the running ones: ``prefetch``, or as many as ``capacity`` when unset."""
+        return self.capacity if self.prefetch is None else self.prefetch
+
+    @property
     def display_name(self) -> str:
         """``name``, or the id when no name was given."""
         return self.name or self.id
@@ -100,6 +106,7 @@ SETTINGS_HELP: Final[dict[str, str]] = {
     "token_file": "file holding the agent token (read at startup)",
     "labels": "routing labels k=v,k=v",
     "capacity": "how many tasks run at once (default: CPU count)",
+    "prefetch": "tasks held ahead beyond capacity, started as slots free (default: capacity; 0: none)",
     "workdir": "directory under which each task gets its working directory",
     "connect_timeout_secs": "seconds to connect, upgrade and register",
     "heartbeat_interval_secs": "heartbeat at least this often (the server's interval applies if shorter)",

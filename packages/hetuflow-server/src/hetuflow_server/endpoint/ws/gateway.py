@@ -193,7 +193,12 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if draining in done:
-            session.close(CLOSE_GOING_AWAY, "server shutting down")  # the agent goes to another server
+            # After the dispatch round in flight (it holds the lock) has queued its frames, which the writer
+            # then sends before the close: an agent that holds work ahead always has credits, and a dispatch
+            # pushed into a closed session would come back as an attempt lost without having run.
+            async with broker.dispatcher.lock:
+                session.draining = True
+                session.close(CLOSE_GOING_AWAY, "server shutting down")  # the agent goes to another server
         if not session.open and not writer.done() and aborted not in done:
             # A close was asked for (shutdown, bad frames, replaced): write what is queued, then the close.
             await asyncio.wait({writer}, timeout=CLOSE_TIMEOUT_SECS)
