@@ -39,8 +39,9 @@ def job(name: str, namespace: str = "default", *, description: str = "", **confi
 def schedule(owner: Job, **fields: Any) -> Schedule:
     base = {"id": str(uuid4()), "job_id": str(owner.id), "kind": "cron", "cron_expression": None,
             "timezone": "UTC", "interval_secs": None, "start_time": None, "end_time": None, "max_count": None,
-            "event_name": None, "parameters": {}, "misfire_policy": "skip", "misfire_grace_secs": 0.0,
-            "misfire_max_runs": 100, "status": "enabled", "generated_until": None, "fire_count": 0,
+            "event_name": None, "parameters": {}, "misfire_policy": "run_once", "misfire_grace_secs": 60.0,
+            "misfire_max_runs": 100, "start_deadline_secs": None, "status": "enabled",
+            "generated_until": None, "fire_count": 0,
             "created_at": NOW, "updated_at": NOW}  # fmt: skip
     return msgspec.convert({**base, **fields}, Schedule)
 

@@ -27,6 +27,7 @@ from hetuflow_core.schedule import (
     IntervalSecs,
     MaxCount,
     MisfireMaxRuns,
+    StartDeadlineSecs,
     TimeZoneName,
 )
 from hetuflow_core.schema import JSON_SCHEMA_DIALECT
@@ -82,9 +83,10 @@ class ScheduleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_count: MaxCount | None = None
     event_name: Name | None = None
     parameters: Parameters = {}
-    misfire_policy: MisfirePolicy = MisfirePolicy.SKIP
-    misfire_grace_secs: GraceSecs = 0.0
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    misfire_grace_secs: GraceSecs = 60.0
     misfire_max_runs: MisfireMaxRuns = 100
+    start_deadline_secs: StartDeadlineSecs | None = None
     status: ScheduleStatus | msgspec.UnsetType = msgspec.UNSET
 
 
