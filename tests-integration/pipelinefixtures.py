@@ -326,10 +326,13 @@ class FakeAgent:
         self.agent_id = agent_id
 
     async def send(self, frame: Message) -> None:
-        await self.ws.send(encode(frame).decode())
+        await self.send_raw(encode(frame).decode())
 
     async def send_raw(self, text: str) -> None:
         await self.ws.send(text)
+        # The agent's client writes what was sent at the end of the loop turn; let that turn end, so the
+        # frame is on the wire before the test blocks the loop with a synchronous call.
+        await asyncio.sleep(0)
 
     async def recv(self) -> Any:
         async with asyncio.timeout(FRAME_TIMEOUT_SECS):

@@ -46,9 +46,11 @@ def test_kill_9_of_the_agents_server_mid_task_fails_over_and_each_task_succeeds_
     job_id = pipeline.create_job(
         suite=agents.suite, script=ledger.script("sleep 1.5\necho done"), retry=RETRY
     )
-    # Two run and one waits for a slot: the running two report to the survivor, which dispatches the third.
+    # Two run and the agent holds the third ahead of a free slot (its prefetch): it keeps all three on the
+    # survivor, where the two running ones report and the held one starts when a slot frees.
     task_ids = [pipeline.trigger(job_id) for _ in range(3)]
     wait_for(lambda: len(ledger.runs()) == 2, what="two tasks to start")
+    wait_for(lambda: all(pipeline.instances(task_id) for task_id in task_ids), what="the third held ahead")
 
     killed_at = time.monotonic()
     pipeline.kill_server(doomed)
@@ -61,9 +63,9 @@ def test_kill_9_of_the_agents_server_mid_task_fails_over_and_each_task_succeeds_
     for task_id in task_ids:
         (instance,) = pipeline.instances(task_id)
         assert "done" in instance["output"]
-    # Both running attempts were listed in the state sync of the new registration and kept there.
+    # The running attempts and the held one were listed in the state sync of the new registration and kept.
     assert re.search(
-        rf"registered with ws://127\.0\.0\.1:{survivor.port}/\S+ \(.*, 2 kept, 0 killed\)", agent.log()
+        rf"registered with ws://127\.0\.0\.1:{survivor.port}/\S+ \(.*, 3 kept, 0 killed\)", agent.log()
     )
     print(f"agent failover after kill -9 of its server: {failed_over_at - killed_at:.2f} s")
 
