@@ -4,10 +4,10 @@ The bearer token is checked before the upgrade and a refusal is a real HTTP answ
 that is not this agent's agent token), so the agent can tell them apart. The first frame must be
 ``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker upserts the agent and reconciles its state
 sync, and a connection that closes before any frame is a ``hetuflow-agent check`` probe. Frames are then
-handled by ``frames.handle_frame`` until the agent leaves, the server shuts down (1001) or the connection is
-closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008). At the end the broker unregisters the session. The
-ASGI calls on the WebSocket are the boundary to the network: a failing send ends the connection like a
-disconnect does. See docs/architecture.md (Connecting).
+handled by ``frames.handle_frame`` until the agent leaves, the server shuts down (1001), the connection is
+closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008) or given up as silent (`Liveness.watch_silence`). At
+the end the broker unregisters the session. The ASGI calls on the WebSocket are the boundary to the network:
+a failing send ends the connection like a disconnect does. See docs/architecture.md (Connecting).
 """
 
 from __future__ import annotations
@@ -185,11 +185,7 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
     writer = asyncio.create_task(session.write_loop(), name=f"hetuflow:agent-write:{session.agent_id}")
     aborted = asyncio.create_task(session.aborted.wait(), name=f"hetuflow:agent-abort:{session.agent_id}")
     draining = asyncio.create_task(broker.draining.wait(), name=f"hetuflow:agent-drain:{session.agent_id}")
-    watchdog = asyncio.create_task(
-        _watchdog(session, broker.settings.agent_timeout_secs),
-        name=f"hetuflow:agent-watch:{session.agent_id}",
-    )
-    tasks = {reader, writer, aborted, draining, watchdog}
+    tasks = {reader, writer, aborted, draining}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if draining in done:
@@ -215,33 +211,19 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
         await broker.unregister(session)
 
 
-async def _watchdog(session: AgentSession, timeout_secs: float) -> None:
-    """Give up a connection on which the agent stayed silent for ``timeout_secs`` (it heartbeats far more
-    often): a half-open TCP connection must not keep taking dispatches for an agent that went elsewhere."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(min(1.0, timeout_secs / 4))
-        silent = loop.time() - session.last_seen
-        if silent > timeout_secs:
-            logger.warning(
-                "agent %s silent for %.1f s; dropping its connection",
-                session.agent_id,
-                silent,
-                extra={"agent_id": session.agent_id},
-            )
-            session.abort()
-            return
-
-
 async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
+    loop = asyncio.get_running_loop()
     while session.open:
         await broker.reports.wait_room()
+        # Silence counts from here: while the server was not reading (the report queue full), frames the agent
+        # sent waited in the socket, and the agent was not silent.
+        session.last_seen = loop.time()
         raw = await frames.receive(websocket)
         if raw is None:
             return
-        session.last_seen = asyncio.get_running_loop().time()
+        session.last_seen = loop.time()
         try:
-            await frames.handle_frame(broker, session, raw)
+            frames.handle_frame(broker, session, raw)
         except ProtocolError as exc:
             session.bad_frames += 1
             session.send(exc.to_frame())

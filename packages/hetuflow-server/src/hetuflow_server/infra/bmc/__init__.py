@@ -18,7 +18,7 @@ from hetuflow_server.infra.bmc._task_records import (
     TaskChange,
     TaskOrigin,
 )
-from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
+from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
 from hetuflow_server.infra.bmc.instance import InstanceBmc, LiveAttempt, NewInstance
 from hetuflow_server.infra.bmc.job import JobBmc
@@ -37,6 +37,7 @@ from hetuflow_server.infra.bmc.token import TokenBmc
 
 __all__ = [
     "LEADER_LEASE",
+    "AgentBeat",
     "AgentBmc",
     "AgentMsgBmc",
     "AgentProfile",
