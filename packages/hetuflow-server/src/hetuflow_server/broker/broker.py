@@ -1,8 +1,8 @@
 """The broker: everything between this server and its agents, built and wired in one place.
 
-`Broker` owns the session registry, the dispatcher, the report batcher, liveness, the command router and the
-log watch of the live tails, and subscribes to the application's NOTIFY listener (work and agent-command
-channels). The application container builds one when it starts serving (with
+`Broker` owns the session registry, the admission of registrations, the dispatcher, the report batcher,
+liveness, the command router and the log watch of the live tails, and subscribes to the application's NOTIFY
+listener (work and agent-command channels). The application container builds one when it starts serving (with
 ``is_leader``, its view of the leader lease, which decides where the reaper runs) and registers `Broker.loops`
 with its background loops; the agents' WebSocket calls `register`/`unregister` around each connection.
 
@@ -29,6 +29,7 @@ from hetuflow_core.protocol import (
     AgentRegisterResponse,
     RegisterResponseData,
 )
+from hetuflow_server.broker.admission import RegistrationGate
 from hetuflow_server.broker.batcher import ReportBatcher
 from hetuflow_server.broker.commands import CommandRouter
 from hetuflow_server.broker.dispatcher import Dispatcher
@@ -85,6 +86,8 @@ class Broker:
         self.draining = draining
         """Set when the server shuts down: agent connections close (1001) and live tails end."""
         self.registry = SessionRegistry()
+        self.registrations = RegistrationGate()
+        """Registrations in progress, bounded: the gateway refuses more (see ``broker.admission``)."""
         self.log_watch = LogWatch()
         self.dispatcher = Dispatcher(
             services.dispatch,

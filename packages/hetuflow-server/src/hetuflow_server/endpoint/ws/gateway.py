@@ -1,13 +1,15 @@
 """The agents' WebSocket, from the upgrade request to the end of the connection.
 
-The bearer token is checked before the upgrade and a refusal is a real HTTP answer (401; 403 for a valid token
-that is not this agent's agent token), so the agent can tell them apart. The first frame must be
-``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker upserts the agent and reconciles its state
-sync, and a connection that closes before any frame is a ``hetuflow-agent check`` probe. Frames are then
-handled by ``frames.handle_frame`` until the agent leaves, the server shuts down (1001), the connection is
-closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008) or given up as silent (`Liveness.watch_silence`). At
-the end the broker unregisters the session. The ASGI calls on the WebSocket are the boundary to the network:
-a failing send ends the connection like a disconnect does. See docs/architecture.md (Connecting).
+Before the upgrade a connection must find a place among the registrations in progress (else, after a
+bounded wait, HTTP 503 with ``Retry-After``: see ``broker.admission``), and its bearer token is checked; a
+refusal is a real HTTP answer (401; 403 for a valid token that is not this agent's agent token), so the agent
+can tell them apart. The first frame must be ``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker
+upserts the agent and reconciles its state sync, and a connection that closes before any frame is a
+``hetuflow-agent check`` probe. Frames are then handled by ``frames.handle_frame`` until the agent leaves,
+the server shuts down (1001), the connection is closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008) or
+given up as silent (`Liveness.watch_silence`). At the end the broker unregisters the session. The ASGI calls
+on the WebSocket are the boundary to the network: a failing send ends the connection like a disconnect does.
+See docs/architecture.md (Connecting).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hetuflow_core.protocol import (
 )
 from hetuflow_server.auth import guard
 from hetuflow_server.broker import Broker
+from hetuflow_server.broker.admission import REGISTRATION_RETRY_AFTER_SECS
 from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.endpoint.api.problems import problem_for_error, problem_response
 from hetuflow_server.endpoint.ws import frames
@@ -56,6 +59,14 @@ CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TRY_AGAIN: Final = 1013
 
 
+class RegistrationsBusy(HetuflowError):
+    """Too many agents are registering with this server right now (HTTP 503 with ``Retry-After``)."""
+
+    code = "registrations-busy"
+    status = 503
+    title = "Too many agents registering"
+
+
 class _Container(Protocol):
     @property
     def broker(self) -> Broker: ...
@@ -64,25 +75,41 @@ class _Container(Protocol):
 async def agent_socket(websocket: WebSocket) -> None:
     """The WebSocket endpoint of agents (see the module docstring)."""
     broker = cast(_Container, websocket.app.state.hetuflow).broker
+    # Admitted before the token is even checked: in a reconnect storm a refusal must cost next to nothing.
+    if not await broker.registrations.enter():
+        busy = RegistrationsBusy(
+            f"{broker.registrations.limit} agents are registering and more are waiting;"
+            " try again after a jittered backoff"
+        )
+        await _deny(websocket, busy, {"Retry-After": str(REGISTRATION_RETRY_AFTER_SECS)})
+        return
+    try:
+        session = await _admitted(websocket, broker)
+    finally:
+        broker.registrations.leave()
+    if session is not None:
+        await _serve(websocket, broker, session)
+
+
+async def _admitted(websocket: WebSocket, broker: Broker) -> AgentSession | None:
+    """Authenticate, upgrade and register an admitted connection; its session, or None when it ended."""
     try:
         agent_id = await _authenticate(websocket)
     except HetuflowError as exc:
         await _deny(websocket, exc)
-        return
+        return None
     await websocket.accept()
     try:
         if broker.draining.is_set():
             raise _Refused(None, CLOSE_GOING_AWAY, "server shutting down")  # the agent tries another one
-        session = await _register(websocket, broker, agent_id)
+        return await _register(websocket, broker, agent_id)
     except _Refused as refused:
         # The peer may be gone already (disconnect, or a send after its close): nothing more to tell it.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             if refused.frame is not None:
                 await websocket.send_text(refused.frame)
             await websocket.close(refused.code, refused.reason)
-        return
-    if session is not None:
-        await _serve(websocket, broker, session)
+        return None
 
 
 # -- before the upgrade --------------------------------------------------------------------------------
@@ -97,10 +124,10 @@ async def _authenticate(websocket: WebSocket) -> str:
     return principal.subject
 
 
-async def _deny(websocket: WebSocket, exc: HetuflowError) -> None:
+async def _deny(websocket: WebSocket, exc: HetuflowError, headers: dict[str, str] | None = None) -> None:
     problem = problem_for_error(exc, websocket.url.path)
     try:
-        await websocket.send_denial_response(problem_response(problem))
+        await websocket.send_denial_response(problem_response(problem, headers))
     except RuntimeError:
         # A server without the denial-response extension: refuse the upgrade; the client sees 403.
         await websocket.close(CLOSE_POLICY_VIOLATION, exc.detail[:120])
