@@ -81,7 +81,6 @@ class Liveness:
         self._flushing: dict[str, _Beat] = {}
         self._flush_lock = asyncio.Lock()
         self._sessions: set[AgentSession] = set()
-        self.flushes = 0
 
     @property
     def tick_secs(self) -> float:
@@ -95,16 +94,15 @@ class Liveness:
         self._sessions.add(session)
 
     async def forget(self, session: AgentSession) -> None:
-        """The connection ended: drop its unsent heartbeat, and wait for a flush storing one of its beats,
-        so no beat marks the agent online after its disconnect was recorded."""
+        """The connection ended: stop watching it, and store its last heartbeat now if it is not stored yet.
+        That must happen before the disconnect is recorded: the reaper measures silence from the last stored
+        beat, and a beat stored after the disconnect would mark the agent online again."""
         self._sessions.discard(session)
-        beat = self._pending.get(session.agent_id)
-        if beat is not None and beat.session is session:
-            del self._pending[session.agent_id]
-        beat = self._flushing.get(session.agent_id)
-        if beat is not None and beat.session is session:
-            async with self._flush_lock:
-                pass
+        for beats in (self._pending, self._flushing):
+            beat = beats.get(session.agent_id)
+            if beat is not None and beat.session is session:
+                await self.flush()  # waits for a flush in flight, then stores what is pending
+                return
 
     async def watch_silence(self) -> None:
         """The loop giving up connections on which the agent stayed silent for the agent timeout (it beats far
@@ -150,9 +148,9 @@ class Liveness:
     async def flush(self) -> None:
         """Store the heartbeats received since the last flush and run their state syncs. When the database
         refuses, the beats wait for the next flush (errors are logged)."""
-        if not self._pending:
-            return
         async with self._flush_lock:
+            if not self._pending:
+                return
             beats, self._pending = self._pending, {}
             self._flushing = beats
             try:
@@ -161,7 +159,6 @@ class Liveness:
                     await self._sync(beats, agents)
             finally:
                 self._flushing = {}
-            self.flushes += 1
 
     async def _store(self, beats: dict[str, _Beat]) -> dict[str, bmc.AgentBeat] | None:
         for beat in beats.values():
