@@ -63,6 +63,25 @@ def _stored(pipeline: Pipeline, agent_ids: list[str], since: str) -> dict[str, i
     return dict(rows)
 
 
+async def _holding_one(
+    pipeline: Pipeline, agents: AgentPool, name: str, script: str
+) -> tuple[FakeAgent, str, ScheduledTask]:
+    """A registered fake agent holding the one attempt of a new task running ``script`` (dispatched, acked);
+    the agent, the task id and the dispatch."""
+    agent_id = f"{agents.suite}-{name}"
+    fake = FakeAgent(await open_ws(pipeline.server, pipeline.agent_token(agent_id), agent_id), agent_id)
+    try:
+        assert (await fake.register(labels={"suite": agents.suite})).data.accepted
+        task_id = pipeline.run(suite=agents.suite, script=script)
+        await fake.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=1)))
+        dispatch = await fake.recv_until(ScheduledTask)
+        await fake.send(Ack(data=AckData(ack_id=dispatch.id)))
+    except BaseException:
+        fake.ws.abort()
+        raise
+    return fake, task_id, dispatch
+
+
 def _database_now(pipeline: Pipeline) -> str:
     with psycopg.connect(pipeline.database_url) as conn:
         row = conn.execute("SELECT now()::text").fetchone()
@@ -96,14 +115,8 @@ async def test_the_heartbeats_of_many_agents_are_stored_each_with_its_metrics(
 
 
 async def test_an_agent_that_keeps_beating_keeps_its_attempt(pipeline: Pipeline, agents: AgentPool) -> None:
-    agent_id = f"{agents.suite}-beating"
-    fake = FakeAgent(await open_ws(pipeline.server, pipeline.agent_token(agent_id), agent_id), agent_id)
+    fake, task_id, dispatch = await _holding_one(pipeline, agents, "beating", "sleep 60")
     try:
-        assert (await fake.register(labels={"suite": agents.suite})).data.accepted
-        task_id = pipeline.run(suite=agents.suite, script="sleep 60")
-        await fake.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=1)))
-        dispatch = await fake.recv_until(ScheduledTask)
-        await fake.send(Ack(data=AckData(ack_id=dispatch.id)))
         # Beat through three agent timeouts (the reaper looks four times per timeout): only stored beats
         # keep the agent alive in the reaper's eyes.
         beats = round(3 * AGENT_TIMEOUT_SECS / HEARTBEAT_SECS)
@@ -113,7 +126,7 @@ async def test_an_agent_that_keeps_beating_keeps_its_attempt(pipeline: Pipeline,
             assert isinstance(frame, HeartbeatResponse), f"unexpected command {frame}"
             await asyncio.sleep(HEARTBEAT_SECS)
         assert [i["status"] for i in pipeline.instances(task_id)] == ["dispatched"]
-        assert pipeline.call("GET", f"/agents/{agent_id}")["status"] == "online"
+        assert pipeline.call("GET", f"/agents/{fake.agent_id}")["status"] == "online"
     finally:
         fake.ws.abort()
 
@@ -121,15 +134,9 @@ async def test_an_agent_that_keeps_beating_keeps_its_attempt(pipeline: Pipeline,
 async def test_an_attempt_that_ended_after_a_beat_is_not_cancelled_by_its_flush(
     pipeline: Pipeline, agents: AgentPool
 ) -> None:
-    agent_id = f"{agents.suite}-quick"
-    fake = FakeAgent(await open_ws(pipeline.server, pipeline.agent_token(agent_id), agent_id), agent_id)
+    fake, task_id, dispatch = await _holding_one(pipeline, agents, "quick", "true")
+    instance_id = dispatch.data.instance_id
     try:
-        assert (await fake.register(labels={"suite": agents.suite})).data.accepted
-        task_id = pipeline.run(suite=agents.suite, script="true")
-        await fake.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=1)))
-        dispatch = await fake.recv_until(ScheduledTask)
-        instance_id = dispatch.data.instance_id
-        await fake.send(Ack(data=AckData(ack_id=dispatch.id)))
         since = _database_now(pipeline)
         # The beat says the attempt runs; the attempt ends right after, before the beat is flushed.
         await fake.send(HeartbeatRequest(data=HeartbeatData(running=[instance_id])))
@@ -144,7 +151,7 @@ async def test_an_attempt_that_ended_after_a_beat_is_not_cancelled_by_its_flush(
             await fake.send(TaskInstanceUpdated(data=report))
         pipeline.wait_task(task_id, "succeeded")
         await asyncio.to_thread(
-            wait_for, lambda: _stored(pipeline, [agent_id], since), what="the beat to be flushed"
+            wait_for, lambda: _stored(pipeline, [fake.agent_id], since), what="the beat to be flushed"
         )
         # Frames are ordered: a cancel from that flush would arrive before this beat's answer.
         marker = HeartbeatRequest(data=HeartbeatData())

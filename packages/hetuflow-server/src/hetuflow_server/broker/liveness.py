@@ -172,7 +172,8 @@ class Liveness:
         except HetuflowError as exc:
             logger.warning("%d heartbeats not stored yet: %s", len(beats), exc.detail)
             for agent_id, beat in beats.items():
-                self._pending.setdefault(agent_id, beat)  # a beat received meanwhile is newer
+                if beat.session in self._sessions:  # an ended connection's beat must not outlive it
+                    self._pending.setdefault(agent_id, beat)  # a beat received meanwhile is newer
             return None
 
     async def _sync(self, beats: dict[str, _Beat], agents: dict[str, bmc.AgentBeat]) -> None:
