@@ -33,7 +33,7 @@ from hetuflow_server.broker.admission import RegistrationGate
 from hetuflow_server.broker.batcher import ReportBatcher
 from hetuflow_server.broker.commands import CommandRouter
 from hetuflow_server.broker.dispatcher import Dispatcher
-from hetuflow_server.broker.liveness import HEARTBEAT_FLUSH_SECS, Liveness
+from hetuflow_server.broker.liveness import Liveness
 from hetuflow_server.broker.logwatch import LogWatch
 from hetuflow_server.broker.registry import SessionRegistry
 from hetuflow_server.broker.session import AgentSession
@@ -100,6 +100,7 @@ class Broker:
             services,
             self.dispatcher,
             server_id=server_id,
+            heartbeat_interval_secs=settings.heartbeat_interval_secs,
             agent_timeout_secs=settings.agent_timeout_secs,
             is_leader=is_leader,
         )
@@ -110,12 +111,13 @@ class Broker:
 
     def loops(self) -> list[tuple[str, LoopFactory]]:
         """The broker's background loops as ``(name, factory)``, in start order."""
+        liveness = self.liveness
         return [
             ("broker-reports", self.reports.run),
             ("broker-dispatcher", self.dispatcher.run),
-            ("broker-heartbeats", every(HEARTBEAT_FLUSH_SECS, self.liveness.flush, name="broker-heartbeats")),
-            ("broker-silence", self.liveness.watch_silence),
-            ("broker-liveness", every(self.liveness.tick_secs, self.liveness.reap, name="broker-liveness")),
+            ("broker-heartbeats", every(liveness.flush_secs, liveness.flush, name="broker-heartbeats")),
+            ("broker-silence", liveness.watch_silence),
+            ("broker-liveness", every(liveness.tick_secs, liveness.reap, name="broker-liveness")),
         ]
 
     # -- agent connections ------------------------------------------------------------------------------

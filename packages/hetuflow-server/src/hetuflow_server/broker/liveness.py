@@ -39,8 +39,9 @@ FRAME_ID_RETENTION: Final = timedelta(days=1)
 """How long the ids of applied agent frames are remembered (the retention pass forgets older ones; a resend
 older than that is still harmless: every report and chunk is idempotent by state or by sequence number)."""
 HEARTBEAT_FLUSH_SECS: Final = 0.5
-"""How often the heartbeats received meanwhile are stored (one statement for all of them). Small against the
-agent timeout, which silence is measured in."""
+"""How often the heartbeats received meanwhile are stored (one statement for all of them), at most: a quarter
+of the heartbeat interval when that is shorter, so a stored heartbeat is never much older than the last one
+received (the reaper measures silence from the stored ones)."""
 SILENCE_CHECK_SECS: Final = 1.0
 """How often connections are checked for silence (at most a quarter of the agent timeout)."""
 STALL_SECS: Final = 1.0
@@ -69,6 +70,7 @@ class Liveness:
         dispatcher: Dispatcher,
         *,
         server_id: UUID,
+        heartbeat_interval_secs: float,
         agent_timeout_secs: float,
         is_leader: Callable[[], bool],
     ) -> None:
@@ -76,6 +78,8 @@ class Liveness:
         self._dispatcher = dispatcher
         self._server_id = server_id
         self._agent_timeout_secs = agent_timeout_secs
+        self.flush_secs = min(HEARTBEAT_FLUSH_SECS, heartbeat_interval_secs / 4)
+        """How often `flush` runs (see ``HEARTBEAT_FLUSH_SECS``)."""
         self._is_leader = is_leader
         self._pending: dict[str, _Beat] = {}
         self._flushing: dict[str, _Beat] = {}
