@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ from pgfixture import fresh_database
 from serverfixtures import AppClient, ServerProcess, run_cli, start_server
 
 from hetuflow_server.application import ServerApplication, build_app
+from hetuflow_server.cli.serve import GC_THRESHOLDS
 from hetuflow_server.config import Setting, load_config
 
 
@@ -27,6 +29,17 @@ def test_openapi_document_is_public(server_process: ServerProcess) -> None:
     response = httpx.get(f"{server_process.url}/api/openapi.json")
     assert response.status_code == 200
     assert response.json()["openapi"].startswith("3.1")
+
+
+def test_serving_tunes_the_garbage_collector(server_process: ServerProcess) -> None:
+    # What start-up created is frozen out of every later collection, and the thresholds are the server's.
+    tuned = re.search(
+        r"garbage collector tuned for serving: (\d+) start-up objects frozen, thresholds (.*)",
+        server_process.log(),
+    )
+    assert tuned is not None, server_process.log()
+    assert int(tuned.group(1)) > 0
+    assert tuned.group(2) == str(GC_THRESHOLDS)
 
 
 def test_server_registers_itself(server_client: httpx.Client, server_process: ServerProcess) -> None:

@@ -138,6 +138,14 @@ def test_backoff_full_jitter_doubles_to_a_cap_and_resets() -> None:
         Backoff(2.0, 1.0)
 
 
+def test_backoff_adds_its_jitter_to_a_retry_after() -> None:
+    backoff = Backoff(0.5, 4.0, random.Random(7))
+    delays = [backoff.next_delay(retry_after_secs=3.0) for _ in range(200)]
+    assert all(3.0 <= delay <= 7.0 for delay in delays)
+    assert len({round(delay, 3) for delay in delays}) > 100  # refused agents do not come back together
+    assert backoff.attempts == 200
+
+
 @pytest.mark.parametrize(
     ("text", "url", "host", "port", "secure", "target", "host_header"),
     [

@@ -3,7 +3,9 @@
 Full jitter (a uniform draw between zero and the exponential ceiling) spreads the reconnects of many
 agents that lost the same server at the same instant, so a restarted server is not hit by all of them
 in one burst. The ceiling doubles per failed attempt up to a cap and starts over after a connection
-that stayed healthy long enough (the session decides what healthy means).
+that stayed healthy long enough (the session decides what healthy means). A server that refuses a
+connection because it is busy may say when to come back (``Retry-After``): the jittered delay is then
+added to that, so the refused agents do not all return at the same second either.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ class Backoff:
         # the exponent is bounded so a very long outage cannot overflow the float
         return min(self.max_secs, self.initial_secs * 2.0 ** min(self.attempts, 64))
 
-    def next_delay(self) -> float:
-        """The delay before the next attempt; each call counts one more failure."""
-        delay = self._rng.uniform(0.0, self.ceiling())
+    def next_delay(self, retry_after_secs: float = 0.0) -> float:
+        """The delay before the next attempt, at least ``retry_after_secs`` (the server's ``Retry-After``);
+        each call counts one more failure."""
+        delay = max(retry_after_secs, 0.0) + self._rng.uniform(0.0, self.ceiling())
         self.attempts += 1
         return delay
 

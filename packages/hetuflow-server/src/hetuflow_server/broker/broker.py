@@ -1,12 +1,13 @@
 """The broker: everything between this server and its agents, built and wired in one place.
 
-`Broker` owns the session registry, the dispatcher, the report batcher, liveness, the command router and the
-log watch of the live tails, and subscribes to the application's NOTIFY listener (work and agent-command
-channels). The application container builds one when it starts serving (with ``is_leader``, its view of the
-leader lease, which decides where the reaper runs) and registers `Broker.loops` with its background loops; the
-agents' WebSocket calls `register`/`unregister` around each connection.
+`Broker` owns the session registry, the admission of registrations, the dispatcher, the report batcher,
+liveness, the command router and the log watch of the live tails, and subscribes to the application's NOTIFY
+listener (work and agent-command channels). The application container builds one when it starts serving (with
+``is_leader``, its view of the leader lease, which decides where the reaper runs) and registers `Broker.loops`
+with its background loops; the agents' WebSocket calls `register`/`unregister` around each connection.
 
 Loops, in start order (they stop in reverse): ``broker-reports`` (the batcher), ``broker-dispatcher``,
+``broker-heartbeats`` (stores heartbeats in batches), ``broker-silence`` (drops silent connections),
 ``broker-liveness`` (the leader's reaper).
 """
 
@@ -28,6 +29,7 @@ from hetuflow_core.protocol import (
     AgentRegisterResponse,
     RegisterResponseData,
 )
+from hetuflow_server.broker.admission import RegistrationGate
 from hetuflow_server.broker.batcher import ReportBatcher
 from hetuflow_server.broker.commands import CommandRouter
 from hetuflow_server.broker.dispatcher import Dispatcher
@@ -84,6 +86,8 @@ class Broker:
         self.draining = draining
         """Set when the server shuts down: agent connections close (1001) and live tails end."""
         self.registry = SessionRegistry()
+        self.registrations = RegistrationGate()
+        """Registrations in progress, bounded: the gateway refuses more (see ``broker.admission``)."""
         self.log_watch = LogWatch()
         self.dispatcher = Dispatcher(
             services.dispatch,
@@ -96,6 +100,7 @@ class Broker:
             services,
             self.dispatcher,
             server_id=server_id,
+            heartbeat_interval_secs=settings.heartbeat_interval_secs,
             agent_timeout_secs=settings.agent_timeout_secs,
             is_leader=is_leader,
         )
@@ -106,36 +111,32 @@ class Broker:
 
     def loops(self) -> list[tuple[str, LoopFactory]]:
         """The broker's background loops as ``(name, factory)``, in start order."""
+        liveness = self.liveness
         return [
             ("broker-reports", self.reports.run),
             ("broker-dispatcher", self.dispatcher.run),
-            ("broker-liveness", every(self.liveness.tick_secs, self.liveness.reap, name="broker-liveness")),
+            ("broker-heartbeats", every(liveness.flush_secs, liveness.flush, name="broker-heartbeats")),
+            ("broker-silence", liveness.watch_silence),
+            ("broker-liveness", every(liveness.tick_secs, liveness.reap, name="broker-liveness")),
         ]
 
     # -- agent connections ------------------------------------------------------------------------------
 
     async def register(self, websocket: WebSocket, data: AgentRegisterData) -> AgentSession:
-        """Accept the registration ``data`` of an authenticated agent: upsert it, reconcile its state sync,
-        answer it and make its session current. Raises HetuflowError (database) before answering anything."""
+        """Accept the registration ``data`` of an authenticated agent: upsert it and reconcile its state sync
+        (one transaction), answer it and make its session current. Raises HetuflowError (database) before
+        answering anything."""
         previous = self.registry.get(data.agent_id)
         if previous is not None:
             # Its old connection is dead or dying; it must not take new work while this one registers.
             previous.draining = True
         client = websocket.client
-        agent = await self.services.agents.register(
+        agent, reconciliation = await self.services.agents.connect(
             data, server_id=self.server_id, address=client.host if client is not None else None
-        )
-        reconciliation = await self.services.dispatch.reconcile(
-            data.agent_id, [item.instance_id for item in data.running]
         )
         # Finished attempts whose report follows right after registration are neither lost nor killed.
         finished = {item.instance_id for item in data.running if item.status.is_final}
         kill = [instance_id for instance_id in reconciliation.kill if instance_id not in finished]
-        ended = [
-            item.instance_id
-            for item in await self.services.dispatch.live_attempts(data.agent_id)
-            if item.task_status.is_final and item.instance_id in reconciliation.keep
-        ]
         session = AgentSession(websocket, data, status=agent.status, holding=reconciliation.keep)
         session.send(
             AgentRegisterResponse(
@@ -154,8 +155,9 @@ class Broker:
             session.command(
                 AgentCommandData(command=AgentCommandKind.DRAIN, reason=f"agent is {agent.status}")
             )
-        self.liveness.cancel(session, ended, "the task ended while its agent was away")
+        self.liveness.cancel(session, reconciliation.ended, "the task ended while its agent was away")
         self.registry.add(session)
+        self.liveness.watch(session)
         logger.info(
             "agent %s registered (%d kept, %d killed, %d lost)",
             data.agent_id,
@@ -164,13 +166,15 @@ class Broker:
             len(reconciliation.lost),
             extra={"agent_id": data.agent_id},
         )
-        self.dispatcher.wake()
+        # No dispatcher wake-up here: the session has no credits until the agent's first task.acquire, which
+        # wakes it (in a reconnect storm, a round per registration would scan every session for nothing).
         return session
 
     async def unregister(self, session: AgentSession) -> None:
         """The connection of ``session`` ended: forget it, hand back what it never sent, and mark the agent
         offline unless a newer connection took over."""
         current = self.registry.remove(session)
+        await self.liveness.forget(session)
         unsent = session.unsent_dispatches()
         if unsent:
             self.dispatcher.hand_back(unsent, "the agent's connection closed before the dispatch was sent")

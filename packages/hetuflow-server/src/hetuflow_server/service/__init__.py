@@ -68,7 +68,7 @@ class Services:
         self.schedules = ScheduleService(db)
         self.tasks = TaskService(db)
         self.instances = InstanceService(db)
-        self.agents = AgentService(db)
+        self.agents = AgentService(db, observer=observer)
         self.servers = ServerService(db)
         self.events = EventService(db)
         self.flows = FlowService(db)

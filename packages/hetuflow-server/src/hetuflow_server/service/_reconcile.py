@@ -1,9 +1,9 @@
 """Reconciling what agents hold with the database: the state sync of a registration, and silent agents.
 
 At registration an agent lists the attempts it runs: of those, its live current attempts are kept and the rest
-killed; its live attempts it did not mention are lost (handed back when it never reported them started). On
-the leader, agents silent for the agent timeout go offline and their live attempts are lost; their tasks
-follow the retry policy.
+killed; its live attempts it did not mention are lost (handed back when it never reported them started); kept
+attempts whose task ended while the agent was away are to be cancelled on it. On the leader, agents silent
+for the agent timeout go offline and their live attempts are lost; their tasks follow the retry policy.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ __all__ = ["Reconciliation", "reap_silent_agents", "reconcile"]
 
 
 class Reconciliation(msgspec.Struct, kw_only=True):
-    """State sync of a (re)registering agent: attempts to keep running, to kill, and declared lost."""
+    """State sync of a (re)registering agent: attempts to keep running, to kill, and declared lost; ``ended``
+    are the kept ones whose task ended meanwhile (cancelled while the agent could not be told)."""
 
     keep: list[UUID]
     kill: list[UUID]
     lost: list[UUID]
+    ended: list[UUID] = msgspec.field(default_factory=list)
 
 
 async def reconcile(
@@ -37,10 +39,12 @@ async def reconcile(
     of the attempts it declared lost."""
     live = await bmc.InstanceBmc.live_of_agents(conn, [agent_id])
     live_ids = {inst.id for inst in live}
-    current = {task.instance_id for task in await bmc.TaskBmc.lock_many(conn, [i.task_id for i in live])}
+    tasks = await bmc.TaskBmc.lock_many(conn, [i.task_id for i in live])
+    current = {task.instance_id: task.status for task in tasks}
     keep = sorted(i for i in running if i in live_ids and i in current)
     kill = sorted(i for i in running if i not in keep)
     lost = sorted(live_ids - set(keep))
+    ended = [i for i in keep if current[i].is_final]
     unstarted = {i.id for i in live if i.id in lost and i.status is InstanceStatus.DISPATCHED}
     await hand_back(conn, unstarted, "the agent reconnected without it: it never got it")
     results = await reports.mark_lost(
@@ -48,7 +52,7 @@ async def reconcile(
         [i for i in lost if i not in unstarted],
         reason="not running on the agent after it reconnected",
     )
-    return Reconciliation(keep=keep, kill=kill, lost=lost), results
+    return Reconciliation(keep=keep, kill=kill, lost=lost, ended=ended), results
 
 
 async def reap_silent_agents(

@@ -2,11 +2,13 @@
 
 Operator actions that the agent itself must hear about (new labels, drain, shutdown) are published on
 ``AGENT_CMD_CHANNEL`` in the same transaction as the change; the server holding the agent's connection
-forwards them. Registration, heartbeats and disconnects are the gateway's side of the same rows.
+forwards them. Registration, heartbeats and disconnects are the gateway's side of the same rows: a
+connection's registration with its state sync is one transaction, and heartbeats are stored in batches.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
@@ -17,7 +19,11 @@ from hetuflow_core.protocol import AgentRegisterData
 from hetuflow_server.errors import Conflict, IllegalTransition
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
+from hetuflow_server.service import _reconcile
+from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service._validation import revalidate
+from hetuflow_server.service.dispatch import DispatchObserver
+from hetuflow_server.service.reports import ReportApplier
 
 __all__ = ["AgentService", "ServerService"]
 
@@ -26,11 +32,31 @@ async def _command(conn: db.Connection, notice: notify.AgentCommandNotice) -> No
     await notify.notify(conn, notify.AGENT_CMD_CHANNEL, notify.encode_agent_command(notice))
 
 
-class AgentService:
-    """Agents: list, inspect, relabel, drain, shut down, disable/enable, delete; register and heartbeat."""
+async def _upsert(
+    conn: db.Connection, data: AgentRegisterData, *, server_id: UUID, address: str | None
+) -> Agent:
+    return await bmc.AgentBmc.register(
+        conn,
+        agent_id=data.agent_id,
+        name=data.name,
+        address=address,
+        labels=data.labels,
+        capabilities=data.capabilities,
+        server_id=server_id,
+    )
 
-    def __init__(self, db: ModelManager) -> None:
+
+class AgentService:
+    """Agents: list, inspect, relabel, drain, shut down, disable/enable, delete; register and heartbeat
+    (gateway).
+
+    ``observer`` (the server's metrics) hears about the attempts a registration's state sync declared lost.
+    """
+
+    def __init__(self, db: ModelManager, *, observer: DispatchObserver | None = None) -> None:
         self._db = db
+        self._reports = ReportApplier(random.random)
+        self._observer = observer
 
     async def list(self) -> Sequence[Agent]:
         """Every agent, by id."""
@@ -134,22 +160,37 @@ class AgentService:
     async def register(self, data: AgentRegisterData, *, server_id: UUID, address: str | None) -> Agent:
         """Create or refresh the agent as connected to ``server_id``; wakes dispatchers (new capacity)."""
         async with self._db.transaction() as conn:
-            agent = await bmc.AgentBmc.register(
-                conn,
-                agent_id=data.agent_id,
-                name=data.name,
-                address=address,
-                labels=data.labels,
-                capabilities=data.capabilities,
-                server_id=server_id,
-            )
+            agent = await _upsert(conn, data, server_id=server_id, address=address)
             await notify.work_added(conn)
         return agent
+
+    async def connect(
+        self, data: AgentRegisterData, *, server_id: UUID, address: str | None
+    ) -> tuple[Agent, Reconciliation]:
+        """A connection's registration in one transaction: `register`, then the state sync of what ``data``
+        says the agent runs (``DispatchService.reconcile``). Cheap on purpose: after a server restart the
+        whole fleet registers at once."""
+        async with self._db.transaction() as conn:
+            agent = await _upsert(conn, data, server_id=server_id, address=address)
+            running = [item.instance_id for item in data.running]
+            reconciliation, results = await _reconcile.reconcile(conn, self._reports, data.agent_id, running)
+            await notify.work_added(conn)
+        if self._observer is not None:
+            self._observer.reports_applied(results, by_agent=False)
+        return agent, reconciliation
 
     async def heartbeat(self, agent_id: str, *, server_id: UUID, metrics: AgentMetrics | None) -> Agent:
         """Record a heartbeat received by ``server_id``."""
         async with self._db.transaction() as conn:
             return await bmc.AgentBmc.heartbeat(conn, agent_id, server_id=server_id, metrics=metrics)
+
+    async def heartbeats(
+        self, beats: Sequence[tuple[str, AgentMetrics | None]], *, server_id: UUID
+    ) -> dict[str, bmc.AgentBeat]:
+        """Record many heartbeats ``(agent id, metrics)`` received by ``server_id`` in one statement; each
+        agent's status and live attempts (with their task's status), by agent id."""
+        async with self._db.transaction() as conn:
+            return await bmc.AgentBmc.heartbeat_many(conn, beats, server_id=server_id)
 
     async def disconnect(self, agent_id: str, *, server_id: UUID) -> Agent | None:
         """The connection ``server_id`` held closed; None when another server holds the agent by now."""

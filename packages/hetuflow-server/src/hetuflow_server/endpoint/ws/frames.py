@@ -1,9 +1,11 @@
 """What a registered agent's frames do on this server.
 
 - ``agent.heartbeat``: answered at once with ``server.heartbeat`` (server time, the request's ``ts`` echoed,
-  for the agent's clock), then recorded and state-synced (`Liveness.heartbeat`).
+  for the agent's clock), then handed to `Liveness.beat`, which stores it and state-syncs it with the
+  others of the next flush; the connection never waits for the database.
 - ``task.acquire``: the agent's credits; wakes the dispatcher.
-- ``instance.updated`` / ``instance.log``: queued on the `ReportBatcher`, which acks them once stored.
+- ``instance.updated`` / ``instance.log``: queued on the `ReportBatcher`, which acks them once stored (a
+  final status also tells `Liveness` the agent no longer runs that attempt).
 - ``ack``: of a dispatch or command this server sent; a refused dispatch is handed back to the dispatcher.
 - ``error``: the agent could not read one of our frames (logged; a dispatch it names is handed back).
 
@@ -52,11 +54,13 @@ async def receive(websocket: WebSocket) -> str | bytes | None:
     return bytes(message.get("bytes") or b"")
 
 
-async def handle_frame(broker: Broker, session: AgentSession, raw: str | bytes) -> None:
+def handle_frame(broker: Broker, session: AgentSession, raw: str | bytes) -> None:
     """Apply one frame of a registered agent; ProtocolError when it is not one it may send now."""
     frame = decode(raw, AgentMessage)
     if isinstance(frame, TaskInstanceUpdated | TaskLogChunk):
         broker.reports.submit(session, frame)
+        if isinstance(frame, TaskInstanceUpdated) and frame.data.status.is_final:
+            broker.liveness.finished(session, frame.data.instance_id)
     elif isinstance(frame, AcquireTaskRequest):
         session.on_acquire(frame.data.free_slots)
         broker.dispatcher.wake()
@@ -64,7 +68,7 @@ async def handle_frame(broker: Broker, session: AgentSession, raw: str | bytes) 
         session.send(
             HeartbeatResponse(data=HeartbeatResponseData(server_time_ms=now_ms(), request_ts=frame.ts))
         )
-        await broker.liveness.heartbeat(session, frame.data.metrics, frame.data.running)
+        broker.liveness.beat(session, frame.data.metrics, frame.data.running)
     elif isinstance(frame, Ack):
         refused = session.on_ack(frame.data)
         if refused is not None:

@@ -1,13 +1,15 @@
 """The agents' WebSocket, from the upgrade request to the end of the connection.
 
-The bearer token is checked before the upgrade and a refusal is a real HTTP answer (401; 403 for a valid token
-that is not this agent's agent token), so the agent can tell them apart. The first frame must be
-``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker upserts the agent and reconciles its state
-sync, and a connection that closes before any frame is a ``hetuflow-agent check`` probe. Frames are then
-handled by ``frames.handle_frame`` until the agent leaves, the server shuts down (1001) or the connection is
-closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008). At the end the broker unregisters the session. The
-ASGI calls on the WebSocket are the boundary to the network: a failing send ends the connection like a
-disconnect does. See docs/architecture.md (Connecting).
+Before the upgrade a connection must find a place among the registrations in progress (else, after a
+bounded wait, HTTP 503 with ``Retry-After``: see ``broker.admission``), and its bearer token is checked; a
+refusal is a real HTTP answer (401; 403 for a valid token that is not this agent's agent token), so the agent
+can tell them apart. The first frame must be ``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker
+upserts the agent and reconciles its state sync, and a connection that closes before any frame is a
+``hetuflow-agent check`` probe. Frames are then handled by ``frames.handle_frame`` until the agent leaves,
+the server shuts down (1001), the connection is closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008) or
+given up as silent (`Liveness.watch_silence`). At the end the broker unregisters the session. The ASGI calls
+on the WebSocket are the boundary to the network: a failing send ends the connection like a disconnect does.
+See docs/architecture.md (Connecting).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hetuflow_core.protocol import (
 )
 from hetuflow_server.auth import guard
 from hetuflow_server.broker import Broker
+from hetuflow_server.broker.admission import REGISTRATION_RETRY_AFTER_SECS
 from hetuflow_server.broker.session import AgentSession, SessionClosed
 from hetuflow_server.endpoint.api.problems import problem_for_error, problem_response
 from hetuflow_server.endpoint.ws import frames
@@ -56,6 +59,14 @@ CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TRY_AGAIN: Final = 1013
 
 
+class RegistrationsBusy(HetuflowError):
+    """Too many agents are registering with this server right now (HTTP 503 with ``Retry-After``)."""
+
+    code = "registrations-busy"
+    status = 503
+    title = "Too many agents registering"
+
+
 class _Container(Protocol):
     @property
     def broker(self) -> Broker: ...
@@ -64,25 +75,41 @@ class _Container(Protocol):
 async def agent_socket(websocket: WebSocket) -> None:
     """The WebSocket endpoint of agents (see the module docstring)."""
     broker = cast(_Container, websocket.app.state.hetuflow).broker
+    # Admitted before the token is even checked: in a reconnect storm a refusal must cost next to nothing.
+    if not await broker.registrations.enter():
+        busy = RegistrationsBusy(
+            f"{broker.registrations.limit} agents are registering and more are waiting;"
+            " try again after a jittered backoff"
+        )
+        await _deny(websocket, busy, {"Retry-After": str(REGISTRATION_RETRY_AFTER_SECS)})
+        return
+    try:
+        session = await _admitted(websocket, broker)
+    finally:
+        broker.registrations.leave()
+    if session is not None:
+        await _serve(websocket, broker, session)
+
+
+async def _admitted(websocket: WebSocket, broker: Broker) -> AgentSession | None:
+    """Authenticate, upgrade and register an admitted connection; its session, or None when it ended."""
     try:
         agent_id = await _authenticate(websocket)
     except HetuflowError as exc:
         await _deny(websocket, exc)
-        return
+        return None
     await websocket.accept()
     try:
         if broker.draining.is_set():
             raise _Refused(None, CLOSE_GOING_AWAY, "server shutting down")  # the agent tries another one
-        session = await _register(websocket, broker, agent_id)
+        return await _register(websocket, broker, agent_id)
     except _Refused as refused:
         # The peer may be gone already (disconnect, or a send after its close): nothing more to tell it.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             if refused.frame is not None:
                 await websocket.send_text(refused.frame)
             await websocket.close(refused.code, refused.reason)
-        return
-    if session is not None:
-        await _serve(websocket, broker, session)
+        return None
 
 
 # -- before the upgrade --------------------------------------------------------------------------------
@@ -97,10 +124,10 @@ async def _authenticate(websocket: WebSocket) -> str:
     return principal.subject
 
 
-async def _deny(websocket: WebSocket, exc: HetuflowError) -> None:
+async def _deny(websocket: WebSocket, exc: HetuflowError, headers: dict[str, str] | None = None) -> None:
     problem = problem_for_error(exc, websocket.url.path)
     try:
-        await websocket.send_denial_response(problem_response(problem))
+        await websocket.send_denial_response(problem_response(problem, headers))
     except RuntimeError:
         # A server without the denial-response extension: refuse the upgrade; the client sees 403.
         await websocket.close(CLOSE_POLICY_VIOLATION, exc.detail[:120])
@@ -185,11 +212,7 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
     writer = asyncio.create_task(session.write_loop(), name=f"hetuflow:agent-write:{session.agent_id}")
     aborted = asyncio.create_task(session.aborted.wait(), name=f"hetuflow:agent-abort:{session.agent_id}")
     draining = asyncio.create_task(broker.draining.wait(), name=f"hetuflow:agent-drain:{session.agent_id}")
-    watchdog = asyncio.create_task(
-        _watchdog(session, broker.settings.agent_timeout_secs),
-        name=f"hetuflow:agent-watch:{session.agent_id}",
-    )
-    tasks = {reader, writer, aborted, draining, watchdog}
+    tasks = {reader, writer, aborted, draining}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if draining in done:
@@ -220,33 +243,19 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
         await broker.unregister(session)
 
 
-async def _watchdog(session: AgentSession, timeout_secs: float) -> None:
-    """Give up a connection on which the agent stayed silent for ``timeout_secs`` (it heartbeats far more
-    often): a half-open TCP connection must not keep taking dispatches for an agent that went elsewhere."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(min(1.0, timeout_secs / 4))
-        silent = loop.time() - session.last_seen
-        if silent > timeout_secs:
-            logger.warning(
-                "agent %s silent for %.1f s; dropping its connection",
-                session.agent_id,
-                silent,
-                extra={"agent_id": session.agent_id},
-            )
-            session.abort()
-            return
-
-
 async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
+    loop = asyncio.get_running_loop()
     while session.open:
         await broker.reports.wait_room()
+        # Silence counts from here: while the server was not reading (the report queue full), frames the agent
+        # sent waited in the socket, and the agent was not silent.
+        session.last_seen = loop.time()
         raw = await frames.receive(websocket)
         if raw is None:
             return
-        session.last_seen = asyncio.get_running_loop().time()
+        session.last_seen = loop.time()
         try:
-            await frames.handle_frame(broker, session, raw)
+            frames.handle_frame(broker, session, raw)
         except ProtocolError as exc:
             session.bad_frames += 1
             session.send(exc.to_frame())

@@ -19,7 +19,7 @@ from hetuflow_server.infra.bmc._task_records import (
     TaskOrigin,
     TaskOutcome,
 )
-from hetuflow_server.infra.bmc.agent import AgentBmc, AgentMsgBmc
+from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
 from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
@@ -38,6 +38,7 @@ from hetuflow_server.infra.bmc.token import TokenBmc
 
 __all__ = [
     "LEADER_LEASE",
+    "AgentBeat",
     "AgentBmc",
     "AgentMsgBmc",
     "AgentProfile",

@@ -6,16 +6,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
+
 from hetuflow_core.agent import Agent, AgentCapabilities, AgentMetrics
-from hetuflow_core.enums import AgentStatus
+from hetuflow_core.enums import AgentStatus, TaskStatus
 from hetuflow_server.infra import db
 from hetuflow_server.infra.bmc._rows import jsonb, jsonb_or_none, many, one, required
+from hetuflow_server.infra.bmc.instance import LiveAttempt
 from hetuflow_server.infra.sql import query
 
-__all__ = ["AgentBmc", "AgentMsgBmc"]
+__all__ = ["AgentBeat", "AgentBmc", "AgentMsgBmc"]
 
 _REGISTER = query("register_agent")
 _HEARTBEAT = query("heartbeat_agent")
+_HEARTBEAT_MANY = query("heartbeat_agents")
 _GET = query("get_agent")
 _LIST = query("list_agents")
 _SET_LABELS = query("set_agent_labels")
@@ -27,6 +31,16 @@ _DELETE = query("delete_agent")
 _MATCHING_ONLINE = query("list_matching_online_agents")
 _RECORD_MSGS = query("record_agent_msgs")
 _PURGE_MSGS = query("purge_agent_msgs")
+
+
+_metrics_encoder = msgspec.json.Encoder()
+
+
+class AgentBeat(msgspec.Struct, kw_only=True):
+    """One agent of a batch of heartbeats: its status now, and its live attempts for the state sync."""
+
+    status: AgentStatus
+    live: list[LiveAttempt] = msgspec.field(default_factory=list)
 
 
 class AgentBmc:
@@ -61,6 +75,35 @@ class AgentBmc:
         """Record a heartbeat received by ``server_id``."""
         params = {"id": agent_id, "server_id": server_id, "metrics": jsonb_or_none(metrics)}
         return required(await db.fetch_one(conn, _HEARTBEAT, params), Agent, "agent", agent_id)
+
+    @staticmethod
+    async def heartbeat_many(
+        conn: db.Connection, beats: Sequence[tuple[str, AgentMetrics | None]], *, server_id: UUID
+    ) -> dict[str, AgentBeat]:
+        """Record the heartbeats ``(agent id, metrics)`` received by ``server_id`` in one statement; each
+        agent's status and live attempts by agent id (an agent that no longer exists is absent)."""
+        if not beats:
+            return {}
+        params = {
+            "ids": [agent_id for agent_id, _ in beats],
+            # Encoded here in one call each; the statement casts them to jsonb.
+            "metrics": [None if m is None else _metrics_encoder.encode(m).decode() for _, m in beats],
+            "server_id": server_id,
+        }
+        found: dict[str, AgentBeat] = {}
+        for row in await db.fetch_all(conn, _HEARTBEAT_MANY, params):
+            beat = found.get(row["id"])
+            if beat is None:
+                beat = found[row["id"]] = AgentBeat(status=AgentStatus(row["status"]))
+            if row["instance_id"] is not None:
+                beat.live.append(
+                    LiveAttempt(
+                        instance_id=row["instance_id"],
+                        task_id=row["task_id"],
+                        task_status=TaskStatus(row["task_status"]),
+                    )
+                )
+        return found
 
     @staticmethod
     async def get(conn: db.Connection, agent_id: str) -> Agent:

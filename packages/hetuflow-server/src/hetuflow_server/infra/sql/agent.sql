@@ -29,6 +29,33 @@ SET last_heartbeat_at = now(),
 WHERE id = %(id)s::text
 RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
 
+-- name: heartbeat_agents
+-- The heartbeats received by `server_id` over one flush interval, in one statement: the rows are locked in id
+-- order (so concurrent batches and the reaper never deadlock), and an agent declared offline that still beats
+-- is back online. Returns each agent's status with its attempts still dispatched or running and the status of
+-- their task, for the state sync: one row per attempt, or one row without an attempt.
+WITH beat AS (
+    SELECT a.id, b.metrics
+    FROM unnest(%(ids)s::text[], %(metrics)s::text[]) AS b(id, metrics)
+    JOIN sched_agent a ON a.id = b.id
+    ORDER BY a.id
+    FOR UPDATE OF a
+), updated AS (
+    UPDATE sched_agent a
+    SET last_heartbeat_at = now(),
+        metrics = beat.metrics::jsonb,
+        server_id = %(server_id)s::uuid,
+        status = CASE WHEN a.status = 'offline' THEN 'online' ELSE a.status END,
+        updated_at = now()
+    FROM beat
+    WHERE a.id = beat.id
+    RETURNING a.id, a.status
+)
+SELECT u.id, u.status, i.id AS instance_id, i.task_id, t.status AS task_status
+FROM updated u
+LEFT JOIN sched_task_instance i ON i.agent_id = u.id AND i.status IN ('dispatched', 'running')
+LEFT JOIN sched_task t ON t.id = i.task_id
+
 -- name: get_agent
 SELECT id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
 FROM sched_agent WHERE id = %(id)s::text
@@ -63,10 +90,16 @@ WHERE id = %(id)s::text AND server_id = %(server_id)s::uuid
 RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
 
 -- name: mark_stale_agents_offline
--- Liveness: agents silent since before `before` are offline.
+-- Liveness: agents silent since before `before` are offline. Locked in id order like a batch of heartbeats, so
+-- the two never deadlock; a heartbeat stored meanwhile takes the agent out of the set.
 UPDATE sched_agent
 SET status = 'offline', server_id = NULL, updated_at = now()
-WHERE status IN ('online', 'draining') AND last_heartbeat_at < %(before)s::timestamptz
+WHERE id IN (
+    SELECT id FROM sched_agent
+    WHERE status IN ('online', 'draining') AND last_heartbeat_at < %(before)s::timestamptz
+    ORDER BY id
+    FOR UPDATE
+)
 RETURNING id
 
 -- name: delete_agent
