@@ -18,6 +18,7 @@ from hetuflow_core.protocol import TaskInstanceUpdatedData
 from hetuflow_core.task import TaskTrigger
 from hetuflow_server.infra import ModelManager, notify
 from hetuflow_server.service import AgentCapacity, Dispatch, DispatchService, ReportOutcome, Services
+from hetuflow_server.service.reports import MAX_REPORTED_LEAD
 
 _pools = itertools.count()
 
@@ -318,3 +319,23 @@ async def test_a_start_and_an_end_in_one_batch_give_each_report_its_own_outcome(
     late = await services.dispatch.apply_reports(pair(other), agent_id="m")
     assert [r.outcome for r in late] == [ReportOutcome.LATE, ReportOutcome.LATE]
     assert (await services.tasks.get(other.task.id)).status is TaskStatus.CANCELLED
+
+
+async def test_a_retry_backoff_counts_from_the_reported_end_within_a_second_of_the_servers_clock(
+    model_manager: ModelManager, make_job: MakeJob
+) -> None:
+    dispatcher = DispatchService(model_manager, rand=lambda: 0.0)
+    pool = _pool()
+    job = await make_job(target={"labels": {"pool": pool}}, retry={"max_retries": 5, "base_secs": 10})
+    services = Services(model_manager)
+    leads = [(timedelta(seconds=0.5), timedelta(seconds=0.5)), (timedelta(hours=1), MAX_REPORTED_LEAD)]
+    for lead, counted in leads:
+        (task_id,) = await _trigger(services, job.id)
+        (d,) = await dispatcher.dispatch([_agent("b", pool, free=1)])
+        before = datetime.now(UTC)
+        ended = _report(task_id, d.instance.id, InstanceStatus.FAILED, seq=1, at=before + lead, exit_code=1)
+        (result,) = await dispatcher.apply_reports([ended], agent_id="b")
+        assert result.task is not None
+        assert result.task.next_attempt_at is not None
+        waited = result.task.next_attempt_at - before
+        assert counted + timedelta(seconds=10) <= waited < counted + timedelta(seconds=11)

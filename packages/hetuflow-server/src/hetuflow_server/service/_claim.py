@@ -46,7 +46,7 @@ class Dispatch(msgspec.Struct, kw_only=True):
     task: Task
     instance: TaskInstance
     fire_at: datetime
-    """The task's due time, or the dispatch time for overdue work (retries, backlog)."""
+    """The task's due time (for a retry the end of its backoff), or the dispatch time for overdue work."""
 
 
 class Claimed(msgspec.Struct, kw_only=True, frozen=True):
@@ -117,7 +117,7 @@ async def claim(
                     job_id=task.job_id,
                     agent_id=best.agent_id,
                     attempt=task.attempt + 1,
-                    fire_at=max(task.scheduled_at, now),
+                    fire_at=_fire_at(task, now),
                     server_id=server_id,
                 ),
             )
@@ -146,6 +146,13 @@ async def next_wake_at(conn: db.Connection, *, now: datetime, lookahead_secs: fl
     guarded_at = await bmc.TaskBmc.next_guarded_at(conn, after=now)
     moments = [pending_at - window if pending_at is not None else None, retry_at, guarded_at]
     return min((moment for moment in moments if moment is not None), default=None)
+
+
+def _fire_at(task: Task, now: datetime) -> datetime:
+    """When the attempt starts: when due, never before the end of a retry's backoff (the round's ``now`` is
+    read before the transaction that promoted the retry, so it can be a little earlier), else now."""
+    due = task.scheduled_at if task.next_attempt_at is None else max(task.scheduled_at, task.next_attempt_at)
+    return max(due, now)
 
 
 def _labels_match(required: dict[str, str], labels: dict[str, str]) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Final
 from uuid import UUID
 
 import msgspec
@@ -26,7 +27,10 @@ from hetuflow_server.infra import bmc, db, notify, transitions
 from hetuflow_server.service._flows import settle_flow_runs
 from hetuflow_server.service._report_steps import Step, StepQueues
 
-__all__ = ["AgentReport", "ReportApplier", "ReportOutcome", "ReportResult"]
+__all__ = ["MAX_REPORTED_LEAD", "AgentReport", "ReportApplier", "ReportOutcome", "ReportResult"]
+
+MAX_REPORTED_LEAD: Final = timedelta(seconds=1)
+"""How far ahead of this server's clock a reported end may count for a retry's backoff."""
 
 
 class ReportOutcome(StrEnum):
@@ -186,7 +190,7 @@ class ReportApplier:
             if number <= retry.max_retries:
                 task_status = TaskStatus.WAITING_RETRY
                 delay = retry.delay_secs(number, self._rand())
-                next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+                next_attempt_at = _ended(row) + timedelta(seconds=delay)
         else:
             return None
         # Started and ended in one step: the task passes through running too, while it is still dispatched.
@@ -203,6 +207,16 @@ class ReportApplier:
             next_attempt_at=next_attempt_at,
             via_running=via_running,
         )
+
+
+def _ended(row: bmc.ReportRow) -> datetime:
+    """When a failed attempt ended, for its retry's backoff: its end as stored (``completed_at``, the agent's
+    time on the server's clock), never before this server heard of it, and never more than
+    ``MAX_REPORTED_LEAD`` after that (a larger lead is a clock problem, not a reason to wait longer)."""
+    now = datetime.now(UTC)
+    if row.at is None:
+        return now
+    return min(max(now, row.at), now + MAX_REPORTED_LEAD)
 
 
 def _describe(status: InstanceStatus, row: bmc.ReportRow) -> str:
