@@ -158,10 +158,14 @@ class ServerConnection:
         if isinstance(event, Request):
             self.headers = {k.decode().lower(): v.decode() for k, v in event.extra_headers}
             status = self.server.check_auth(self.headers)
+            headers: list[tuple[bytes, bytes]] = []
+            if status is None and self.server.busy_refusals > 0:
+                self.server.busy_refusals -= 1
+                status, headers = 503, [(b"Retry-After", b"%g" % self.server.retry_after_secs)]
             if status is not None:
                 body = b'{"title": "refused by the test server"}'
                 await self._write(
-                    self.ws.send(RejectConnection(status_code=status, headers=[], has_body=True))
+                    self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
                     + self.ws.send(RejectData(data=body))
                 )
                 self.writer.transport.abort()
@@ -218,6 +222,9 @@ class ProtocolServer:
         self.auto_ack = True
         self.answer_heartbeats = True
         self.accept = True
+        self.busy_refusals = 0
+        """Upgrades still to refuse with 503 and ``Retry-After: retry_after_secs`` (a busy server)."""
+        self.retry_after_secs = 1.0
         self.kill: list[Any] = []
         self.clock_offset_ms = 0
         self.heartbeat_interval_secs = 5.0

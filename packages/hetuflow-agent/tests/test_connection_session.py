@@ -245,6 +245,22 @@ async def test_a_refused_token_is_logged_and_retried(
     assert any("HTTP 401" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_busy_server_is_retried_no_sooner_than_its_retry_after(
+    server: ProtocolServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.busy_refusals, server.retry_after_secs = 1, 1.5
+    with caplog.at_level(logging.INFO, logger="hetuflow_agent"):
+        async with running_agent(agent_config(tmp_path, server.url)) as app:
+            assert await app.session.wait_registered(10)
+    delays = [
+        float(r.getMessage().rsplit(" in ", 1)[1].removesuffix(" s"))
+        for r in caplog.records
+        if r.getMessage().startswith("reconnecting to ")
+    ]
+    (delay,) = delays
+    assert delay >= 1.5  # the jitter comes on top of the server's delay
+
+
 async def test_a_rejected_registration_is_retried(server: ProtocolServer, tmp_path: Path) -> None:
     server.accept = False
     async with running_agent(agent_config(tmp_path, server.url)) as app:

@@ -87,6 +87,16 @@ async def test_token_of_another_agent_is_403(server: ProtocolServer) -> None:
     assert "not valid for this agent id" in str(info.value)
 
 
+async def test_a_busy_server_is_503_with_its_retry_after(server: ProtocolServer) -> None:
+    server.busy_refusals, server.retry_after_secs = 1, 2.5
+    with pytest.raises(HandshakeRejected) as info:
+        await _open(server)
+    assert (info.value.status, info.value.retry_after_secs) == (503, 2.5)
+    assert "the server is busy" in str(info.value)
+    ws = await _open(server)  # the next upgrade is accepted
+    await ws.close()
+
+
 async def test_refused_port_is_reported_as_refused() -> None:
     url = parse_server_url(f"ws://127.0.0.1:{free_port()}")
     with pytest.raises(ConnectFailed) as info:

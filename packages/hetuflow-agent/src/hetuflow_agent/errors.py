@@ -61,21 +61,25 @@ class HandshakeRejected(WebSocketError):
     """The server answered the upgrade request with an HTTP status instead of ``101``.
 
     401 means no token or a bad/expired/revoked one; 403 means the token's subject is not this agent's
-    id (or its scope is not ``agent``). ``body`` holds the start of the server's explanation, if any.
+    id (or its scope is not ``agent``); 503 means the server is busy registering others, and
+    ``retry_after_secs`` (its ``Retry-After``) says when to come back. ``body`` holds the start of the
+    server's explanation, if any.
     """
 
-    def __init__(self, url: str, status: int, body: str = "") -> None:
+    def __init__(self, url: str, status: int, body: str = "", *, retry_after_secs: float = 0.0) -> None:
         hint = _STATUS_HINTS.get(status, "the server refused the WebSocket upgrade")
         detail = f": {body}" if body else ""
         super().__init__(url, f"{url} answered HTTP {status} ({hint}){detail}")
         self.status = status
         self.body = body
+        self.retry_after_secs = retry_after_secs
 
 
 _STATUS_HINTS = {
     401: "token missing, invalid, expired or revoked",
     403: "token not valid for this agent id",
     404: "no agent endpoint at this URL",
+    503: "the server is busy, try again later",
 }
 
 

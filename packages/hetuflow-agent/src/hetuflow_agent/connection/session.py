@@ -191,9 +191,11 @@ class Session:
             url = self._urls[attempt % len(self._urls)]
             attempt += 1  # every end of a connection moves on to the next URL (failover)
             self._registered_at = None
+            retry_after = 0.0
             try:
                 await self._connection(url)
             except HandshakeRejected as exc:
+                retry_after = exc.retry_after_secs  # a busy server says when to come back
                 level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
                 logger.log(level, "%s", exc, extra={"server": url.url, "status": exc.status})
             except RegistrationRejected as exc:
@@ -206,7 +208,7 @@ class Session:
                 break
             if self._was_healthy(loop.time()):
                 backoff.reset()
-            delay = backoff.next_delay()
+            delay = backoff.next_delay(retry_after)
             upcoming = self._urls[attempt % len(self._urls)]
             logger.info("reconnecting to %s in %.2f s", upcoming, delay, extra={"server": upcoming.url})
             with contextlib.suppress(TimeoutError):

@@ -31,7 +31,7 @@ import socket
 import ssl
 import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final, NoReturn
 
 from wsproto import ConnectionType, WSConnection
@@ -72,6 +72,8 @@ _READ_CHUNK_BYTES: Final = 64 * 1024
 _CLOSE_TIMEOUT_SECS: Final = 2.0
 """How long ``close`` waits for the server's close frame before dropping the socket."""
 _MAX_REJECT_BODY_BYTES: Final = 2048
+_MAX_RETRY_AFTER_SECS: Final = 300.0
+"""Longest ``Retry-After`` honoured (a busy server asks for seconds)."""
 """How much of a refusal's HTTP body is kept for the error message."""
 _USER_AGENT: Final = f"hetuflow-agent/{__version__}".encode()
 
@@ -127,6 +129,7 @@ async def connect(
 async def _await_upgrade(url: ServerUrl, reader: asyncio.StreamReader, ws: WSConnection) -> None:
     """Read until the server accepts the upgrade; raise ``HandshakeRejected`` with its status otherwise."""
     status: int | None = None
+    retry_after = 0.0
     body = bytearray()
     while True:
         data = await reader.read(_READ_CHUNK_BYTES)
@@ -136,16 +139,31 @@ async def _await_upgrade(url: ServerUrl, reader: asyncio.StreamReader, ws: WSCon
                 return
             if isinstance(event, RejectConnection):
                 status = event.status_code
+                retry_after = _retry_after_secs(event.headers)
                 if not event.has_body:
-                    raise HandshakeRejected(url.url, status)
+                    raise HandshakeRejected(url.url, status, retry_after_secs=retry_after)
             elif isinstance(event, RejectData):
                 body += event.data[: _MAX_REJECT_BODY_BYTES - len(body)]
                 if event.body_finished or len(body) >= _MAX_REJECT_BODY_BYTES:
-                    raise HandshakeRejected(url.url, status or 0, _short_text(body))
+                    raise HandshakeRejected(
+                        url.url, status or 0, _short_text(body), retry_after_secs=retry_after
+                    )
         if not data:
             if status is not None:
-                raise HandshakeRejected(url.url, status, _short_text(body))
+                raise HandshakeRejected(url.url, status, _short_text(body), retry_after_secs=retry_after)
             raise ConnectFailed(url.url, "protocol", f"{url} closed the connection during the upgrade")
+
+
+def _retry_after_secs(headers: Iterable[tuple[bytes, bytes]]) -> float:
+    """The delay a refusal asks for in ``Retry-After`` (delta seconds; an HTTP date or junk counts as none),
+    capped so a wrong header cannot park the agent for long."""
+    for name, value in headers:
+        if name.lower() == b"retry-after":
+            try:
+                return min(max(float(value.decode("ascii").strip()), 0.0), _MAX_RETRY_AFTER_SECS)
+            except (UnicodeDecodeError, ValueError):
+                return 0.0
+    return 0.0
 
 
 def _text_frame(payload: bytes) -> bytes:
