@@ -3,6 +3,7 @@ application, and route templates measured by the middleware on a small Starlette
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -193,3 +194,20 @@ async def test_error_frames_and_closes_are_read_from_the_wire() -> None:
     # The real encoder writes the tag first: both error frames are seen, the ack is not.
     assert value(m, "hetuflow_protocol_errors_total", code="invalid") == 2
     assert value(m, "hetuflow_agent_socket_closes_total", code="1008") == 1
+
+
+def test_collections_of_the_garbage_collector_are_timed_while_watched() -> None:
+    m = metrics()
+    m.watch_gc_pauses()
+    m.watch_gc_pauses()  # idempotent: one callback, each collection counted once
+    try:
+        gc.collect(0)
+        gc.collect(2)
+    finally:
+        m.unwatch_gc_pauses()
+    assert value(m, "hetuflow_gc_pause_seconds_count", generation="0") >= 1
+    assert value(m, "hetuflow_gc_pause_seconds_count", generation="2") >= 1
+    full = value(m, "hetuflow_gc_pause_seconds_count", generation="2")
+    gc.collect(2)  # no longer watched
+    assert value(m, "hetuflow_gc_pause_seconds_count", generation="2") == full
+    assert value(m, "hetuflow_gc_pause_seconds_sum", generation="2") > 0

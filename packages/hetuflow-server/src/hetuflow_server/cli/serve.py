@@ -83,9 +83,11 @@ async def serve(config: ServerConfig) -> int:
         await application.start()
         app = build_app(application)
         tune_gc()
+        application.metrics.watch_gc_pauses()
         if not stop.is_set():
             await hypercorn_serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
+        application.metrics.unwatch_gc_pauses()
         await application.stop()
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)

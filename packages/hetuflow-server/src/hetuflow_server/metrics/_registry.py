@@ -10,6 +10,8 @@ servers of a cluster.
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerMetrics"]
 
+GC_PAUSE_BUCKETS_SECS: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""Up to a second: a full collection of a large heap; the fleet goal is that none exceeds 20 ms."""
 DISPATCH_DELAY_BUCKETS_SECS: Final = (
     0.01,
     0.025,
@@ -71,6 +75,14 @@ class ServerMetrics:
         self._live = LiveCollector()
         r.register(self._live)
 
+        self._gc_pause = Histogram(
+            "hetuflow_gc_pause_seconds",
+            "Collections of the Python garbage collector in the serving process: how long each stopped it.",
+            ["generation"],
+            buckets=GC_PAUSE_BUCKETS_SECS,
+            registry=r,
+        )
+        self._gc_started = 0.0
         self._dispatched = Counter(
             "hetuflow_tasks_dispatched", "Attempts this server created for its agents.", registry=r
         )
@@ -213,6 +225,23 @@ class ServerMetrics:
         method = method if method in _HTTP_METHODS else "other"  # bounded label values whatever clients send
         self._http_requests.labels(method, route, str(status)).inc()
         self._http_duration.labels(method, route).observe(duration_secs)
+
+    def watch_gc_pauses(self) -> None:
+        """Time every collection of the garbage collector from now on (``hetuflow_gc_pause_seconds``): a
+        collection stops every connection at once, so its length is a latency every client sees."""
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def unwatch_gc_pauses(self) -> None:
+        """Stop timing collections (the application stops)."""
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc_pause.labels(str(info["generation"])).observe(time.perf_counter() - self._gc_started)
 
     def protocol_error(self, code: str) -> None:
         """The server refused an agent's frame with an error frame carrying ``code``."""
