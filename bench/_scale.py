@@ -2,7 +2,9 @@
 
 - **agents**: ``count`` simulated agents (``_sim``), idle, heartbeating at the server's default interval.
   The server process's CPU share (user + system time over wall time, from psutil) and RSS are sampled over
-  ``seconds``; then one task is triggered, and it must still be dispatched, run and reported.
+  ``seconds``, with the heartbeat round trips the agents saw and the server's garbage collections (from its
+  ``hetuflow_gc_pause_seconds``); then one task is triggered, and it must still be dispatched, run and
+  reported.
 - **task list**: ``rows`` finished task rows written with one ``INSERT … SELECT generate_series`` (90 %
   succeeded, 10 % failed, spread over 30 days), then ``GET /api/v1/tasks`` (first page of 100, and
   ``status=failed``) timed over ``requests`` sequential requests each.
@@ -19,6 +21,7 @@ from _hetuflow import Hetuflow
 from _sim import simulated_agents
 from api_bench import measure
 from pipeline_bench import wait_done
+from prometheus_client.parser import text_string_to_metric_families
 
 from hetuflow_core import CommandKind, JobConfig
 
@@ -32,15 +35,38 @@ class AgentsScale(NamedTuple):
     done_ms: float
     """Trigger → succeeded, of that task."""
     disconnects: int
+    heartbeat_p50_ms: float
+    heartbeat_p99_ms: float
+    """Heartbeat round trips the simulated agents measured (request → answer, their clock)."""
+    gc_pauses: int
+    gc_over_20ms: int
+    """Garbage collections of the server during the run, and those that stopped it for more than 20 ms."""
+
+
+def gc_pauses(h: Hetuflow) -> tuple[int, int]:
+    """Collections so far in the server process, and those over 20 ms (``hetuflow_gc_pause_seconds``)."""
+    text = h.client.get("/metrics").raise_for_status().text
+    total = short = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "hetuflow_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                total += sample.value
+            elif sample.name.endswith("_bucket") and sample.labels.get("le") == "0.02":
+                short += sample.value
+    return int(total), int(total - short)
 
 
 def idle_agents(h: Hetuflow, count: int, seconds: float) -> AgentsScale:
     server = psutil.Process(h.server.pid)
     with simulated_agents(h.client, h.root, "scale", count, 4) as sim:
         time.sleep(2.0)  # registration work settles
+        pauses_before = gc_pauses(h)
         before, began = server.cpu_times(), time.monotonic()
         time.sleep(seconds)
         after, wall = server.cpu_times(), time.monotonic() - began
+        pauses_after = gc_pauses(h)
         rss = server.memory_info().rss
         job_id = h.new_job("scale-one")
         h.trigger(job_id, 1)
@@ -54,8 +80,19 @@ def idle_agents(h: Hetuflow, count: int, seconds: float) -> AgentsScale:
     ).fetchone()
     assert row is not None
     busy = (after.user - before.user) + (after.system - before.system)
-    disconnects = sim.counters.get("disconnects", -1)
-    return AgentsScale(count, busy / wall * 100, rss, float(row[0]), float(row[1]), disconnects)
+    counters = sim.counters
+    return AgentsScale(
+        count,
+        busy / wall * 100,
+        rss,
+        float(row[0]),
+        float(row[1]),
+        int(counters.get("disconnects", -1)),
+        counters.get("heartbeat_p50_ms", 0.0),
+        counters.get("heartbeat_p99_ms", 0.0),
+        pauses_after[0] - pauses_before[0],
+        pauses_after[1] - pauses_before[1],
+    )
 
 
 def load_history(h: Hetuflow, rows: int) -> None:

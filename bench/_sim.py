@@ -36,6 +36,7 @@ import httpx
 
 from hetuflow_core.agent import AgentCapabilities, AgentMetrics
 from hetuflow_core.enums import CommandKind, InstanceStatus
+from hetuflow_core.ids import now_ms
 from hetuflow_core.protocol import (
     Ack,
     AckData,
@@ -48,6 +49,7 @@ from hetuflow_core.protocol import (
     Error,
     HeartbeatData,
     HeartbeatRequest,
+    HeartbeatResponse,
     ScheduledTask,
     ServerMessage,
     TaskInstanceUpdated,
@@ -72,14 +74,19 @@ class Counters:
         self.errors = 0
         self.disconnects = 0
         self.seen: set[str] = set()
+        self.heartbeat_rtts_ms: list[int] = []
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
+        rtts = sorted(self.heartbeat_rtts_ms) or [0]
         return {
             "registered": self.registered,
             "dispatches": self.dispatches,
             "duplicates": self.duplicates,
             "errors": self.errors,
             "disconnects": self.disconnects,
+            "heartbeats": len(self.heartbeat_rtts_ms),
+            "heartbeat_p50_ms": rtts[len(rtts) // 2],
+            "heartbeat_p99_ms": rtts[min(len(rtts) - 1, len(rtts) * 99 // 100)],
         }
 
 
@@ -132,6 +139,10 @@ class SimAgent:
             if isinstance(message, ScheduledTask):
                 for text in self._run(message):
                     await ws.send(text)
+            elif isinstance(message, HeartbeatResponse):
+                # Round trip on this process's clock (the request's ts, echoed): what a stall of the server
+                # (a garbage collection, a busy loop) costs every agent.
+                self.counters.heartbeat_rtts_ms.append(now_ms() - message.data.request_ts)
             elif isinstance(message, AgentCommand):
                 await ws.send(_text(Ack(data=AckData(ack_id=message.id))))
             elif isinstance(message, Error):
@@ -237,7 +248,7 @@ class SimHandle:
     def __init__(self, process: subprocess.Popen[str], ids: list[str]) -> None:
         self.process = process
         self.ids = ids
-        self.counters: dict[str, int] = {}
+        self.counters: dict[str, float] = {}
 
 
 async def _issue_tokens(base_url: str, headers: dict[str, str], ids: list[str]) -> list[list[str]]:

@@ -163,6 +163,10 @@ def hetuflow_once(args: argparse.Namespace, results: Results, h: Hetuflow) -> No
             scale_dispatch_ms=scale.dispatch_ms,
             scale_done_ms=scale.done_ms,
             scale_disconnects=scale.disconnects,
+            scale_heartbeat_p50_ms=scale.heartbeat_p50_ms,
+            scale_heartbeat_p99_ms=scale.heartbeat_p99_ms,
+            scale_gc_pauses=scale.gc_pauses,
+            scale_gc_over_20ms=scale.gc_over_20ms,
         )
         print(f"  {scale.agents} idle agents: server CPU {scale.cpu_percent:.1f} %", flush=True)
         if scale.disconnects:
@@ -295,7 +299,10 @@ def print_report(args: argparse.Namespace, results: Results) -> None:
             f"{agents:.0f} idle simulated agents: server CPU {cpu:.1f} % of one core over"
             f" {args.scale_seconds:g} s, RSS {rss:.0f} MB; one task triggered -> dispatched in"
             f" {values['scale_dispatch_ms']:.0f} ms, -> succeeded in {values['scale_done_ms']:.0f} ms;"
-            f" {values['scale_disconnects']:.0f} disconnects"
+            f" {values['scale_disconnects']:.0f} disconnects; heartbeat round trip p50 / p99"
+            f" {values['scale_heartbeat_p50_ms']:.0f} / {values['scale_heartbeat_p99_ms']:.0f} ms;"
+            f" {values['scale_gc_pauses']:.0f} garbage collections,"
+            f" {values['scale_gc_over_20ms']:.0f} over 20 ms"
         )
     print_goals(results)
     fields = summary(results)
@@ -311,6 +318,7 @@ def print_goals(results: Results) -> None:
         p50_p99(results.samples["list first page"])[1] if results.samples.get("list first page") else math.nan
     )
     start_p99 = p50_p99(results.samples["start_ms"])[1] if results.samples.get("start_ms") else math.nan
+    heartbeat_p99 = v.get("scale_heartbeat_p99_ms", math.nan)
     goals: list[tuple[str, float, str, Callable[[float], bool]]] = [
         ("end to end / Celery", s["ratio_celery"], ">= 2", lambda x: x >= 2),
         ("end to end / Procrastinate", s["ratio_procrastinate"], ">= 3", lambda x: x >= 3),
@@ -323,6 +331,8 @@ def print_goals(results: Results) -> None:
         ("trigger -> start p99 ms (e2e)", start_p99, "<= 50", lambda x: x <= 50),
         ("dispatch tasks/s (simulated)", s["dispatch_per_s"], ">= 4000", lambda x: x >= 4000),
         ("idle agents: server CPU %", v.get("scale_cpu", math.nan), "<= 30", lambda x: x <= 30),
+        ("idle agents: heartbeat p99 ms", heartbeat_p99, "<= 20", lambda x: x <= 20),
+        ("idle agents: GC pauses > 20 ms", v.get("scale_gc_over_20ms", math.nan), "0", lambda x: x == 0),
         ("task list p99 ms", list_p99, "<= 50", lambda x: x <= 50),
         ("idle agent RSS MB", v.get("idle_agent_rss", math.nan) / MB, "<= 40", lambda x: x <= 40),
     ]
