@@ -238,7 +238,7 @@ async def test_reconcile_keeps_kills_and_loses(services: Services, make_job: Mak
     assert [i.id for i in await services.dispatch.live_instances("sync")] == [kept.instance.id]
 
 
-async def test_silent_agent_loses_its_attempts(
+async def test_silent_agent_loses_its_started_attempts_and_hands_back_the_others(
     services: Services, make_job: MakeJob, migrated_database_url: str
 ) -> None:
     from hetuflow_core.agent import AgentCapabilities
@@ -250,24 +250,34 @@ async def test_silent_agent_loses_its_attempts(
         AgentRegisterData(
             agent_id="silent",
             name="silent",
-            capabilities=AgentCapabilities(commands=[CommandKind.BASH], capacity=1),
+            capabilities=AgentCapabilities(commands=[CommandKind.BASH], capacity=2),
         ),
         server_id=server.id,
         address=None,
     )
     job = await make_job(target={"labels": {"pool": pool}})
-    await _trigger(services, job.id)
-    (d,) = await services.dispatch.dispatch([_agent("silent", pool, free=1)])
+    await _trigger(services, job.id, 2)
+    started, unstarted = await services.dispatch.dispatch([_agent("silent", pool, free=2)])
+    await services.dispatch.apply_reports(
+        [_report(started.task.id, started.instance.id, InstanceStatus.RUNNING)], agent_id="silent"
+    )
     with psycopg.connect(migrated_database_url) as conn:
         conn.execute(
             b"UPDATE sched_agent SET last_heartbeat_at = now() - interval '1 minute' WHERE id = 'silent'"
         )
     assert await services.dispatch.reap_offline_agents(timeout_secs=15) == ["silent"]
-    assert (await services.instances.get(d.instance.id)).status is InstanceStatus.LOST
-    task = await services.tasks.get(d.task.id)
+    # Started: lost, and with no retries left the task fails.
+    assert (await services.instances.get(started.instance.id)).status is InstanceStatus.LOST
+    task = await services.tasks.get(started.task.id)
     assert task.status is TaskStatus.FAILED
     assert task.error is not None
     assert "silent" in task.error
+    # Never started: handed back, due again at once although the job has no retries.
+    assert (await services.instances.get(unstarted.instance.id)).status is InstanceStatus.LOST
+    task = await services.tasks.get(unstarted.task.id)
+    assert task.status is TaskStatus.WAITING_RETRY
+    assert task.error is not None
+    assert "never started" in task.error
     assert await services.dispatch.reap_offline_agents(timeout_secs=15) == []
 
 

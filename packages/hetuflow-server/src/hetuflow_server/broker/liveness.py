@@ -27,7 +27,7 @@ from hetuflow_core.enums import AgentCommandKind, AgentStatus
 from hetuflow_core.protocol import AgentCommandData
 from hetuflow_server.broker.dispatcher import Dispatcher
 from hetuflow_server.broker.session import AgentSession, SessionClosed
-from hetuflow_server.errors import HetuflowError
+from hetuflow_server.errors import DatabaseUnavailable, HetuflowError
 from hetuflow_server.infra import bmc
 from hetuflow_server.service import Services
 
@@ -85,6 +85,10 @@ class Liveness:
         self._flushing: dict[str, _Beat] = {}
         self._flush_lock = asyncio.Lock()
         self._sessions: set[AgentSession] = set()
+        self._leading = False
+        self._database_down = False
+        self._judge_from: float | None = None
+        """Loop time before which the reaper judges no agent (see `reap`)."""
 
     @property
     def tick_secs(self) -> float:
@@ -245,12 +249,38 @@ class Liveness:
 
     async def reap(self) -> None:
         """One reaper tick: on the leader, reap silent agents (idempotent, so a second reaper during a
-        leadership change does no harm)."""
+        leadership change does no harm).
+
+        Silence is measured from stored heartbeats, and none could be stored while the database was down or
+        (for all the new leader knows) while nobody led. So after this server becomes the leader, and after
+        the database comes back from an outage, every agent gets one full agent timeout to be heard again
+        before the reaper judges it."""
         if not self._is_leader():
+            self._leading = False
             return
-        offline = await self._services.dispatch.reap_offline_agents(timeout_secs=self._agent_timeout_secs)
+        now = asyncio.get_running_loop().time()
+        if not self._leading:
+            self._leading = True
+            self._grace(now, "this server became the leader")
+        if self._database_down:
+            await self._services.db.ping()  # still down: raises, and the next tick tries again
+            self._database_down = False
+            self._grace(now, "the database is reachable again")
+        if self._judge_from is not None and now < self._judge_from:
+            return
+        try:
+            offline = await self._services.dispatch.reap_offline_agents(timeout_secs=self._agent_timeout_secs)
+        except DatabaseUnavailable:
+            self._database_down = True
+            raise
         if offline:
             logger.warning(
                 "agents silent for %gs are offline: %s", self._agent_timeout_secs, ", ".join(offline)
             )
             self._dispatcher.wake()
+
+    def _grace(self, now: float, reason: str) -> None:
+        self._judge_from = now + self._agent_timeout_secs
+        logger.info(
+            "%s: agents get %gs to be heard before any is judged silent", reason, self._agent_timeout_secs
+        )

@@ -59,12 +59,16 @@ async def reap_silent_agents(
     conn: db.Connection, reports: ReportApplier, *, timeout_secs: float
 ) -> tuple[list[str], list[ReportResult]]:
     """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agents marked
-    offline and the results of the attempts lost."""
+    offline and the results of the attempts lost. An attempt the agent never reported started is handed
+    back instead: its task is due again without spending a retry."""
     before = datetime.now(UTC) - timedelta(seconds=timeout_secs)
     agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
     # Also agents a closed connection already marked offline: silence is what loses their attempts.
     live = await bmc.InstanceBmc.live_of_silent_agents(conn, before=before)
+    reason = f"agent silent for more than {timeout_secs:g}s"
+    unstarted = {inst.id for inst in live if inst.status is InstanceStatus.DISPATCHED}
+    await hand_back(conn, unstarted, f"{reason}; it never started the attempt")
     results = await reports.mark_lost(
-        conn, [inst.id for inst in live], reason=f"agent silent for more than {timeout_secs:g}s"
+        conn, [inst.id for inst in live if inst.id not in unstarted], reason=reason
     )
     return agent_ids, results
