@@ -8,6 +8,7 @@ user's machine. Virtualenvs are made with uv when nox finds it, with virtualenv 
     nox -s tests    # tests-core, tests-agent, tests-server, then tests-integration
     nox -s build    # three wheels into dist/, each installed alone in a fresh venv and imported
     nox -s bench    # every bench/*_bench.py, peers_bench.py (hetuflow against Celery, Procrastinate) last
+    nox -s soak     # the chaos soak: minutes of work while servers, agents and PostgreSQL are killed
     nox -s docs     # relative links of README.md and docs/ point to existing files
 
 Arguments after ``--`` go to pytest (tests sessions) or to each benchmark (bench).
@@ -207,6 +208,20 @@ def build(session: nox.Session) -> None:
                 session.run(str(venv / "bin" / CLIS[name]), "--help", external=True)
             else:
                 session.log(f"{name}: no {module}.cli module yet, skipping `{CLIS[name]} --help`")
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The chaos soak (not part of ``tests``): two servers, three agents and a steady mix of work while
+    servers, agents and PostgreSQL are killed and restarted at random; an invariant check at the end.
+    ``-- --minutes N`` (default 5), ``-- --seed S`` to replay a fault sequence."""
+    session.install(*ALL_PACKAGES, *INTEGRATION_DEPS, *TEST_DEPS)
+    session.run(
+        "python",
+        "tests-integration/soak.py",
+        *session.posargs,
+        env={**_pg_env(), "PYTHONPATH": "tests-integration"},
+    )
 
 
 @nox.session(python=PYTHON)
