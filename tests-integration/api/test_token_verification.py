@@ -225,6 +225,12 @@ def _expire_record(server_process: ServerProcess, jti: str) -> None:
         )
 
 
+def _read_claims(jti: str, name: str, *, exp: int, iat: int | None = None) -> Claims:
+    """Claims of a read token named ``name`` (its subject too) with the jti of a record."""
+    iat = int(time.time()) if iat is None else iat
+    return Claims(sub=name, scope=TokenScope.READ, exp=exp, iat=iat, jti=uuid.UUID(jti), name=name)
+
+
 def _issued_record(client: httpx.Client, name: str) -> dict[str, Any]:
     """Issue a read token through the API; its record."""
     response = client.post(TOKENS, json={"name": name, "scope": "read"})
@@ -264,17 +270,7 @@ def test_unsigned_token_matching_a_live_record_is_refused(
     jti = record["jti"]
     created = int(datetime.fromisoformat(record["created_at"]).timestamp())
     expires = int(datetime.fromisoformat(record["expires_at"]).timestamp())
-    unsigned = _sealed_unsigned(
-        server_process,
-        Claims(
-            sub="old-format",
-            scope=TokenScope.READ,
-            exp=expires,
-            iat=created,
-            jti=uuid.UUID(jti),
-            name="old-format",
-        ),
-    )
+    unsigned = _sealed_unsigned(server_process, _read_claims(jti, "old-format", exp=expires, iat=created))
     assert_unauthorized(anon.get(JOBS, headers=bearer(unsigned)), "issue a new token")
 
 
@@ -285,17 +281,7 @@ def test_signed_token_is_refused_once_its_record_expired(
     token, jti = issue(server_client, "read", "record-expiry")
     assert anon.get(JOBS, headers=bearer(token)).status_code == 200
     _expire_record(server_process, jti)
-    now = int(time.time())
-    stretched = _codec(server_process).seal(
-        Claims(
-            sub="record-expiry",
-            scope=TokenScope.READ,
-            exp=now + 3600,
-            iat=now,
-            jti=uuid.UUID(jti),
-            name="record-expiry",
-        )
-    )
+    stretched = _codec(server_process).seal(_read_claims(jti, "record-expiry", exp=int(time.time()) + 3600))
     deadline = time.monotonic() + 10  # the record read before it ran out is cached for 2 s here
     while anon.get(JOBS, headers=bearer(stretched)).status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -308,14 +294,11 @@ def test_signed_token_whose_name_or_expiry_disagrees_with_its_record_is_refused(
 ) -> None:
     record = _issued_record(server_client, "named")
     jti = record["jti"]
-    now = int(time.time())
     codec = _codec(server_process)
     renamed = codec.seal(
-        Claims(sub="named", scope=TokenScope.READ, exp=now + 600, iat=now, jti=uuid.UUID(jti), name="other")
+        msgspec.structs.replace(_read_claims(jti, "named", exp=int(time.time()) + 600), name="other")
     )
     assert_unauthorized(anon.get(JOBS, headers=bearer(renamed)), "does not match")
     later = int(datetime.fromisoformat(record["expires_at"]).timestamp()) + 3600
-    stretched = codec.seal(
-        Claims(sub="named", scope=TokenScope.READ, exp=later, iat=now, jti=uuid.UUID(jti), name="named")
-    )
+    stretched = codec.seal(_read_claims(jti, "named", exp=later))
     assert_unauthorized(anon.get(JOBS, headers=bearer(stretched)), "does not match")
