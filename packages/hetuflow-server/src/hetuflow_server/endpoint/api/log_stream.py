@@ -78,7 +78,8 @@ event_stream = EventStream(
         "reconnecting client sends), then new ones as they are stored, each a `log` event whose data is a "
         "`TaskLogEntry` in JSON; the last event of every read carries the read position as its `id`. When "
         "the attempt has ended and everything stored was sent, an `end` event (`instance_id`, `status`) "
-        "closes the stream. Idle streams get a comment line every 15 s."
+        "closes the stream. Idle streams get a comment line every 15 s. A stream whose token is revoked or "
+        "expires is cut off without an `end` event (reconnecting then answers 401)."
     ),
     tag=instance_operations.tag,
     scope=TokenScope.READ,
