@@ -1,17 +1,24 @@
 """Authentication against a real server process: who gets in, who gets 401, who gets 403.
 
 Tokens come from every legitimate source (the CLI beside the server, the API) and every illegitimate one
-(none, garbled, expired, forged with the server's own public key, sealed to another server's key, revoked).
+(none, garbled, expired, forged with the server's own public key, sealed to another server's key, revoked,
+unsigned, or disagreeing with the token's record, which has the last word).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import httpx
+import msgspec
+import psycopg
 import pytest
+from jwcrypto import jwe, jwk
 from serverfixtures import ServerProcess, run_cli
 
 from hetuflow_core.enums import TokenScope
@@ -205,3 +212,93 @@ def test_token_accepted_once_is_refused_after_it_expires(
     while time.time() <= now + 3:
         time.sleep(0.1)
     assert_unauthorized(anon.get(JOBS, headers=bearer(short)), "expired")
+
+
+def _expire_record(server_process: ServerProcess, jti: str) -> None:
+    """Let the record of ``jti`` run out, as time would."""
+    assert server_process.database_url is not None
+    with psycopg.connect(server_process.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE sched_token SET created_at = now() - interval '2 hours',"
+            " expires_at = now() - interval '1 hour' WHERE jti = %s::uuid",
+            (jti,),
+        )
+
+
+def _read_claims(jti: str, name: str, *, exp: int, iat: int | None = None) -> Claims:
+    """Claims of a read token named ``name`` (its subject too) with the jti of a record."""
+    iat = int(time.time()) if iat is None else iat
+    return Claims(sub=name, scope=TokenScope.READ, exp=exp, iat=iat, jti=uuid.UUID(jti), name=name)
+
+
+def _issued_record(client: httpx.Client, name: str) -> dict[str, Any]:
+    """Issue a read token through the API; its record."""
+    response = client.post(TOKENS, json={"name": name, "scope": "read"})
+    assert response.status_code == 201, response.text
+    record: dict[str, Any] = response.json()["info"]
+    return record
+
+
+def _sealed_unsigned(server_process: ServerProcess, claims: Claims) -> str:
+    """Claims encrypted to the server's *public* key and not signed: what anyone who learnt it can make."""
+    public = jwk.JWK(**load_key(server_process.data_dir / "server.jwk").export_public(as_dict=True))
+    header = {"alg": "ECDH-ES", "enc": "A256GCM", "typ": "JWT", "kid": public.thumbprint()}
+    envelope = jwe.JWE(msgspec.json.encode(claims), protected=json.dumps(header))
+    envelope.add_recipient(public)
+    return str(envelope.serialize(compact=True))
+
+
+def test_public_key_alone_cannot_revive_an_expired_record(
+    server_process: ServerProcess, server_client: httpx.Client, anon: httpx.Client
+) -> None:
+    # The jti of a real record that has run out, a new exp and any name, sealed with the public key only.
+    _, jti = issue(server_client, "admin", "ran-out")
+    _expire_record(server_process, jti)
+    now = int(time.time())
+    revived = _sealed_unsigned(
+        server_process,
+        Claims(sub="ran-out", scope=TokenScope.ADMIN, exp=now + 3600, iat=now, jti=uuid.UUID(jti), name="x"),
+    )
+    assert_unauthorized(anon.get(JOBS, headers=bearer(revived)), "not signed")
+
+
+def test_unsigned_token_matching_a_live_record_is_refused(
+    server_process: ServerProcess, server_client: httpx.Client, anon: httpx.Client
+) -> None:
+    # What tokens of the first, unsigned format look like: they must be issued again.
+    record = _issued_record(server_client, "old-format")
+    jti = record["jti"]
+    created = int(datetime.fromisoformat(record["created_at"]).timestamp())
+    expires = int(datetime.fromisoformat(record["expires_at"]).timestamp())
+    unsigned = _sealed_unsigned(server_process, _read_claims(jti, "old-format", exp=expires, iat=created))
+    assert_unauthorized(anon.get(JOBS, headers=bearer(unsigned)), "issue a new token")
+
+
+def test_signed_token_is_refused_once_its_record_expired(
+    server_process: ServerProcess, server_client: httpx.Client, anon: httpx.Client
+) -> None:
+    # Even the private key cannot stretch a token past its record: the record's expiry decides.
+    token, jti = issue(server_client, "read", "record-expiry")
+    assert anon.get(JOBS, headers=bearer(token)).status_code == 200
+    _expire_record(server_process, jti)
+    stretched = _codec(server_process).seal(_read_claims(jti, "record-expiry", exp=int(time.time()) + 3600))
+    deadline = time.monotonic() + 10  # the record read before it ran out is cached for 2 s here
+    while anon.get(JOBS, headers=bearer(stretched)).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert_unauthorized(anon.get(JOBS, headers=bearer(stretched)), "expired")
+    assert_unauthorized(anon.get(JOBS, headers=bearer(token)), "expired")
+
+
+def test_signed_token_whose_name_or_expiry_disagrees_with_its_record_is_refused(
+    server_process: ServerProcess, server_client: httpx.Client, anon: httpx.Client
+) -> None:
+    record = _issued_record(server_client, "named")
+    jti = record["jti"]
+    codec = _codec(server_process)
+    renamed = codec.seal(
+        msgspec.structs.replace(_read_claims(jti, "named", exp=int(time.time()) + 600), name="other")
+    )
+    assert_unauthorized(anon.get(JOBS, headers=bearer(renamed)), "does not match")
+    later = int(datetime.fromisoformat(record["expires_at"]).timestamp()) + 3600
+    stretched = codec.seal(_read_claims(jti, "named", exp=later))
+    assert_unauthorized(anon.get(JOBS, headers=bearer(stretched)), "does not match")

@@ -17,6 +17,7 @@ from hetuflow_core.schedule import ScheduleCreate
 from hetuflow_core.task import TaskTrigger
 from hetuflow_server.errors import Conflict, DatabaseUnavailable, InvalidInput
 from hetuflow_server.infra import ModelManager, bmc, db
+from hetuflow_server.infra.sql import Query
 from hetuflow_server.service import AgentCapacity, Services
 
 
@@ -54,6 +55,31 @@ async def test_deleting_a_referenced_row_is_a_conflict(
     translated = db.translate(info.value)
     assert isinstance(translated, Conflict)
     assert "still in use" in translated.detail
+
+
+# Statements a request's values can make fail, and a word of PostgreSQL's (or psycopg's) own message each.
+REFUSED_VALUES = [
+    ("SELECT %(v)s::int AS v", "abc", "invalid input syntax"),
+    ("SELECT %(v)s::int + 1 AS v", 2**31 - 1, "out of range"),
+    ("SELECT %(v)s::timestamptz + interval '300000 years' AS v", "2000-01-01T00:00:00Z", "out of range"),
+    ("SELECT %(v)s::timestamptz AS v", "0001-01-01T00:00:00+14:00", "BC"),
+    ("SELECT 1 / %(v)s::int AS v", 0, "division"),
+    ("SELECT %(v)s::text::json AS v", "{", "json"),
+]
+
+
+@pytest.mark.parametrize(("statement", "value", "database_word"), REFUSED_VALUES)
+async def test_refused_values_are_described_in_our_words(
+    model_manager: ModelManager, statement: str, value: object, database_word: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        async with model_manager.transaction() as conn:
+            await db.fetch_one(conn, Query("probe", statement), {"v": value})
+    detail = info.value.detail
+    assert database_word not in detail
+    assert "::" not in detail
+    assert "sched_" not in detail
+    assert detail.startswith("a ")
 
 
 async def test_unreachable_database_is_unavailable() -> None:

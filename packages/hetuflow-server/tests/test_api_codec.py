@@ -153,6 +153,32 @@ async def test_escaped_backslash_before_u0000_is_not_a_nul() -> None:
     assert trigger.parameters == {"k": "\\u0000"}
 
 
+def _nested_parameters(depth: int) -> bytes:
+    # The body itself and "parameters" are two levels; the value under "k" makes up the rest.
+    inner = depth - 2
+    return b'{"parameters": {"k": ' + b"[" * inner + b'"[{ in a string }]"' + b"]" * inner + b"}}"
+
+
+async def test_nesting_up_to_the_limit_is_accepted() -> None:
+    body = _nested_parameters(codec.MAX_NESTING_DEPTH)
+    trigger = await codec.decode_body(make_request(body), TaskTrigger)
+    assert "k" in trigger.parameters
+
+
+@pytest.mark.parametrize("depth", [codec.MAX_NESTING_DEPTH + 1, 900, 5000, 200_000])
+async def test_deeper_nesting_is_refused_as_invalid_input(depth: int) -> None:
+    with pytest.raises(errors.InvalidInput) as caught:
+        await codec.decode_body(make_request(_nested_parameters(depth)), TaskTrigger)
+    assert caught.value.fields[0].path == "$"
+    assert "nested more than" in caught.value.detail
+
+
+async def test_many_shallow_objects_are_not_deep() -> None:
+    body = b'{"parameters": {"k": [' + b",".join([b'{"a": [1]}'] * 5000) + b"]}}"
+    trigger = await codec.decode_body(make_request(body), TaskTrigger)
+    assert len(trigger.parameters["k"]) == 5000
+
+
 class ListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     status: list[TaskStatus] = []
     job_id: UUID | None = None

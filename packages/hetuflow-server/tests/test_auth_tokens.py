@@ -9,8 +9,9 @@ import uuid
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from pathlib import Path
 
+import msgspec
 import pytest
-from jwcrypto import jwe, jwk
+from jwcrypto import jwe, jwk, jws
 
 from hetuflow_core.enums import TokenScope
 from hetuflow_server.auth.keys import KeyFileError, generate_key, load_key, load_or_create_key, write_key
@@ -113,6 +114,60 @@ def test_claims_of_wrong_shape_refused(codec: TokenCodec) -> None:
         envelope.add_recipient(public)
         with pytest.raises(Unauthorized, match="claims"):
             codec.open(envelope.serialize(compact=True), now=NOW)
+
+
+def _sealed_to(codec: TokenCodec, payload: bytes) -> str:
+    """``payload`` encrypted to ``codec``'s public key, as anyone who knows that key can do."""
+    public = jwk.JWK(**codec._key.export_public(as_dict=True))
+    header = json.dumps({"alg": "ECDH-ES", "enc": "A256GCM", "cty": "JWT", "kid": codec.key_id})
+    envelope = jwe.JWE(payload, protected=header)
+    envelope.add_recipient(public)
+    return str(envelope.serialize(compact=True))
+
+
+def _b64(data: bytes) -> bytes:
+    return urlsafe_b64encode(data).rstrip(b"=")
+
+
+def test_payload_is_a_signed_jwt(codec: TokenCodec) -> None:
+    header = json.loads(urlsafe_b64decode(codec.seal(_claims()).split(".")[0] + "=="))
+    assert header["cty"] == "JWT"  # the encrypted payload is itself a (signed) JWT
+
+
+def test_unsigned_claims_refused(codec: TokenCodec) -> None:
+    unsigned = _sealed_to(codec, msgspec.json.encode(_claims()))
+    with pytest.raises(Unauthorized, match="not signed"):
+        codec.open(unsigned, now=NOW)
+
+
+def test_unsecured_jws_refused(codec: TokenCodec) -> None:
+    # "alg": "none" carries no signature at all.
+    claims = msgspec.json.encode(_claims())
+    unsecured = _b64(b'{"alg":"none"}') + b"." + _b64(claims) + b"."
+    with pytest.raises(Unauthorized, match="not signed"):
+        codec.open(_sealed_to(codec, unsecured), now=NOW)
+
+
+@pytest.mark.parametrize("signer", ["another key", "the public key"])
+def test_claims_signed_with_another_key_refused(codec: TokenCodec, signer: str) -> None:
+    if signer == "another key":
+        key = jwk.JWK.generate(kty="oct", size=256)
+    else:  # HMAC keyed with what every client may know
+        public = json.dumps(codec._key.export_public(as_dict=True)).encode()
+        key = jwk.JWK(kty="oct", k=_b64(public).decode())
+    signed = jws.JWS(msgspec.json.encode(_claims()))
+    signed.add_signature(key, alg="HS256", protected=json.dumps({"alg": "HS256"}))
+    with pytest.raises(Unauthorized, match="signature is not valid"):
+        codec.open(_sealed_to(codec, signed.serialize(compact=True).encode()), now=NOW)
+
+
+def test_each_key_signs_differently() -> None:
+    # Two servers with their own keys: a token of one, re-encrypted to the other, does not verify there.
+    first, second = TokenCodec(generate_key()), TokenCodec(generate_key())
+    envelope = jwe.JWE()
+    envelope.deserialize(first.seal(_claims()), key=first._key)
+    with pytest.raises(Unauthorized, match="signature is not valid"):
+        second.open(_sealed_to(second, envelope.payload), now=NOW)
 
 
 @pytest.mark.parametrize(

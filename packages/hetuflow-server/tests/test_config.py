@@ -207,6 +207,20 @@ def test_config_is_immutable(tmp_path: Path) -> None:
         ("postgresql://app:s3cret@db:5432/hetuflow", "postgresql://app:***@db:5432/hetuflow"),
         ("postgresql://app@db/hetuflow", "postgresql://app@db/hetuflow"),
         ("host=db user=app password=s3cret dbname=x", "host=db user=app password=*** dbname=x"),
+        ("postgresql://app@db/x?password=s3cret", "postgresql://app@db/x?password=***"),
+        (
+            "postgresql://app:s3cret@db/x?sslmode=require&password=s3cret&sslpassword=s3cret#f",
+            "postgresql://app:***@db/x?sslmode=require&password=***&sslpassword=***#f",
+        ),
+        ("postgres://app@/x?host=/run/pg&pass%77ord=s3cret", "postgres://app@/x?host=/run/pg&pass%77ord=***"),
+        ("postgresql://app:s3cret@h1:5432,h2:5433", "postgresql://app:***@h1:5432,h2:5433"),
+        ("postgresql://[::1/x?password=s3cret", "postgresql://[::1/x?password=***"),
+        ("host=db password = s3cret dbname=x", "host=db password = *** dbname=x"),
+        ("host=db password='s3 cret' dbname=x", "host=db password=*** dbname=x"),
+        (r"password='it\'s s3cret' host=db", "password=*** host=db"),
+        ("host=db password='s3cret unterminated", "host=db password=***"),
+        ("host=db sslpassword=s3cret", "host=db sslpassword=***"),
+        ("host=db mypassword=x passfile=/p", "host=db mypassword=x passfile=/p"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:

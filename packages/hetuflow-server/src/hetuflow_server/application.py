@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECS = 5.0
 """How long ``/readyz`` waits for the database before calling the server not ready."""
 
+MIN_TOKEN_RECHECK_SECS = 1.0
+"""Live connections' tokens are checked against their records every ``auth.revocation_cache_secs``, and
+never more often than this (a cache of 0 s would otherwise query without a pause)."""
+
 _T = TypeVar("_T")
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
@@ -239,6 +243,12 @@ class ServerApplication:
         # One LISTEN connection per server; everything that reacts to other servers' changes subscribes to it.
         listener = self.listener = notify.Listener(self.db.conninfo, name="hetuflow:notify-listener")
         self.loops.add("notify-listener", listener.run)
+        # Revocations made anywhere end this server's connections of the token at once; the periodic check
+        # covers notifications lost while the listener reconnects, and tokens expiring while connected.
+        listener.subscribe(notify.TOKEN_CHANNEL, self.tokens.on_revoked)
+        listener.add_connect_hook(self.tokens.on_reconnected)
+        recheck_secs = max(self.config.auth.revocation_cache_secs, MIN_TOKEN_RECHECK_SECS)
+        self.loops.add("token-recheck", every(recheck_secs, self.tokens.recheck, name="token-recheck"))
         self._broker = broker.Broker(
             self.services,
             server_id=self.server_id,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import msgspec
 
@@ -219,17 +220,47 @@ def _load(
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and reports."""
-    parts = urlsplit(url)
-    if parts.scheme and parts.password is not None:
-        userinfo, _, hostinfo = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
-    if not parts.scheme and "password" in url:
-        # A key=value conninfo string: blank out the value after password=.
-        words = ["password=***" if word.startswith("password=") else word for word in url.split()]
-        return " ".join(words)
-    return url
+    """``url`` (a PostgreSQL URL or key=value conninfo string) with every password shown as ``***``.
+
+    For logs and reports. A URL may carry the password in its user info (``user:secret@host``) and in its
+    query (``?password=secret``); a conninfo string as ``password=secret`` or ``password = 'quoted value'``.
+    The parsing is deliberately forgiving: it never raises, whatever the string holds.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return _CONNINFO_PAIR.sub(_redact_pair, url)
+    end = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found != -1:
+            end = min(end, found)
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    path, question, query = tail.partition("?")
+    if question:
+        query, hash_mark, fragment = query.partition("#")
+        query = "&".join(_redact_query_pair(pair) for pair in query.split("&")) + hash_mark + fragment
+    return f"{scheme}://{authority}{path}{question}{query}"
+
+
+_SECRET_KEYS = frozenset({"password", "sslpassword"})
+"""libpq connection parameters whose values are secrets."""
+# A conninfo pair: a keyword, "=" with optional blanks around it, and a value that is either single-quoted
+# (backslash escapes a quote; an unterminated quote runs to the end) or runs to the next blank.
+_CONNINFO_PAIR = re.compile(r"(?P<key>\w+)(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*(?:'|\\?$)|\S*)")
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    if match.group("key") not in _SECRET_KEYS:
+        return match.group(0)
+    return f"{match.group('key')}{match.group('eq')}***"
+
+
+def _redact_query_pair(pair: str) -> str:
+    key, equals, _ = pair.partition("=")
+    return f"{key}=***" if equals and unquote(key) in _SECRET_KEYS else pair
 
 
 # -- reading the layers ---------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""Authentication and authorization: the server key, JWE bearer tokens and the endpoint guard.
+"""Authentication and authorization: the server key, signed and encrypted bearer tokens, the endpoint guard.
 
 - `keys`: the P-256 private key file (``keygen``, generated at first start).
-- `tokens`: sealing and opening tokens (JWE compact, ECDH-ES + A256GCM); the one jwcrypto boundary.
-- `service`: `TokenService` issues, lists, revokes and verifies tokens against ``sched_token``.
+- `tokens`: signing, sealing and opening tokens (HS256 JWS inside a JWE, ECDH-ES + A256GCM); the one
+  jwcrypto boundary.
+- `service`: `TokenService` issues, lists, revokes and verifies tokens against ``sched_token``, and ends the
+  long connections of revoked tokens.
+- `watch`: the live connections of each token.
 - `guard`: `authorize` / `requires` for Starlette endpoints and the agent WebSocket upgrade.
 """
 

@@ -1,9 +1,9 @@
 """The server's private key: a P-256 EC JWK in a file of mode 0600 inside the data directory.
 
-Every token is encrypted to this key, so whoever holds the file can mint and read tokens: it is created
-with owner-only permissions from the first byte (never chmod-ed afterwards) and never overwritten unless
-asked (`keygen --force`). Loading checks that the file really holds a private P-256 key and reports any
-problem as one `KeyFileError` naming the path.
+Every token is signed with a key derived from this one and encrypted to it, so whoever holds the file can
+mint and read tokens, and nobody else can: it is created with owner-only permissions from the first byte
+(never chmod-ed afterwards) and never overwritten unless asked (`keygen --force`). Loading checks that the
+file really holds a private P-256 key and reports any problem as one `KeyFileError` naming the path.
 """
 
 from __future__ import annotations

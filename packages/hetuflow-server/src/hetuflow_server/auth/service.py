@@ -1,21 +1,29 @@
-"""Issuing, listing, revoking and verifying tokens.
+"""Issuing, listing, revoking and verifying tokens, and ending the connections of revoked ones.
 
-A token is accepted only when three things hold: it opens with the server's key (`TokenCodec`), it has not
-expired, and its ``jti`` is on record in ``sched_token`` and not revoked. The record check is what makes
-tokens unforgeable even by someone who learnt the public key, and what makes revocation work.
+A token is accepted only when it opens with the server's key and bears its signature (`TokenCodec`), and its
+``jti`` is on record in ``sched_token``. The record is the authority: it must not be revoked or expired, and
+the token's scope, subject and name must be the record's, its expiry no later than the record's.
 
 Records of valid tokens are cached for ``cache_secs`` so that a busy API does not query ``sched_token`` on
-every request. Revoking through this service evicts the entry at once, so a revocation takes effect
-immediately on the server that performed it; other servers sharing the database see it within
-``cache_secs``. Revoked and unknown tokens are never cached. The claims of tokens that opened are kept too
-(by token string, until they expire), so a client repeating its token is not decrypted again; the record
-check above still runs for every request.
+every request. A revocation reaches every server at once: the server that revoked evicts the entry itself,
+and the others evict it when the NOTIFY of the revoking transaction arrives (``on_revoked``). Should a
+notification be lost (the LISTEN connection was down), the whole cache is dropped when it reconnects, and an
+entry lives ``cache_secs`` at most anyway. Revoked and unknown tokens are never cached. The claims of tokens
+that opened are kept too (by token string, until they expire or the token is revoked), so a client repeating
+its token is not decrypted again; the record check above still runs for every request.
+
+Connections that outlive the request that opened them (agent WebSockets, log tails) ``watch`` their token:
+a revocation, or the periodic ``recheck`` against the records (every ``cache_secs``, for notifications
+lost and for tokens that expire while connected), sets the connection's event and it closes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -24,10 +32,13 @@ from hetuflow_core.enums import TokenScope
 from hetuflow_core.ids import uuid7
 from hetuflow_server.auth.principal import Principal
 from hetuflow_server.auth.tokens import Claims, TokenCodec
+from hetuflow_server.auth.watch import TokenWatch
 from hetuflow_server.errors import FieldProblem, InvalidInput, NotFound, Unauthorized
 from hetuflow_server.service import tokens as token_records
 
 __all__ = ["TokenService"]
+
+logger = logging.getLogger(__name__)
 
 MAX_CACHED_TOKENS = 10_000
 """Most token records, and most opened tokens, kept in memory (the oldest go first)."""
@@ -55,6 +66,7 @@ class TokenService:
         # token -> its claims: opening a token (ECDH key agreement, AES-GCM) costs more than the rest of a
         # small request. Only tokens that opened are kept, so garbage cannot fill it with misses.
         self._opened: dict[str, Claims] = {}
+        self._live = TokenWatch()
 
     @property
     def key_id(self) -> str:
@@ -99,28 +111,84 @@ class TokenService:
         return await self._records.get(jti)
 
     async def revoke(self, jti: UUID) -> TokenInfo:
-        """Revoke token ``jti`` (idempotent; NotFound if none); refused from now on by this server."""
+        """Revoke token ``jti`` (idempotent; NotFound if none): refused from now on by every server, and the
+        connections it opened are closed."""
         self._forget(jti)
         record = await self._records.revoke(jti)
         # Again after the commit: a lookup that read the old row meanwhile may have cached it.
-        self._forget(jti)
+        self._revoked(jti)
         return record
 
     def _forget(self, jti: UUID) -> None:
         self._revocations += 1
         self._cache.pop(jti, None)
 
+    def _revoked(self, jti: UUID) -> None:
+        self._forget(jti)
+        for token in [token for token, claims in self._opened.items() if claims.jti == jti]:
+            del self._opened[token]
+        ended = self._live.end(jti)
+        if ended:
+            logger.info(
+                "token %s is revoked or expired: closing its %d connection(s)",
+                jti,
+                ended,
+                extra={"jti": str(jti)},
+            )
+
+    async def on_revoked(self, payload: str) -> None:
+        """A token revocation announced over NOTIFY (payload: the jti), from any server or CLI."""
+        try:
+            jti = UUID(payload)
+        except ValueError:
+            logger.warning("ignoring malformed token revocation notice %r", payload[:80])
+            return
+        self._revoked(jti)
+
+    async def on_reconnected(self) -> None:
+        """The LISTEN connection is (again) up: revocations may have been missed meanwhile."""
+        self._revocations += 1
+        self._cache.clear()
+        await self.recheck()
+
+    @contextlib.contextmanager
+    def watch(self, principal: Principal) -> Iterator[asyncio.Event]:
+        """For the life of a long connection: an event set once the token of ``principal`` is revoked or
+        expired."""
+        with self._live.watch(principal.jti) as event:
+            yield event
+
+    async def recheck(self) -> None:
+        """End the connections of tokens whose records say revoked or expired, or that are gone."""
+        jtis = self._live.jtis()
+        if not jtis:
+            return
+        records = {record.jti: record for record in await self._records.select(jtis)}
+        now = self._clock()
+        for jti in jtis:
+            record = records.get(jti)
+            if record is None or record.revoked_at is not None or record.expires_at.timestamp() <= now:
+                self._revoked(jti)
+
     async def verify(self, token: str) -> Principal:
-        """The principal of ``token``; `Unauthorized` if it is invalid, expired, unknown or revoked."""
+        """The principal of ``token``; `Unauthorized` if it is invalid, expired, unknown, revoked, or does not
+        agree with its record."""
         claims = self._open(token)
         record = await self._record(claims.jti)
         if record is None:
             raise Unauthorized("token is not known to this server")
         if record.revoked_at is not None:
             raise Unauthorized("token has been revoked")
-        if record.scope != claims.scope or record.subject != claims.sub:
+        if record.expires_at.timestamp() <= self._clock():
+            raise Unauthorized("token has expired")
+        if (
+            record.scope != claims.scope
+            or record.subject != claims.sub
+            or record.name != claims.name
+            or claims.exp > record.expires_at.timestamp()
+        ):
             raise Unauthorized("token does not match its record")
-        return Principal(subject=claims.sub, scope=claims.scope, jti=claims.jti, name=claims.name)
+        return Principal(subject=record.subject, scope=record.scope, jti=record.jti, name=record.name)
 
     def _open(self, token: str) -> Claims:
         now = self._clock()

@@ -1,36 +1,48 @@
-"""Sealing and opening tokens: JWE compact serialization, ECDH-ES key agreement, A256GCM content encryption.
+"""Sealing and opening tokens: a signed JWT (HS256) nested in a JWE (ECDH-ES key agreement, A256GCM).
 
-A token is a JSON claims set (``sub``, ``scope``, ``exp``, ``iat``, ``jti``, ``name``) encrypted to the
-server's P-256 key. Only the holder of the private key can read it, and AES-GCM authenticates it, so a token
-that was altered, garbled, or encrypted to another key fails to open. This module is the one place where
-jwcrypto's exceptions are caught: whatever goes wrong while opening a token becomes `errors.Unauthorized`
-with a short reason that never echoes the token.
+A token is a JSON claims set (``sub``, ``scope``, ``exp``, ``iat``, ``jti``, ``name``), first signed and then
+encrypted to the server's P-256 key. Encryption to a public key proves nothing about who made a token (anyone
+who learnt the public key could seal claims to it), so the claims are signed too, with HMAC-SHA256 under a key
+derived from the server's *private* key (HKDF, domain-separated, never the EC key itself): only a holder of
+the key file can mint a token, and only a holder can read one. A token that was altered, garbled, encrypted
+to another key, or never signed fails to open.
 
-Encryption alone does not prove who made a token (anyone with the *public* key could seal claims to it),
-which is why `TokenService` also requires the token's ``jti`` to be on record and not revoked.
+Tokens of the first format (claims encrypted but not signed) are refused with a message saying so; they
+must be issued again. This module is the one place where jwcrypto's exceptions are caught: whatever goes
+wrong while opening a token becomes `errors.Unauthorized` with a short reason that never echoes the token.
+`TokenService` then holds the token against its record in the database, which has the last word.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from uuid import UUID
 
 import msgspec
-from jwcrypto import common, jwe, jwk
+from jwcrypto import common, jwe, jwk, jws
 
 from hetuflow_core.enums import TokenScope
 from hetuflow_server.errors import Unauthorized
 
-__all__ = ["ALGORITHM", "ENCRYPTION", "MAX_TOKEN_CHARS", "Claims", "TokenCodec"]
+__all__ = ["ALGORITHM", "ENCRYPTION", "MAX_TOKEN_CHARS", "SIGNATURE", "Claims", "TokenCodec"]
 
 ALGORITHM = "ECDH-ES"
 ENCRYPTION = "A256GCM"
+SIGNATURE = "HS256"
 TOKEN_TYPE = "JWT"
 MAX_TOKEN_CHARS = 4096
-"""Longer bearer strings are refused before any cryptography (ours are about 510 characters)."""
+"""Longer bearer strings are refused before any cryptography (ours are about 800 characters)."""
 
 CLOCK_SKEW_SECS = 60
 """Tolerance for an ``iat`` slightly in the future (another server's clock)."""
+
+_SIGNING_KEY_INFO = b"hetuflow token signing key v1"
+"""HKDF ``info``: binds the derived key to this one use, so it is independent of every other use of the
+private key (ECDH here)."""
+UNSIGNED = "token claims are not signed by this server (issued by an older version?): issue a new token"
 
 
 class Claims(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -49,25 +61,35 @@ _claims_encoder = msgspec.json.Encoder()
 
 
 class TokenCodec:
-    """Seals claims into tokens and opens tokens with one private key."""
+    """Signs and seals claims into tokens, and opens and verifies tokens, with one private key."""
 
     def __init__(self, key: jwk.JWK) -> None:
         self._key = key
         self._public = jwk.JWK(**key.export_public(as_dict=True))
+        self._signing = _signing_key(key)
         self.key_id: str = key.get("kid") or key.thumbprint()
 
     def seal(self, claims: Claims) -> str:
-        """The compact JWE of ``claims``, encrypted to this codec's key."""
-        header = {"alg": ALGORITHM, "enc": ENCRYPTION, "typ": TOKEN_TYPE, "kid": self.key_id}
-        token = jwe.JWE(_claims_encoder.encode(claims), protected=json.dumps(header))
+        """The compact JWE (encrypted to this codec's key) of the compact JWS (signed) of ``claims``."""
+        signed = jws.JWS(_claims_encoder.encode(claims))
+        signed.add_signature(
+            self._signing,
+            alg=SIGNATURE,
+            protected=json.dumps({"alg": SIGNATURE, "typ": TOKEN_TYPE, "kid": self.key_id}),
+        )
+        # cty says the payload is itself a JWT (RFC 7519 section 5.2): the signed claims.
+        header = {"alg": ALGORITHM, "enc": ENCRYPTION, "typ": TOKEN_TYPE, "cty": TOKEN_TYPE}
+        header["kid"] = self.key_id
+        token = jwe.JWE(signed.serialize(compact=True).encode("ascii"), protected=json.dumps(header))
         token.add_recipient(self._public)
         return str(token.serialize(compact=True))
 
     def open(self, token: str, *, now: float) -> Claims:
-        """The claims of ``token`` if it opens with this key and has not expired at ``now``.
+        """The claims of ``token`` if it opens with this key, bears this key's signature and has not expired.
 
         Raises `Unauthorized` for anything else: too long, not a JWE, another algorithm, encrypted to
-        another key, altered, claims of the wrong shape, expired, or issued in the future.
+        another key, altered, unsigned or signed by another key, claims of the wrong shape, expired, or
+        issued in the future.
         """
         if len(token) > MAX_TOKEN_CHARS:
             raise Unauthorized("token is too long")
@@ -79,17 +101,35 @@ class TokenCodec:
         except (ValueError, TypeError, KeyError):
             # jwcrypto lets a few of these escape on inputs it does not expect.
             raise Unauthorized("token is malformed") from None
+        claims = self._verified(envelope.payload)
         try:
-            claims = _claims_decoder.decode(envelope.payload)
+            decoded = _claims_decoder.decode(claims)
         except msgspec.ValidationError as exc:
             raise Unauthorized(f"token claims are invalid: {exc}") from None
         except msgspec.DecodeError:
             raise Unauthorized("token claims are not JSON") from None
-        if claims.exp <= now:
+        if decoded.exp <= now:
             raise Unauthorized("token has expired")
-        if claims.iat > now + CLOCK_SKEW_SECS:
+        if decoded.iat > now + CLOCK_SKEW_SECS:
             raise Unauthorized("token was issued in the future")
-        return claims
+        return decoded
+
+    def _verified(self, payload: bytes) -> bytes:
+        """The claims inside the signed payload of a token that opened; `Unauthorized` unless we signed it."""
+        # A compact JWS is three base64url parts; the claims of the first format were bare JSON.
+        if payload.count(b".") != 2:
+            raise Unauthorized(UNSIGNED)
+        signed = jws.JWS()
+        try:
+            signed.deserialize(payload.decode("ascii"))
+            if signed.jose_header.get("alg") != SIGNATURE:
+                raise Unauthorized(UNSIGNED)
+            signed.verify(self._signing, alg=SIGNATURE)
+        except common.JWException:
+            raise Unauthorized("token signature is not valid") from None
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            raise Unauthorized(UNSIGNED) from None
+        return bytes(signed.payload)
 
     def _reason(self, envelope: jwe.JWE, exc: common.JWException) -> str:
         try:
@@ -102,3 +142,12 @@ class TokenCodec:
             # AES-GCM refuses to authenticate: the token was altered or sealed to another key.
             return "token cannot be decrypted with this server's key"
         return "token is malformed"
+
+
+def _signing_key(key: jwk.JWK) -> jwk.JWK:
+    """The HMAC key of ``key``'s tokens: HKDF-SHA256 (RFC 5869) of the private scalar, one 32-byte block."""
+    private = key.export_private(as_dict=True)["d"]
+    scalar = base64.urlsafe_b64decode(private + "=" * (-len(private) % 4))
+    extracted = hmac.new(b"\0" * hashlib.sha256().digest_size, scalar, hashlib.sha256).digest()
+    derived = hmac.new(extracted, _SIGNING_KEY_INFO + b"\x01", hashlib.sha256).digest()
+    return jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(derived).rstrip(b"=").decode("ascii"))

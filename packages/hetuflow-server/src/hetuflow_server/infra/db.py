@@ -68,6 +68,29 @@ _CONFLICT_MESSAGES: Final[Mapping[str, str]] = {
 _KEY_COLUMNS: Final = re.compile(r"Key \((\w+)\)=")
 
 
+_DATETIME_OVERFLOW: Final = "22008"
+# Our words for the data errors a request can cause (SQLSTATE class 22 and 23 codes).
+_DATA_ERRORS: Final[Mapping[str, str]] = {
+    _DATETIME_OVERFLOW: "a date or time is outside the range that can be stored (years 1 to 9999 in UTC)",
+    "22007": "a date or time is not valid",
+    "22003": "a number is outside the range that can be stored",
+    "22001": "a text is longer than can be stored",
+    "22P05": "a text holds a character that cannot be stored",
+    "22021": "a text holds a character that cannot be stored",
+    "22P02": "a value is not of the expected type",
+}
+
+
+def _refused(exc: psycopg.Error, words: str, query_name: str | None) -> InvalidInput:
+    logger.info(
+        "database refused a value in query %s: %s",
+        query_name or "?",
+        exc.diag.message_primary or str(exc).strip(),
+        extra={"query": query_name},
+    )
+    return InvalidInput(words)
+
+
 class ModelManager:
     """The pool of database connections and the way to run a unit of work on one.
 
@@ -246,15 +269,25 @@ def translate(exc: BaseException, query_name: str | None = None) -> HetuflowErro
         return Conflict(f"still in use: {detail or primary}")
     if isinstance(exc, pg_errors.ForeignKeyViolation):
         key = _KEY_COLUMNS.match(detail)
-        fields = [FieldProblem(f"$.{key.group(1)}", "does not exist")] if key else []
-        return InvalidInput(f"refers to something that does not exist: {detail or primary}", fields)
+        if key is None:
+            return _refused(exc, "refers to something that does not exist", query_name)
+        column = key.group(1)
+        return InvalidInput(
+            f"refers to a {column} that does not exist", [FieldProblem(f"$.{column}", "does not exist")]
+        )
     if isinstance(exc, pg_errors.NotNullViolation):
         column = diag.column_name or "?"
         return InvalidInput(f"{column} is required", [FieldProblem(f"$.{column}", "required")])
     if isinstance(exc, pg_errors.IntegrityError | pg_errors.DataError):
-        return InvalidInput(
-            f"value refused by the database: {primary}" + (f" ({constraint})" if constraint else "")
-        )
+        # The database's own words (type names, internal values, "BC" dates) mean nothing to a client and
+        # tell it about our schema: it gets ours, and the log keeps PostgreSQL's for the operator.
+        words = _DATA_ERRORS.get(exc.sqlstate or "")
+        if words is None and exc.sqlstate is None and ("timestamp" in primary or "date" in primary):
+            # psycopg itself could not read a time back: PostgreSQL holds years Python's datetime cannot.
+            words = _DATA_ERRORS[_DATETIME_OVERFLOW]
+        if words is None and constraint:
+            words = f"a value breaks the rule {constraint}"  # our own constraint names, chosen to be read
+        return _refused(exc, words or "a value cannot be stored in the database", query_name)
     if isinstance(exc, pg_errors.TransactionRollback):
         # Serialization failures and deadlocks: the request clashed with a concurrent one and may be retried.
         return Conflict(f"concurrent update, try again: {primary}")

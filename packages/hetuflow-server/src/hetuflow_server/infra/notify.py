@@ -32,6 +32,7 @@ __all__ = [
     "CHANNELS",
     "MANUAL_TASKS",
     "SCHEDULE_CHANNEL",
+    "TOKEN_CHANNEL",
     "WORK_CHANNEL",
     "AgentCommandNotice",
     "Listener",
@@ -40,6 +41,7 @@ __all__ = [
     "encode_agent_command",
     "notify",
     "schedules_changed",
+    "token_revoked",
     "work_added",
 ]
 
@@ -53,7 +55,9 @@ SCHEDULE_CHANNEL: Final = "hetuflow_schedule"
 """A job or schedule changed: the generator (on the leader) wakes."""
 AGENT_CMD_CHANNEL: Final = "hetuflow_agent_cmd"
 """A command for an agent; the server holding its connection forwards it (payload: ``AgentCommandNotice``)."""
-CHANNELS: Final = (WORK_CHANNEL, SCHEDULE_CHANNEL, AGENT_CMD_CHANNEL)
+TOKEN_CHANNEL: Final = "hetuflow_token"
+"""A token was revoked (payload: its jti): every server forgets it and ends the connections it opened."""
+CHANNELS: Final = (WORK_CHANNEL, SCHEDULE_CHANNEL, AGENT_CMD_CHANNEL, TOKEN_CHANNEL)
 
 MAX_PAYLOAD_BYTES: Final = 7999  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 CONNECT_TIMEOUT_SECS: Final = 10
@@ -118,6 +122,11 @@ async def cancel_on_agent(
         agent_id=agent_id, command=AgentCommandKind.CANCEL, instance_id=instance_id, reason=reason
     )
     await notify(conn, AGENT_CMD_CHANNEL, encode_agent_command(notice))
+
+
+async def token_revoked(conn: db.Connection, jti: UUID) -> None:
+    """Tell every server that token ``jti`` was revoked (sent at commit)."""
+    await notify(conn, TOKEN_CHANNEL, str(jti))
 
 
 class Listener:

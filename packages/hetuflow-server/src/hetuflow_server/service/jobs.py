@@ -232,8 +232,15 @@ def _manual_runs(trigger: TaskTrigger) -> list[bmc.ManualRun]:
 
 
 def _aware(at: datetime | None, path: str) -> datetime | None:
-    if at is not None and at.tzinfo is None:
+    if at is None:
+        return None
+    if at.tzinfo is None:
         raise invalid(path, "needs a UTC offset")
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        # Year 1 at a positive offset is 1 BC in UTC: the database would store it, and never hand it back.
+        raise invalid(path, "is a date or time outside years 1 to 9999 in UTC") from None
     return at
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from hetuflow_core.api import TokenInfo
-from hetuflow_server.infra import bmc
+from hetuflow_server.infra import bmc, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service._validation import invalid
 
@@ -43,10 +43,17 @@ class TokenRecordService:
         async with self._db.transaction() as conn:
             return await bmc.TokenBmc.select_all(conn, include_revoked=include_revoked)
 
-    async def revoke(self, jti: UUID) -> TokenInfo:
-        """Revoke the token (idempotent); NotFound for an unknown jti."""
+    async def select(self, jtis: Sequence[UUID]) -> Sequence[TokenInfo]:
+        """The records of the tokens ``jtis`` that exist."""
         async with self._db.transaction() as conn:
-            return await bmc.TokenBmc.revoke(conn, jti)
+            return await bmc.TokenBmc.select(conn, [*jtis])
+
+    async def revoke(self, jti: UUID) -> TokenInfo:
+        """Revoke the token (idempotent; NotFound for an unknown jti) and tell every server at commit."""
+        async with self._db.transaction() as conn:
+            record = await bmc.TokenBmc.revoke(conn, jti)
+            await notify.token_revoked(conn, jti)
+            return record
 
     async def is_revoked(self, jti: UUID) -> bool:
         """True when the token was revoked or was never recorded here."""

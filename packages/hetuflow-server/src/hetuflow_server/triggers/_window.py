@@ -24,7 +24,10 @@ def aware_utc(value: datetime, field: str) -> datetime:
         raise InvalidSchedule(field, f"must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidSchedule(field, "must be timezone-aware (naive datetimes are ambiguous)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 at a positive offset, or 9999 at a negative one
+        raise InvalidSchedule(field, "is a date or time outside years 1 to 9999 in UTC") from None
 
 
 def check_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:

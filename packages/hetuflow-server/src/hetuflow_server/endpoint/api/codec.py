@@ -5,6 +5,10 @@ match the target Struct (422 naming the failing field's JSON path, extracted fro
 parameters are converted into a per-route Struct the same way (422 naming the parameter), and path segments
 that cannot name a resource (a malformed UUID, say) answer 404: no resource can live at such a URL.
 
+Bodies nested more than ``MAX_NESTING_DEPTH`` arrays and objects deep are refused (422) as soon as they are
+decoded: storing and answering such values recurses once per level, and deep enough input would
+exhaust the stack wherever the first recursion happens to be.
+
 Strings that PostgreSQL cannot store (those containing U+0000) are refused here too, with their path, so that
 no client input can reach the database as a value it would reject with an internal error.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, NoReturn, TypeVar, get_args, get_origin
 
 import msgspec
 from starlette.requests import Request
@@ -26,6 +30,7 @@ from hetuflow_server.endpoint.api import problems
 __all__ = [
     "JSON_MEDIA_TYPE",
     "MAX_BODY_BYTES",
+    "MAX_NESTING_DEPTH",
     "decode_body",
     "decode_path_value",
     "decode_query",
@@ -39,6 +44,8 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_BODY_BYTES = 1024 * 1024
+MAX_NESTING_DEPTH = 64
+"""Deepest nesting of arrays and objects a request body may have (free-form parameters included)."""
 
 _encoder = msgspec.json.Encoder()
 
@@ -48,6 +55,11 @@ _encoder = msgspec.json.Encoder()
 _LOCATION = re.compile(r"^(?P<message>.*?)(?: - at (?:`key` in )?`(?P<path>\$[^`]*)`)?$", re.DOTALL)
 _NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]*)`$")
 _NUL = "\x00"
+# Strings (escapes included) hide brackets from the nesting count; an unterminated one is left in place, and
+# the decoder refuses that body anyway.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_PARENTHESES = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(code for code in range(256) if code not in b"[]{}")
 
 
 def json_response(
@@ -114,10 +126,33 @@ async def decode_body(request: Request, type_: type[T], *, optional: bool = Fals
         raise errors.InvalidInput(f"{problem.path}: {problem.message}", [problem]) from None
     except msgspec.DecodeError as exc:
         raise problems.MalformedBody(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        _raise_too_deep()  # nested deeper than the decoder's own recursion allows
+    _refuse_deep_nesting(body)
     # "\u0000" is the only way a NUL can enter through JSON; look closer only when it may be there.
     if b"\\u0000" in body:
         _refuse_nul(msgspec.to_builtins(value), "$")
     return value
+
+
+def _refuse_deep_nesting(body: bytes) -> None:
+    """Raise InvalidInput when arrays and objects in ``body`` (well-formed JSON) nest past the limit."""
+    # Fewer brackets than the limit cannot nest past it: the usual body costs two counts and nothing more.
+    if body.count(b"[") + body.count(b"{") <= MAX_NESTING_DEPTH:
+        return
+    # Brackets alone, openers as "(" and closers as ")"; each pass removes the innermost level, so whatever
+    # is left after the limit's number of passes nests deeper. Every pass runs at C speed over what is left.
+    nesting = _JSON_STRING.sub(b"", body).translate(_PARENTHESES, _NOT_BRACKETS)
+    for _ in range(MAX_NESTING_DEPTH):
+        nesting = nesting.replace(b"()", b"")
+        if not nesting:
+            return
+    _raise_too_deep()
+
+
+def _raise_too_deep() -> NoReturn:
+    message = f"arrays and objects are nested more than {MAX_NESTING_DEPTH} levels deep"
+    raise errors.InvalidInput(f"$: {message}", [errors.FieldProblem("$", message)])
 
 
 def _refuse_nul(value: object, path: str) -> None:

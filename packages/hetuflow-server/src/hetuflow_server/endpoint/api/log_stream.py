@@ -8,12 +8,16 @@ that reconnects resumes exactly there. Once the attempt is final and everything 
 report, so nothing is left behind). While nothing happens a comment line keeps proxies from timing out.
 
 New chunks stored on this server wake the stream at once (the broker's `LogWatch`); chunks stored by another
-server (the agent is connected there) are picked up by a short poll. Requires a token with ``read`` scope.
+server (the agent is connected there) are picked up by a short poll. Requires a token with ``read`` scope;
+the stream ends (without an ``end`` event) within a poll once that token is revoked or expires, and a client
+that reconnects is then refused with 401.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Final, Protocol, cast
 from uuid import UUID
 
@@ -24,7 +28,7 @@ from starlette.routing import Route
 
 from hetuflow_core.enums import InstanceStatus, TokenScope
 from hetuflow_core.task import TaskLogEntry
-from hetuflow_server.auth import guard
+from hetuflow_server.auth import Principal, TokenService, guard
 from hetuflow_server.broker import Broker
 from hetuflow_server.endpoint.api.openapi import EventStream
 from hetuflow_server.endpoint.api.operation import API_PREFIX, PathParam
@@ -74,7 +78,8 @@ event_stream = EventStream(
         "reconnecting client sends), then new ones as they are stored, each a `log` event whose data is a "
         "`TaskLogEntry` in JSON; the last event of every read carries the read position as its `id`. When "
         "the attempt has ended and everything stored was sent, an `end` event (`instance_id`, `status`) "
-        "closes the stream. Idle streams get a comment line every 15 s."
+        "closes the stream. Idle streams get a comment line every 15 s. A stream whose token is revoked or "
+        "expires is cut off without an `end` event (reconnecting then answers 401)."
     ),
     tag=instance_operations.tag,
     scope=TokenScope.READ,
@@ -96,6 +101,9 @@ class _Container(Protocol):
     @property
     def broker(self) -> Broker: ...
 
+    @property
+    def tokens(self) -> TokenService: ...
+
 
 def route() -> Route:
     """The stream's route, relative to ``API_PREFIX`` (mounted with the API)."""
@@ -104,13 +112,13 @@ def route() -> Route:
 
 async def stream_logs(request: Request) -> Response:
     """The SSE endpoint (see the module docstring)."""
-    await guard.authorize(request, TokenScope.READ)
+    principal = await guard.authorize(request, TokenScope.READ)
     container = cast(_Container, request.app.state.hetuflow)
     instance_id: UUID = request.path_params["instance_id"]
     after = _start_position(request)
     await container.services.instances.get(instance_id)  # NotFound → 404 problem before the stream starts
     return StreamingResponse(
-        _events(container, instance_id, after),
+        _events(container, principal, instance_id, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -129,12 +137,23 @@ def _start_position(request: Request) -> int:
         ) from None
 
 
-async def _events(container: _Container, instance_id: UUID, after: int) -> AsyncIterator[bytes]:
+async def _events(
+    container: _Container, principal: Principal, instance_id: UUID, after: int
+) -> AsyncIterator[bytes]:
+    with container.tokens.watch(principal) as revoked:
+        async with contextlib.aclosing(_tail(container, instance_id, after, revoked)) as events:
+            async for event in events:
+                yield event
+
+
+async def _tail(
+    container: _Container, instance_id: UUID, after: int, revoked: asyncio.Event
+) -> AsyncGenerator[bytes, None]:
     services = container.services
     position = after
     final_seen = False
     idle = 0.0
-    while not container.broker.draining.is_set():
+    while not container.broker.draining.is_set() and not revoked.is_set():
         page = await services.instances.logs(instance_id, after_seq=position, limit=PAGE_SIZE)
         if page.items:
             yield _log_events(page.items, page.next_after_seq)

@@ -6,9 +6,10 @@ refusal is a real HTTP answer (401; 403 for a valid token that is not this agent
 can tell them apart. The first frame must be ``agent.register`` within ``REGISTER_TIMEOUT_SECS``; the broker
 upserts the agent and reconciles its state sync, and a connection that closes before any frame is a
 ``hetuflow-agent check`` probe. Frames are then handled by ``frames.handle_frame`` until the agent leaves,
-the server shuts down (1001), the connection is closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008) or
-given up as silent (`Liveness.watch_silence`). At the end the broker unregisters the session. The ASGI calls
-on the WebSocket are the boundary to the network: a failing send ends the connection like a disconnect does.
+the server shuts down (1001), the connection is closed for cause (``MAX_BAD_FRAMES`` bad frames: 1008; its
+token revoked or expired: 1008 at once, queued frames dropped) or given up as silent
+(`Liveness.watch_silence`). At the end the broker unregisters the session. The ASGI calls on the WebSocket
+are the boundary to the network: a failing send ends the connection like a disconnect does.
 See docs/architecture.md (Connecting).
 """
 
@@ -34,7 +35,7 @@ from hetuflow_core.protocol import (
     encode,
     is_compatible,
 )
-from hetuflow_server.auth import guard
+from hetuflow_server.auth import Principal, TokenService, guard
 from hetuflow_server.broker import Broker
 from hetuflow_server.broker.admission import REGISTRATION_RETRY_AFTER_SECS
 from hetuflow_server.broker.session import AgentSession, SessionClosed
@@ -57,6 +58,8 @@ CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_TRY_AGAIN: Final = 1013
+TOKEN_REVOKED: Final = "token revoked or expired"
+"""Close reason of a connection whose token was revoked or ran out while it was connected."""
 
 
 class RegistrationsBusy(HetuflowError):
@@ -71,10 +74,14 @@ class _Container(Protocol):
     @property
     def broker(self) -> Broker: ...
 
+    @property
+    def tokens(self) -> TokenService: ...
+
 
 async def agent_socket(websocket: WebSocket) -> None:
     """The WebSocket endpoint of agents (see the module docstring)."""
-    broker = cast(_Container, websocket.app.state.hetuflow).broker
+    container = cast(_Container, websocket.app.state.hetuflow)
+    broker = container.broker
     # Admitted before the token is even checked: in a reconnect storm a refusal must cost next to nothing.
     if not await broker.registrations.enter():
         busy = RegistrationsBusy(
@@ -83,26 +90,31 @@ async def agent_socket(websocket: WebSocket) -> None:
         )
         await _deny(websocket, busy, {"Retry-After": str(REGISTRATION_RETRY_AFTER_SECS)})
         return
-    try:
-        session = await _admitted(websocket, broker)
-    finally:
-        broker.registrations.leave()
-    if session is not None:
-        await _serve(websocket, broker, session)
+    with contextlib.ExitStack() as watching:
+        try:
+            admitted = await _admitted(websocket, broker, container.tokens, watching)
+        finally:
+            broker.registrations.leave()
+        if admitted is not None:
+            await _serve(websocket, broker, *admitted)
 
 
-async def _admitted(websocket: WebSocket, broker: Broker) -> AgentSession | None:
-    """Authenticate, upgrade and register an admitted connection; its session, or None when it ended."""
+async def _admitted(
+    websocket: WebSocket, broker: Broker, tokens: TokenService, watching: contextlib.ExitStack
+) -> tuple[AgentSession, asyncio.Event] | None:
+    """Authenticate, upgrade and register an admitted connection: its session and the event set when its
+    token is revoked (watched until ``watching`` closes), or None when it ended."""
     try:
-        agent_id = await _authenticate(websocket)
+        principal = await _authenticate(websocket)
     except HetuflowError as exc:
         await _deny(websocket, exc)
         return None
+    revoked = watching.enter_context(tokens.watch(principal))
     await websocket.accept()
     try:
         if broker.draining.is_set():
             raise _Refused(None, CLOSE_GOING_AWAY, "server shutting down")  # the agent tries another one
-        return await _register(websocket, broker, agent_id)
+        session = await _register(websocket, broker, principal.subject)
     except _Refused as refused:
         # The peer may be gone already (disconnect, or a send after its close): nothing more to tell it.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
@@ -110,18 +122,20 @@ async def _admitted(websocket: WebSocket, broker: Broker) -> AgentSession | None
                 await websocket.send_text(refused.frame)
             await websocket.close(refused.code, refused.reason)
         return None
+    return None if session is None else (session, revoked)
 
 
 # -- before the upgrade --------------------------------------------------------------------------------
 
 
-async def _authenticate(websocket: WebSocket) -> str:
-    """The agent id the token proves; Unauthorized (401) or Forbidden (403) otherwise."""
+async def _authenticate(websocket: WebSocket) -> Principal:
+    """The agent token's principal (its subject is the agent id); Unauthorized (401) or Forbidden (403)
+    otherwise."""
     principal = await guard.authorize(websocket, TokenScope.AGENT)
     claimed = websocket.headers.get(AGENT_ID_HEADER)
     if claimed is not None and claimed != principal.subject:
         raise Forbidden(f"this token belongs to agent {principal.subject!r}, not {claimed!r}")
-    return principal.subject
+    return principal
 
 
 async def _deny(websocket: WebSocket, exc: HetuflowError, headers: dict[str, str] | None = None) -> None:
@@ -204,7 +218,7 @@ async def _register(websocket: WebSocket, broker: Broker, agent_id: str) -> Agen
 # -- serving -------------------------------------------------------------------------------------------
 
 
-async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:
+async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession, revoked: asyncio.Event) -> None:
     extra = {"agent_id": session.agent_id}
     reader = asyncio.create_task(
         _read_loop(websocket, broker, session), name=f"hetuflow:agent-read:{session.agent_id}"
@@ -212,10 +226,13 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
     writer = asyncio.create_task(session.write_loop(), name=f"hetuflow:agent-write:{session.agent_id}")
     aborted = asyncio.create_task(session.aborted.wait(), name=f"hetuflow:agent-abort:{session.agent_id}")
     draining = asyncio.create_task(broker.draining.wait(), name=f"hetuflow:agent-drain:{session.agent_id}")
-    tasks = {reader, writer, aborted, draining}
+    revocation = asyncio.create_task(revoked.wait(), name=f"hetuflow:agent-token:{session.agent_id}")
+    tasks = {reader, writer, aborted, draining, revocation}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if draining in done:
+        if revocation in done:
+            await _close_revoked(websocket, session, writer)
+        elif draining in done:
             # After the dispatch round in flight (it holds the lock) has queued its frames, which the writer
             # then sends before the close: an agent that holds work ahead always has credits, and a dispatch
             # pushed into a closed session would come back as an attempt lost without having run.
@@ -241,6 +258,26 @@ async def _serve(websocket: WebSocket, broker: Broker, session: AgentSession) ->
                     extra=extra,
                 )
         await broker.unregister(session)
+
+
+async def _close_revoked(websocket: WebSocket, session: AgentSession, writer: asyncio.Task[None]) -> None:
+    """The connection's token was revoked (or expired): not one more frame, then the close.
+
+    Frames still queued (dispatches among them, with their env) are not written; the broker hands the
+    dispatches back when the session is unregistered. The agent sees the close, reconnects, and is refused
+    with 401 until it is given a new token.
+    """
+    logger.warning(
+        "the token of agent %s was revoked; closing its connection",
+        session.agent_id,
+        extra={"agent_id": session.agent_id},
+    )
+    session.close(CLOSE_POLICY_VIOLATION, TOKEN_REVOKED)  # nothing more is queued from here
+    writer.cancel()
+    await asyncio.wait({writer})
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECS):
+            await websocket.close(CLOSE_POLICY_VIOLATION, TOKEN_REVOKED)
 
 
 async def _read_loop(websocket: WebSocket, broker: Broker, session: AgentSession) -> None:

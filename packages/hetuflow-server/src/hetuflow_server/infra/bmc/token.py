@@ -15,6 +15,7 @@ _INSERT = query("insert_token")
 _GET = query("get_token")
 _LIST = query("list_tokens")
 _REVOKE = query("revoke_token")
+_SELECT = query("select_tokens")
 
 
 class TokenBmc:
@@ -54,3 +55,8 @@ class TokenBmc:
     async def revoke(conn: db.Connection, jti: UUID) -> TokenInfo:
         """Revoke (idempotently: the first revocation time stays), or NotFound."""
         return required(await db.fetch_one(conn, _REVOKE, {"jti": jti}), TokenInfo, "token", jti)
+
+    @staticmethod
+    async def select(conn: db.Connection, jtis: list[UUID]) -> list[TokenInfo]:
+        """The records of the tokens ``jtis`` that exist, in no particular order."""
+        return many(await db.fetch_all(conn, _SELECT, {"jtis": jtis}), TokenInfo)

@@ -20,3 +20,9 @@ ORDER BY created_at, jti
 UPDATE sched_token SET revoked_at = coalesce(revoked_at, now())
 WHERE jti = %(jti)s::uuid
 RETURNING jti, name, scope, subject, created_at, expires_at, revoked_at
+
+-- name: select_tokens
+-- The records of the tokens holding live connections, for the periodic check that ends revoked ones.
+SELECT jti, name, scope, subject, created_at, expires_at, revoked_at
+FROM sched_token
+WHERE jti = ANY(%(jtis)s::uuid[])
