@@ -65,6 +65,7 @@ class AgentApplication:
                 executables=executables,
                 kill_grace_secs=config.kill_grace_secs,
                 max_output_bytes=config.max_output_bytes,
+                task_env_exclude=list(config.task_env_exclude),
             ),
         )
         self.capabilities = AgentCapabilities(
