@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final, NamedTuple
 from uuid import UUID
 
@@ -73,10 +73,12 @@ class AgentSession:
         *,
         status: AgentStatus = AgentStatus.ONLINE,
         holding: Iterable[UUID] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.websocket = websocket
         self.agent_id = data.agent_id
-        self.labels: dict[str, str] = dict(data.labels)
+        self.labels: dict[str, str] = dict(data.labels if labels is None else labels)
+        """The labels work is routed by: the stored ones (an operator's, when locked), not the declared."""
         self.commands: list[CommandKind] = list(data.capabilities.commands)
         self.capacity = data.capabilities.capacity
         prefetch = data.capabilities.prefetch
