@@ -1,7 +1,8 @@
 """What an agent host can and cannot decide for itself, against a real server, real agents and PostgreSQL.
 
-An agent's declared labels are a proposal an operator can lock; a task never sees the agent's own settings
-(its token) and its files are private to the agent's user.
+An agent's declared labels are a proposal an operator can lock; it stores log chunks only for its live
+attempts and within each attempt's quota; a task never sees the agent's own settings (its token) and its
+files are private to the agent's user.
 """
 
 from __future__ import annotations
@@ -12,14 +13,34 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from pipelinefixtures import AgentPool, FakeAgent, Pipeline, open_ws
 
-from hetuflow_core.enums import AgentCommandKind
+from hetuflow_core.enums import AgentCommandKind, InstanceStatus, LogStream
 from hetuflow_core.protocol import (
+    Ack,
+    AckData,
     AcquireTaskData,
     AcquireTaskRequest,
     AgentCommand,
     AgentRegisterResponse,
+    Message,
     ScheduledTask,
+    TaskInstanceUpdated,
+    TaskInstanceUpdatedData,
+    TaskLogChunk,
+    TaskLogChunkData,
 )
+
+LOG_QUOTA_BYTES = 200_000
+CHUNK_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def pipeline_env() -> dict[str, str]:
+    """A small log quota, and no grace for chunks after an attempt's end."""
+    return {
+        "HETUFLOW_RETENTION__ATTEMPT_LOG_MAX_BYTES": str(LOG_QUOTA_BYTES),
+        "HETUFLOW_RETENTION__LATE_LOG_GRACE_SECS": "0",
+    }
+
 
 Connect = Callable[[], Awaitable[FakeAgent]]
 
@@ -89,6 +110,53 @@ async def test_labels_an_admin_set_outlast_what_the_agent_declares(
     assert isinstance(answer, AgentRegisterResponse)
     assert answer.data.accepted
     assert pipeline.call("GET", f"/agents/{agent_id}")["labels"] == {"suite": suite, "pool": "secure"}
+
+
+async def test_an_agent_stores_logs_only_for_live_attempts_and_within_the_quota(
+    pipeline: Pipeline, agents: AgentPool, connect: Connect
+) -> None:
+    fake = await connect()
+    assert (await fake.register(labels={"suite": agents.suite})).data.accepted
+    task_id = pipeline.run(suite=agents.suite, script="true")
+    await fake.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=1)))
+    dispatch = await fake.recv_until(ScheduledTask)
+    await fake.send(Ack(data=AckData(ack_id=dispatch.id)))
+    instance_id = dispatch.data.instance_id
+
+    def report(status: InstanceStatus, seq: int) -> TaskInstanceUpdated:
+        data = TaskInstanceUpdatedData(
+            instance_id=instance_id, task_id=dispatch.data.task_id, status=status, seq=seq, exit_code=0
+        )
+        return TaskInstanceUpdated(data=data)
+
+    def chunks(seqs: range) -> list[Message]:
+        return [
+            TaskLogChunk(
+                data=TaskLogChunkData(
+                    instance_id=instance_id, stream=LogStream.STDOUT, seq=seq, content=b"y" * CHUNK_BYTES
+                )
+            )
+            for seq in seqs
+        ]
+
+    async def send_all(frames: list[Message]) -> None:
+        for frame in frames:
+            await fake.send(frame)
+        acks = [await fake.recv_until(Ack) for _ in frames]
+        assert {ack.data.ack_id for ack in acks} == {frame.id for frame in frames}
+
+    # Five chunks of 64 KiB against a quota of 200,000 bytes: three fit, the fourth becomes the marker.
+    await send_all(
+        [report(InstanceStatus.RUNNING, 0), *chunks(range(5)), report(InstanceStatus.SUCCEEDED, 1)]
+    )
+    assert pipeline.wait_task(task_id)["status"] == "succeeded"
+    # After the end (no grace here) nothing more is stored, however much the agent sends.
+    await send_all(chunks(range(5, 25)))
+
+    entries = pipeline.call("GET", f"/instances/{instance_id}/logs", params={"limit": 10_000})["items"]
+    assert [len(entry["content"]) for entry in entries[:3]] == [CHUNK_BYTES] * 3
+    assert len(entries) == 4
+    assert f"reached {LOG_QUOTA_BYTES} bytes" in entries[3]["content"]
 
 
 def test_a_task_sees_neither_the_agents_settings_nor_excluded_variables(
