@@ -147,6 +147,10 @@ class AgentSession:
     def push(self, dispatch: Dispatch) -> None:
         """Queue the ``ScheduledTask`` of ``dispatch``, spending one credit; SessionClosed when closing."""
         task, instance = dispatch.task, dispatch.instance
+        config = task.config
+        if config.secret_env is not msgspec.UNSET:
+            # The agent needs the values, not the secret names; left out, older agents accept the dispatch.
+            config = msgspec.structs.replace(config, secret_env=msgspec.UNSET)
         frame = ScheduledTask(
             data=ScheduledTaskData(
                 instance_id=instance.id,
@@ -155,7 +159,7 @@ class AgentSession:
                 attempt=instance.attempt,
                 scheduled_at=task.scheduled_at,
                 fire_at=dispatch.fire_at,  # when due, or now for overdue work (retries, backlog)
-                config=task.config,
+                config=config,
                 parameters=task.parameters,
             )
         )
