@@ -105,7 +105,7 @@ SETTINGS_HELP: Final[dict[str, str]] = {
     "id": "agent id, stable across restarts; must equal the token's subject (default: host name)",
     "name": "display name (default: the id)",
     "servers": "server URLs ws://host:port or wss://…, tried in turn (comma-separated in the environment)",
-    "token": "agent token (JWE) sent as 'Authorization: Bearer'",
+    "token": "agent token (JWE) sent as 'Authorization: Bearer'; as a flag it shows in ps: prefer token_file",
     "token_file": "file holding the agent token (read at startup)",
     "labels": "routing labels k=v,k=v",
     "capacity": "how many tasks run at once (default: CPU count)",
