@@ -265,19 +265,23 @@ class AgentPool:
         workdir: Path | None = None,
         env: Mapping[str, str] | None = None,
         wait: bool = True,
+        token_in_env: bool = False,
     ) -> AgentProcess:
-        """Start an agent (labels get ``suite=<this test>``); by default wait for its registration."""
+        """Start an agent (labels get ``suite=<this test>``); by default wait for its registration. The
+        token is a ``--token`` flag, or with ``token_in_env`` the variable ``HETUFLOW_AGENT__TOKEN``."""
         agent_id = agent_id or f"{self.suite}-a{next(_ids)}"
         all_labels = {"suite": self.suite, **(labels or {})}
         workdir = workdir or self.root / f"work-{agent_id}"
+        token = self.pipeline.agent_token(agent_id)
+        if token_in_env:
+            env = {**(env or {}), "HETUFLOW_AGENT__TOKEN": token}
         args = [
             sys.executable,
             "-m",
             "hetuflow_agent",
             "run",
             *[arg for server in servers or [self.pipeline.server] for arg in ("--server", server.url)],
-            "--token",
-            self.pipeline.agent_token(agent_id),
+            *([] if token_in_env else ["--token", token]),
             "--id",
             agent_id,
             "--labels",

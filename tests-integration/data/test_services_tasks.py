@@ -20,6 +20,7 @@ from hetuflow_core.task import TaskTrigger
 from hetuflow_server.errors import IllegalTransition, InvalidInput, NotFound
 from hetuflow_server.infra import ModelManager, bmc, notify
 from hetuflow_server.service import AgentCapacity, Services
+from hetuflow_server.service.tasks import MAX_LOG_PAGE_BYTES
 
 AGENT = AgentCapacity(agent_id="worker-1", labels={}, commands=list(CommandKind), free_slots=10_000)
 
@@ -233,6 +234,68 @@ async def test_instances_and_logs(services: Services, make_job: MakeJob) -> None
     assert (tail.items, tail.next_after_seq) == ([], rest.next_after_seq)
     with pytest.raises(InvalidInput):
         await services.instances.logs(second, after_seq=-1)
+
+
+async def test_an_attempt_stores_its_log_up_to_its_quota_then_one_marker(
+    model_manager: ModelManager, make_job: MakeJob
+) -> None:
+    quota = bmc.LogQuota(max_bytes=250, grace_secs=300)
+    services = Services(model_manager, log_quota=quota)
+    _, instance_id = await _dispatched(services, (await make_job()).id, running=True)
+
+    def chunk(seq: int, size: int = 100) -> bmc.NewLogChunk:
+        return bmc.NewLogChunk(instance_id=instance_id, stream=LogStream.STDOUT, seq=seq, content=b"x" * size)
+
+    assert await services.dispatch.store_logs([chunk(0), chunk(1)]) == 2
+    # The chunk that crosses 250 bytes becomes the marker; what follows it, in the batch or later, is dropped.
+    assert await services.dispatch.store_logs([chunk(2), chunk(3, size=1)]) == 1
+    assert await services.dispatch.store_logs([chunk(4, size=1)]) == 0
+    contents = [entry.content for entry in (await services.instances.logs(instance_id)).items]
+    assert contents == ["x" * 100, "x" * 100, quota.marker.decode()]
+    assert "250 bytes" in contents[-1]
+
+
+async def test_chunks_of_an_attempt_that_ended_are_kept_only_within_the_grace(
+    model_manager: ModelManager, make_job: MakeJob
+) -> None:
+    services = Services(model_manager, log_quota=bmc.LogQuota(max_bytes=1 << 20, grace_secs=0))
+    job = await make_job()
+    task_id, instance_id = await _dispatched(services, job.id, running=True)
+    await _finish(services, task_id, instance_id, InstanceStatus.SUCCEEDED)
+    late = [
+        bmc.NewLogChunk(instance_id=instance_id, stream=LogStream.STDOUT, seq=seq, content=b"late\n")
+        for seq in range(20)
+    ]
+    assert await services.dispatch.store_logs(late) == 0
+    assert (await services.instances.logs(instance_id)).items == []
+
+    generous = Services(model_manager, log_quota=bmc.LogQuota(max_bytes=1 << 20, grace_secs=3600))
+    assert await generous.dispatch.store_logs(late[:1]) == 1  # a resend shortly after the end still counts
+
+
+async def test_a_log_page_is_bounded_in_bytes_and_the_cursor_continues(
+    services: Services, make_job: MakeJob
+) -> None:
+    _, instance_id = await _dispatched(services, (await make_job()).id, running=True)
+    size = 300 * 1024
+    chunks = [
+        bmc.NewLogChunk(
+            instance_id=instance_id, stream=LogStream.STDOUT, seq=seq, content=bytes([65 + seq]) * size
+        )
+        for seq in range(10)
+    ]
+    assert await services.dispatch.store_logs(chunks) == 10
+    pages: list[list[str]] = []
+    after = 0
+    while True:
+        page = await services.instances.logs(instance_id, after_seq=after, limit=10_000)
+        if not page.items:
+            break
+        assert sum(len(entry.content) for entry in page.items) <= MAX_LOG_PAGE_BYTES + size
+        pages.append([entry.content for entry in page.items])
+        after = page.next_after_seq
+    assert len(pages) > 1
+    assert [content for page in pages for content in page] == [chunk.content.decode() for chunk in chunks]
 
 
 async def test_config_of_claimed_task_drives_dispatch(services: Services, make_job: MakeJob) -> None:

@@ -233,6 +233,16 @@ async def test_credits_acks_and_duplicates(pipeline: Pipeline, fake: FakeAgent, 
     await fake.send(unknown)
     refused = await fake.recv_until(Ack)
     assert (refused.data.ack_id, refused.data.ok) == (unknown.id, False)
+    # Applied frames are remembered (a resend is not applied again); a refused one is not kept.
+    assert stored_frame_ids(pipeline, fake.agent_id) >= {running.id, done.id}
+    assert unknown.id not in stored_frame_ids(pipeline, fake.agent_id)
+
+
+def stored_frame_ids(pipeline: Pipeline, agent_id: str) -> set[str]:
+    """The ids of the agent's frames the server remembers as applied."""
+    with psycopg.connect(pipeline.database_url) as conn:
+        rows = conn.execute("SELECT msg_id FROM sched_agent_msg WHERE agent_id = %s", (agent_id,)).fetchall()
+    return {row[0] for row in rows}
 
 
 async def test_a_refused_dispatch_is_handed_back_even_with_no_retries_left(
@@ -276,17 +286,21 @@ async def test_an_agent_cannot_touch_another_agents_attempt(
     await fake.send(forged_report)
     acks = {ack.data.ack_id: ack.data for ack in [await fake.recv_until(Ack) for _ in range(2)]}
     assert acks[forged_report.id].ok is False
+    assert forged_report.id not in stored_frame_ids(pipeline, fake.agent_id)
     assert [entry["content"] for entry in pipeline.logs(str(instance_id))] == ["mine\n"]
     assert pipeline.task(task_id)["status"] == "succeeded"
     (instance,) = pipeline.instances(task_id)
     assert (instance["status"], instance["exit_code"]) == ("succeeded", 0)
 
 
+@pytest.mark.parametrize(("capacity", "prefetch"), [(1, 1), (2, 10_000)])
 async def test_an_agent_never_holds_more_than_its_capacity_and_prefetch_whatever_it_claims(
-    pipeline: Pipeline, fake: FakeAgent, agents: AgentPool
+    pipeline: Pipeline, fake: FakeAgent, agents: AgentPool, capacity: int, prefetch: int
 ) -> None:
+    # The prefetch window counts at most the capacity, however large the agent declares it.
+    cap = capacity + min(prefetch, capacity)
     labels = {"suite": agents.suite, "greedy": "yes"}
-    capabilities = AgentCapabilities(commands=[CommandKind.BASH], capacity=1, prefetch=1)
+    capabilities = AgentCapabilities(commands=[CommandKind.BASH], capacity=capacity, prefetch=prefetch)
     await fake.send(
         AgentRegisterRequest(
             data=AgentRegisterData(
@@ -296,7 +310,7 @@ async def test_an_agent_never_holds_more_than_its_capacity_and_prefetch_whatever
     )
     assert (await fake.recv_until(AgentRegisterResponse)).data.accepted
     job_id = pipeline.create_job(suite=agents.suite, labels={"greedy": "yes"}, script="true")
-    task_ids = {pipeline.trigger(job_id) for _ in range(6)}
+    task_ids = {pipeline.trigger(job_id) for _ in range(3 * cap)}
 
     held: list[ScheduledTask] = []
     finished: set[str] = set()
@@ -317,11 +331,11 @@ async def test_an_agent_never_holds_more_than_its_capacity_and_prefetch_whatever
         frame = await next_dispatch(1.0)
         if frame is not None:
             held.append(frame)
-            if len(held) < 2:
+            if len(held) < cap:
                 continue
             # At capacity plus prefetch: nothing more comes, however many slots it claims.
             extra = await next_dispatch(0.5)
-            assert extra is None, "a third attempt was dispatched to an agent of capacity 1 and prefetch 1"
+            assert extra is None, f"attempt {cap + 1} was dispatched to an agent of capacity {capacity}"
         oldest = held.pop(0).data  # end the oldest: a slot frees
         for seq, status in enumerate((InstanceStatus.RUNNING, InstanceStatus.SUCCEEDED)):
             report = TaskInstanceUpdatedData(

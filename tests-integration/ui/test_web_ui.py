@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pipelinefixtures import AgentPool, Pipeline
 
@@ -380,6 +381,36 @@ def test_cancel_and_retry_from_the_task_page(page: Page, pipeline: Pipeline) -> 
     assert retried != task_id
     assert pipeline.task(retried)["job_id"] == job_id
     pipeline.call("POST", f"/tasks/{retried}/cancel")
+
+
+def test_a_secret_env_value_shows_masked_and_survives_an_edit(page: Page, pipeline: Pipeline) -> None:
+    secret = "ui-s3cret-4d1e"
+    config = {
+        "command": "bash",
+        "script": "true",
+        "env": {"API_TOKEN": secret, "REGION": "eu"},
+        "secret_env": ["API_TOKEN"],
+    }
+    job_id = pipeline.call("POST", "/jobs", json={"name": "ui-secret", "config": config}, expect=201)["id"]
+    page.sign_in(pipeline.server.admin_token)
+    page.goto(f"/jobs/{job_id}")
+    page.wait("document.body.innerText.includes('API_TOKEN=***')", "the masked secret")
+    assert secret not in page.text("body")
+    page.goto(f"/jobs/{job_id}/edit")
+    page.wait(
+        "document.querySelector(\"[name='config.secret_env']\")?.value === 'API_TOKEN'", "the secret names"
+    )
+    assert secret not in page.eval("document.querySelector(\"[name='config.env']\").value")
+    page.fill("[name='config.env']", "API_TOKEN=***\nREGION=us")
+    page.click("form.job-form button[type=submit]")
+    page.wait(f"location.pathname === '/jobs/{job_id}'", "the saved job's page")
+    page.wait("document.body.innerText.includes('REGION=us')", "the saved change")
+    with psycopg.connect(pipeline.database_url) as conn:
+        (stored,) = conn.execute("SELECT config FROM sched_job WHERE id = %s", (job_id,)).fetchone() or (
+            None,
+        )
+    assert stored["env"] == {"API_TOKEN": secret, "REGION": "us"}
+    assert stored["secret_env"] == ["API_TOKEN"]
 
 
 def test_a_read_token_sees_write_buttons_disabled(page: Page, pipeline: Pipeline) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,9 +131,15 @@ class Reports:
 
 @contextlib.asynccontextmanager
 async def open_manager(
-    workdir: Path, *, capacity: int = 4, prefetch: int = 0, **settings: Any
+    workdir: Path,
+    *,
+    capacity: int = 4,
+    prefetch: int = 0,
+    base_env: Mapping[str, str] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[tuple[ProcessManager, Reports]]:
-    """A started manager with a short kill grace, closed (everything stopped) on exit."""
+    """A started manager with a short kill grace, closed (everything stopped) on exit; tasks start from
+    ``base_env`` (default ``TEST_ENV``)."""
     reports = Reports()
     settings.setdefault("kill_grace_secs", 0.5)
     manager = ProcessManager(
@@ -143,7 +149,7 @@ async def open_manager(
         on_update=reports.on_update,
         on_log=reports.on_log,
         settings=ProcessSettings(**settings),
-        base_env=TEST_ENV,
+        base_env=TEST_ENV if base_env is None else base_env,
     )
     await manager.start()
     try:

@@ -158,6 +158,15 @@ async def test_check_reports_a_token_for_another_agent_as_403(server: ProtocolSe
     assert "answered HTTP 403 (token not valid for this agent id)" in out
 
 
+async def test_a_token_on_the_command_line_is_warned_about(server: ProtocolServer) -> None:
+    _, _, err = await _cli("check", "--server", server.url, "--token", TOKEN, "--id", AGENT_ID)
+    assert "--token-file or HETUFLOW_AGENT__TOKEN" in err
+    _, _, err = await _cli(
+        "check", "--server", server.url, "--id", AGENT_ID, env={"HETUFLOW_AGENT__TOKEN": TOKEN}
+    )
+    assert "--token-file" not in err
+
+
 async def test_check_reports_dns_failures() -> None:
     code, out, _ = await _cli("check", "--server", "ws://no-such-host.invalid", "--token", TOKEN)
     assert code == 1

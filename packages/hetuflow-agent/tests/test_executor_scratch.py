@@ -54,6 +54,8 @@ def test_what_a_task_left_behind_is_deleted_not_recycled(tmp_path: Path) -> None
         "extra-file": lambda d: (d / "result.csv").write_text("x"),
         "symlinked-script": lambda d: ((d / "script.sh").unlink(), (d / "script.sh").symlink_to(outside)),
         "hardlinked-script": lambda d: os.link(d / "script.sh", tmp_path / "kept-by-the-task"),
+        "opened-directory": lambda d: d.chmod(0o755),
+        "opened-script": lambda d: (d / "script.sh").chmod(0o644),
     }
     for name, leave in cases.items():
         task_dir = tmp_path / name

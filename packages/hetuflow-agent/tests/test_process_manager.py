@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,43 @@ async def test_environment_carries_task_identity_params_and_job_env(tmp_path: Pa
     assert scheduled_at == task.scheduled_at.astimezone(UTC)
     assert env["JOB_VAR"] == "job value"
     assert env["PATH"] == TEST_ENV["PATH"]  # the agent's base environment is inherited
+
+
+async def test_agent_settings_and_excluded_variables_never_reach_a_task(tmp_path: Path) -> None:
+    base = {
+        **TEST_ENV,
+        "HETUFLOW_AGENT__TOKEN": "agent-secret",
+        "HETUFLOW_AGENT__TOKEN_FILE": "/etc/hetuflow/agent.token",
+        "CLOUD_SECRET_KEY": "cloud-secret",
+        "CLOUD_REGION": "eu",
+    }
+    task = scheduled(PY, script="import json, os\nprint(json.dumps(dict(os.environ)))", env={"JOB_VAR": "j"})
+    async with open_manager(tmp_path, base_env=base, task_env_exclude=["CLOUD_SECRET_*"]) as (
+        manager,
+        reports,
+    ):
+        final = await reports.run(manager, task)
+    assert final.status is InstanceStatus.SUCCEEDED, final.error
+    env = json.loads(reports.output(task.instance_id))
+    assert not [name for name in env if name.startswith("HETUFLOW_AGENT__")]
+    assert "CLOUD_SECRET_KEY" not in env
+    assert env["CLOUD_REGION"] == "eu"
+    assert env["JOB_VAR"] == "j"
+    assert b"secret" not in reports.output(task.instance_id)
+
+
+async def test_task_dirs_and_scripts_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    script = 'stat -c %a "$PWD/.." "$PWD" "$PWD/script.sh"'
+    previous = os.umask(0)  # the most permissive umask: the modes must not come from it
+    try:
+        async with open_manager(tmp_path, capacity=1) as (manager, reports):
+            first, second = scheduled(script=script), scheduled(script=script)
+            await reports.run(manager, first)
+            await reports.run(manager, second)  # in a recycled directory
+    finally:
+        os.umask(previous)
+    for task in (first, second):
+        assert reports.output(task.instance_id).split() == [b"700", b"700", b"600"]
 
 
 async def test_default_workdir_is_a_task_dir_removed_afterwards(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from hetuflow_core.cli._desired import Desired, desired_from
 from hetuflow_core.cli._export import export_data, to_toml, to_yaml
 from hetuflow_core.cli._files import LoadedFile, Source, SpecError
 from hetuflow_core.cli._plan import Current, Plan, field_changes, make_plan
-from hetuflow_core.cli._spec import ApplyFile, mark
+from hetuflow_core.cli._spec import ApplyFile, config_problems, mark
 from hetuflow_core.flow import Flow
-from hetuflow_core.job import Job
+from hetuflow_core.job import Job, JobConfig
 from hetuflow_core.schedule import Schedule
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -121,6 +121,27 @@ def test_an_update_lists_the_changed_fields_and_keeps_the_mark() -> None:
     )
     assert change.job_update is not None
     assert change.job_update.description == mark("new")
+
+
+def test_secret_env_values_are_compared_as_the_server_shows_them() -> None:
+    # The server shows a secret value as ***: the file's own value plans to no change ...
+    stored = job("a", env={"TOKEN": "***", "REGION": "eu"}, secret_env=["TOKEN"])
+    config = {**BASH, "env": {"TOKEN": "s3cret", "REGION": "eu"}, "secret_env": ["TOKEN"]}
+    assert plan({"jobs": [{"name": "a", "config": config}]}, Current([stored], [], [])).changes == []
+    # ... and any other change sends the file's value along, never the mask.
+    changed = {**config, "env": {"TOKEN": "s3cret", "REGION": "us"}}
+    (change,) = plan({"jobs": [{"name": "a", "config": changed}]}, Current([stored], [], [])).changes
+    assert change.details == ("config.env.REGION: changed (value hidden)",)
+    assert change.job_update is not None
+    assert isinstance(change.job_update.config, JobConfig)
+    assert change.job_update.config.env == {"TOKEN": "s3cret", "REGION": "us"}
+
+
+def test_a_secret_name_must_be_an_env_key() -> None:
+    config = msgspec.convert({**BASH, "env": {"A": "1"}, "secret_env": ["A", "B"]}, JobConfig)
+    assert config_problems(config) == [("secret_env[1]", "'B' is not a key of env")]
+    assert config.redacted().env == {"A": "***"}
+    assert msgspec.convert(BASH, JobConfig).redacted() == msgspec.convert(BASH, JobConfig)
 
 
 def test_schedules_match_identical_first_then_by_kind() -> None:

@@ -65,6 +65,7 @@ class AgentApplication:
                 executables=executables,
                 kill_grace_secs=config.kill_grace_secs,
                 max_output_bytes=config.max_output_bytes,
+                task_env_exclude=list(config.task_env_exclude),
             ),
         )
         self.capabilities = AgentCapabilities(
@@ -155,8 +156,9 @@ class AgentApplication:
         logger.info("agent %s stopped", cfg.id, extra={"agent_id": cfg.id})
 
     async def run(self) -> None:
-        """Start, wait for ``request_stop`` (or the session ending), then stop."""
-        await self.start()
+        """Start (unless started already), wait for ``request_stop`` (or the session ending), then stop."""
+        if self._session_task is None:
+            await self.start()
         assert self._session_task is not None
         waiter = asyncio.create_task(self._stop_requested.wait(), name="hetuflow-agent.wait-stop")
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from hetuflow_agent.errors import AgentError, ConfigError
 from hetuflow_core.logfmt import configure_logging
 
 __all__ = ["main"]
+
+logger = logging.getLogger(__name__)
 
 PROG: Final = "hetuflow-agent"
 EXIT_USAGE: Final = 2
@@ -131,17 +134,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     configure_logging(config.log_level, config.log_format)
+    token_flag = args.token is not None
     if args.command == "check":
+        if token_flag:
+            _warn_token_flag()
         return asyncio.run(_check(config))
     try:
-        return asyncio.run(_run(config))
+        return asyncio.run(_run(config, token_flag=token_flag))
     except ConfigError as exc:  # found only when starting (the working directory)
         parser.error(str(exc))
 
 
-async def _run(config: AgentConfig) -> int:
+def _warn_token_flag() -> None:
+    logger.warning(
+        "the token was given with --token, where every user of this host can read it (ps);"
+        " use --token-file or HETUFLOW_AGENT__TOKEN"
+    )
+
+
+async def _run(config: AgentConfig, *, token_flag: bool = False) -> int:
     """Run the agent; the first SIGTERM/SIGINT drains and exits, a second one skips the drain."""
     app = AgentApplication(config)
+    await app.start()  # a bad working directory is the one error, alone on stderr
+    if token_flag:
+        _warn_token_flag()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, app.request_stop)

@@ -79,6 +79,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     flush_timeout_secs: Annotated[float, msgspec.Meta(ge=0, le=3_600)] = 5.0
     kill_grace_secs: Annotated[float, msgspec.Meta(ge=0, le=3_600)] = 5.0
     max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=1_073_741_824)] = 16 * 1_048_576
+    task_env_exclude: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]], msgspec.Meta(max_length=256)
+    ] = []
     executables: dict[CommandKind, Annotated[str, msgspec.Meta(min_length=1)]] = {}
     tls_ca_file: str | None = None
     tls_insecure: bool = False
@@ -102,7 +105,7 @@ SETTINGS_HELP: Final[dict[str, str]] = {
     "id": "agent id, stable across restarts; must equal the token's subject (default: host name)",
     "name": "display name (default: the id)",
     "servers": "server URLs ws://host:port or wss://…, tried in turn (comma-separated in the environment)",
-    "token": "agent token (JWE) sent as 'Authorization: Bearer'",
+    "token": "agent token (JWE) sent as 'Authorization: Bearer'; as a flag it shows in ps: prefer token_file",
     "token_file": "file holding the agent token (read at startup)",
     "labels": "routing labels k=v,k=v",
     "capacity": "how many tasks run at once (default: CPU count)",
@@ -117,6 +120,8 @@ SETTINGS_HELP: Final[dict[str, str]] = {
     "flush_timeout_secs": "on shutdown, how long to wait for the server to ack the last reports",
     "kill_grace_secs": "seconds between SIGTERM and SIGKILL when a task is stopped",
     "max_output_bytes": "default cap of the output kept per task",
+    "task_env_exclude": "variables (names or patterns like AWS_*) of the agent's environment kept from tasks;"
+    " HETUFLOW_AGENT__* never reach a task",
     "executables": "program per command kind, e.g. python=/usr/bin/python3,node=/opt/node/bin/node",
     "tls_ca_file": "CA bundle to verify wss:// servers",
     "tls_insecure": "do not verify the server certificate (test rigs only)",

@@ -32,7 +32,16 @@ from hetuflow_core.enums import (
 )
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowStep
 from hetuflow_core.ids import new_message_id, now_ms, uuid7
-from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate, ResourceLimits, RetryPolicy, Target
+from hetuflow_core.job import (
+    SECRET_MASK,
+    Job,
+    JobConfig,
+    JobCreate,
+    JobUpdate,
+    ResourceLimits,
+    RetryPolicy,
+    Target,
+)
 from hetuflow_core.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
 from hetuflow_core.schedule import (
     Schedule,
@@ -55,6 +64,7 @@ from hetuflow_core.task import (
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "SECRET_MASK",
     "Agent",
     "AgentCapabilities",
     "AgentCommandKind",

@@ -60,12 +60,23 @@ class Agent(msgspec.Struct, kw_only=True):
     metrics: AgentMetrics | None
     last_heartbeat_at: datetime | None
     created_at: datetime
+    labels_locked: bool = False
+    """The labels were set by an operator: the ones the agent declares when it registers are ignored."""
 
 
-class AgentUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``PATCH /api/v1/agents/{id}``: change the labels used for routing."""
+class AgentUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of ``PATCH /api/v1/agents/{id}``: change the labels used for routing.
+
+    Labels an operator sets are locked: the labels the agent declares when it registers are ignored from
+    then on, so a reconnect neither undoes them nor lets the agent route itself other work. ``locked: false``
+    hands them back to the agent: its next registration replaces them. Left out when true, so a server that
+    predates the field accepts the body.
+    """
 
     labels: Labels
+    locked: Annotated[
+        bool, msgspec.Meta(description="Keep these labels over those the agent declares (default true)")
+    ] = True
 
 
 class Server(msgspec.Struct, kw_only=True):

@@ -7,7 +7,7 @@ the settings that were current when it was planned even if the job is edited lat
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
 import msgspec
@@ -16,6 +16,7 @@ from hetuflow_core.enums import BackoffKind, CommandKind, ConcurrencyPolicy, Job
 from hetuflow_core.types import AgentId, Labels, Name, Namespace, Priority, Seconds
 
 __all__ = [
+    "SECRET_MASK",
     "Job",
     "JobConfig",
     "JobCreate",
@@ -25,10 +26,24 @@ __all__ = [
     "Target",
 ]
 
+EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?!\n)$", max_length=256)]
 EnvVars = Annotated[
-    dict[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?!\n)$", max_length=256)], str],
+    dict[EnvName, str],
     msgspec.Meta(max_length=256, description="Extra environment variables for the process"),
 ]
+SecretEnvNames = Annotated[
+    list[EnvName],
+    msgspec.Meta(
+        max_length=256,
+        description=(
+            "Names of env entries that are secret: stored and sent to the agent, shown as *** in every answer"
+            " of the API; sending *** back for one keeps the stored value"
+        ),
+    ),
+]
+
+SECRET_MASK: Final = "***"
+"""What the API shows in place of a secret env value; sent back in an update, it keeps the stored value."""
 
 
 class RetryPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -85,6 +100,8 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     args: Annotated[list[Annotated[str, msgspec.Meta(max_length=65_536)]], msgspec.Meta(max_length=1024)] = []
     script: Annotated[str, msgspec.Meta(max_length=1_048_576)] | None = None
     env: EnvVars = {}
+    secret_env: SecretEnvNames | msgspec.UnsetType = msgspec.UNSET
+    """Left out of the encoded config unless set, so that agents and servers that predate it accept it."""
     workdir: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     timeout_secs: Seconds | None = None
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
@@ -92,6 +109,19 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     target: Target = msgspec.field(default_factory=Target)
     concurrency: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
     priority: Priority = 0
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The names of the secret env entries."""
+        return frozenset(()) if self.secret_env is msgspec.UNSET else frozenset(self.secret_env)
+
+    def redacted(self) -> JobConfig:
+        """This config as readers see it: the value of every secret env entry replaced by ``SECRET_MASK``."""
+        secret = self.secret_names
+        if not secret:
+            return self
+        env = {name: SECRET_MASK if name in secret else value for name, value in self.env.items()}
+        return msgspec.structs.replace(self, env=env)
 
 
 class Job(msgspec.Struct, kw_only=True):

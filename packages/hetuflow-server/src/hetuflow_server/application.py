@@ -34,7 +34,7 @@ from hetuflow_server.embedded import EmbeddedPostgres
 from hetuflow_server.endpoint.api import exception_handlers
 from hetuflow_server.endpoint.keepalive import DrainRequestBody
 from hetuflow_server.errors import HetuflowError
-from hetuflow_server.infra import ModelManager, migrate, notify, pending_migrations
+from hetuflow_server.infra import ModelManager, bmc, migrate, notify, pending_migrations
 from hetuflow_server.loops import BackgroundLoops, every
 from hetuflow_server.scheduler import daemon, leader
 from hetuflow_server.service import Services
@@ -154,6 +154,10 @@ class ServerApplication:
                 server_id=self.server_id,
                 observer=self.metrics,
                 misfire_slack_secs=self.config.scheduler.misfire_slack_secs,
+                log_quota=bmc.LogQuota(
+                    max_bytes=self.config.retention.attempt_log_max_bytes,
+                    grace_secs=self.config.retention.late_log_grace_secs,
+                ),
             )
             self.metrics.track(pool=self._db.pool)
             if codec is not None:

@@ -55,6 +55,8 @@ CacheSecs = Annotated[float, msgspec.Meta(ge=0, le=60)]
 LogDays = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 SlackSecs = Annotated[float, msgspec.Meta(ge=0, le=3600)]
+LogBytes = Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+GraceSecs = Annotated[float, msgspec.Meta(ge=0, le=86_400)]
 
 
 class ConfigError(HetuflowError):
@@ -114,10 +116,14 @@ class SchedulerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
 
 
 class RetentionSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """What the leader deletes as it ages, and how often it looks."""
+    """How much of an attempt's log is kept, what the leader deletes as it ages, and how often it looks."""
 
     log_days: LogDays = 14
     """Task log chunks older than this many days are deleted; 0 keeps them forever."""
+    attempt_log_max_bytes: LogBytes = 64 * 1024 * 1024
+    """Log content stored per attempt; the chunk crossing it is stored as a truncation marker."""
+    late_log_grace_secs: GraceSecs = 300.0
+    """How long after an attempt ended its agent may still deliver log chunks (a resend after a reconnect)."""
     interval_secs: Secs = 60.0
     batch_size: BatchSize = 5000
 

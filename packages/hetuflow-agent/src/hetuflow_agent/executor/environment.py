@@ -1,21 +1,40 @@
 """The environment of a task's process: agent environment, then job environment, then hetuflow's own.
 
-The ``HETUFLOW_*`` variables come last so a job cannot spoof its own identity; everything else a job
-sets (``PATH`` included) overrides the agent's value.
+The agent's environment reaches tasks without the agent's own settings (``HETUFLOW_AGENT__*``, its
+token among them) and without the variables its ``task_env_exclude`` names: a task's output is readable by
+any read token, so whatever a task can print must not include the agent's credentials. The ``HETUFLOW_*``
+variables come last so a job cannot spoof its own identity; everything else a job sets (``PATH`` included)
+overrides the agent's value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 import msgspec
 
 from hetuflow_core.protocol import ScheduledTaskData
 
-__all__ = ["build_env", "rfc3339", "task_variables"]
+__all__ = ["AGENT_SETTINGS_PATTERN", "build_env", "rfc3339", "task_variables", "without_agent_settings"]
+
+AGENT_SETTINGS_PATTERN: Final = "HETUFLOW_AGENT__*"
+"""The agent's own configuration variables, never passed on to a task."""
 
 _json = msgspec.json.Encoder()
+
+
+def without_agent_settings(environ: Mapping[str, str], exclude: Iterable[str] = ()) -> dict[str, str]:
+    """``environ`` less the agent's settings and every variable matching one of ``exclude`` (names or
+    shell-style patterns such as ``AWS_*``, matched case-sensitively)."""
+    patterns = (AGENT_SETTINGS_PATTERN, *exclude)
+    return {
+        name: value
+        for name, value in environ.items()
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    }
 
 
 def rfc3339(moment: datetime) -> str:

@@ -12,6 +12,10 @@ plain file with one link — is renamed to ``.spare-<instance_id>`` and kept; th
 spare to its own name and overwrites the script in place. Whatever else an attempt leaves behind sends
 its directory to the bin instead, so every attempt still starts in an empty directory (but for its own
 script). Spares are removed by ``clear``, and by the orphan reaper after a crash.
+
+Task directories are made ``0700`` and scripts ``0600`` whatever the umask: a script may hold what its job
+keeps from other users of the host, and an attempt's files are its own. A directory whose task changed those
+modes is deleted rather than recycled.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ import threading
 from pathlib import Path
 from typing import Final, NamedTuple
 
-__all__ = ["SPARE_PREFIX", "ScratchDirs"]
+__all__ = ["DIR_MODE", "SCRIPT_MODE", "SPARE_PREFIX", "ScratchDirs"]
 
 SPARE_PREFIX: Final = ".spare-"
 _OPEN_SCRIPT: Final = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+DIR_MODE: Final = 0o700
+"""Mode of a task directory: its owner's (the agent's user) alone."""
+SCRIPT_MODE: Final = 0o600
+"""Mode of a script file: read and written by its owner alone (it is run by an interpreter, not exec'd)."""
 
 
 class _Spare(NamedTuple):
@@ -70,13 +78,16 @@ class ScratchDirs:
     def write_script(path: str, data: bytes) -> None:
         """Write ``data`` as the file ``path``, in place if a recycled directory left one there."""
         try:
-            fd = os.open(path, _OPEN_SCRIPT, 0o666)
+            fd = os.open(path, _OPEN_SCRIPT, SCRIPT_MODE)
         except OSError:
             # Not a file we can write (a task replaced or locked it): start from a new one.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            fd = os.open(path, _OPEN_SCRIPT | os.O_EXCL, 0o666)
+            fd = os.open(path, _OPEN_SCRIPT | os.O_EXCL, SCRIPT_MODE)
         try:
+            os.fchmod(
+                fd, SCRIPT_MODE
+            )  # a file found in place keeps its mode, and the umask narrows a new one
             view = memoryview(data)
             written = 0
             while written < len(data):
@@ -128,7 +139,7 @@ def _as_left(task_dir: str, script: str | None) -> bool:
     """True when ``task_dir`` holds nothing but the agent's own ``script`` (a plain file, one link)."""
     try:
         mode = os.lstat(task_dir).st_mode
-        if not stat.S_ISDIR(mode) or mode & 0o700 != 0o700:
+        if not stat.S_ISDIR(mode) or stat.S_IMODE(mode) != DIR_MODE:
             return False
         names = os.listdir(task_dir)
         if not names:
@@ -138,7 +149,7 @@ def _as_left(task_dir: str, script: str | None) -> bool:
         info = os.lstat(os.path.join(task_dir, script))
     except OSError:
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_mode & 0o600 == 0o600
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and stat.S_IMODE(info.st_mode) == SCRIPT_MODE
 
 
 def _remove(task_dir: str, script: str | None) -> None:
@@ -156,9 +167,12 @@ def _remove(task_dir: str, script: str | None) -> None:
 
 def _make_dir(path: Path) -> None:
     try:
-        os.mkdir(path)
+        os.mkdir(path, DIR_MODE)
     except FileNotFoundError:
-        path.mkdir(parents=True, exist_ok=True)  # the first attempt: create the parents too
+        path.parent.mkdir(parents=True, exist_ok=True)  # the first attempt: create the parents too
+        os.mkdir(path, DIR_MODE)
     except FileExistsError:
         if not path.is_dir():
             raise
+    # mkdir's mode passes through the umask, which may only take bits away: set exactly the mode wanted.
+    os.chmod(path, DIR_MODE)

@@ -22,6 +22,8 @@ from uuid import UUID
 
 import msgspec
 
+from hetuflow_agent.executor import environment
+from hetuflow_agent.executor.scratch import DIR_MODE
 from hetuflow_agent.process import orphans, sampler
 from hetuflow_agent.process.errors import CapacityExceeded, NotAccepting
 from hetuflow_agent.process.execution import Execution, LogCallback, Phase, UpdateCallback
@@ -45,7 +47,8 @@ class ProcessManager:
     """Runs dispatched attempts as process groups and reports on them.
 
     ``workdir`` is the agent's working directory (task directories go to ``workdir/tasks``);
-    ``base_env`` is the environment every task starts from (default: this process's environment);
+    ``base_env`` is the environment every task starts from (default: this process's environment), less
+    the agent's own settings and ``settings.task_env_exclude``;
     ``clock`` is the server clock estimate the connection layer keeps up to date; ``prefetch`` is how
     many attempts it holds beyond the ``capacity`` it runs; ``spawn_threads`` is how many starts may be
     in flight at once.
@@ -78,7 +81,9 @@ class ProcessManager:
         self._settings = ProcessSettings() if settings is None else _checked(settings)
         self._spawner = Spawner(
             executables=self._settings.executables,
-            base_env=dict(os.environ if base_env is None else base_env),
+            base_env=environment.without_agent_settings(
+                os.environ if base_env is None else base_env, self._settings.task_env_exclude
+            ),
             workdir=self._workdir,
             slots=capacity,
             spares=0 if self._settings.keep_task_dirs else capacity + prefetch,
@@ -242,6 +247,7 @@ class ProcessManager:
     def _prepare_workdir(self) -> list[int]:
         tasks_root = self._workdir / "tasks"
         tasks_root.mkdir(parents=True, exist_ok=True)
+        tasks_root.chmod(DIR_MODE)  # other users of the host cannot even list the attempts' directories
         killed = orphans.reap_orphans(tasks_root, remove_dirs=not self._settings.keep_task_dirs)
         self._spawner.leaders.reset()
         return killed

@@ -56,5 +56,11 @@ class ProcessSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     """After the process group is gone, how long to wait for its pipes to close (a process that left
     the group with ``setsid`` may still hold them) before the output is considered complete."""
 
+    task_env_exclude: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]], msgspec.Meta(max_length=256)
+    ] = []
+    """Variables (names or shell-style patterns) of the agent's environment kept from tasks, besides the
+    agent's own ``HETUFLOW_AGENT__*`` settings, which never reach a task."""
+
     remember_finished: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
     """How many finished instance ids are remembered so a re-sent dispatch never runs twice."""

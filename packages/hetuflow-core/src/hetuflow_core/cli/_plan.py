@@ -166,7 +166,9 @@ class _Planner:
         if spec.status is not msgspec.UNSET and spec.status != job.status:
             update.status = spec.status
             details += field_changes(job.status, spec.status, "status")
-        old_config, new_config = msgspec.to_builtins(job.config), msgspec.to_builtins(spec.config)
+        # The server shows secret env values masked, so they are compared masked: a change of a secret value
+        # alone is not seen (the update of any other field sends it along).
+        old_config, new_config = msgspec.to_builtins(job.config), msgspec.to_builtins(spec.config.redacted())
         if old_config != new_config:
             update.config = spec.config
             details += field_changes(old_config, new_config, "config")

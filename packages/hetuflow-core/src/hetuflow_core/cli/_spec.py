@@ -170,6 +170,11 @@ def config_problems(config: JobConfig) -> list[tuple[str, str]]:
         problems.append(("script", f"{config.command} jobs take args, not a script"))
     if config.retry.max_secs < config.retry.base_secs:
         problems.append(("retry.max_secs", "must not be smaller than base_secs"))
+    problems += [
+        (f"secret_env[{index}]", f"{name!r} is not a key of env")
+        for index, name in enumerate(config.secret_env or ())
+        if name not in config.env
+    ]
     return problems
 
 

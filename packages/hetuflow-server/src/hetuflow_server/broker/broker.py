@@ -137,7 +137,9 @@ class Broker:
         # Finished attempts whose report follows right after registration are neither lost nor killed.
         finished = {item.instance_id for item in data.running if item.status.is_final}
         kill = [instance_id for instance_id in reconciliation.kill if instance_id not in finished]
-        session = AgentSession(websocket, data, status=agent.status, holding=reconciliation.keep)
+        session = AgentSession(
+            websocket, data, status=agent.status, holding=reconciliation.keep, labels=agent.labels
+        )
         session.send(
             AgentRegisterResponse(
                 data=RegisterResponseData(
@@ -151,6 +153,16 @@ class Broker:
                 )
             )
         )
+        if agent.labels != data.labels:
+            # An operator locked other labels: the agent learns those (and declares them next time).
+            logger.info(
+                "agent %s declared labels %s; it keeps the locked %s",
+                data.agent_id,
+                data.labels,
+                agent.labels,
+                extra={"agent_id": data.agent_id},
+            )
+            session.command(AgentCommandData(command=AgentCommandKind.UPDATE_LABELS, labels=agent.labels))
         if agent.status in (AgentStatus.DRAINING, AgentStatus.DISABLED):
             session.command(
                 AgentCommandData(command=AgentCommandKind.DRAIN, reason=f"agent is {agent.status}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final, NamedTuple
 from uuid import UUID
 
@@ -73,10 +73,12 @@ class AgentSession:
         *,
         status: AgentStatus = AgentStatus.ONLINE,
         holding: Iterable[UUID] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.websocket = websocket
         self.agent_id = data.agent_id
-        self.labels: dict[str, str] = dict(data.labels)
+        self.labels: dict[str, str] = dict(data.labels if labels is None else labels)
+        """The labels work is routed by: the stored ones (an operator's, when locked), not the declared."""
         self.commands: list[CommandKind] = list(data.capabilities.commands)
         self.capacity = data.capabilities.capacity
         prefetch = data.capabilities.prefetch
@@ -145,6 +147,10 @@ class AgentSession:
     def push(self, dispatch: Dispatch) -> None:
         """Queue the ``ScheduledTask`` of ``dispatch``, spending one credit; SessionClosed when closing."""
         task, instance = dispatch.task, dispatch.instance
+        config = task.config
+        if config.secret_env is not msgspec.UNSET:
+            # The agent needs the values, not the secret names; left out, older agents accept the dispatch.
+            config = msgspec.structs.replace(config, secret_env=msgspec.UNSET)
         frame = ScheduledTask(
             data=ScheduledTaskData(
                 instance_id=instance.id,
@@ -153,7 +159,7 @@ class AgentSession:
                 attempt=instance.attempt,
                 scheduled_at=task.scheduled_at,
                 fire_at=dispatch.fire_at,  # when due, or now for overdue work (retries, backlog)
-                config=task.config,
+                config=config,
                 parameters=task.parameters,
             )
         )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from hetuflow_server.infra import bmc
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service._claim import AgentCapacity, Dispatch
 from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.agents import AgentService, ServerService
-from hetuflow_server.service.dispatch import DispatchObserver, DispatchService
+from hetuflow_server.service.dispatch import DEFAULT_LOG_QUOTA, DispatchObserver, DispatchService
 from hetuflow_server.service.events import EventService
 from hetuflow_server.service.flows import FlowService
 from hetuflow_server.service.jobs import JobService
@@ -52,7 +53,8 @@ class Services:
 
     ``server_id`` (this server's id) is recorded on the instances it dispatches; ``observer`` (the server's
     metrics) hears about committed dispatches and reports; ``misfire_slack_secs`` is the lateness dispatch
-    forgives on top of every grace period and start deadline (``scheduler.misfire_slack_secs``).
+    forgives on top of every grace period and start deadline (``scheduler.misfire_slack_secs``); ``log_quota``
+    what each attempt may store of its log (``retention.attempt_log_max_bytes``, ``late_log_grace_secs``).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Services:
         server_id: UUID | None = None,
         observer: DispatchObserver | None = None,
         misfire_slack_secs: float = MISFIRE_SLACK_SECS,
+        log_quota: bmc.LogQuota = DEFAULT_LOG_QUOTA,
     ) -> None:
         self.db = db
         self.jobs = JobService(db)
@@ -74,5 +77,9 @@ class Services:
         self.flows = FlowService(db)
         self.tokens = TokenRecordService(db)
         self.dispatch = DispatchService(
-            db, server_id=server_id, observer=observer, misfire_slack_secs=misfire_slack_secs
+            db,
+            server_id=server_id,
+            observer=observer,
+            misfire_slack_secs=misfire_slack_secs,
+            log_quota=log_quota,
         )

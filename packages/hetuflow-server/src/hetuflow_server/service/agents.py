@@ -69,10 +69,10 @@ class AgentService:
             return await bmc.AgentBmc.get(conn, agent_id)
 
     async def update_labels(self, agent_id: str, update: AgentUpdate) -> Agent:
-        """Replace the agent's routing labels and tell the agent."""
+        """Replace the agent's routing labels (locked unless ``update.locked`` is false); tell the agent."""
         update = revalidate(update, AgentUpdate)
         async with self._db.transaction() as conn:
-            agent = await bmc.AgentBmc.set_labels(conn, agent_id, update.labels)
+            agent = await bmc.AgentBmc.set_labels(conn, agent_id, update.labels, locked=update.locked)
             await _command(
                 conn,
                 notify.AgentCommandNotice(
@@ -158,7 +158,8 @@ class AgentService:
     # -- gateway side --------------------------------------------------------------------------------------
 
     async def register(self, data: AgentRegisterData, *, server_id: UUID, address: str | None) -> Agent:
-        """Create or refresh the agent as connected to ``server_id``; wakes dispatchers (new capacity)."""
+        """Create or refresh the agent as connected to ``server_id``; wakes dispatchers (new capacity). The
+        labels of the answer are the ones that route work to it (an operator's, when locked)."""
         async with self._db.transaction() as conn:
             agent = await _upsert(conn, data, server_id=server_id, address=address)
             await notify.work_added(conn)

@@ -28,10 +28,12 @@ from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.reports import AgentReport, ReportApplier, ReportResult
 from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
-__all__ = ["DispatchObserver", "DispatchService"]
+__all__ = ["DEFAULT_LOG_QUOTA", "DispatchObserver", "DispatchService"]
 
 DEFAULT_LOOKAHEAD_SECS: Final = 5.0
 DEFAULT_BATCH_SIZE: Final = 200
+DEFAULT_LOG_QUOTA: Final = bmc.LogQuota(max_bytes=64 * 1024 * 1024, grace_secs=300.0)
+"""What an attempt may store of its log unless configured (``retention`` section)."""
 
 _Results = TypeVar("_Results", list[ReportResult], list[ReportResult | None])
 
@@ -58,9 +60,11 @@ class DispatchService:
         rand: Callable[[], float] = random.random,
         observer: DispatchObserver | None = None,
         misfire_slack_secs: float = MISFIRE_SLACK_SECS,
+        log_quota: bmc.LogQuota = DEFAULT_LOG_QUOTA,
     ) -> None:
         self._db = db
         self._server_id = server_id
+        self._log_quota = log_quota
         self._misfire_slack_secs = misfire_slack_secs
         self._reports = ReportApplier(rand)
         self._observer = observer
@@ -170,9 +174,10 @@ class DispatchService:
             return await bmc.InstanceBmc.live_attempts_of_agent(conn, agent_id)
 
     async def store_logs(self, chunks: Sequence[bmc.NewLogChunk]) -> int:
-        """Store log chunks (resends are skipped); the number newly stored."""
+        """Store log chunks within each attempt's quota (resends, chunks of attempts long ended and what is
+        beyond the quota are skipped); the number newly stored."""
         async with self._db.transaction() as conn:
-            return len(await bmc.LogBmc.insert_many(conn, chunks))
+            return len(await bmc.LogBmc.insert_many(conn, chunks, self._log_quota))
 
     async def live_instances(self, agent_id: str) -> list[TaskInstance]:
         """The agent's dispatched or running attempts."""

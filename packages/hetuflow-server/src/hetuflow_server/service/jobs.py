@@ -12,6 +12,9 @@ matching online agent (``service.new_tasks``).
 
 A trigger of any other job is one statement (``TaskBmc.insert_triggered``): the job's row read under a share
 lock, every task inserted and the dispatchers woken, committed on its own, however many tasks it makes.
+
+Secret env entries (``config.secret_env``) are write-only: readers see ``SECRET_MASK`` in their place, so an
+update that sends the mask back for an entry stored as secret keeps the stored value (and the entry secret).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import msgspec
 from hetuflow_core.api import Page
 from hetuflow_core.enums import CommandKind, JobStatus
 from hetuflow_core.ids import uuid7
-from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate
+from hetuflow_core.job import SECRET_MASK, Job, JobConfig, JobCreate, JobUpdate
 from hetuflow_core.task import TaskTrigger, TriggerResult
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
@@ -60,7 +63,27 @@ def validate_job_config(config: JobConfig, path: str = "$.config") -> JobConfig:
         raise invalid(f"{path}.script", f"{config.command} jobs take args, not a script")
     if config.retry.max_secs < config.retry.base_secs:
         raise invalid(f"{path}.retry.max_secs", "must not be smaller than base_secs")
+    for index, name in enumerate(config.secret_env or ()):
+        if name not in config.env:
+            raise invalid(f"{path}.secret_env[{index}]", f"{name!r} is not a key of env")
     return config
+
+
+def keep_secrets(new: JobConfig, stored: JobConfig) -> JobConfig:
+    """``new`` with every env value that is the mask of an entry ``stored`` holds as secret replaced by the
+    stored value, that entry staying secret: a client sends back what it read."""
+    stored_secret = stored.secret_names
+    kept = {
+        name
+        for name, value in new.env.items()
+        if value == SECRET_MASK and name in stored_secret and name in stored.env
+    }
+    if not kept:
+        return new
+    env = {name: stored.env[name] if name in kept else value for name, value in new.env.items()}
+    named = list(new.secret_env or ())
+    secret = named + sorted(kept - set(named))
+    return msgspec.structs.replace(new, env=env, secret_env=secret)
 
 
 class JobService:
@@ -122,7 +145,7 @@ class JobService:
                 name=job.name if patch.name is msgspec.UNSET else patch.name,
                 description=job.description if patch.description is msgspec.UNSET else patch.description,
                 status=status,
-                config=job.config if config is None else config,
+                config=job.config if config is None else keep_secrets(config, job.config),
                 by=by,
             )
             await notify.schedules_changed(conn, job_id=job_id)

@@ -72,16 +72,21 @@ class ReportApplier:
         self, conn: db.Connection, reports: Sequence[AgentReport]
     ) -> list[ReportResult | None]:
         """Apply reports of several agents, each only to its own sender's instances; a frame id already
-        applied for its agent (a resend after a reconnect) is skipped and answered None."""
+        applied for its agent (a resend after a reconnect) is skipped and answered None. The id of a refused
+        report is not kept."""
         first: dict[tuple[str, str], int] = {}
         for position, report in enumerate(reports):
             first.setdefault((report.agent_id, report.msg_id), position)  # the first of repeats in the batch
         fresh = await bmc.InstanceBmc.record_frames(conn, list(first))
-        todo = [position for frame, position in first.items() if frame in fresh]
-        applied = await self._apply(conn, [(reports[p].data, reports[p].agent_id) for p in todo])
+        todo = [(frame, position) for frame, position in first.items() if frame in fresh]
+        applied = await self._apply(conn, [(reports[p].data, reports[p].agent_id) for _, p in todo])
         results: list[ReportResult | None] = [None] * len(reports)
-        for position, result in zip(todo, applied, strict=True):
+        refused: list[tuple[str, str]] = []
+        for (frame, position), result in zip(todo, applied, strict=True):
             results[position] = result
+            if result.outcome is ReportOutcome.REFUSED:
+                refused.append(frame)
+        await bmc.InstanceBmc.forget_frames(conn, refused)
         return results
 
     async def mark_lost(

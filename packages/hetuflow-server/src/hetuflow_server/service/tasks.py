@@ -31,6 +31,9 @@ _RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIP
 _ON_AGENT = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING})
 DEFAULT_LOG_LIMIT = 1000
 MAX_LOG_LIMIT = 10_000
+MAX_LOG_PAGE_BYTES = 1024 * 1024
+"""Log content one page carries at most (one chunk when a single chunk is larger): a page is bounded in
+bytes as well as in chunks, whatever ``limit`` asks for."""
 
 
 class CancelOutcome(msgspec.Struct, kw_only=True):
@@ -167,7 +170,8 @@ class InstanceService:
         """Log chunks of the attempt in arrival order after the cursor ``after_seq``.
 
         ``after_seq`` is a position in the attempt's log, not a chunk's per-stream ``seq``: start at 0 and
-        pass ``next_after_seq`` back to continue (it stays the same when nothing new arrived).
+        pass ``next_after_seq`` back to continue (it stays the same when nothing new arrived). A page holds at
+        most ``limit`` chunks and about ``MAX_LOG_PAGE_BYTES`` of content.
         """
         if after_seq < 0:
             raise invalid("$.after_seq", "must be 0 or more")
@@ -175,6 +179,8 @@ class InstanceService:
             raise InvalidInput(f"limit must be between 1 and {MAX_LOG_LIMIT}")
         async with self._db.transaction() as conn:
             await bmc.InstanceBmc.get(conn, instance_id)
-            chunks = await bmc.LogBmc.read(conn, instance_id, after_position=after_seq, limit=limit)
+            chunks = await bmc.LogBmc.read(
+                conn, instance_id, after_position=after_seq, limit=limit, max_bytes=MAX_LOG_PAGE_BYTES
+            )
         next_after = chunks[-1].position if chunks else after_seq
         return TaskLogPage(items=[chunk.entry for chunk in chunks], next_after_seq=next_after)

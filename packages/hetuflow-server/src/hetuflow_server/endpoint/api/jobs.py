@@ -10,6 +10,7 @@ from hetuflow_core.task import TaskTrigger, TriggerResult
 from hetuflow_core.types import Namespace
 from hetuflow_server.endpoint.api.operation import API_PREFIX, Context, Operations
 from hetuflow_server.endpoint.api.params import PageQuery
+from hetuflow_server.endpoint.api.redaction import redacted, redacted_page
 
 __all__ = ["operations"]
 
@@ -29,25 +30,28 @@ class JobListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
 @operations.get("/jobs", summary="List jobs")
 async def list_jobs(ctx: Context, query: JobListQuery) -> Page[Job]:
     """Live (not deleted) jobs in creation order, optionally of one namespace."""
-    return await ctx.services.jobs.list(namespace=query.namespace, cursor=query.cursor, limit=query.limit)
+    return redacted_page(
+        await ctx.services.jobs.list(namespace=query.namespace, cursor=query.cursor, limit=query.limit)
+    )
 
 
 @operations.post("/jobs", summary="Create a job", status=201, location=_location, extra_errors=(409,))
 async def create_job(ctx: Context, body: JobCreate) -> Job:
     """Store a new job; its name must be unique within its namespace (409 otherwise)."""
-    return await ctx.services.jobs.create(body, by=ctx.actor)
+    return redacted(await ctx.services.jobs.create(body, by=ctx.actor))
 
 
 @operations.get("/jobs/{job_id}", summary="Get a job")
 async def get_job(ctx: Context, job_id: UUID) -> Job:
     """One job by id."""
-    return await ctx.services.jobs.get(job_id)
+    return redacted(await ctx.services.jobs.get(job_id))
 
 
 @operations.patch("/jobs/{job_id}", summary="Change a job", extra_errors=(409,))
 async def update_job(ctx: Context, job_id: UUID, body: JobUpdate) -> Job:
-    """Change the fields given; ``config`` is replaced as a whole. Disabling removes planned future tasks."""
-    return await ctx.services.jobs.update(job_id, body, by=ctx.actor)
+    """Change the fields given; ``config`` is replaced as a whole (a secret env value sent back as ``***``
+    keeps the stored one). Disabling removes planned future tasks."""
+    return redacted(await ctx.services.jobs.update(job_id, body, by=ctx.actor))
 
 
 @operations.delete("/jobs/{job_id}", summary="Delete a job")
@@ -59,13 +63,13 @@ async def delete_job(ctx: Context, job_id: UUID) -> None:
 @operations.post("/jobs/{job_id}/enable", summary="Enable a job")
 async def enable_job(ctx: Context, job_id: UUID) -> Job:
     """Let the job's schedules produce work again (no change when already enabled)."""
-    return await ctx.services.jobs.enable(job_id, by=ctx.actor)
+    return redacted(await ctx.services.jobs.enable(job_id, by=ctx.actor))
 
 
 @operations.post("/jobs/{job_id}/disable", summary="Disable a job")
 async def disable_job(ctx: Context, job_id: UUID) -> Job:
     """Silence the job's schedules and remove their not yet dispatched future tasks."""
-    return await ctx.services.jobs.disable(job_id, by=ctx.actor)
+    return redacted(await ctx.services.jobs.disable(job_id, by=ctx.actor))
 
 
 @operations.post("/jobs/{job_id}/trigger", summary="Run a job now", status=201, body_optional=True)

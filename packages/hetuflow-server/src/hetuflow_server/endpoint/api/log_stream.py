@@ -159,8 +159,7 @@ async def _tail(
             yield _log_events(page.items, page.next_after_seq)
             position = page.next_after_seq
             idle = 0.0
-            if len(page.items) == PAGE_SIZE:
-                continue
+            continue  # a page is bounded in bytes too: only an empty read says there is nothing more now
         if final_seen:
             instance = await services.instances.get(instance_id)
             yield _event("end", LogStreamEnd(instance_id=instance_id, status=instance.status))

@@ -14,6 +14,7 @@ from hetuflow_core.types import AgentId
 from hetuflow_server.endpoint.api import paging
 from hetuflow_server.endpoint.api.operation import API_PREFIX, Context, Operations
 from hetuflow_server.endpoint.api.params import PageQuery, Timestamp
+from hetuflow_server.endpoint.api.redaction import redacted, redacted_page
 from hetuflow_server.service.tasks import DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT
 
 __all__ = ["instance_operations", "operations"]
@@ -64,13 +65,13 @@ async def list_tasks(ctx: Context, query: TaskListQuery) -> Page[Task]:
         cursor=query.cursor,
         limit=query.limit,
     )
-    return await ctx.services.tasks.list(filt)
+    return redacted_page(await ctx.services.tasks.list(filt))
 
 
 @operations.get("/tasks/{task_id}", summary="Get a task")
 async def get_task(ctx: Context, task_id: UUID) -> Task:
     """One task by id."""
-    return await ctx.services.tasks.get(task_id)
+    return redacted(await ctx.services.tasks.get(task_id))
 
 
 @operations.post("/tasks/{task_id}/cancel", summary="Cancel a task", extra_errors=(409,))
@@ -78,7 +79,7 @@ async def cancel_task(ctx: Context, task_id: UUID) -> Task:
     """pending, dispatched, running or waiting_retry → cancelled; a running attempt is killed on its agent.
     A task that already ended cannot be cancelled (409)."""
     outcome = await ctx.services.tasks.cancel(task_id, by=ctx.actor)
-    return outcome.task
+    return redacted(outcome.task)
 
 
 @operations.post(
@@ -87,7 +88,7 @@ async def cancel_task(ctx: Context, task_id: UUID) -> Task:
 async def retry_task(ctx: Context, task_id: UUID) -> Task:
     """Create a new task running a failed, cancelled or skipped one again, with its parameters and the job's
     current config; answers the new task. Other states cannot be retried (409)."""
-    return await ctx.services.tasks.retry(task_id, by=ctx.actor)
+    return redacted(await ctx.services.tasks.retry(task_id, by=ctx.actor))
 
 
 @operations.get("/tasks/{task_id}/instances", summary="Attempts of a task")

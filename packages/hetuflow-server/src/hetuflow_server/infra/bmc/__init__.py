@@ -23,7 +23,7 @@ from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
 from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
-from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
+from hetuflow_server.infra.bmc.log import LogBmc, LogQuota, NewLogChunk, StoredLogChunk
 from hetuflow_server.infra.bmc.schedule import (
     DaemonVacancy,
     EventTarget,
@@ -57,6 +57,7 @@ __all__ = [
     "LiveAttempt",
     "LiveRun",
     "LogBmc",
+    "LogQuota",
     "ManualRun",
     "MisfireSettings",
     "NewInstance",

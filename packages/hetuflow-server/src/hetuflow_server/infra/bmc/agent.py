@@ -57,7 +57,8 @@ class AgentBmc:
         capabilities: AgentCapabilities,
         server_id: UUID,
     ) -> Agent:
-        """Create or refresh the agent as connected to ``server_id`` (operator modes survive)."""
+        """Create or refresh the agent as connected to ``server_id`` (operator modes and locked labels
+        survive)."""
         params = {
             "id": agent_id,
             "name": name,
@@ -116,9 +117,12 @@ class AgentBmc:
         return many(await db.fetch_all(conn, _LIST), Agent)
 
     @staticmethod
-    async def set_labels(conn: db.Connection, agent_id: str, labels: dict[str, str]) -> Agent:
-        """Replace the routing labels."""
-        row = await db.fetch_one(conn, _SET_LABELS, {"id": agent_id, "labels": jsonb(labels)})
+    async def set_labels(
+        conn: db.Connection, agent_id: str, labels: dict[str, str], *, locked: bool = True
+    ) -> Agent:
+        """Replace the routing labels; ``locked``: they stay over what the agent declares at registration."""
+        params = {"id": agent_id, "labels": jsonb(labels), "locked": locked}
+        row = await db.fetch_one(conn, _SET_LABELS, params)
         return required(row, Agent, "agent", agent_id)
 
     @staticmethod

@@ -24,6 +24,7 @@ _LIST_BY_IDS = query("list_instances")
 _APPLY_REPORTS = query("apply_instance_reports")
 _RECORD_LATE = query("record_late_reports")
 _RECORD_FRAMES = query("record_report_frames")
+_FORGET_FRAMES = query("forget_report_frames")
 _LIVE_OF_AGENTS = query("live_instances_of_agents")
 _COUNT_LIVE = query("count_live_instances")
 _LIVE_OF_SILENT = query("live_instances_of_silent_agents")
@@ -150,6 +151,13 @@ class InstanceBmc:
         document = _json.encode([{"agent_id": agent, "msg_id": msg} for agent, msg in frames]).decode()
         rows = await db.fetch_all(conn, _RECORD_FRAMES, {"frames": document})
         return {(row["agent_id"], row["msg_id"]) for row in rows}
+
+    @staticmethod
+    async def forget_frames(conn: db.Connection, frames: Sequence[tuple[str, str]]) -> None:
+        """Forget report frames ``(agent_id, msg_id)`` recorded in this transaction (they were refused)."""
+        if frames:
+            document = _json.encode([{"agent_id": agent, "msg_id": msg} for agent, msg in frames]).decode()
+            await db.execute(conn, _FORGET_FRAMES, {"frames": document})
 
     @staticmethod
     async def live_of_agents(conn: db.Connection, agent_ids: Sequence[str]) -> list[TaskInstance]:

@@ -1,4 +1,5 @@
-"""LogBmc: statements on ``sched_task_log`` — idempotent chunk inserts and cursor reads."""
+"""LogBmc: statements on ``sched_task_log`` — idempotent chunk inserts within each attempt's quota, and cursor
+reads bounded in chunks and bytes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hetuflow_core.task import TaskLogEntry
 from hetuflow_server.infra import db
 from hetuflow_server.infra.sql import query
 
-__all__ = ["LogBmc", "NewLogChunk", "StoredLogChunk"]
+__all__ = ["LogBmc", "LogQuota", "NewLogChunk", "StoredLogChunk"]
 
 _INSERT_MANY = query("insert_log_chunks")
 _READ = query("read_logs")
@@ -32,6 +33,22 @@ class NewLogChunk(msgspec.Struct, kw_only=True, frozen=True):
     """The agent that sent it: stored only if that agent runs the instance (None: the server, no check)."""
 
 
+class LogQuota(msgspec.Struct, kw_only=True, frozen=True):
+    """What an attempt may store: ``max_bytes`` of content in all, and chunks until ``grace_secs`` after it
+    ended."""
+
+    max_bytes: int
+    grace_secs: float
+
+    @property
+    def marker(self) -> bytes:
+        """What is stored in place of the chunk that crosses ``max_bytes``."""
+        return (
+            f"\n[hetuflow: this attempt's log reached {self.max_bytes} bytes;"
+            " the rest of its output was not stored]\n"
+        ).encode()
+
+
 class StoredLogChunk(msgspec.Struct, kw_only=True, frozen=True):
     """A chunk as read back: ``position`` orders all chunks of an attempt and is the read cursor."""
 
@@ -43,9 +60,13 @@ class LogBmc:
     """Log chunks of attempts."""
 
     @staticmethod
-    async def insert_many(conn: db.Connection, chunks: Sequence[NewLogChunk]) -> set[tuple[UUID, str, int]]:
-        """Store chunks in one statement; resends, chunks of unknown instances and chunks an agent sent for an
-        instance it does not run are skipped.
+    async def insert_many(
+        conn: db.Connection, chunks: Sequence[NewLogChunk], quota: LogQuota
+    ) -> set[tuple[UUID, str, int]]:
+        """Store chunks in one statement; resends, chunks of unknown instances, chunks an agent sent for an
+        instance it does not run and chunks of attempts that ended more than ``quota.grace_secs`` ago are
+        skipped. An attempt stores at most ``quota.max_bytes``: the chunk that crosses it is stored as the
+        marker, and nothing of that attempt after it.
 
         Returns the (instance_id, stream, seq) keys actually stored.
         """
@@ -58,19 +79,27 @@ class LogBmc:
             "tss": [c.ts for c in chunks],
             "contents": [c.content for c in chunks],
             "agent_ids": [c.agent_id for c in chunks],
+            "max_bytes": quota.max_bytes,
+            "grace_secs": quota.grace_secs,
+            "marker": quota.marker,
         }
         rows = await db.fetch_all(conn, _INSERT_MANY, params)
         return {(row["instance_id"], row["stream"], row["seq"]) for row in rows}
 
     @staticmethod
     async def read(
-        conn: db.Connection, instance_id: UUID, *, after_position: int, limit: int
+        conn: db.Connection, instance_id: UUID, *, after_position: int, limit: int, max_bytes: int
     ) -> list[StoredLogChunk]:
-        """Up to ``limit`` chunks of an attempt after ``after_position``, content decoded as UTF-8 with
-        invalid bytes replaced (U+FFFD)."""
-        rows = await db.fetch_all(
-            conn, _READ, {"instance_id": instance_id, "after_id": after_position, "limit": limit}
-        )
+        """Up to ``limit`` chunks of an attempt after ``after_position``, and no more once they hold
+        ``max_bytes`` of content (at least one); content decoded as UTF-8 with invalid bytes replaced
+        (U+FFFD)."""
+        params = {
+            "instance_id": instance_id,
+            "after_id": after_position,
+            "limit": limit,
+            "max_bytes": max_bytes,
+        }
+        rows = await db.fetch_all(conn, _READ, params)
         return [
             StoredLogChunk(
                 position=row["id"],

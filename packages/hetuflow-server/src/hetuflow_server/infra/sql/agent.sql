@@ -3,7 +3,8 @@
 -- reconnect; only `online` agents get new work.
 
 -- name: register_agent
--- Registration: create the agent or refresh it. A disabled or draining agent keeps its mode.
+-- Registration: create the agent or refresh it. A disabled or draining agent keeps its mode; the labels it
+-- declares replace the stored ones unless an operator set (locked) them.
 INSERT INTO sched_agent (id, name, address, status, labels, capabilities, server_id, last_heartbeat_at)
 VALUES (%(id)s::text, %(name)s::text, %(address)s::text, 'online', %(labels)s::jsonb, %(capabilities)s::jsonb,
         %(server_id)s::uuid, now())
@@ -11,12 +12,13 @@ ON CONFLICT (id) DO UPDATE
 SET name = excluded.name,
     address = excluded.address,
     status = CASE WHEN sched_agent.status IN ('disabled', 'draining') THEN sched_agent.status ELSE 'online' END,
-    labels = excluded.labels,
+    labels = CASE WHEN sched_agent.labels_locked THEN sched_agent.labels ELSE excluded.labels END,
     capabilities = excluded.capabilities,
     server_id = excluded.server_id,
     last_heartbeat_at = now(),
     updated_at = now()
-RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+RETURNING id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+          created_at
 
 -- name: heartbeat_agent
 -- A heartbeat on the connection held by `server_id`; an agent declared offline that still beats is back online.
@@ -27,7 +29,8 @@ SET last_heartbeat_at = now(),
     status = CASE WHEN status = 'offline' THEN 'online' ELSE status END,
     updated_at = now()
 WHERE id = %(id)s::text
-RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+RETURNING id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+          created_at
 
 -- name: heartbeat_agents
 -- The heartbeats received by `server_id` over one flush interval, in one statement: the rows are locked in id
@@ -57,37 +60,44 @@ LEFT JOIN sched_task_instance i ON i.agent_id = u.id AND i.status IN ('dispatche
 LEFT JOIN sched_task t ON t.id = i.task_id
 
 -- name: get_agent
-SELECT id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+SELECT id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+       created_at
 FROM sched_agent WHERE id = %(id)s::text
 
 -- name: list_agents
-SELECT id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+SELECT id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+       created_at
 FROM sched_agent ORDER BY id
 
 -- name: set_agent_labels
-UPDATE sched_agent SET labels = %(labels)s::jsonb, updated_at = now()
+-- An operator's labels; `locked` keeps them over the agent's own at its registrations.
+UPDATE sched_agent SET labels = %(labels)s::jsonb, labels_locked = %(locked)s::boolean, updated_at = now()
 WHERE id = %(id)s::text
-RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+RETURNING id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+          created_at
 
 -- name: set_agent_status
 -- Conditional mode change (drain, disable).
 UPDATE sched_agent SET status = %(status)s::text, updated_at = now()
 WHERE id = %(id)s::text AND status = ANY(%(allowed)s::text[])
-RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+RETURNING id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+          created_at
 
 -- name: enable_agent
 -- A disabled agent comes back online if a server holds its connection, else offline.
 UPDATE sched_agent
 SET status = CASE WHEN server_id IS NOT NULL THEN 'online' ELSE 'offline' END, updated_at = now()
 WHERE id = %(id)s::text AND status = 'disabled'
-RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+RETURNING id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+          created_at
 
 -- name: disconnect_agent
 -- The connection held by `server_id` closed: the agent is offline (a disabled one stays disabled).
 UPDATE sched_agent
 SET status = CASE WHEN status = 'disabled' THEN status ELSE 'offline' END, server_id = NULL, updated_at = now()
 WHERE id = %(id)s::text AND server_id = %(server_id)s::uuid
-RETURNING id, name, address, status, labels, capabilities, server_id, metrics, last_heartbeat_at, created_at
+RETURNING id, name, address, status, labels, labels_locked, capabilities, server_id, metrics, last_heartbeat_at,
+          created_at
 
 -- name: mark_stale_agents_offline
 -- Liveness: agents silent since before `before` are offline. Locked in id order like a batch of heartbeats, so

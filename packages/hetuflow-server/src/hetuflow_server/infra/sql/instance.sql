@@ -112,6 +112,13 @@ SELECT f.agent_id, f.msg_id FROM jsonb_to_recordset(%(frames)s::jsonb) AS f(agen
 ON CONFLICT (agent_id, msg_id) DO NOTHING
 RETURNING agent_id, msg_id
 
+-- name: forget_report_frames
+-- The frame ids of reports that were refused, forgotten again in the transaction that recorded them: what was
+-- refused is not kept (an agent could otherwise fill the table with frames that change nothing).
+DELETE FROM sched_agent_msg m
+USING jsonb_to_recordset(%(frames)s::jsonb) AS f(agent_id text, msg_id text)
+WHERE m.agent_id = f.agent_id AND m.msg_id = f.msg_id
+
 -- name: live_instances_of_agents
 -- Attempts still dispatched or running on the given agents (liveness, state sync).
 SELECT * FROM sched_task_instance

@@ -101,6 +101,7 @@ function configDetails(job) {
     ["Script", c.script ? h("pre", { class: "code" }, c.script) : null],
     ["Arguments", c.args.length ? h("pre", { class: "code" }, c.args.join("\n")) : null],
     ["Environment", Object.keys(c.env).length ? h("pre", { class: "code" }, keyValueText(c.env)) : null],
+    ["Secret variables", c.secret_env?.length ? `${c.secret_env.join(", ")} (values shown as ***)` : null],
     ["Working directory", c.workdir],
     ["Timeout", c.timeout_secs === null ? "none" : `${c.timeout_secs} s`],
     ["Retries", retry.max_retries ? `${retry.max_retries} (${retry.backoff}, ${retry.base_secs}–${retry.max_secs} s, jitter ${retry.jitter})` : "none"],
@@ -156,6 +157,9 @@ function jobForm(job) {
         help: "After the script, or without one the command line itself (uv runs 'uv run <args>'); npx and cargo take arguments only.",
       }),
       field("Environment (KEY=VALUE per line)", textarea("config.env", { rows: 3, class: "code", value: keyValueText(c.env) })),
+      field("Secret variables", input("config.secret_env", { value: (c.secret_env || []).join(", "), placeholder: "API_TOKEN, DB_PASSWORD", autocomplete: "off" }), {
+        help: "Names from the environment, comma-separated: their values are sent to the agent but shown as *** everywhere; leave *** as the value to keep a stored secret.",
+      }),
       field("Working directory", input("config.workdir", { value: c.workdir || "" })),
     ),
     h(
@@ -235,6 +239,8 @@ function readConfig(form, errors) {
   };
   const script = form.elements.namedItem("config.script").value;
   if (SCRIPT_COMMANDS.has(command) && script.trim()) config.script = script;
+  const secret = value(form, "config.secret_env").split(",").map((name) => name.trim()).filter(Boolean);
+  if (secret.length) config.secret_env = secret;
   const workdir = value(form, "config.workdir");
   if (workdir) config.workdir = workdir;
   const timeout = number(form, "config.timeout_secs", errors);
