@@ -21,6 +21,8 @@ from hetuflow_core.enums import (
     JobStatus,
     LogStream,
     MisfirePolicy,
+    NotificationEvent,
+    NotificationStatus,
     ProtocolErrorCode,
     RoutingPolicy,
     ScheduleKind,
@@ -33,6 +35,7 @@ from hetuflow_core.enums import (
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowStep
 from hetuflow_core.ids import new_message_id, now_ms, uuid7
 from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate, ResourceLimits, RetryPolicy, Target
+from hetuflow_core.notification import AuditEntry, NotificationDelivery, NotifyRule
 from hetuflow_core.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
 from hetuflow_core.schedule import (
     Schedule,
@@ -61,6 +64,7 @@ __all__ = [
     "AgentMetrics",
     "AgentStatus",
     "AgentUpdate",
+    "AuditEntry",
     "BackoffKind",
     "CommandKind",
     "ConcurrencyPolicy",
@@ -80,6 +84,10 @@ __all__ = [
     "JobUpdate",
     "LogStream",
     "MisfirePolicy",
+    "NotificationDelivery",
+    "NotificationEvent",
+    "NotificationStatus",
+    "NotifyRule",
     "Page",
     "Problem",
     "ProtocolError",

@@ -102,8 +102,9 @@ class TokenService:
         """Revoke token ``jti`` (idempotent; NotFound if none); refused from now on by this server."""
         self._forget(jti)
         record = await self._records.revoke(jti)
-        # Again after the commit: a lookup that read the old row meanwhile may have cached it.
-        self._forget(jti)
+        # Again after the commit (of the API call's unit of work, when there is one): a lookup that read the
+        # old row meanwhile may have cached it.
+        self._records.after_commit(lambda: self._forget(jti))
         return record
 
     def _forget(self, jti: UUID) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "AGENT_CMD_CHANNEL",
     "CHANNELS",
     "MANUAL_TASKS",
+    "NOTIFICATION_CHANNEL",
     "SCHEDULE_CHANNEL",
     "WORK_CHANNEL",
     "AgentCommandNotice",
@@ -53,7 +54,9 @@ SCHEDULE_CHANNEL: Final = "hetuflow_schedule"
 """A job or schedule changed: the generator (on the leader) wakes."""
 AGENT_CMD_CHANNEL: Final = "hetuflow_agent_cmd"
 """A command for an agent; the server holding its connection forwards it (payload: ``AgentCommandNotice``)."""
-CHANNELS: Final = (WORK_CHANNEL, SCHEDULE_CHANNEL, AGENT_CMD_CHANNEL)
+NOTIFICATION_CHANNEL: Final = "hetuflow_notification"
+"""A notification was queued (sent by the outbox triggers of the database): the notifiers wake."""
+CHANNELS: Final = (WORK_CHANNEL, SCHEDULE_CHANNEL, AGENT_CMD_CHANNEL, NOTIFICATION_CHANNEL)
 
 MAX_PAYLOAD_BYTES: Final = 7999  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 CONNECT_TIMEOUT_SECS: Final = 10

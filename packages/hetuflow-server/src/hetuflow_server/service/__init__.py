@@ -14,10 +14,12 @@ from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service._claim import AgentCapacity, Dispatch
 from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.agents import AgentService, ServerService
+from hetuflow_server.service.audit import AuditService
 from hetuflow_server.service.dispatch import DispatchObserver, DispatchService
 from hetuflow_server.service.events import EventService
 from hetuflow_server.service.flows import FlowService
 from hetuflow_server.service.jobs import JobService
+from hetuflow_server.service.notifications import NotificationService
 from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
@@ -28,6 +30,7 @@ __all__ = [
     "AgentCapacity",
     "AgentReport",
     "AgentService",
+    "AuditService",
     "CancelOutcome",
     "Dispatch",
     "DispatchObserver",
@@ -36,6 +39,7 @@ __all__ = [
     "FlowService",
     "InstanceService",
     "JobService",
+    "NotificationService",
     "Reconciliation",
     "ReportOutcome",
     "ReportResult",
@@ -73,6 +77,8 @@ class Services:
         self.events = EventService(db)
         self.flows = FlowService(db)
         self.tokens = TokenRecordService(db)
+        self.audit = AuditService(db)
+        self.notifications = NotificationService(db)
         self.dispatch = DispatchService(
             db, server_id=server_id, observer=observer, misfire_slack_secs=misfire_slack_secs
         )

@@ -7,7 +7,7 @@ issue is not trusted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 from hetuflow_core.api import TokenInfo
@@ -47,6 +47,10 @@ class TokenRecordService:
         """Revoke the token (idempotent); NotFound for an unknown jti."""
         async with self._db.transaction() as conn:
             return await bmc.TokenBmc.revoke(conn, jti)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the unit of work the caller runs in committed (at once outside of one)."""
+        self._db.after_commit(callback)
 
     async def is_revoked(self, jti: UUID) -> bool:
         """True when the token was revoked or was never recorded here."""
