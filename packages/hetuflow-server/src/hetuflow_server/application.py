@@ -150,6 +150,7 @@ class ServerApplication:
                 server_id=self.server_id,
                 observer=self.metrics,
                 misfire_slack_secs=self.config.scheduler.misfire_slack_secs,
+                notification_targets=frozenset(self.config.notifications.targets),
             )
             self.metrics.track(pool=self._db.pool)
             if codec is not None:

@@ -56,7 +56,8 @@ class Services:
 
     ``server_id`` (this server's id) is recorded on the instances it dispatches; ``observer`` (the server's
     metrics) hears about committed dispatches and reports; ``misfire_slack_secs`` is the lateness dispatch
-    forgives on top of every grace period and start deadline (``scheduler.misfire_slack_secs``).
+    forgives on top of every grace period and start deadline (``scheduler.misfire_slack_secs``);
+    ``notification_targets`` the names jobs may send notifications to (None: any name).
     """
 
     def __init__(
@@ -66,9 +67,10 @@ class Services:
         server_id: UUID | None = None,
         observer: DispatchObserver | None = None,
         misfire_slack_secs: float = MISFIRE_SLACK_SECS,
+        notification_targets: frozenset[str] | None = None,
     ) -> None:
         self.db = db
-        self.jobs = JobService(db)
+        self.jobs = JobService(db, notification_targets=notification_targets)
         self.schedules = ScheduleService(db)
         self.tasks = TaskService(db)
         self.instances = InstanceService(db)
