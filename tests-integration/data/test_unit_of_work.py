@@ -87,3 +87,13 @@ async def test_tasks_spawned_inside_get_their_own_transactions(probe: ModelManag
         with pytest.raises(RuntimeError, match="do not nest"):
             async with probe.unit_of_work():
                 pass
+
+
+async def test_another_pool_does_not_join(probe: ModelManager, migrated_database_url: str) -> None:
+    other = ModelManager(migrated_database_url, min_size=1, max_size=1)
+    await other.open()
+    try:
+        async with probe.unit_of_work() as outer, other.transaction() as conn:
+            assert conn is not outer
+    finally:
+        await other.close()

@@ -77,9 +77,10 @@ _KEY_COLUMNS: Final = re.compile(r"Key \((\w+)\)=")
 
 @dataclasses.dataclass(slots=True)
 class _UnitOfWork:
-    """The transaction of a ``unit_of_work()`` block: its connection, the task it belongs to, and what to run
-    once it committed."""
+    """The transaction of a ``unit_of_work()`` block: its pool's manager, its connection, the task it belongs
+    to, and what to run once it committed."""
 
+    manager: ModelManager
     conn: Connection
     owner: asyncio.Task[Any] | None
     after_commit: list[Callable[[], None]] = dataclasses.field(default_factory=list)
@@ -92,9 +93,9 @@ _unit_of_work: contextvars.ContextVar[_UnitOfWork | None] = contextvars.ContextV
 )
 
 
-def _joinable() -> _UnitOfWork | None:
+def _joinable(manager: ModelManager) -> _UnitOfWork | None:
     unit = _unit_of_work.get()
-    if unit is None or unit.owner is not asyncio.current_task():
+    if unit is None or unit.manager is not manager or unit.owner is not asyncio.current_task():
         return None
     return unit
 
@@ -167,13 +168,13 @@ class ModelManager:
         """One transaction that the ``transaction()`` and ``autocommit()`` blocks of this task join until the
         block ends: all of it commits at the end, or nothing does. Callbacks given to ``after_commit`` run
         once it committed."""
-        if _joinable() is not None:
+        if _joinable(self) is not None:
             raise RuntimeError("unit_of_work() blocks do not nest")
         callbacks: list[Callable[[], None]] = []
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 # An explicit BEGIN: the blocks that join see a transaction in progress and use savepoints.
-                unit = _UnitOfWork(conn, asyncio.current_task(), callbacks)
+                unit = _UnitOfWork(self, conn, asyncio.current_task(), callbacks)
                 token = _unit_of_work.set(unit)
                 try:
                     yield conn
@@ -186,7 +187,7 @@ class ModelManager:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current unit of work committed (at once when there is none)."""
-        unit = _joinable()
+        unit = _joinable(self)
         if unit is None:
             callback()
         else:
@@ -203,7 +204,7 @@ class ModelManager:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A pooled connection inside one transaction: commit on normal exit, rollback on error."""
-        unit = _joinable()
+        unit = _joinable(self)
         if unit is not None:
             async with self._joined(unit) as conn:
                 yield conn
@@ -219,7 +220,7 @@ class ModelManager:
     async def autocommit(self) -> AsyncIterator[Connection]:
         """A pooled connection on which each statement commits on its own: no BEGIN and COMMIT round trips
         for a unit of work that is one statement (inside a ``unit_of_work()`` it joins that instead)."""
-        unit = _joinable()
+        unit = _joinable(self)
         if unit is not None:
             async with self._joined(unit) as conn:
                 yield conn
