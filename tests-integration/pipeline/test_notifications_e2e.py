@@ -166,6 +166,24 @@ def test_a_succeeding_job_sends_only_what_its_rules_ask_for(
     assert [body["event"] for _, body in receiver.for_task(told)] == ["succeeded"]
 
 
+def test_two_servers_send_each_notification_once(
+    pipeline: Pipeline, agents: AgentPool, receiver: Receiver
+) -> None:
+    # Both notifiers wake on the same NOTIFY and race for the same rows: the claim lets one of them win.
+    if len(pipeline.servers) == 1:
+        pipeline.start_server("second-notifier")
+    agents.start()
+    tasks = [
+        pipeline.run(suite=agents.suite, script="exit 1", notify=_rule("hook", "failed")) for _ in range(4)
+    ]
+    for task_id in tasks:
+        pipeline.wait_task(task_id, "failed")
+    for task_id in tasks:
+        (delivery,) = _settled(pipeline, task_id, 1)
+        assert (delivery["status"], delivery["attempts"]) == ("delivered", 1)
+        assert len(receiver.for_task(task_id)) == 1
+
+
 def test_retrying_then_failed_are_told_in_order(
     pipeline: Pipeline, agents: AgentPool, receiver: Receiver
 ) -> None:
