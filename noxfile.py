@@ -39,7 +39,8 @@ CLIS = {"hetuflow-server": "hetuflow-server", "hetuflow-agent": "hetuflow-agent"
 PG_ENV = ("HETUFLOW_REQUIRE_PG", "HETUFLOW_TEST_DATABASE_URL")
 # uv is a test dependency too: the agent runs `uv` command kinds for real, so it must be on the venv PATH.
 TEST_DEPS = ("pytest", "pytest-asyncio", "hypothesis", "httpx", "jsonschema-rs", "uv")
-INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis", "websockets", "pytest-timeout")
+# aiosmtpd: the local SMTP sink that email notifications are delivered to.
+INTEGRATION_DEPS = ("testcontainers[postgres]", "schemathesis", "websockets", "pytest-timeout", "aiosmtpd")
 # A hung integration test fails on its own after this long, instead of holding CI until it is killed.
 INTEGRATION_TEST_TIMEOUT_SECS = 600
 LINT_DEPS = ("ruff", "mypy", "types-psutil", "types-PyYAML")

@@ -31,6 +31,8 @@ TABLES = {
     "sched_schedule_slot",
     "sched_token",
     "sched_uptime",
+    "sched_audit",
+    "sched_notification",
 }
 
 # Every enum column and the hetuflow-core enum whose values its CHECK constraint must list.
@@ -49,6 +51,9 @@ ENUM_CHECKS = {
     "sched_task_log_stream_check": enums.LogStream,
     "sched_schedule_slot_outcome_check": enums.SlotOutcome,
     "sched_token_scope_check": enums.TokenScope,
+    "sched_audit_scope_check": enums.TokenScope,
+    "sched_notification_event_check": enums.NotificationEvent,
+    "sched_notification_status_check": enums.NotificationStatus,
 }
 
 

@@ -277,6 +277,23 @@ CASES = [
     Case("create_token", (NEW_TOKEN,), "POST", "/api/v1/tokens", body=msgspec.to_builtins(NEW_TOKEN)),
     Case("list_tokens", (), "GET", "/api/v1/tokens"),
     Case("revoke_token", (JTI,), "DELETE", f"/api/v1/tokens/{JTI}"),
+    # notifications and audit
+    Case(
+        "list_deliveries",
+        (),
+        "GET",
+        "/api/v1/notifications/deliveries",
+        kwargs={"status": "failed", "job_id": JOB},
+        query=[("status", "failed"), ("job_id", str(JOB))],
+    ),
+    Case(
+        "list_audit",
+        (),
+        "GET",
+        "/api/v1/audit",
+        kwargs={"target": f"/jobs/{JOB}", "actor": "ci"},
+        query=[("target", f"/jobs/{JOB}"), ("actor", "ci")],
+    ),
     Case("healthz", (), "GET", "/healthz"),
     Case("readyz", (), "GET", "/readyz"),
 ]

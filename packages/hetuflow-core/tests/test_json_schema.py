@@ -114,7 +114,8 @@ def test_json_schema_of_one_type_is_standalone() -> None:
 def test_json_schemas_of_chosen_types() -> None:
     schemas = schema.json_schemas([JobCreate])
     referenced = {"JobStatus", "JobConfig", "CommandKind", "RetryPolicy", "BackoffKind", "ResourceLimits"}
-    assert set(schemas) == {"JobCreate", "Target", "RoutingPolicy", "ConcurrencyPolicy", *referenced}
+    notify = {"NotifyRule", "NotificationEvent"}
+    assert set(schemas) == {"JobCreate", "Target", "RoutingPolicy", "ConcurrencyPolicy", *referenced, *notify}
     assert schemas["JobCreate"]["additionalProperties"] is False
 
 

@@ -47,11 +47,21 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
         ("auth", upper, "auth is used by the endpoints, not the other way round")
         for upper in ("endpoint", "broker", "scheduler", *_UPPER)
     ),
+    *(
+        (lower, "notifier", "the notifier delivers what the database queued; nothing calls into it")
+        for lower in ("infra", "service", "endpoint", "broker", "scheduler")
+    ),
+    *(
+        ("notifier", upper, "the notifier reads the outbox and the config, not the transports or the leader")
+        for upper in ("endpoint", "broker", "scheduler", *_UPPER)
+    ),
 )
 
 # Third-party modules only some packages may import: the exception boundary and the driver stay in one place.
 ONLY_IN: dict[str, tuple[str, ...]] = {
     "psycopg": ("infra",),
+    # Outgoing HTTP is the notifier's webhooks; nothing else of the server calls out.
+    "httpx": ("notifier",),
     # The server never needs the agent, except ``standalone``, which runs one in the same process.
     "hetuflow_agent": ("cli",),
 }

@@ -21,6 +21,8 @@ from hetuflow_core.enums import (
     JobStatus,
     LogStream,
     MisfirePolicy,
+    NotificationEvent,
+    NotificationStatus,
     ProtocolErrorCode,
     RoutingPolicy,
     ScheduleKind,
@@ -42,6 +44,7 @@ from hetuflow_core.job import (
     RetryPolicy,
     Target,
 )
+from hetuflow_core.notification import AuditEntry, NotificationDelivery, NotifyRule
 from hetuflow_core.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
 from hetuflow_core.schedule import (
     Schedule,
@@ -71,6 +74,7 @@ __all__ = [
     "AgentMetrics",
     "AgentStatus",
     "AgentUpdate",
+    "AuditEntry",
     "BackoffKind",
     "CommandKind",
     "ConcurrencyPolicy",
@@ -90,6 +94,10 @@ __all__ = [
     "JobUpdate",
     "LogStream",
     "MisfirePolicy",
+    "NotificationDelivery",
+    "NotificationEvent",
+    "NotificationStatus",
+    "NotifyRule",
     "Page",
     "Problem",
     "ProtocolError",

@@ -19,6 +19,8 @@ __all__ = [
     "JobStatus",
     "LogStream",
     "MisfirePolicy",
+    "NotificationEvent",
+    "NotificationStatus",
     "ProtocolErrorCode",
     "RoutingPolicy",
     "ScheduleKind",
@@ -189,6 +191,28 @@ class SlotOutcome(StrEnum):
     SKIPPED_OVERLAP = "skipped_overlap"
     MISSED = "missed"
     DEDUPLICATED = "deduplicated"
+
+
+class NotificationEvent(StrEnum):
+    """Outcomes a job can name notification targets for."""
+
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+    MISSED = "missed"
+    """A fire slot of one of the job's schedules was missed."""
+    RETRYING = "retrying"
+    """An attempt failed and the task waits for its next one."""
+    OFFLINE = "offline"
+    """The agent running one of the job's attempts went offline (the attempt is lost)."""
+
+
+class NotificationStatus(StrEnum):
+    """Where the delivery of one notification to one target stands."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class AgentCommandKind(StrEnum):

@@ -13,6 +13,7 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.enums import BackoffKind, CommandKind, ConcurrencyPolicy, JobStatus, RoutingPolicy
+from hetuflow_core.notification import NotifyRule
 from hetuflow_core.types import AgentId, Labels, Name, Namespace, Priority, Seconds
 
 __all__ = [
@@ -109,6 +110,10 @@ class JobConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     target: Target = msgspec.field(default_factory=Target)
     concurrency: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
     priority: Priority = 0
+    notify: Annotated[
+        list[NotifyRule],
+        msgspec.Meta(max_length=16, description="Notification targets for the outcomes of the job's tasks"),
+    ] = []
 
     @property
     def secret_names(self) -> frozenset[str]:

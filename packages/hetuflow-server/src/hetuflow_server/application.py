@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from hetuflow_core.ids import uuid7
-from hetuflow_server import broker, endpoint, metrics, retention
+from hetuflow_server import broker, endpoint, metrics, notifier, retention
 from hetuflow_server.auth.keys import load_or_create_key
 from hetuflow_server.auth.service import TokenService
 from hetuflow_server.auth.tokens import TokenCodec
@@ -158,6 +158,7 @@ class ServerApplication:
                     max_bytes=self.config.retention.attempt_log_max_bytes,
                     grace_secs=self.config.retention.late_log_grace_secs,
                 ),
+                notification_targets=frozenset(self.config.notifications.targets),
             )
             self.metrics.track(pool=self._db.pool)
             if codec is not None:
@@ -287,6 +288,11 @@ class ServerApplication:
             metrics=self.metrics,
         )
         self.loops.add("retention", aged.loop())
+        # Every server delivers notifications: the outbox's row locks keep them from sending one twice.
+        notifications = notifier.Notifier(self.db, self.config.notifications)
+        listener.subscribe(notify.NOTIFICATION_CHANNEL, notifications.on_notify)
+        listener.add_connect_hook(lambda: notifications.on_notify(""))
+        self.loops.add("notifier", notifications.loop())
         self.metrics.track(broker=self._broker, leadership=self.leadership)
 
     async def _heartbeat(self) -> None:

@@ -14,7 +14,7 @@ import re
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import msgspec
@@ -31,6 +31,8 @@ __all__ = [
     "DatabaseSection",
     "LogSection",
     "MetricsSection",
+    "NotificationTarget",
+    "NotificationsSection",
     "RetentionSection",
     "SchedulerSection",
     "ServerConfig",
@@ -124,8 +126,46 @@ class RetentionSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
     """Log content stored per attempt; the chunk crossing it is stored as a truncation marker."""
     late_log_grace_secs: GraceSecs = 300.0
     """How long after an attempt ended its agent may still deliver log chunks (a resend after a reconnect)."""
+    audit_days: LogDays = 365
+    """Audit entries older than this many days are deleted; 0 keeps them forever."""
+    notification_days: LogDays = 14
+    """Notifications delivered or failed this many days ago are deleted; 0 keeps them forever."""
     interval_secs: Secs = 60.0
     batch_size: BatchSize = 5000
+
+
+TargetName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+
+
+class NotificationTarget(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Where notifications named by jobs go: a webhook (``url``, signed with ``secret``) or ``email``."""
+
+    kind: Literal["webhook", "email"]
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://", max_length=2048)] | None = None
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
+    """Key of the HMAC-SHA256 signature of webhook bodies (no signature without one)."""
+    to: Annotated[list[NonEmpty], msgspec.Meta(max_length=100)] = []
+    """Recipients of an email target."""
+    timeout_secs: Secs = 10.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    retry_backoff_secs: Secs = 10.0
+    """Wait before the second attempt; it doubles with each further attempt, up to an hour."""
+
+
+class NotificationsSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Notification targets jobs may name, the SMTP server for email targets, and the notifier's limits."""
+
+    targets: dict[TargetName, NotificationTarget] = {}
+    """By name, e.g. ``[notifications.targets.ops]`` with ``kind``, ``url``, ``secret``, ``to`` ..."""
+    smtp_host: NonEmpty | None = None
+    smtp_port: Port = 25
+    smtp_username: NonEmpty | None = None
+    smtp_password: NonEmpty | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_from: NonEmpty = "hetuflow@localhost"
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
+    """Deliveries in flight at once on this server; a slow target holds only its own."""
 
 
 class MetricsSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -150,6 +190,7 @@ class ServerConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     scheduler: SchedulerSection = msgspec.field(default_factory=SchedulerSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
+    notifications: NotificationsSection = msgspec.field(default_factory=NotificationsSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
 
     @property
@@ -303,6 +344,12 @@ def _convert(setting: Setting, field_type: Any, *, base: Path) -> Any:
     if raw == "" and not strict and _allows_none(info):
         # An empty environment variable or flag clears an optional value (e.g. falls back to embedded PG).
         return None
+    if not strict and isinstance(raw, str) and isinstance(info, msgspec.inspect.DictType):
+        # A table given in an environment variable or a flag: as JSON (e.g. the notification targets).
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SettingsError(setting.key, f"expected a JSON object (from {setting.source})") from None
     try:
         value = msgspec.convert(raw, field_type, strict=strict, dec_hook=_dec_hook)
     except msgspec.ValidationError:
@@ -337,12 +384,24 @@ def _check_consistency(config: ServerConfig) -> None:
             "must be shorter than half of scheduler.generation_horizon_secs "
             f"({interval:g} >= {scheduler.generation_horizon_secs:g} / 2)",
         )
+    _check_targets(config.notifications)
     if scheduler.agent_timeout_secs <= scheduler.heartbeat_interval_secs:
         raise SettingsError(
             "scheduler.agent_timeout_secs",
             "must be longer than scheduler.heartbeat_interval_secs "
             f"({scheduler.agent_timeout_secs:g} <= {scheduler.heartbeat_interval_secs:g})",
         )
+
+
+def _check_targets(section: NotificationsSection) -> None:
+    for name, target in section.targets.items():
+        key = f"notifications.targets.{name}"
+        if target.kind == "webhook" and target.url is None:
+            raise SettingsError(f"{key}.url", "required for a webhook target")
+        if target.kind == "email" and not target.to:
+            raise SettingsError(f"{key}.to", "required for an email target")
+        if target.kind == "email" and section.smtp_host is None:
+            raise SettingsError("notifications.smtp_host", f"required by the email target {name!r}")
 
 
 # -- messages -------------------------------------------------------------------------------------------
@@ -371,6 +430,8 @@ def _describe(info: msgspec.inspect.Type) -> str:
         return "a non-empty string" if info.min_length else "a string"
     if isinstance(info, msgspec.inspect.CustomType) and info.cls is Path:
         return "a path"
+    if isinstance(info, msgspec.inspect.DictType):
+        return "a table of valid entries"
     return type(info).__name__
 
 

@@ -1,10 +1,12 @@
 """Retention on the leader: what ages out of the database is deleted a bounded batch at a time.
 
 Every ``interval_secs`` the leader marks servers silent for ``STALE_SERVER_HEARTBEATS`` heartbeat intervals
-``inactive``, deletes task log chunks older than ``retention.log_days`` (``0`` keeps them) and forgets the ids
-of applied agent frames older than ``FRAME_ID_RETENTION``. Deletes run ``batch_size`` rows per statement,
-each in its own short transaction that first checks the lease (``Leadership.fence``): a backlog never holds
-long locks, and a server that lost the lease stops at its next batch. All of it is idempotent.
+``inactive``, deletes task log chunks older than ``retention.log_days``, audit entries older than
+``retention.audit_days`` and finished notifications older than ``retention.notification_days`` (``0`` keeps
+them), and forgets the ids of applied agent frames older than ``FRAME_ID_RETENTION``. Deletes run
+``batch_size`` rows per statement, each in its own short transaction that first checks the lease
+(``Leadership.fence``): a backlog never holds long locks, and a server that lost the lease stops at its next
+batch. All of it is idempotent.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ STALE_SERVER_HEARTBEATS: Final = 3
 """A server that missed this many heartbeats in a row is marked inactive."""
 
 LOG_TABLE: Final = "sched_task_log"
+AUDIT_TABLE: Final = "sched_audit"
+NOTIFICATION_TABLE: Final = "sched_notification"
 FRAME_ID_TABLE: Final = "sched_agent_msg"
 
 Clock = Callable[[], datetime]
@@ -49,6 +53,10 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     """Log chunks deleted."""
     frame_ids: int = 0
     """Agent frame ids forgotten."""
+    audit: int = 0
+    """Audit entries deleted."""
+    notifications: int = 0
+    """Finished notifications deleted."""
     lost_lease: bool = False
     """The pass stopped because this server no longer held the lease."""
 
@@ -90,7 +98,7 @@ class Retention:
                 except Exception:
                     logger.exception("retention pass failed")
                     continue
-                if report.servers or report.logs or report.frame_ids:
+                if report.servers or report.logs or report.frame_ids or report.audit or report.notifications:
                     logger.info("retention: %s", msgspec.structs.asdict(report))
 
         return run
@@ -113,6 +121,17 @@ class Retention:
                 log_cutoff = now - timedelta(days=self._settings.log_days)
                 report.logs = await self._drain(
                     LOG_TABLE, lambda conn: bmc.LogBmc.delete_before(conn, log_cutoff, limit=limit)
+                )
+            if self._settings.audit_days:
+                audit_cutoff = now - timedelta(days=self._settings.audit_days)
+                report.audit = await self._drain(
+                    AUDIT_TABLE, lambda conn: bmc.AuditBmc.delete_before(conn, audit_cutoff, limit=limit)
+                )
+            if self._settings.notification_days:
+                sent_cutoff = now - timedelta(days=self._settings.notification_days)
+                report.notifications = await self._drain(
+                    NOTIFICATION_TABLE,
+                    lambda conn: bmc.NotificationBmc.delete_before(conn, sent_cutoff, limit=limit),
                 )
             frame_cutoff = now - FRAME_ID_RETENTION
             report.frame_ids = await self._drain(

@@ -17,8 +17,10 @@ import msgspec
 from hetuflow_core.agent import Agent, AgentUpdate, Server
 from hetuflow_core.api import Page, TaskFilter, TokenCreate, TokenInfo, TokenIssued
 from hetuflow_core.client._call import Call, endpoint, path_segment, query
+from hetuflow_core.enums import NotificationStatus
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate
 from hetuflow_core.job import Job, JobCreate, JobUpdate
+from hetuflow_core.notification import AuditEntry, NotificationDelivery
 from hetuflow_core.schedule import (
     Schedule,
     ScheduleCreate,
@@ -314,6 +316,46 @@ class Api:
     def revoke_token(self, jti: Id) -> Call[None]:
         """Revoke a token by its id; the server refuses it from then on."""
         return _delete(_at("tokens", jti))
+
+    # ------------------------------------------------------------------ notifications and audit
+
+    @endpoint
+    def list_deliveries(
+        self,
+        *,
+        status: NotificationStatus | str | None = None,
+        target: str | None = None,
+        job_id: Id | None = None,
+        task_id: Id | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Call[Page[NotificationDelivery]]:
+        """Notifications sent (or being sent) to webhooks and email targets, newest first."""
+        return _get(
+            "/notifications/deliveries",
+            Page[NotificationDelivery],
+            status=status,
+            target=target,
+            job_id=job_id,
+            task_id=task_id,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @endpoint
+    def list_audit(
+        self,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Call[Page[AuditEntry]]:
+        """Changes made through the API, newest first (admin tokens only)."""
+        return _get(
+            "/audit", Page[AuditEntry], target=target, actor=actor, action=action, cursor=cursor, limit=limit
+        )
 
     @endpoint
     def healthz(self) -> Call[dict[str, Any]]:

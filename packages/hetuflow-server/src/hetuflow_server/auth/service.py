@@ -115,8 +115,9 @@ class TokenService:
         connections it opened are closed."""
         self._forget(jti)
         record = await self._records.revoke(jti)
-        # Again after the commit: a lookup that read the old row meanwhile may have cached it.
-        self._revoked(jti)
+        # Again after the commit (of the API call's unit of work, when there is one): a lookup that read the
+        # old row meanwhile may have cached it, and the connections it opened here are closed.
+        self._records.after_commit(lambda: self._revoked(jti))
         return record
 
     def _forget(self, jti: UUID) -> None:

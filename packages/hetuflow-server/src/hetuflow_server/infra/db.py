@@ -6,15 +6,22 @@ below, on a connection handed out by ``ModelManager.transaction()``. Those two p
 see psycopg's exceptions: ``translate`` turns them into ``hetuflow_server.errors`` (a unique violation is a
 ``Conflict``, a check violation ``InvalidInput``, a lost connection ``DatabaseUnavailable`` ...), so no other
 layer imports psycopg errors.
+
+``ModelManager.unit_of_work()`` opens one transaction that every ``transaction()`` and ``autocommit()`` block
+opened by the same asyncio task inside it joins (as a savepoint). The API runs each change in one, so the
+change and its audit record commit together however many transactions the service layer opens.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import dataclasses
 import functools
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, TypeAlias
 
@@ -91,11 +98,37 @@ def _refused(exc: psycopg.Error, words: str, query_name: str | None) -> InvalidI
     return InvalidInput(words)
 
 
+@dataclasses.dataclass(slots=True)
+class _UnitOfWork:
+    """The transaction of a ``unit_of_work()`` block: its pool's manager, its connection, the task it belongs
+    to, and what to run once it committed."""
+
+    manager: ModelManager
+    conn: Connection
+    owner: asyncio.Task[Any] | None
+    after_commit: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+
+
+# The unit of work the current task runs in. Tasks spawned inside it inherit the variable, but not the right
+# to share the connection: `owner` tells them apart, and they get transactions of their own.
+_unit_of_work: contextvars.ContextVar[_UnitOfWork | None] = contextvars.ContextVar(
+    "hetuflow_unit_of_work", default=None
+)
+
+
+def _joinable(manager: ModelManager) -> _UnitOfWork | None:
+    unit = _unit_of_work.get()
+    if unit is None or unit.manager is not manager or unit.owner is not asyncio.current_task():
+        return None
+    return unit
+
+
 class ModelManager:
     """The pool of database connections and the way to run a unit of work on one.
 
     ``open()``/``close()`` belong to the application's lifespan. ``transaction()`` hands out a connection
-    inside a transaction that commits when the block ends normally and rolls back when it raises.
+    inside a transaction that commits when the block ends normally and rolls back when it raises; inside a
+    ``unit_of_work()`` block it is a savepoint of that block's transaction instead.
     """
 
     def __init__(
@@ -154,8 +187,51 @@ class ModelManager:
         await self._pool.close()
 
     @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[Connection]:
+        """One transaction that the ``transaction()`` and ``autocommit()`` blocks of this task join until the
+        block ends: all of it commits at the end, or nothing does. Callbacks given to ``after_commit`` run
+        once it committed."""
+        if _joinable(self) is not None:
+            raise RuntimeError("unit_of_work() blocks do not nest")
+        callbacks: list[Callable[[], None]] = []
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                # An explicit BEGIN: the blocks that join see a transaction in progress and use savepoints.
+                unit = _UnitOfWork(self, conn, asyncio.current_task(), callbacks)
+                token = _unit_of_work.set(unit)
+                try:
+                    yield conn
+                finally:
+                    _unit_of_work.reset(token)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate(exc) from exc
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current unit of work committed (at once when there is none)."""
+        unit = _joinable(self)
+        if unit is None:
+            callback()
+        else:
+            unit.after_commit.append(callback)
+
+    @asynccontextmanager
+    async def _joined(self, unit: _UnitOfWork) -> AsyncIterator[Connection]:
+        try:
+            async with unit.conn.transaction():
+                yield unit.conn
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A pooled connection inside one transaction: commit on normal exit, rollback on error."""
+        unit = _joinable(self)
+        if unit is not None:
+            async with self._joined(unit) as conn:
+                yield conn
+            return
         try:
             async with self._pool.connection() as conn:
                 yield conn
@@ -166,7 +242,12 @@ class ModelManager:
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:
         """A pooled connection on which each statement commits on its own: no BEGIN and COMMIT round trips
-        for a unit of work that is one statement."""
+        for a unit of work that is one statement (inside a ``unit_of_work()`` it joins that instead)."""
+        unit = _joinable(self)
+        if unit is not None:
+            async with self._joined(unit) as conn:
+                yield conn
+            return
         try:
             async with self._pool.connection() as conn:
                 await conn.set_autocommit(True)

@@ -31,6 +31,7 @@ __all__ = [
     "AGENT_CMD_CHANNEL",
     "CHANNELS",
     "MANUAL_TASKS",
+    "NOTIFICATION_CHANNEL",
     "SCHEDULE_CHANNEL",
     "TOKEN_CHANNEL",
     "WORK_CHANNEL",
@@ -57,7 +58,9 @@ AGENT_CMD_CHANNEL: Final = "hetuflow_agent_cmd"
 """A command for an agent; the server holding its connection forwards it (payload: ``AgentCommandNotice``)."""
 TOKEN_CHANNEL: Final = "hetuflow_token"
 """A token was revoked (payload: its jti): every server forgets it and ends the connections it opened."""
-CHANNELS: Final = (WORK_CHANNEL, SCHEDULE_CHANNEL, AGENT_CMD_CHANNEL, TOKEN_CHANNEL)
+NOTIFICATION_CHANNEL: Final = "hetuflow_notification"
+"""A notification was queued (sent by the outbox triggers of the database): the notifiers wake."""
+CHANNELS: Final = (WORK_CHANNEL, SCHEDULE_CHANNEL, AGENT_CMD_CHANNEL, TOKEN_CHANNEL, NOTIFICATION_CHANNEL)
 
 MAX_PAYLOAD_BYTES: Final = 7999  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 CONNECT_TIMEOUT_SECS: Final = 10

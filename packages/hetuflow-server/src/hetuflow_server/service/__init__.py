@@ -15,10 +15,12 @@ from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.service._claim import AgentCapacity, Dispatch
 from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.agents import AgentService, ServerService
+from hetuflow_server.service.audit import AuditService
 from hetuflow_server.service.dispatch import DEFAULT_LOG_QUOTA, DispatchObserver, DispatchService
 from hetuflow_server.service.events import EventService
 from hetuflow_server.service.flows import FlowService
 from hetuflow_server.service.jobs import JobService
+from hetuflow_server.service.notifications import NotificationService
 from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
@@ -29,6 +31,7 @@ __all__ = [
     "AgentCapacity",
     "AgentReport",
     "AgentService",
+    "AuditService",
     "CancelOutcome",
     "Dispatch",
     "DispatchObserver",
@@ -37,6 +40,7 @@ __all__ = [
     "FlowService",
     "InstanceService",
     "JobService",
+    "NotificationService",
     "Reconciliation",
     "ReportOutcome",
     "ReportResult",
@@ -54,7 +58,8 @@ class Services:
     ``server_id`` (this server's id) is recorded on the instances it dispatches; ``observer`` (the server's
     metrics) hears about committed dispatches and reports; ``misfire_slack_secs`` is the lateness dispatch
     forgives on top of every grace period and start deadline (``scheduler.misfire_slack_secs``); ``log_quota``
-    what each attempt may store of its log (``retention.attempt_log_max_bytes``, ``late_log_grace_secs``).
+    what each attempt may store of its log (``retention.attempt_log_max_bytes``, ``late_log_grace_secs``);
+    ``notification_targets`` the names jobs may send notifications to (None: any name).
     """
 
     def __init__(
@@ -65,9 +70,10 @@ class Services:
         observer: DispatchObserver | None = None,
         misfire_slack_secs: float = MISFIRE_SLACK_SECS,
         log_quota: bmc.LogQuota = DEFAULT_LOG_QUOTA,
+        notification_targets: frozenset[str] | None = None,
     ) -> None:
         self.db = db
-        self.jobs = JobService(db)
+        self.jobs = JobService(db, notification_targets=notification_targets)
         self.schedules = ScheduleService(db)
         self.tasks = TaskService(db)
         self.instances = InstanceService(db)
@@ -76,6 +82,8 @@ class Services:
         self.events = EventService(db)
         self.flows = FlowService(db)
         self.tokens = TokenRecordService(db)
+        self.audit = AuditService(db)
+        self.notifications = NotificationService(db)
         self.dispatch = DispatchService(
             db,
             server_id=server_id,

@@ -10,7 +10,7 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -25,6 +25,7 @@ __all__ = [
     "check_limit",
     "decode_cursor",
     "decode_id_cursor",
+    "decode_serial_cursor",
     "decode_time_cursor",
     "decode_time_id_cursor",
     "encode_cursor",
@@ -41,6 +42,7 @@ MAX_LIMIT = 1000
 _time_id = msgspec.json.Decoder(tuple[datetime, UUID])
 _id = msgspec.json.Decoder(tuple[UUID])
 _time = msgspec.json.Decoder(tuple[datetime])
+_serial = msgspec.json.Decoder(tuple[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]])
 
 
 def _bad_cursor(reason: str) -> InvalidInput:
@@ -76,6 +78,11 @@ def decode_time_id_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
 def decode_id_cursor(cursor: str | None) -> UUID | None:
     """Id cursor, or None."""
     return None if cursor is None else decode_cursor(cursor, _id)[0]
+
+
+def decode_serial_cursor(cursor: str | None) -> int | None:
+    """Cursor of a list in the order of a bigint identity column, or None."""
+    return None if cursor is None else decode_cursor(cursor, _serial)[0]
 
 
 def decode_time_cursor(cursor: str | None) -> datetime | None:

@@ -89,13 +89,27 @@ def keep_secrets(new: JobConfig, stored: JobConfig) -> JobConfig:
 class JobService:
     """Jobs: what to run, where and under which limits."""
 
-    def __init__(self, db: ModelManager) -> None:
+    def __init__(self, db: ModelManager, *, notification_targets: frozenset[str] | None = None) -> None:
         self._db = db
+        self._targets = notification_targets
+
+    def _check_targets(self, config: JobConfig) -> None:
+        """Every notification rule names a target this server knows (None: no targets to check against)."""
+        if self._targets is None:
+            return
+        for index, rule in enumerate(config.notify):
+            if rule.target not in self._targets:
+                known = ", ".join(sorted(self._targets)) or "none"
+                raise invalid(
+                    f"$.config.notify[{index}].target",
+                    f"no notification target {rule.target!r} (known: {known})",
+                )
 
     async def create(self, data: JobCreate, *, by: str | None = None) -> Job:
         """Store a new job; Conflict when a live job of that namespace already has the name."""
         data = revalidate(data, JobCreate)
         config = validate_job_config(data.config)
+        self._check_targets(config)
         async with self._db.transaction() as conn:
             job = await bmc.JobBmc.insert(
                 conn,
@@ -134,6 +148,8 @@ class JobService:
         """Change the given fields (PATCH); the config is replaced as a whole when given."""
         patch = revalidate(patch, JobUpdate)
         config = None if patch.config is msgspec.UNSET else validate_job_config(patch.config)
+        if config is not None:
+            self._check_targets(config)
         async with self._db.transaction() as conn:
             job = await bmc.JobBmc.get(conn, job_id, lock=True)
             status = job.status if patch.status is msgspec.UNSET else patch.status

@@ -7,7 +7,7 @@ issue is not trusted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 from hetuflow_core.api import TokenInfo
@@ -54,6 +54,10 @@ class TokenRecordService:
             record = await bmc.TokenBmc.revoke(conn, jti)
             await notify.token_revoked(conn, jti)
             return record
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the unit of work the caller runs in committed (at once outside of one)."""
+        self._db.after_commit(callback)
 
     async def is_revoked(self, jti: UUID) -> bool:
         """True when the token was revoked or was never recorded here."""

@@ -19,10 +19,12 @@ from starlette.routing import BaseRoute, Route
 
 from hetuflow_server.endpoint.api import (
     agents,
+    audit,
     events,
     flows,
     jobs,
     log_stream,
+    notifications,
     openapi,
     schedules,
     tasks,
@@ -55,6 +57,8 @@ OPERATION_GROUPS: tuple[Operations, ...] = (
     events.operations,
     flows.operations,
     tokens.operations,
+    notifications.operations,
+    audit.operations,
 )
 
 

@@ -9,6 +9,11 @@ Its signature is the declaration: ``body`` is the decoded request body, ``query`
 parameters, any other parameter a path parameter, the return annotation the response (``None``: 204), so the
 OpenAPI document cannot drift from the code. ``Operation.handle`` is the API's one exception boundary:
 deliberate errors become their problem, anything else is logged and becomes a generic 500 problem.
+
+Every operation that changes state (all but ``GET``, unless declared with ``audit=False``) runs its handler
+in one unit of work of the database and records an audit entry in it: who (the token's name, jti and scope),
+the action (the operation id), the target (the resource's path) and a summary of the request body without
+secret values. A change and its entry commit together; a change that fails leaves neither.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from starlette.routing import Route
 from hetuflow_core.enums import TokenScope
 from hetuflow_server import errors
 from hetuflow_server.endpoint.api import codec, problems, wiring
-from hetuflow_server.service import Services
+from hetuflow_server.infra import bmc
+from hetuflow_server.service import Services, audit
 
 __all__ = ["API_PREFIX", "Context", "NoQuery", "Operation", "Operations", "PathParam"]
 
@@ -80,6 +86,8 @@ class Operation:
     path_params: tuple[PathParam, ...]
     location: Callable[[Any], str] | None
     extra_errors: tuple[int, ...]
+    audited: bool
+    """The operation changes state: each successful call records an audit entry in its transaction."""
 
     @property
     def operation_id(self) -> str:
@@ -106,7 +114,7 @@ class Operation:
                 kwargs["query"] = query
             if self.body is not None:
                 kwargs["body"] = await codec.decode_body(request, self.body, optional=self.body_optional)
-            result = await self.handler(Context(request, wiring.services(request)), **kwargs)
+            result = await self._call(request, kwargs)
             if self.response is None:
                 return Response(status_code=204)
             headers = {"Location": self.location(result)} if self.location is not None else None
@@ -115,6 +123,43 @@ class Operation:
             return problems.error_response(request, exc)
         except Exception as exc:  # the one boundary: nothing unexpected escapes as a non-problem response
             return problems.internal_error_response(request, exc)
+
+    async def _call(self, request: Request, kwargs: dict[str, Any]) -> Any:
+        services = wiring.services(request)
+        ctx = Context(request, services)
+        if not self.audited:
+            return await self.handler(ctx, **kwargs)
+        async with services.db.unit_of_work() as conn:
+            result = await self.handler(ctx, **kwargs)
+            await services.audit.record(conn, self.audit_entry(request, kwargs, result))
+        return result
+
+    def audit_entry(self, request: Request, kwargs: dict[str, Any], result: Any) -> bmc.NewAuditEntry:
+        """The audit entry of a successful call with decoded inputs ``kwargs`` that answered ``result``."""
+        caller = wiring.principal(request)
+        body = kwargs.get("body")
+        return bmc.NewAuditEntry(
+            actor=caller.name,
+            actor_jti=caller.jti,
+            scope=caller.scope.value,
+            action=self.operation_id,
+            method=self.method,
+            path=request.url.path,
+            target=self.audit_target(kwargs, result),
+            summary=audit.summarize(None if body is None else msgspec.to_builtins(body)),
+        )
+
+    def audit_target(self, kwargs: dict[str, Any], result: Any) -> str:
+        """The resource a call changed, as its path under the API prefix: the path up to its last
+        parameter (``/tasks/{task_id}/cancel`` → ``/tasks/<id>``), else where a created resource lives, else
+        the operation's path."""
+        if self.path_params:
+            last = "{" + self.path_params[-1].name + "}"
+            template = self.path[: self.path.index(last) + len(last)]
+            return template.format(**{param.name: kwargs[param.name] for param in self.path_params})
+        if self.location is not None:
+            return self.location(result).removeprefix(API_PREFIX)
+        return self.path
 
 
 class Operations:
@@ -153,6 +198,7 @@ class Operations:
         location: Callable[[Any], str] | None = None,
         extra_errors: tuple[int, ...] = (),
         resources: dict[str, str] | None = None,
+        audit: bool | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -168,6 +214,7 @@ class Operations:
                     location=location,
                     extra_errors=extra_errors,
                     resources=resources or {},
+                    audited=method != "GET" if audit is None else audit,
                 )
             )
             return handler

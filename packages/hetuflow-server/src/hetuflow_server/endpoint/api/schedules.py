@@ -100,7 +100,12 @@ async def create_schedule(ctx: Context, body: ScheduleCreate) -> Schedule:
     return await ctx.services.schedules.create(body)
 
 
-@operations.post("/schedules/preview", summary="Preview fire times", scope=TokenScope.READ)
+@operations.post(
+    "/schedules/preview",
+    summary="Preview fire times",
+    scope=TokenScope.READ,
+    audit=False,  # changes nothing
+)
 async def preview_schedule(ctx: Context, body: SchedulePreviewRequest) -> SchedulePreview:
     """The next ``count`` fire times of a schedule that is not stored, strictly after ``from`` (default: now),
     as RFC 3339 strings in the schedule's time zone with their UTC offsets. Nothing is stored."""

@@ -20,10 +20,12 @@ from hetuflow_server.infra.bmc._task_records import (
     TaskOutcome,
 )
 from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
+from hetuflow_server.infra.bmc.audit import AuditBmc, NewAuditEntry
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
 from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, LogQuota, NewLogChunk, StoredLogChunk
+from hetuflow_server.infra.bmc.notification import ClaimedNotification, NotificationBmc
 from hetuflow_server.infra.bmc.schedule import (
     DaemonVacancy,
     EventTarget,
@@ -43,6 +45,8 @@ __all__ = [
     "AgentMsgBmc",
     "AgentProfile",
     "AppliedReport",
+    "AuditBmc",
+    "ClaimedNotification",
     "DaemonRun",
     "DaemonVacancy",
     "EventTarget",
@@ -60,10 +64,12 @@ __all__ = [
     "LogQuota",
     "ManualRun",
     "MisfireSettings",
+    "NewAuditEntry",
     "NewInstance",
     "NewLogChunk",
     "NewSlot",
     "NewTask",
+    "NotificationBmc",
     "ReportRow",
     "ScheduleBmc",
     "ServerBmc",

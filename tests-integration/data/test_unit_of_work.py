@@ -1,0 +1,99 @@
+"""``ModelManager.unit_of_work``: the transactions opened inside it join it, commit with it or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hetuflow_server.errors import Conflict
+from hetuflow_server.infra import ModelManager, db
+from hetuflow_server.infra.sql import Query
+
+_CREATE = Query("create", "CREATE TABLE IF NOT EXISTS uow_probe (v integer PRIMARY KEY)")
+_INSERT = Query("insert", "INSERT INTO uow_probe (v) VALUES (%(v)s::integer)")
+_VALUES = Query("values", "SELECT coalesce(array_agg(v ORDER BY v), '{}') AS vs FROM uow_probe")
+_CLEAR = Query("clear", "DELETE FROM uow_probe")
+_BACKEND = Query("backend", "SELECT pg_backend_pid() AS pid")
+
+
+async def _values(manager: ModelManager) -> list[int]:
+    async with manager.transaction() as conn:
+        row = await db.fetch_one(conn, _VALUES)
+    assert row is not None
+    return list(row["vs"])
+
+
+@pytest.fixture
+async def probe(model_manager: ModelManager) -> ModelManager:
+    async with model_manager.transaction() as conn:
+        await db.execute(conn, _CREATE)
+        await db.execute(conn, _CLEAR)
+    return model_manager
+
+
+async def test_inner_transactions_commit_with_the_unit(probe: ModelManager) -> None:
+    committed: list[str] = []
+    async with probe.unit_of_work() as outer:
+        async with probe.transaction() as conn:
+            assert conn is outer
+            await db.execute(conn, _INSERT, {"v": 1})
+        async with probe.autocommit() as conn:
+            assert conn is outer
+            await db.execute(conn, _INSERT, {"v": 2})
+        probe.after_commit(lambda: committed.append("after"))
+        assert committed == []
+        # Another task (another request) sees nothing yet: nothing committed.
+        assert await asyncio.create_task(_values(probe)) == []
+    assert committed == ["after"]
+    assert await _values(probe) == [1, 2]
+
+
+async def _failing_unit(probe: ModelManager, committed: list[str]) -> None:
+    async with probe.unit_of_work():
+        async with probe.transaction() as conn:
+            await db.execute(conn, _INSERT, {"v": 1})
+        probe.after_commit(lambda: committed.append("after"))
+        # A failing inner block is a savepoint: caught, the unit goes on; uncaught, all of it goes.
+        with pytest.raises(Conflict):
+            async with probe.transaction() as conn:
+                await db.execute(conn, _INSERT, {"v": 1})
+        async with probe.transaction() as conn:
+            await db.execute(conn, _INSERT, {"v": 2})
+        async with probe.transaction() as conn:
+            await db.execute(conn, _INSERT, {"v": 2})
+
+
+async def test_an_error_rolls_back_the_whole_unit(probe: ModelManager) -> None:
+    committed: list[str] = []
+    with pytest.raises(Conflict):
+        await _failing_unit(probe, committed)
+    assert committed == []
+    assert await _values(probe) == []
+
+
+async def test_tasks_spawned_inside_get_their_own_transactions(probe: ModelManager) -> None:
+    async with probe.unit_of_work() as outer:
+        row = await db.fetch_one(outer, _BACKEND)
+
+        async def other_backend() -> int:
+            async with probe.transaction() as conn:
+                found = await db.fetch_one(conn, _BACKEND)
+            assert found is not None
+            return int(found["pid"])
+
+        assert row is not None
+        assert await asyncio.create_task(other_backend()) != row["pid"]
+        with pytest.raises(RuntimeError, match="do not nest"):
+            async with probe.unit_of_work():
+                pass
+
+
+async def test_another_pool_does_not_join(probe: ModelManager, migrated_database_url: str) -> None:
+    other = ModelManager(migrated_database_url, min_size=1, max_size=1)
+    await other.open()
+    try:
+        async with probe.unit_of_work() as outer, other.transaction() as conn:
+            assert conn is not outer
+    finally:
+        await other.close()
