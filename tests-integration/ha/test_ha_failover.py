@@ -177,8 +177,9 @@ def test_agents_of_a_frozen_server_move_before_their_running_work_counts_as_lost
         moved_at = max(wait_registered_with(pipeline, agent.agent_id, survivor) for agent in fleet)
         for task_id in task_ids:
             assert pipeline.wait_task(task_id)["status"] == "succeeded"
-    assert_ran_once(job_attempts(pipeline, job_id), ledger)  # one attempt each: none lost, none re-run
-    assert moved_at - frozen_at < AGENT_TIMEOUT_SECS
+    # One attempt each, none lost, none re-run: the agents moved before the leader counted their silence (how
+    # fast is printed below; tests do not assert timings).
+    assert_ran_once(job_attempts(pipeline, job_id), ledger)
     wait_for(
         lambda: httpx.get(f"{stalled.url}/readyz", timeout=5).status_code == 200, what="the thawed server"
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
 
@@ -89,6 +89,9 @@ class Liveness:
         self._database_down = False
         self._judge_from: float | None = None
         """Loop time before which the reaper judges no agent (see `reap`)."""
+        self._last_tick: float | None = None
+        self._stall_secs = max(agent_timeout_secs / 4, STALL_SECS)
+        """A reaper tick this late, or a pass this long: heartbeats may not have been stored meanwhile."""
 
     @property
     def tick_secs(self) -> float:
@@ -251,28 +254,39 @@ class Liveness:
         """One reaper tick: on the leader, reap silent agents (idempotent, so a second reaper during a
         leadership change does no harm).
 
-        Silence is measured from stored heartbeats, and none could be stored while the database was down or
-        (for all the new leader knows) while nobody led. So after this server becomes the leader, and after
-        the database comes back from an outage, every agent gets one full agent timeout to be heard again
-        before the reaper judges it."""
+        Silence is measured from stored heartbeats, and none could be stored while the database was down,
+        while nobody led, or while this server itself could not run. So every agent gets one full agent
+        timeout to be heard again before the reaper judges it: after this server becomes the leader, after
+        the database answers again following a failed pass, and after a tick that came or ended late (a
+        stalled process, or a database that kept its statements waiting without refusing them). The cutoff
+        is taken when the tick starts, so a pass held up by the database never judges by a later clock."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        previous, self._last_tick = self._last_tick, now
         if not self._is_leader():
             self._leading = False
             return
-        now = asyncio.get_running_loop().time()
         if not self._leading:
             self._leading = True
             self._grace(now, "this server became the leader")
+        elif previous is not None and now - previous > self.tick_secs + self._stall_secs:
+            self._grace(now, f"the reaper could not run for {now - previous:.1f}s")
         if self._database_down:
             await self._services.db.ping()  # still down: raises, and the next tick tries again
             self._database_down = False
-            self._grace(now, "the database is reachable again")
+            self._grace(loop.time(), "the database is reachable again")
         if self._judge_from is not None and now < self._judge_from:
             return
         try:
-            offline = await self._services.dispatch.reap_offline_agents(timeout_secs=self._agent_timeout_secs)
+            offline = await self._services.dispatch.reap_offline_agents(
+                timeout_secs=self._agent_timeout_secs, now=datetime.now(UTC)
+            )
         except DatabaseUnavailable:
             self._database_down = True
             raise
+        finally:
+            if loop.time() - now > self._stall_secs:
+                self._grace(loop.time(), f"a reaper pass took {loop.time() - now:.1f}s")
         if offline:
             logger.warning(
                 "agents silent for %gs are offline: %s", self._agent_timeout_secs, ", ".join(offline)

@@ -9,7 +9,7 @@ for the agent timeout go offline and their live attempts are lost; their tasks f
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 import msgspec
@@ -56,16 +56,14 @@ async def reconcile(
 
 
 async def reap_silent_agents(
-    conn: db.Connection, reports: ReportApplier, *, timeout_secs: float
+    conn: db.Connection, reports: ReportApplier, *, before: datetime, reason: str
 ) -> tuple[list[str], list[ReportResult]]:
-    """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agents marked
-    offline and the results of the attempts lost. An attempt the agent never reported started is handed
-    back instead: its task is due again without spending a retry."""
-    before = datetime.now(UTC) - timedelta(seconds=timeout_secs)
+    """Agents last heard before ``before`` go offline and their live attempts are lost (with ``reason``); the
+    agents marked offline and the results of the attempts lost. An attempt the agent never reported started
+    is handed back instead: its task is due again without spending a retry."""
     agent_ids = await bmc.AgentBmc.mark_stale_offline(conn, before=before)
     # Also agents a closed connection already marked offline: silence is what loses their attempts.
     live = await bmc.InstanceBmc.live_of_silent_agents(conn, before=before)
-    reason = f"agent silent for more than {timeout_secs:g}s"
     unstarted = {inst.id for inst in live if inst.status is InstanceStatus.DISPATCHED}
     await hand_back(conn, unstarted, f"{reason}; it never started the attempt")
     results = await reports.mark_lost(

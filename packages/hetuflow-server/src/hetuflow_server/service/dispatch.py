@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol, TypeVar
 from uuid import UUID
 
@@ -136,11 +136,13 @@ class DispatchService:
             results = await self._reports.mark_lost(conn, instance_ids, reason=reason)
         return self._observed(results, by_agent=False)
 
-    async def reap_offline_agents(self, *, timeout_secs: float) -> list[str]:
-        """Agents silent for ``timeout_secs`` go offline and their live attempts are lost; the agent ids."""
+    async def reap_offline_agents(self, *, timeout_secs: float, now: datetime | None = None) -> list[str]:
+        """Agents silent for ``timeout_secs`` before ``now`` (default: the moment of the call, before waiting
+        for a connection) go offline and their live attempts are lost; the agent ids."""
+        before = (now or datetime.now(UTC)) - timedelta(seconds=timeout_secs)
         async with self._db.transaction() as conn:
             agent_ids, results = await _reconcile.reap_silent_agents(
-                conn, self._reports, timeout_secs=timeout_secs
+                conn, self._reports, before=before, reason=f"agent silent for more than {timeout_secs:g}s"
             )
         self._observed(results, by_agent=False)
         return agent_ids
