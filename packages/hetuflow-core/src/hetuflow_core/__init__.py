@@ -29,8 +29,9 @@ from hetuflow_core.enums import (
     SlotOutcome,
     TaskStatus,
     TokenScope,
+    TriggerRule,
 )
-from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowStep
+from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowRunStep, FlowStep, FlowUpdate
 from hetuflow_core.ids import new_message_id, now_ms, uuid7
 from hetuflow_core.job import Job, JobConfig, JobCreate, JobUpdate, ResourceLimits, RetryPolicy, Target
 from hetuflow_core.protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
@@ -70,7 +71,9 @@ __all__ = [
     "FlowRun",
     "FlowRunCreate",
     "FlowRunStatus",
+    "FlowRunStep",
     "FlowStep",
+    "FlowUpdate",
     "InstanceMetrics",
     "InstanceStatus",
     "Job",
@@ -111,6 +114,7 @@ __all__ = [
     "TokenIssued",
     "TokenScope",
     "TriggerResult",
+    "TriggerRule",
     "TriggerRun",
     "__version__",
     "decode",

@@ -115,7 +115,8 @@ class _Planner:
         self.job_keys = {job.id: (job.namespace, job.name) for job in current.jobs}
         self.schedules: dict[UUID, list[Schedule]] = {}
         for schedule in current.schedules:
-            self.schedules.setdefault(schedule.job_id, []).append(schedule)
+            if schedule.job_id is not None:  # a flow's schedule is no job's
+                self.schedules.setdefault(schedule.job_id, []).append(schedule)
         self.flows = {flow.name: flow for flow in current.flows}
         self.changes: list[Change] = []
         self.schedule_changes: list[Change] = []

@@ -52,19 +52,23 @@ class Migration:
 
 
 def available_migrations() -> list[Migration]:
-    """Every migration shipped in the wheel, in order; numbers must be unique and contiguous from 0001."""
+    """Every migration shipped in the wheel, in order; numbers must be unique and increasing from 0001.
+
+    A gap is allowed: work on separate branches reserves its numbers ahead, and each branch must run on its
+    own before the others land."""
     folder = resources.files(__package__).joinpath("migrations")
     found: list[Migration] = []
+    last = 0
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
         if not entry.name.endswith(".sql"):
             continue
         match = _FILE_NAME.match(entry.name)
         if match is None:
             raise RuntimeError(f"migration file {entry.name!r} is not named NNNN_words.sql")
-        if int(match.group(1)) != len(found) + 1:
-            raise RuntimeError(
-                f"migration {entry.name!r} is out of sequence (expected number {len(found) + 1})"
-            )
+        number = int(match.group(1))
+        if number <= last or (not found and number != 1):
+            raise RuntimeError(f"migration {entry.name!r} is out of sequence (after number {last:04d})")
+        last = number
         found.append(Migration(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8")))
     return found
 

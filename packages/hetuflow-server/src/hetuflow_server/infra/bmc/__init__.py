@@ -20,13 +20,14 @@ from hetuflow_server.infra.bmc._task_records import (
     TaskOutcome,
 )
 from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
-from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
+from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc, LockedRun, NewFlow
 from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, NewLogChunk, StoredLogChunk
 from hetuflow_server.infra.bmc.schedule import (
     DaemonVacancy,
     EventTarget,
+    FlowEventTarget,
     GeneratableSchedule,
     MisfireSettings,
     ScheduleBmc,
@@ -47,6 +48,7 @@ __all__ = [
     "DaemonVacancy",
     "EventTarget",
     "FlowBmc",
+    "FlowEventTarget",
     "FlowRunBmc",
     "GeneratableSchedule",
     "InstanceBmc",
@@ -56,9 +58,11 @@ __all__ = [
     "LeaseBmc",
     "LiveAttempt",
     "LiveRun",
+    "LockedRun",
     "LogBmc",
     "ManualRun",
     "MisfireSettings",
+    "NewFlow",
     "NewInstance",
     "NewLogChunk",
     "NewSlot",
