@@ -18,7 +18,7 @@ from uuid import UUID
 import msgspec
 
 from hetuflow_core.enums import FlowRunStatus, TaskStatus, TriggerRule
-from hetuflow_core.flow import Flow, FlowRun, FlowRunStep, FlowStep
+from hetuflow_core.flow import Flow, FlowRun, FlowStep
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig
 from hetuflow_core.task import Task
@@ -113,8 +113,9 @@ async def start_run(
         schedule_id=schedule_id,
         scheduled_at=scheduled_at,
     )
-    tasks = await _step_tasks(conn, run, flow.steps, kept={}, by=by)
-    return msgspec.structs.replace(run, steps=_steps_of(tasks))
+    await _step_tasks(conn, run, flow.steps, kept={}, by=by)
+    (run,) = await with_steps(conn, [run])
+    return run
 
 
 async def cancel_run(conn: db.Connection, run_id: UUID, *, reason: str) -> FlowRun:
@@ -230,16 +231,3 @@ def _step_config(config: JobConfig, step: FlowStep) -> JobConfig:
     if step.timeout_secs is None:
         return config
     return msgspec.structs.replace(config, timeout_secs=step.timeout_secs)
-
-
-def _steps_of(tasks: Sequence[Task]) -> list[FlowRunStep]:
-    return [
-        FlowRunStep(
-            name=task.flow_step or "",
-            task_id=task.id,
-            status=task.status,
-            agent_id=task.agent_id,
-            error=task.error,
-        )
-        for task in tasks
-    ]

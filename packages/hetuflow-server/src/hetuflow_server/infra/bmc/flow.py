@@ -55,6 +55,7 @@ class LockedRun(msgspec.Struct, kw_only=True, frozen=True):
 
 class _StepRow(FlowRunStep, kw_only=True):
     flow_run_id: UUID
+    depends_on: list[UUID]
 
 
 def _params(flow: NewFlow) -> dict[str, object]:
@@ -160,13 +161,22 @@ class FlowRunBmc:
         if not run_ids:
             return {}
         rows = many(await db.fetch_all(conn, _RUN_STEPS, {"run_ids": list(run_ids)}), _StepRow)
-        steps: dict[UUID, list[FlowRunStep]] = {run_id: [] for run_id in run_ids}
+        by_run: dict[UUID, list[_StepRow]] = {run_id: [] for run_id in run_ids}
         for row in rows:
-            step = FlowRunStep(
-                name=row.name, task_id=row.task_id, status=row.status, agent_id=row.agent_id, error=row.error
-            )
-            steps[row.flow_run_id].append(step)
-        return steps
+            by_run[row.flow_run_id].append(row)
+        return {
+            run_id: [
+                FlowRunStep(
+                    name=row.name,
+                    task_id=row.task_id,
+                    status=row.status,
+                    agent_id=row.agent_id,
+                    error=row.error,
+                )
+                for row in _dependency_order(run_rows)
+            ]
+            for run_id, run_rows in by_run.items()
+        }
 
     @staticmethod
     async def lock_tasks(conn: db.Connection, run_id: UUID) -> list[Task]:
@@ -191,3 +201,18 @@ class FlowRunBmc:
         if not run_ids:
             return []
         return many(await db.fetch_all(conn, _REFRESH_RUNS, {"run_ids": list(run_ids)}), FlowRun)
+
+
+def _dependency_order(rows: Sequence[_StepRow]) -> list[_StepRow]:
+    """``rows`` with every task after the tasks it depends on, level by level, each level in id order."""
+    known = {row.task_id for row in rows}
+    pending = sorted(rows, key=lambda row: row.task_id)
+    placed: set[UUID] = set()
+    ordered: list[_StepRow] = []
+    while pending:
+        ready = [row for row in pending if all(d in placed or d not in known for d in row.depends_on)]
+        ready = ready or pending  # only a cycle could leave nothing ready; never lose a row over it
+        placed.update(row.task_id for row in ready)
+        ordered.extend(ready)
+        pending = [row for row in pending if row.task_id not in placed]
+    return ordered

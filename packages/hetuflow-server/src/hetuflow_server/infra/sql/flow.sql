@@ -76,9 +76,8 @@ WHERE status IN ('pending', 'running')
 ORDER BY scheduled_at NULLS FIRST, id
 
 -- name: flow_run_steps
--- The current tasks of some runs, in creation order (a run's tasks are created in dependency order, and a
--- retry re-creates a step only together with every step after it).
-SELECT t.flow_run_id, t.flow_step AS name, t.id AS task_id, t.status, t.agent_id, t.error
+-- The current tasks of some runs, with what they depend on (the caller orders them by it).
+SELECT t.flow_run_id, t.flow_step AS name, t.id AS task_id, t.status, t.agent_id, t.error, t.depends_on
 FROM sched_task t
 WHERE t.flow_run_id = ANY(%(run_ids)s::uuid[])
   AND NOT EXISTS (SELECT 1 FROM sched_task n
