@@ -40,7 +40,7 @@ class Flow(msgspec.Struct, kw_only=True):
     name: str
     description: str
     status: JobStatus
-    concurrency: ConcurrencyPolicy
+    concurrency: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
     steps: list[FlowStep]
     created_at: datetime
     updated_at: datetime
