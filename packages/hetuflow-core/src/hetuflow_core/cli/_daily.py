@@ -44,7 +44,7 @@ JOB_COLUMNS = (
 )
 SCHEDULE_COLUMNS = (
     Column("ID", lambda s: s.id),
-    Column("JOB", lambda s: s.job_id),
+    Column("JOB", lambda s: s.job_id or f"flow {s.flow_id}"),
     Column("KIND", lambda s: s.kind),
     Column("RULE", lambda s: s.cron_expression or s.interval_secs or s.event_name or s.start_time),
     Column("TIMEZONE", lambda s: s.timezone),
@@ -54,7 +54,7 @@ SCHEDULE_COLUMNS = (
 SLOT_COLUMNS = (
     Column("SCHEDULED", lambda slot: slot.scheduled_at),
     Column("OUTCOME", lambda slot: slot.outcome),
-    Column("TASK", lambda slot: slot.task_id),
+    Column("TASK", lambda slot: slot.task_id or (slot.flow_run_id and f"flow run {slot.flow_run_id}")),
     Column("DETAIL", lambda slot: slot.detail),
 )
 FLOW_COLUMNS = (
