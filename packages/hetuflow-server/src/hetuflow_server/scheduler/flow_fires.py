@@ -28,7 +28,7 @@ from hetuflow_server.scheduler.leader import Tenure
 from hetuflow_server.service import _flow_runs
 from hetuflow_server.triggers.overlap import RunRef, Skip, plan_overlap
 
-__all__ = ["Fired", "Stale", "fire"]
+__all__ = ["Fired", "Stale", "changed_since", "fire"]
 
 
 class Fired(msgspec.Struct, kw_only=True, frozen=True):
@@ -138,14 +138,20 @@ async def _lock(conn: db.Connection, schedule: Schedule) -> Flow:
         current = await bmc.ScheduleBmc.get(conn, schedule.id, lock=True)
     except NotFound:
         raise Stale from None
-    if (
-        flow.status is not JobStatus.ENABLED
-        or current.status is not ScheduleStatus.ENABLED
-        or current.generated_until != schedule.generated_until
-        or current.updated_at != schedule.updated_at
-    ):
+    if changed_since(schedule, current, target=flow.status):
         raise Stale
     return flow
+
+
+def changed_since(listed: Schedule, current: Schedule, *, target: JobStatus) -> bool:
+    """True when a schedule read again under its lock (``current``) is no longer what the generator listed,
+    or it or its job or flow (``target``) stopped being enabled: its slots are left to the next cycle."""
+    return (
+        target is not JobStatus.ENABLED
+        or current.status is not ScheduleStatus.ENABLED
+        or current.generated_until != listed.generated_until
+        or current.updated_at != listed.updated_at
+    )
 
 
 def _skip_detail(skip: Skip) -> str:

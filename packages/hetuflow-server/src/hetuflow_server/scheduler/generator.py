@@ -25,7 +25,7 @@ from typing import Final
 
 import msgspec
 
-from hetuflow_core.enums import JobStatus, ScheduleStatus, SlotOutcome
+from hetuflow_core.enums import ScheduleStatus, SlotOutcome
 from hetuflow_core.job import Job
 from hetuflow_core.schedule import Schedule
 from hetuflow_server.errors import HetuflowError, NotFound
@@ -382,11 +382,6 @@ class Generator:
             current = await bmc.ScheduleBmc.get(conn, schedule.id, lock=True)
         except NotFound:
             raise _Changed from None
-        if (
-            job.status is not JobStatus.ENABLED
-            or current.status is not ScheduleStatus.ENABLED
-            or current.generated_until != schedule.generated_until
-            or current.updated_at != schedule.updated_at
-        ):
+        if flow_fires.changed_since(schedule, current, target=job.status):
             raise _Changed
         return job
