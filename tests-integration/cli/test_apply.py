@@ -1,6 +1,7 @@
 """Jobs as code with the installed ``hetuflow`` executable against a real server: ``apply`` twice (the second
 changes nothing), an edited schedule is one update, ``--prune`` removes only what apply made, an invalid
-file changes nothing, and ``export`` → ``apply`` changes nothing (TOML and YAML).
+file changes nothing, ``export`` → ``apply`` changes nothing (TOML and YAML), and an edited flow is one update
+(a managed flow no file declares is pruned).
 
 One server for the module (``pipeline``); each test works in a namespace of its own.
 """
@@ -194,3 +195,48 @@ def test_export_then_apply_changes_nothing_in_toml_and_yaml(
     assert 'job = "trip-other/other"' in text
     assert 'status = "disabled"' in text
     assert json.loads(hetuflow.ok("schema"))["$defs"]["JobSpec"]["required"] == ["name", "config"]
+
+
+FLOWING = """\
+namespace = "flowing"
+
+[[jobs]]
+name = "work"
+[jobs.config]
+command = "bash"
+script = "true"
+
+[[flows]]
+name = "flowing-flow"
+[[flows.steps]]
+name = "work"
+job = "work"
+[[flows.steps]]
+name = "cleanup"
+job = "work"
+depends_on = ["work"]
+"""
+
+
+def test_an_edited_flow_is_one_update_and_prune_deletes_a_managed_flow(
+    hetuflow: Hetuflow, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    path = tmp_path / "flowing.toml"
+    path.write_text(FLOWING)
+    hetuflow.ok("apply", "-f", str(path))
+    flows = {flow["name"]: flow for flow in pipeline.call("GET", "/flows")["items"]}
+    before = flows["flowing-flow"]
+
+    path.write_text(FLOWING + 'trigger_rule = "all_done"\ntimeout_secs = 30\n')
+    edited = hetuflow.ok("apply", "-f", str(path))
+    assert "~ update flow flowing-flow" in edited
+    assert edited.splitlines()[-1] == "1 changed (0 created, 1 updated, 0 deleted), 1 unchanged"
+    after = pipeline.call("GET", f"/flows/{before['id']}")
+    assert (after["steps"][1]["trigger_rule"], after["steps"][1]["timeout_secs"]) == ("all_done", 30)
+    assert after["description"] == before["description"]  # still marked managed
+    assert hetuflow.ok("apply", "-f", str(path)).startswith("0 changed")
+
+    path.write_text(FLOWING.split("[[flows]]")[0])
+    pruned = hetuflow.ok("apply", "-f", str(path), "--prune")
+    assert "- delete flow flowing-flow" in pruned
+    pipeline.call("GET", f"/flows/{before['id']}", expect=404)

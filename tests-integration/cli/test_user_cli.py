@@ -98,6 +98,14 @@ def test_listings_and_daily_verbs(hetuflow: Hetuflow, pipeline: Pipeline, agent:
     assert "cli-flow" in hetuflow.ok("flows", "ls")
     run_id = hetuflow.ok("flows", "run", "cli-flow").strip()
     assert len(run_id) == 36
+    # A run no agent can take stays pending: cancel it, then retry it.
+    stuck = pipeline.create_job(labels={"cli": "nobody"}, script="true")
+    stuck_steps = [{"name": "only", "job_id": stuck}]
+    pipeline.call("POST", "/flows", json={"name": "cli-stuck", "steps": stuck_steps}, expect=201)
+    stuck_run = hetuflow.ok("flows", "run", "cli-stuck").strip()
+    assert hetuflow.ok("flows", "cancel", "cli-stuck", stuck_run).split() == [stuck_run, "cancelled"]
+    assert hetuflow.ok("flows", "retry", "cli-stuck", stuck_run).split() == [stuck_run, "running"]
+    hetuflow.ok("flows", "cancel", "cli-stuck", stuck_run)
 
     token = hetuflow.ok("tokens", "create", "cli-reader", "--scope", "read").strip()
     listed = json.loads(hetuflow.ok("tokens", "ls", "-o", "json"))

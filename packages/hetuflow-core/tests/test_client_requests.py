@@ -25,6 +25,7 @@ from hetuflow_core import (
     CommandKind,
     FlowCreate,
     FlowStep,
+    FlowUpdate,
     JobConfig,
     JobCreate,
     JobUpdate,
@@ -48,6 +49,7 @@ TASK = "0190d3a0-0000-7000-8000-000000000003"
 INSTANCE = "0190d3a0-0000-7000-8000-000000000004"
 FLOW = "0190d3a0-0000-7000-8000-000000000005"
 JTI = "0190d3a0-0000-7000-8000-000000000006"
+RUN = "0190d3a0-0000-7000-8000-000000000007"
 AGENT = "worker:01"
 T0 = datetime(2024, 3, 10, 1, 30, 0, 250_000, tzinfo=UTC)
 T1 = datetime(2024, 3, 11, tzinfo=UTC)
@@ -81,6 +83,7 @@ FULL_FILTER = TaskFilter(
     status=["failed", "running"],
     job_id=UUID(JOB),
     schedule_id=UUID(SCHEDULE),
+    flow_run_id=UUID(RUN),
     agent_id=AGENT,
     scheduled_after=T0,
     scheduled_before=T1,
@@ -174,6 +177,14 @@ CASES = [
         query=[("job_id", JOB), ("limit", "10")],
     ),
     Case(
+        "list_schedules",
+        (),
+        "GET",
+        "/api/v1/schedules",
+        kwargs={"flow_id": FLOW},
+        query=[("flow_id", FLOW)],
+    ),
+    Case(
         "update_schedule",
         (SCHEDULE, ScheduleUpdate(end_time=None, timezone="Asia/Kolkata")),
         "PATCH",
@@ -216,6 +227,7 @@ CASES = [
             ("status", "running"),
             ("job_id", JOB),
             ("schedule_id", SCHEDULE),
+            ("flow_run_id", RUN),
             ("agent_id", AGENT),
             ("scheduled_after", "2024-03-10T01:30:00.250000Z"),
             ("scheduled_before", "2024-03-11T00:00:00Z"),
@@ -273,6 +285,27 @@ CASES = [
         f"/api/v1/flows/{FLOW}/run",
         body={"parameters": {"day": "mon"}},
     ),
+    Case(
+        "update_flow",
+        (FLOW, FlowUpdate(description="v2")),
+        "PATCH",
+        f"/api/v1/flows/{FLOW}",
+        body={"description": "v2"},
+    ),
+    Case("delete_flow", (FLOW,), "DELETE", f"/api/v1/flows/{FLOW}"),
+    Case("enable_flow", (FLOW,), "POST", f"/api/v1/flows/{FLOW}/enable"),
+    Case("disable_flow", (FLOW,), "POST", f"/api/v1/flows/{FLOW}/disable"),
+    Case(
+        "list_flow_runs",
+        (FLOW,),
+        "GET",
+        f"/api/v1/flows/{FLOW}/runs",
+        kwargs={"limit": 5},
+        query=[("limit", "5")],
+    ),
+    Case("get_flow_run", (FLOW, RUN), "GET", f"/api/v1/flows/{FLOW}/runs/{RUN}"),
+    Case("cancel_flow_run", (FLOW, RUN), "POST", f"/api/v1/flows/{FLOW}/runs/{RUN}/cancel"),
+    Case("retry_flow_run", (FLOW, RUN), "POST", f"/api/v1/flows/{FLOW}/runs/{RUN}/retry"),
     # tokens and health
     Case("create_token", (NEW_TOKEN,), "POST", "/api/v1/tokens", body=msgspec.to_builtins(NEW_TOKEN)),
     Case("list_tokens", (), "GET", "/api/v1/tokens"),

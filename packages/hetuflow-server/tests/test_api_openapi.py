@@ -128,6 +128,7 @@ def test_query_parameters_are_typed() -> None:
         "status",
         "job_id",
         "schedule_id",
+        "flow_run_id",
         "agent_id",
         "scheduled_after",
         "scheduled_before",

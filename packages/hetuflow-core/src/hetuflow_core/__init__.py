@@ -31,8 +31,9 @@ from hetuflow_core.enums import (
     SlotOutcome,
     TaskStatus,
     TokenScope,
+    TriggerRule,
 )
-from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowStep
+from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowRunStep, FlowStep, FlowUpdate
 from hetuflow_core.ids import new_message_id, now_ms, uuid7
 from hetuflow_core.job import (
     SECRET_MASK,
@@ -84,7 +85,9 @@ __all__ = [
     "FlowRun",
     "FlowRunCreate",
     "FlowRunStatus",
+    "FlowRunStep",
     "FlowStep",
+    "FlowUpdate",
     "InstanceMetrics",
     "InstanceStatus",
     "Job",
@@ -129,6 +132,7 @@ __all__ = [
     "TokenIssued",
     "TokenScope",
     "TriggerResult",
+    "TriggerRule",
     "TriggerRun",
     "__version__",
     "decode",

@@ -39,6 +39,7 @@ class TaskFilter(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: list[str] = []
     job_id: UUID | None = None
     schedule_id: UUID | None = None
+    flow_run_id: UUID | None = None
     agent_id: str | None = None
     scheduled_after: datetime | None = None
     scheduled_before: datetime | None = None

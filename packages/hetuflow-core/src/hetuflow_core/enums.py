@@ -29,6 +29,7 @@ __all__ = [
     "SlotOutcome",
     "TaskStatus",
     "TokenScope",
+    "TriggerRule",
 ]
 
 
@@ -182,6 +183,17 @@ class FlowRunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class TriggerRule(StrEnum):
+    """When a flow step may start, given how the steps it depends on ended."""
+
+    ALL_SUCCESS = "all_success"
+    """Every dependency succeeded (the default); the step is skipped as soon as one cannot."""
+    ALL_DONE = "all_done"
+    """Every dependency ended, whatever its outcome: a cleanup step."""
+    ONE_FAILED = "one_failed"
+    """At least one dependency failed: an alert step; skipped when all ended and none failed."""
 
 
 class SlotOutcome(StrEnum):

@@ -51,7 +51,10 @@ class Schedule(msgspec.Struct, kw_only=True):
     """A stored schedule as the API returns it."""
 
     id: UUID
-    job_id: UUID
+    job_id: UUID | None
+    """The job it runs, or none when it runs a flow."""
+    flow_id: UUID | None = None
+    """The flow it starts a run of at every fire, or none when it runs a job."""
     kind: ScheduleKind
     cron_expression: str | None
     timezone: str
@@ -75,12 +78,14 @@ class Schedule(msgspec.Struct, kw_only=True):
 class ScheduleCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /api/v1/schedules``. Which fields are required depends on ``kind``:
     ``cron`` needs ``cron_expression``, ``interval`` needs ``interval_secs``, ``once`` needs
-    ``start_time`` (the instant it fires), ``event`` needs ``event_name``. A slot whose task was planned in
-    time waits for a free agent as long as it takes (or until ``start_deadline_secs``); slots the scheduler
-    could not plan or watch in time (an outage, a pause) follow ``misfire_policy`` beyond
-    ``misfire_grace_secs``."""
+    ``start_time`` (the instant it fires), ``event`` needs ``event_name``. A schedule targets either a job
+    (``job_id``) or a flow (``flow_id``: every fire starts one flow run; ``daemon`` is for jobs only). A
+    slot whose task was planned in time waits for a free agent as long as it takes (or until
+    ``start_deadline_secs``); slots the scheduler could not plan or watch in time (an outage, a pause) follow
+    ``misfire_policy`` beyond ``misfire_grace_secs``."""
 
-    job_id: UUID
+    job_id: UUID | None = None
+    flow_id: UUID | None = None
     kind: ScheduleKind
     cron_expression: CronExpression | None = None
     timezone: TimeZoneName = "UTC"
@@ -146,3 +151,5 @@ class ScheduleSlot(msgspec.Struct, kw_only=True):
     task_id: UUID | None
     detail: str | None
     recorded_at: datetime
+    flow_run_id: UUID | None = None
+    """The flow run a flow schedule's slot started (outcome ``ran``)."""

@@ -54,6 +54,8 @@ class Task(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    flow_step: str | None = None
+    """The step of its flow run this task runs (``flow_run_id``), if any."""
 
 
 class TaskInstance(msgspec.Struct, kw_only=True):

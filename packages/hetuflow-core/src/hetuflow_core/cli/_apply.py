@@ -29,7 +29,7 @@ from hetuflow_core.cli._plan import SCHEDULE_FIELDS, Change, Current, Plan, make
 from hetuflow_core.cli._spec import FlowSpec, ScheduleSpec, file_schema, mark
 from hetuflow_core.client import Client, HetuflowClientError, ValidationError
 from hetuflow_core.enums import ScheduleKind, ScheduleStatus
-from hetuflow_core.flow import FlowCreate, FlowStep
+from hetuflow_core.flow import FlowCreate, FlowStep, FlowUpdate
 from hetuflow_core.schedule import ScheduleCreate, SchedulePreviewRequest
 
 __all__ = ["commands"]
@@ -125,7 +125,14 @@ def _flow_create(spec: FlowSpec, namespace: str, ids: dict[JobKey, UUID]) -> Flo
         space, _, name = step.job.rpartition("/")
         job_id = ids[space or namespace, name]
         steps.append(
-            FlowStep(name=step.name, job_id=job_id, parameters=step.parameters, depends_on=step.depends_on)
+            FlowStep(
+                name=step.name,
+                job_id=job_id,
+                parameters=step.parameters,
+                depends_on=step.depends_on,
+                timeout_secs=step.timeout_secs,
+                trigger_rule=step.trigger_rule,
+            )
         )
     return FlowCreate(name=spec.name, description=mark(spec.description, namespace), steps=steps)
 
@@ -153,8 +160,12 @@ def _make(client: Client, change: Change, ids: dict[JobKey, UUID]) -> None:
         client.delete_schedule(_need(change.target))
     elif kind == "flow" and action == "create":
         client.create_flow(_flow_create(_need(change.flow), _need(change.namespace), ids))
+    elif kind == "flow" and action == "update":
+        steps = _flow_create(_need(change.flow), _need(change.namespace), ids).steps
+        update = FlowUpdate(description=_need(change.flow_description), steps=steps)
+        client.update_flow(_need(change.target), update)
     else:
-        raise AssertionError(f"no way to {action} a {kind}")
+        client.delete_flow(_need(change.target))
 
 
 def _execute(context: Context, plan: Plan, current: Current) -> None:
@@ -214,13 +225,6 @@ def apply(
     if dry_run:
         context.out.print(f"dry run: {_counts(plan, 'to ')}; nothing was changed", markup=False)
         return
-    refused = [change for change in plan.changes if change.kind == "flow" and change.action != "create"]
-    if refused:
-        labels = ", ".join(f"{change.action} {change.label}" for change in refused)
-        raise Failure(
-            f"the server has no way to change or delete a flow ({labels}); give the flow a new name, or keep "
-            "it as stored; nothing was changed"
-        )
     _execute(context, plan, current)
     context.out.print(_counts(plan), markup=False)
 

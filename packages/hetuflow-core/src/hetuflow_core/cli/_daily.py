@@ -44,7 +44,7 @@ JOB_COLUMNS = (
 )
 SCHEDULE_COLUMNS = (
     Column("ID", lambda s: s.id),
-    Column("JOB", lambda s: s.job_id),
+    Column("JOB", lambda s: s.job_id or f"flow {s.flow_id}"),
     Column("KIND", lambda s: s.kind),
     Column("RULE", lambda s: s.cron_expression or s.interval_secs or s.event_name or s.start_time),
     Column("TIMEZONE", lambda s: s.timezone),
@@ -54,7 +54,7 @@ SCHEDULE_COLUMNS = (
 SLOT_COLUMNS = (
     Column("SCHEDULED", lambda slot: slot.scheduled_at),
     Column("OUTCOME", lambda slot: slot.outcome),
-    Column("TASK", lambda slot: slot.task_id),
+    Column("TASK", lambda slot: slot.task_id or (slot.flow_run_id and f"flow run {slot.flow_run_id}")),
     Column("DETAIL", lambda slot: slot.detail),
 )
 FLOW_COLUMNS = (
@@ -185,7 +185,7 @@ def schedules_slots(context: Context, schedule_id: str, limit: int | None, outpu
 
 @click.group()
 def flows() -> None:
-    """List flows, show one, and start a run."""
+    """List flows, show one, start a run, cancel or retry one."""
 
 
 @flows.command("ls")
@@ -217,6 +217,26 @@ def flows_run(context: Context, flow: str, params: tuple[str, ...]) -> None:
     found = find_flow(context.client, flow)
     run = context.client.run_flow(found.id, parse_parameters(params))
     context.out.print(str(run.id), markup=False)
+
+
+@flows.command("cancel")
+@click.argument("flow")
+@click.argument("run_id")
+@click.pass_obj
+def flows_cancel(context: Context, flow: str, run_id: str) -> None:
+    """Cancel a run: pending steps skipped, running ones killed; prints its status."""
+    run = context.client.cancel_flow_run(find_flow(context.client, flow).id, run_id)
+    context.out.print(f"{run.id} {run.status}", markup=False)
+
+
+@flows.command("retry")
+@click.argument("flow")
+@click.argument("run_id")
+@click.pass_obj
+def flows_retry(context: Context, flow: str, run_id: str) -> None:
+    """Run a failed or cancelled run again from the steps that did not succeed; prints its status."""
+    run = context.client.retry_flow_run(find_flow(context.client, flow).id, run_id)
+    context.out.print(f"{run.id} {run.status}", markup=False)
 
 
 @click.group()

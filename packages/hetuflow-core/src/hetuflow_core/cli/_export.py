@@ -18,7 +18,7 @@ import yaml
 
 from hetuflow_core.cli._plan import SCHEDULE_FIELDS, Current
 from hetuflow_core.cli._spec import ScheduleSpec, unmark
-from hetuflow_core.enums import JobStatus, ScheduleStatus
+from hetuflow_core.enums import JobStatus, ScheduleStatus, TriggerRule
 from hetuflow_core.flow import Flow
 from hetuflow_core.schedule import Schedule
 
@@ -120,6 +120,10 @@ def _steps(flow: Flow, keys: dict[Any, tuple[str, str]], namespace: str) -> Iter
             entry["parameters"] = step.parameters
         if step.depends_on:
             entry["depends_on"] = list(step.depends_on)
+        if step.timeout_secs is not None:
+            entry["timeout_secs"] = step.timeout_secs
+        if step.trigger_rule is not TriggerRule.ALL_SUCCESS:
+            entry["trigger_rule"] = step.trigger_rule.value
         yield entry
 
 

@@ -20,7 +20,7 @@ import msgspec
 from hetuflow_core.cli._desired import Declared, Desired, JobKey
 from hetuflow_core.cli._files import SpecError
 from hetuflow_core.cli._spec import FlowSpec, JobSpec, ScheduleSpec, mark, unmark
-from hetuflow_core.enums import JobStatus
+from hetuflow_core.enums import JobStatus, TriggerRule
 from hetuflow_core.flow import Flow
 from hetuflow_core.job import Job, JobCreate, JobUpdate
 from hetuflow_core.schedule import Schedule, ScheduleUpdate
@@ -58,6 +58,8 @@ class Change:
     schedule: ScheduleSpec | None = None
     schedule_update: ScheduleUpdate | None = None
     flow: FlowSpec | None = None
+    flow_description: str | None = None
+    """The description a flow update writes (marked managed when the stored flow is)."""
     namespace: str | None = None
     declared: Declared | None = None
 
@@ -107,6 +109,10 @@ def field_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {_short(old)} → {_short(new)}"]
 
 
+_StepKey = tuple[str, UUID | None, Any, list[str], float | None, TriggerRule]
+"""What the plan compares of a flow step: name, job id, parameters, dependencies, timeout, trigger rule."""
+
+
 class _Planner:
     def __init__(self, desired: Desired, current: Current, prune: bool) -> None:
         self.desired = desired
@@ -115,7 +121,8 @@ class _Planner:
         self.job_keys = {job.id: (job.namespace, job.name) for job in current.jobs}
         self.schedules: dict[UUID, list[Schedule]] = {}
         for schedule in current.schedules:
-            self.schedules.setdefault(schedule.job_id, []).append(schedule)
+            if schedule.job_id is not None:  # a flow's schedule is no job's
+                self.schedules.setdefault(schedule.job_id, []).append(schedule)
         self.flows = {flow.name: flow for flow in current.flows}
         self.changes: list[Change] = []
         self.schedule_changes: list[Change] = []
@@ -275,18 +282,29 @@ class _Planner:
 
     def _flow(self, name: str, spec: FlowSpec, namespace: str, declared: Declared) -> Change | None:
         label = f"flow {name}"
-        steps = []
+        steps: list[_StepKey] = []
         for i, step in enumerate(spec.steps):
             job = self._step_job(namespace, step.job, declared, i)
-            steps.append((step.name, job.id if job else None, step.parameters, step.depends_on))
+            steps.append(
+                (
+                    step.name,
+                    job.id if job else None,
+                    step.parameters,
+                    step.depends_on,
+                    step.timeout_secs,
+                    step.trigger_rule,
+                )
+            )
         flow = self.flows.get(name)
         if flow is None:
             return Change(
                 action="create", kind="flow", label=label, flow=spec, namespace=namespace, declared=declared
             )
-        description = unmark(flow.description)[0]
+        description, managed, _ = unmark(flow.description)
         details = field_changes(description, spec.description, "description")
-        stored = [(s.name, s.job_id, s.parameters, s.depends_on) for s in flow.steps]
+        stored = [
+            (s.name, s.job_id, s.parameters, s.depends_on, s.timeout_secs, s.trigger_rule) for s in flow.steps
+        ]
         if stored != steps:
             old = [self._step_text(s) for s in stored]
             new = [self._step_text(s, namespace, spec.steps[i].job) for i, s in enumerate(steps)]
@@ -301,17 +319,19 @@ class _Planner:
             details=tuple(details),
             target=flow.id,
             flow=spec,
+            flow_description=mark(spec.description, namespace) if managed else spec.description,
             namespace=namespace,
             declared=declared,
         )
 
-    def _step_text(
-        self, step: tuple[str, UUID | None, Any, list[str]], namespace: str = "", ref: str = ""
-    ) -> str:
-        name, job_id, parameters, depends_on = step
+    def _step_text(self, step: _StepKey, namespace: str = "", ref: str = "") -> str:
+        name, job_id, parameters, depends_on, timeout_secs, trigger_rule = step
         key = self.job_keys.get(job_id) if job_id else None
         job = f"{key[0]}/{key[1]}" if key else (ref if "/" in ref else f"{namespace}/{ref}")
-        return f"{name}={job} after {','.join(depends_on) or '-'} with {_short(parameters)}"
+        text = f"{name}={job} after {','.join(depends_on) or '-'} with {_short(parameters)}"
+        if trigger_rule is not TriggerRule.ALL_SUCCESS:
+            text += f" when {trigger_rule}"
+        return text + (f" timeout {timeout_secs:g}s" if timeout_secs is not None else "")
 
     def _prune_flows(self) -> list[Change]:
         changes = []

@@ -19,7 +19,14 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from hetuflow_core.enums import CommandKind, JobStatus, MisfirePolicy, ScheduleKind, ScheduleStatus
+from hetuflow_core.enums import (
+    CommandKind,
+    JobStatus,
+    MisfirePolicy,
+    ScheduleKind,
+    ScheduleStatus,
+    TriggerRule,
+)
 from hetuflow_core.job import JobConfig
 from hetuflow_core.schedule import (
     CronExpression,
@@ -31,7 +38,7 @@ from hetuflow_core.schedule import (
     TimeZoneName,
 )
 from hetuflow_core.schema import JSON_SCHEMA_DIALECT
-from hetuflow_core.types import Name, Namespace, Parameters
+from hetuflow_core.types import Name, Namespace, Parameters, Seconds
 
 __all__ = [
     "MANAGED_MARK",
@@ -105,12 +112,15 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class FlowStepSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A step of a flow: a job by name, run after the steps it depends on."""
+    """A step of a flow: a job by name, run after the steps it depends on (as its trigger rule says), with
+    the job's timeout unless it gives its own."""
 
     name: Name
     job: JobRef
     parameters: Parameters = {}
     depends_on: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
+    timeout_secs: Seconds | None = None
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
 
 
 class FlowSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -18,7 +18,7 @@ from hetuflow_core.agent import Agent, AgentUpdate, Server
 from hetuflow_core.api import Page, TaskFilter, TokenCreate, TokenInfo, TokenIssued
 from hetuflow_core.client._call import Call, endpoint, path_segment, query
 from hetuflow_core.enums import NotificationStatus
-from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate
+from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowUpdate
 from hetuflow_core.job import Job, JobCreate, JobUpdate
 from hetuflow_core.notification import AuditEntry, NotificationDelivery
 from hetuflow_core.schedule import (
@@ -55,6 +55,11 @@ def _patch(path: str, response: type[T], body: msgspec.Struct) -> Call[T]:
 
 def _delete(path: str) -> Call[None]:
     return Call("DELETE", _V1 + path, _NO_BODY)
+
+
+def _run_at(flow_id: Id, run_id: Id, action: str = "") -> str:
+    """``/flows/<id>/runs/<run id>`` or with ``/<action>``."""
+    return _at("flows", flow_id, f"runs/{path_segment(run_id)}" + (f"/{action}" if action else ""))
 
 
 def _at(collection: str, item: Id, action: str = "") -> str:
@@ -143,10 +148,15 @@ class Api:
 
     @endpoint
     def list_schedules(
-        self, *, job_id: Id | None = None, cursor: str | None = None, limit: int | None = None
+        self,
+        *,
+        job_id: Id | None = None,
+        flow_id: Id | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
     ) -> Call[Page[Schedule]]:
-        """One page of schedules, optionally of one job."""
-        return _get("/schedules", Page[Schedule], job_id=job_id, cursor=cursor, limit=limit)
+        """One page of schedules, optionally of one job or one flow."""
+        return _get("/schedules", Page[Schedule], job_id=job_id, flow_id=flow_id, cursor=cursor, limit=limit)
 
     @endpoint
     def update_schedule(self, schedule_id: Id, update: ScheduleUpdate) -> Call[Schedule]:
@@ -296,9 +306,51 @@ class Api:
         return _get("/flows", Page[Flow], cursor=cursor, limit=limit)
 
     @endpoint
+    def update_flow(self, flow_id: Id, update: FlowUpdate) -> Call[Flow]:
+        """Change the fields set in ``update`` (``PATCH``); started runs keep their steps."""
+        return _patch(_at("flows", flow_id), Flow, update)
+
+    @endpoint
+    def delete_flow(self, flow_id: Id) -> Call[None]:
+        """Delete a flow: its live runs are cancelled, its schedules disabled (its runs stay readable)."""
+        return _delete(_at("flows", flow_id))
+
+    @endpoint
+    def enable_flow(self, flow_id: Id) -> Call[Flow]:
+        """Let the flow run and its schedules fire again."""
+        return _post(_at("flows", flow_id, "enable"), Flow)
+
+    @endpoint
+    def disable_flow(self, flow_id: Id) -> Call[Flow]:
+        """Stop the flow's schedules and refuse new runs; started runs go on."""
+        return _post(_at("flows", flow_id, "disable"), Flow)
+
+    @endpoint
     def run_flow(self, flow_id: Id, parameters: Mapping[str, Any] | None = None) -> Call[FlowRun]:
         """Start a run of a flow."""
         return _post(_at("flows", flow_id, "run"), FlowRun, FlowRunCreate(parameters=dict(parameters or {})))
+
+    @endpoint
+    def list_flow_runs(
+        self, flow_id: Id, *, cursor: str | None = None, limit: int | None = None
+    ) -> Call[Page[FlowRun]]:
+        """One page of a flow's runs, oldest first, each with its steps' tasks."""
+        return _get(_at("flows", flow_id, "runs"), Page[FlowRun], cursor=cursor, limit=limit)
+
+    @endpoint
+    def get_flow_run(self, flow_id: Id, run_id: Id) -> Call[FlowRun]:
+        """One run of a flow, with the current task of each step."""
+        return _get(_run_at(flow_id, run_id), FlowRun)
+
+    @endpoint
+    def cancel_flow_run(self, flow_id: Id, run_id: Id) -> Call[FlowRun]:
+        """Cancel a run: pending steps skipped, running ones killed on their agents."""
+        return _post(_run_at(flow_id, run_id, "cancel"), FlowRun)
+
+    @endpoint
+    def retry_flow_run(self, flow_id: Id, run_id: Id) -> Call[FlowRun]:
+        """Run a failed or cancelled run again from the steps that did not succeed on."""
+        return _post(_run_at(flow_id, run_id, "retry"), FlowRun)
 
     # ------------------------------------------------------------------ tokens and health
 

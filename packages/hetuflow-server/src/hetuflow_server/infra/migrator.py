@@ -52,11 +52,7 @@ class Migration:
 
 
 def available_migrations() -> list[Migration]:
-    """Every migration shipped in the wheel, in order; numbers must be unique and increasing from 0001.
-
-    Gaps are allowed: changes developed side by side reserve their numbers ahead, and a database records the
-    names it applied, so a number filled in later is still applied by the next run.
-    """
+    """Every migration shipped in the wheel, in order; numbers must be unique and contiguous from 0001."""
     folder = resources.files(__package__).joinpath("migrations")
     found: list[Migration] = []
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
@@ -65,10 +61,10 @@ def available_migrations() -> list[Migration]:
         match = _FILE_NAME.match(entry.name)
         if match is None:
             raise RuntimeError(f"migration file {entry.name!r} is not named NNNN_words.sql")
-        number = int(match.group(1))
-        previous = int(found[-1].name[:4]) if found else 0
-        if number <= previous or (not found and number != 1):
-            raise RuntimeError(f"migration {entry.name!r} is out of sequence (after number {previous:04d})")
+        if int(match.group(1)) != len(found) + 1:
+            raise RuntimeError(
+                f"migration {entry.name!r} is out of sequence (expected number {len(found) + 1})"
+            )
         found.append(Migration(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8")))
     return found
 

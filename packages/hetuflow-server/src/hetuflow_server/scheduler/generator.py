@@ -10,6 +10,9 @@ time (beyond grace and ``misfire_slack_secs``) go through the misfire policy, a 
 changed since the schedule was listed. A cycle runs when woken (a schedule change, or this server becoming
 leader) and every ``interval_secs`` otherwise; docs/scheduling.md (From schedules to tasks) tells the whole
 story.
+
+A flow schedule is not planned ahead: its slots are fired once due, each starting one flow run
+(``scheduler.flow_fires``), and the loop wakes up at the next one.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from typing import Final
 
 import msgspec
 
-from hetuflow_core.enums import JobStatus, ScheduleStatus, SlotOutcome
+from hetuflow_core.enums import ScheduleStatus, SlotOutcome
 from hetuflow_core.job import Job
 from hetuflow_core.schedule import Schedule
 from hetuflow_server.errors import HetuflowError, NotFound
 from hetuflow_server.infra import bmc, db, notify
 from hetuflow_server.infra.db import ModelManager
 from hetuflow_server.loops import LoopFactory, woken
+from hetuflow_server.scheduler import flow_fires
 from hetuflow_server.scheduler.leader import Leadership, Tenure
 from hetuflow_server.service import new_tasks
 from hetuflow_server.triggers._errors import InvalidSchedule
@@ -55,6 +59,8 @@ PAGE_SIZE: Final = 200
 MISSED_CHUNK: Final = 1000
 """Missed slots recorded per transaction while streaming through a long gap."""
 
+_FIRE_MARGIN_SECS: Final = 0.005
+
 Clock = Callable[[], datetime]
 
 
@@ -64,11 +70,14 @@ class CycleReport(msgspec.Struct, kw_only=True):
     schedules: int = 0
     """Schedules whose cursor moved (or that expired)."""
     tasks: int = 0
+    """Tasks planned, and runs started by flow schedules."""
     missed: int = 0
     deduplicated: int = 0
     expired: int = 0
     lost_lease: bool = False
     """The cycle stopped because this server no longer held the lease."""
+    next_flow_fire_at: datetime | None = None
+    """The next slot of a flow schedule after this cycle: the loop wakes up then."""
 
 
 class _Written(msgspec.Struct, kw_only=True, frozen=True):
@@ -113,6 +122,7 @@ class Generator:
         self._slack_secs = misfire_slack_secs
         self._clock = clock
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         leadership.watch(lambda leading: self.wake() if leading else None)
 
     @property
@@ -136,6 +146,8 @@ class Generator:
             report = await self.cycle()
             if report.schedules:
                 logger.debug("generation cycle: %s", msgspec.structs.asdict(report))
+            if report.next_flow_fire_at is not None:
+                self._wake_at(report.next_flow_fire_at)
 
         return woken(
             self._wake,
@@ -144,6 +156,14 @@ class Generator:
             name="task generation",
             active=lambda: self._leadership.is_leader,
         )
+
+    def _wake_at(self, moment: datetime) -> None:
+        """Run a cycle at ``moment`` (a flow schedule's next slot), replacing any earlier such wake-up."""
+        if self._timer is not None:
+            self._timer.cancel()
+        # A hair late rather than early: a slot is fired once its time has come.
+        delay = max((moment - self._clock()).total_seconds(), 0.0) + _FIRE_MARGIN_SECS
+        self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def cycle(self) -> CycleReport:
         """One pass over every schedule that needs tasks; does nothing unless this server leads."""
@@ -158,7 +178,7 @@ class Generator:
         while True:
             async with self._db.transaction() as conn:
                 page = await bmc.ScheduleBmc.generation_work(
-                    conn, until=refill_before, after_id=after_id, limit=PAGE_SIZE
+                    conn, until=refill_before, due_until=now, after_id=after_id, limit=PAGE_SIZE
                 )
             for schedule in page:
                 try:
@@ -171,7 +191,7 @@ class Generator:
                     )
                     report.lost_lease = True
                     return report
-                except _Changed:
+                except (_Changed, flow_fires.Stale):
                     continue
                 except (HetuflowError, InvalidSchedule) as exc:
                     # One bad schedule (or a failed statement) must not stop the others.
@@ -193,6 +213,13 @@ class Generator:
         trigger = schedule_trigger(schedule)
         if trigger is None:  # only clock schedules are listed; a kind change would make it None
             return
+        if schedule.flow_id is not None:
+            until = now  # a flow's run starts when its slot comes due
+            upcoming_fire = trigger.next_fire_after(now)
+            if upcoming_fire is not None and (
+                report.next_flow_fire_at is None or upcoming_fire < report.next_flow_fire_at
+            ):
+                report.next_flow_fire_at = upcoming_fire
         rule = self._rule(schedule)
         cutoff = rule.cutoff(now)
         start = schedule.generated_until or schedule.created_at
@@ -236,8 +263,9 @@ class Generator:
         current = schedule.generated_until or schedule.created_at
         cursor = until if not exhausted else max(last or current, current)
         expire = exhausted and cursor <= now
-        if unwritten == 0 and cursor == schedule.generated_until and not expire:
-            return  # nothing new: a finished schedule waiting for its last slot to pass
+        if unwritten == 0 and not expire and (cursor == schedule.generated_until or schedule.flow_id):
+            # Nothing new: a finished schedule waiting for its last slot to pass, or a flow's next slot.
+            return
         run = late.kept + on_time
         written = await self._write(
             schedule, tenure, now, missed=missed, run=run, cursor=cursor, fired=unwritten, expire=expire
@@ -263,6 +291,20 @@ class Generator:
         """One fenced transaction: tasks for ``run``, records for ``missed`` and duplicates, cursor to
         ``cursor``. Returns the schedule as written (the snapshot the next write of this cycle expects)."""
         rule = self._rule(schedule)
+        if schedule.flow_id is not None:
+            outcome = await flow_fires.fire(
+                self._db,
+                schedule,
+                tenure,
+                missed=[(slot, rule.missed_detail(slot, now)) for slot in missed],
+                run=run,
+                cursor=cursor,
+                fired=fired,
+                expire=expire,
+            )
+            if outcome is None:
+                raise _LostLease
+            return _Written(schedule=outcome.schedule, tasks=outcome.runs, deduplicated=0)
         async with self._db.transaction() as conn:
             job = await self._lock(conn, schedule, tenure)
             # A broadcast job's slot is one task per matching online agent; the slot counts once all the same.
@@ -334,16 +376,12 @@ class Generator:
         """Fence, then lock the job and the schedule (in the services' order) and check nothing changed."""
         if not await bmc.LeaseBmc.hold(conn, tenure.name, holder=tenure.holder, token=tenure.token):
             raise _LostLease
+        assert schedule.job_id is not None, "flow schedules fire through flow_fires"
         try:
             job = await bmc.JobBmc.get(conn, schedule.job_id, lock=True)
             current = await bmc.ScheduleBmc.get(conn, schedule.id, lock=True)
         except NotFound:
             raise _Changed from None
-        if (
-            job.status is not JobStatus.ENABLED
-            or current.status is not ScheduleStatus.ENABLED
-            or current.generated_until != schedule.generated_until
-            or current.updated_at != schedule.updated_at
-        ):
+        if flow_fires.changed_since(schedule, current, target=job.status):
             raise _Changed
         return job

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.enums import RoutingPolicy
+from hetuflow_core.enums import RoutingPolicy, TriggerRule
 from hetuflow_core.ids import uuid7
 from hetuflow_core.job import JobConfig
 from hetuflow_core.types import Parameters
@@ -40,6 +40,7 @@ def new_task(
     flow_step: str | None = None,
     retry_of: UUID | None = None,
     depends_on: Sequence[UUID] = (),
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS,
 ) -> bmc.NewTask:
     """A task of ``job_id`` with a fresh id, running ``config`` (the job's config as of now: each task keeps
     its own snapshot), at the config's priority unless ``priority`` is given."""
@@ -56,6 +57,7 @@ def new_task(
         flow_step=flow_step,
         retry_of=retry_of,
         depends_on=list(depends_on),
+        trigger_rule=trigger_rule,
     )
 
 

@@ -8,9 +8,10 @@ changing its rule, removes the not-yet-dispatched future tasks it generated and 
 to now; deleting it removes all of its tasks that never started and its slot record, and leaves its past tasks
 unlinked. Disabling or deleting a daemon schedule also cancels its live run (``service._daemons``).
 
-``flow`` schedules are refused: a schedule belongs to a job (``job_id``), so nothing could say which flow it
-would run; a flow runs through ``POST /api/v1/flows/{id}/run``. Daemon schedules take no window fields: they
-run while enabled.
+A schedule targets a job (``job_id``) or a flow (``flow_id``): a flow schedule of kind cron, interval, once
+or event starts one flow run per fire (the generator and the event service start it; ``service._flow_runs``).
+The kind ``flow`` is refused: the target says what runs, the kind says when. Daemon schedules are for jobs
+and take no window fields: they run while enabled.
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ def validate_schedule(schedule: Schedule | ScheduleCreate) -> None:
     if schedule.kind is ScheduleKind.FLOW:
         raise invalid(
             "$.kind",
-            "a schedule belongs to a job, so a flow schedule could never name the flow to run; start a flow "
-            "with POST /api/v1/flows/{flow_id}/run, or give a job a cron, interval, once, event or daemon "
-            "schedule",
+            "the kind says when a schedule fires, not what it runs: to schedule a flow, give its flow_id "
+            "(instead of job_id) with kind cron, interval, once or event; to run one now, "
+            "POST /api/v1/flows/{flow_id}/run",
         )
+    if schedule.job_id is None and schedule.flow_id is None:
+        raise invalid("$.job_id", "give the job_id or the flow_id the schedule runs")
+    if schedule.job_id is not None and schedule.flow_id is not None:
+        raise invalid("$.flow_id", "give job_id or flow_id, not both")
+    if schedule.flow_id is not None and schedule.kind is ScheduleKind.DAEMON:
+        raise invalid("$.kind", "a flow cannot run as a daemon; use cron, interval, once or event")
     if schedule.kind is ScheduleKind.DAEMON:
         for field in _WINDOW_FIELDS:
             if getattr(schedule, field) is not None:
@@ -73,13 +80,19 @@ class ScheduleService:
             raise invalid("$.status", "expired is set by the server when a schedule ends")
         validate_schedule(data)
         async with self._db.transaction() as conn:
-            try:
-                # FOR UPDATE: a concurrent job delete cannot slip between this check and the insert.
-                await bmc.JobBmc.get(conn, data.job_id, lock=True)
-            except NotFound:
-                raise invalid("$.job_id", f"no job {data.job_id}") from None
+            # Locked: a concurrent delete of the job or flow cannot slip between this check and the insert.
+            if data.job_id is not None:
+                try:
+                    await bmc.JobBmc.get(conn, data.job_id, lock=True)
+                except NotFound:
+                    raise invalid("$.job_id", f"no job {data.job_id}") from None
+            elif data.flow_id is not None:
+                try:
+                    await bmc.FlowBmc.get(conn, data.flow_id, lock=True)
+                except NotFound:
+                    raise invalid("$.flow_id", f"no flow {data.flow_id}") from None
             schedule = await bmc.ScheduleBmc.insert(conn, uuid7(), data)
-            await notify.schedules_changed(conn, schedule_id=schedule.id, job_id=schedule.job_id)
+            await _changed(conn, schedule)
         return schedule
 
     async def get(self, schedule_id: UUID) -> Schedule:
@@ -88,16 +101,21 @@ class ScheduleService:
             return await bmc.ScheduleBmc.get(conn, schedule_id)
 
     async def list(
-        self, *, job_id: UUID | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+        self,
+        *,
+        job_id: UUID | None = None,
+        flow_id: UUID | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_LIMIT,
     ) -> Page[Schedule]:
-        """A page of schedules in creation order, optionally of one job."""
+        """A page of schedules in creation order, optionally of one job or one flow."""
         return await read_page(
             self._db,
             cursor,
             limit,
             decode=decode_id_cursor,
             fetch=lambda conn, after, n: bmc.ScheduleBmc.select_page(
-                conn, job_id=job_id, after_id=after, limit=n
+                conn, job_id=job_id, flow_id=flow_id, after_id=after, limit=n
             ),
             key=lambda schedule: (schedule.id,),
         )
@@ -125,7 +143,7 @@ class ScheduleService:
             if disabling:
                 await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule disabled")
             updated = await bmc.ScheduleBmc.update(conn, merged, reset_cursor=rule_changed or disabling)
-            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=updated.job_id)
+            await _changed(conn, updated)
         return updated
 
     async def enable(self, schedule_id: UUID) -> Schedule:
@@ -153,7 +171,7 @@ class ScheduleService:
             # The row is locked and its state was just read, so the conditional update cannot miss.
             changed = await bmc.ScheduleBmc.set_status(conn, schedule_id, status, allowed=allowed)
             assert changed is not None
-            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=changed.job_id)
+            await _changed(conn, changed)
         return changed
 
     async def delete(self, schedule_id: UUID) -> None:
@@ -163,7 +181,7 @@ class ScheduleService:
             await stop_daemons(conn, schedule_id=schedule_id, reason="daemon schedule deleted")
             await bmc.TaskBmc.delete_unstarted_of_schedule(conn, schedule_id, include_due=True)
             await bmc.ScheduleBmc.delete(conn, schedule_id)
-            await notify.schedules_changed(conn, schedule_id=schedule_id, job_id=current.job_id)
+            await _changed(conn, current)
 
     async def list_slots(
         self, schedule_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
@@ -194,3 +212,11 @@ class ScheduleService:
         schedule = await self.get(schedule_id)
         moment = datetime.now(UTC) if after is None else after
         return schedule, upcoming.upcoming_fire_times(schedule, after=moment, count=count)
+
+
+async def _changed(conn: db.Connection, schedule: Schedule) -> None:
+    """Wake the generator and the daemon supervisor about ``schedule`` (naming its job or flow)."""
+    target = {"job_id": schedule.job_id} if schedule.job_id is not None else {}
+    if schedule.flow_id is not None:
+        target = {"flow_id": schedule.flow_id}
+    await notify.schedules_changed(conn, schedule_id=schedule.id, **target)

@@ -73,6 +73,7 @@ class TaskService:
                 statuses=statuses,
                 job_id=filt.job_id,
                 schedule_id=filt.schedule_id,
+                flow_run_id=filt.flow_run_id,
                 agent_id=filt.agent_id,
                 scheduled_after=filt.scheduled_after,
                 scheduled_before=filt.scheduled_before,

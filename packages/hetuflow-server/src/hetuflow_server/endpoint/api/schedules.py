@@ -24,7 +24,7 @@ from hetuflow_server.endpoint.api.params import PageQuery
 
 __all__ = ["FireRule", "operations", "preview_fire_times"]
 
-operations = Operations("schedules", "When jobs run, and what became of every due slot")
+operations = Operations("schedules", "When jobs and flows run, and what became of every due slot")
 
 
 def _location(schedule: Schedule) -> str:
@@ -35,6 +35,7 @@ class ScheduleListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     """Query of ``GET /api/v1/schedules``."""
 
     job_id: UUID | None = None
+    flow_id: UUID | None = None
 
 
 class NextQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -89,14 +90,17 @@ def preview_fire_times(rule: FireRule, *, after: datetime, count: int, fired: in
 
 @operations.get("/schedules", summary="List schedules")
 async def list_schedules(ctx: Context, query: ScheduleListQuery) -> Page[Schedule]:
-    """Schedules in creation order, optionally of one job."""
-    return await ctx.services.schedules.list(job_id=query.job_id, cursor=query.cursor, limit=query.limit)
+    """Schedules in creation order, optionally of one job or one flow."""
+    return await ctx.services.schedules.list(
+        job_id=query.job_id, flow_id=query.flow_id, cursor=query.cursor, limit=query.limit
+    )
 
 
 @operations.post("/schedules", summary="Create a schedule", status=201, location=_location)
 async def create_schedule(ctx: Context, body: ScheduleCreate) -> Schedule:
-    """Store a schedule of a job. Which fields are needed depends on ``kind``; a bad cron expression, an
-    unknown time zone or a job that does not exist is a 422 naming the field."""
+    """Store a schedule of a job (``job_id``) or of a flow (``flow_id``: each fire starts one flow run).
+    Which fields are needed depends on ``kind``; a bad cron expression, an unknown time zone or a job or flow
+    that does not exist is a 422 naming the field."""
     return await ctx.services.schedules.create(body)
 
 

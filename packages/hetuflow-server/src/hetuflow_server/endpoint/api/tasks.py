@@ -35,6 +35,7 @@ class TaskListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     ] = []
     job_id: UUID | None = None
     schedule_id: UUID | None = None
+    flow_run_id: UUID | None = None
     agent_id: AgentId | None = None
     scheduled_after: Timestamp | None = None
     scheduled_before: Timestamp | None = None
@@ -59,6 +60,7 @@ async def list_tasks(ctx: Context, query: TaskListQuery) -> Page[Task]:
         status=[status.value for status in query.status],
         job_id=query.job_id,
         schedule_id=query.schedule_id,
+        flow_run_id=query.flow_run_id,
         agent_id=query.agent_id,
         scheduled_after=query.scheduled_after,
         scheduled_before=query.scheduled_before,

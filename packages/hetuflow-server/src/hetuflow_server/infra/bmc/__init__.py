@@ -21,7 +21,7 @@ from hetuflow_server.infra.bmc._task_records import (
 )
 from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.audit import AuditBmc, NewAuditEntry
-from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc
+from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc, LockedRun, NewFlow
 from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, LogQuota, NewLogChunk, StoredLogChunk
@@ -29,6 +29,7 @@ from hetuflow_server.infra.bmc.notification import ClaimedNotification, Notifica
 from hetuflow_server.infra.bmc.schedule import (
     DaemonVacancy,
     EventTarget,
+    FlowEventTarget,
     GeneratableSchedule,
     MisfireSettings,
     ScheduleBmc,
@@ -51,6 +52,7 @@ __all__ = [
     "DaemonVacancy",
     "EventTarget",
     "FlowBmc",
+    "FlowEventTarget",
     "FlowRunBmc",
     "GeneratableSchedule",
     "InstanceBmc",
@@ -60,11 +62,13 @@ __all__ = [
     "LeaseBmc",
     "LiveAttempt",
     "LiveRun",
+    "LockedRun",
     "LogBmc",
     "LogQuota",
     "ManualRun",
     "MisfireSettings",
     "NewAuditEntry",
+    "NewFlow",
     "NewInstance",
     "NewLogChunk",
     "NewSlot",

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from hetuflow_core.enums import TaskStatus
+from hetuflow_core.enums import TaskStatus, TriggerRule
 from hetuflow_core.job import JobConfig
 from hetuflow_core.types import Parameters
 
@@ -51,6 +51,7 @@ class NewTask(msgspec.Struct, kw_only=True, frozen=True):
     flow_step: str | None = None
     retry_of: UUID | None = None
     depends_on: list[UUID] = []
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
 
 
 class ManualRun(msgspec.Struct, kw_only=True, frozen=True):

@@ -18,7 +18,14 @@ from hetuflow_server.infra import db
 from hetuflow_server.infra.bmc._rows import jsonb, many, one, required
 from hetuflow_server.infra.sql import query
 
-__all__ = ["DaemonVacancy", "EventTarget", "GeneratableSchedule", "MisfireSettings", "ScheduleBmc"]
+__all__ = [
+    "DaemonVacancy",
+    "EventTarget",
+    "FlowEventTarget",
+    "GeneratableSchedule",
+    "MisfireSettings",
+    "ScheduleBmc",
+]
 
 _INSERT = query("insert_schedule")
 _GET = query("get_schedule")
@@ -28,8 +35,10 @@ _UPDATE = query("update_schedule")
 _SET_STATUS = query("set_schedule_status")
 _REWIND_JOB = query("rewind_job_schedules")
 _DISABLE_JOB = query("disable_job_schedules")
+_DISABLE_FLOW = query("disable_flow_schedules")
 _DELETE = query("delete_schedule")
 _EVENT_TARGETS = query("list_event_targets")
+_FLOW_EVENT_TARGETS = query("list_flow_event_targets")
 _GENERATABLE = query("list_generatable_schedules")
 _ADVANCE = query("advance_schedule")
 _GENERATION_WORK = query("list_generation_work")
@@ -44,6 +53,14 @@ class EventTarget(msgspec.Struct, kw_only=True, frozen=True):
     job_id: UUID
     parameters: Parameters
     config: JobConfig
+
+
+class FlowEventTarget(msgspec.Struct, kw_only=True, frozen=True):
+    """An enabled event schedule of a flow listening to a name."""
+
+    schedule_id: UUID
+    flow_id: UUID
+    parameters: Parameters
 
 
 class GeneratableSchedule(msgspec.Struct, kw_only=True, frozen=True):
@@ -96,10 +113,16 @@ class ScheduleBmc:
 
     @staticmethod
     async def select_page(
-        conn: db.Connection, *, job_id: UUID | None, after_id: UUID | None, limit: int
+        conn: db.Connection,
+        *,
+        job_id: UUID | None,
+        after_id: UUID | None,
+        limit: int,
+        flow_id: UUID | None = None,
     ) -> list[Schedule]:
-        """Up to ``limit`` schedules after ``after_id`` in id order, optionally of one job."""
-        rows = await db.fetch_all(conn, _LIST, {"job_id": job_id, "after_id": after_id, "limit": limit})
+        """Up to ``limit`` schedules after ``after_id`` in id order, optionally of one job or flow."""
+        params = {"job_id": job_id, "flow_id": flow_id, "after_id": after_id, "limit": limit}
+        rows = await db.fetch_all(conn, _LIST, params)
         return many(rows, Schedule)
 
     @staticmethod
@@ -147,6 +170,11 @@ class ScheduleBmc:
         return [row["id"] for row in await db.fetch_all(conn, _DISABLE_JOB, {"job_id": job_id})]
 
     @staticmethod
+    async def disable_flow(conn: db.Connection, flow_id: UUID) -> list[UUID]:
+        """Disable every enabled schedule of a flow; the ids changed."""
+        return [row["id"] for row in await db.fetch_all(conn, _DISABLE_FLOW, {"flow_id": flow_id})]
+
+    @staticmethod
     async def delete(conn: db.Connection, schedule_id: UUID) -> None:
         """Delete the schedule (its slot records go with it; its past tasks stay, unlinked)."""
         if await db.fetch_one(conn, _DELETE, {"id": schedule_id}) is None:
@@ -156,6 +184,12 @@ class ScheduleBmc:
     async def event_targets(conn: db.Connection, event_name: str) -> list[EventTarget]:
         """Enabled event schedules of enabled jobs listening to ``event_name``."""
         return many(await db.fetch_all(conn, _EVENT_TARGETS, {"event_name": event_name}), EventTarget)
+
+    @staticmethod
+    async def flow_event_targets(conn: db.Connection, event_name: str) -> list[FlowEventTarget]:
+        """Enabled event schedules of enabled flows listening to ``event_name``."""
+        rows = await db.fetch_all(conn, _FLOW_EVENT_TARGETS, {"event_name": event_name})
+        return many(rows, FlowEventTarget)
 
     @staticmethod
     async def generatable(conn: db.Connection, *, until: datetime, limit: int) -> list[GeneratableSchedule]:
@@ -202,13 +236,23 @@ class ScheduleBmc:
 
     @staticmethod
     async def generation_work(
-        conn: db.Connection, *, until: datetime, after_id: UUID | None, limit: int
+        conn: db.Connection,
+        *,
+        until: datetime,
+        after_id: UUID | None,
+        limit: int,
+        due_until: datetime | None = None,
     ) -> list[Schedule]:
-        """Up to ``limit`` enabled clock schedules of enabled jobs whose cursor is unset or before ``until``,
-        in id order after ``after_id``."""
-        rows = await db.fetch_all(
-            conn, _GENERATION_WORK, {"until": until, "after_id": after_id, "limit": limit}
-        )
+        """Up to ``limit`` enabled clock schedules, in id order after ``after_id``: of enabled jobs whose
+        cursor is unset or before ``until``, and of enabled flows whose cursor is unset or before
+        ``due_until`` (default ``until``)."""
+        params = {
+            "until": until,
+            "due_until": until if due_until is None else due_until,
+            "after_id": after_id,
+            "limit": limit,
+        }
+        rows = await db.fetch_all(conn, _GENERATION_WORK, params)
         return many(rows, Schedule)
 
     @staticmethod

@@ -21,12 +21,13 @@ _LIST = query("list_slots")
 
 
 class NewSlot(msgspec.Struct, kw_only=True, frozen=True):
-    """A slot outcome to record (``ran`` needs the task id)."""
+    """A slot outcome to record (``ran`` needs the task id, or for a flow schedule the run's)."""
 
     schedule_id: UUID
     scheduled_at: datetime
     outcome: SlotOutcome
     task_id: UUID | None = None
+    flow_run_id: UUID | None = None
     detail: str | None = None
 
 
@@ -54,6 +55,7 @@ class SlotBmc:
             "scheduled_ats": [s.scheduled_at for s in slots],
             "outcomes": [s.outcome.value for s in slots],
             "task_ids": [s.task_id for s in slots],
+            "flow_run_ids": [s.flow_run_id for s in slots],
             "details": [s.detail for s in slots],
             "overwrite": overwrite,
         }

@@ -78,6 +78,7 @@ class TaskBmc:
             "parameters": [jsonb(t.parameters) for t in tasks],
             "configs": [jsonb(t.config) for t in tasks],
             "depends_on": [jsonb(t.depends_on) for t in tasks],
+            "trigger_rules": [t.trigger_rule.value for t in tasks],
             "by": by,
         }
         return many(await db.fetch_all(conn, _INSERT_MANY, params), Task)
@@ -126,6 +127,7 @@ class TaskBmc:
         statuses: Sequence[TaskStatus] = (),
         job_id: UUID | None = None,
         schedule_id: UUID | None = None,
+        flow_run_id: UUID | None = None,
         agent_id: str | None = None,
         scheduled_after: datetime | None = None,
         scheduled_before: datetime | None = None,
@@ -137,6 +139,7 @@ class TaskBmc:
             "statuses": [status.value for status in statuses],
             "job_id": job_id,
             "schedule_id": schedule_id,
+            "flow_run_id": flow_run_id,
             "agent_id": agent_id,
             "scheduled_after": scheduled_after,
             "scheduled_before": scheduled_before,

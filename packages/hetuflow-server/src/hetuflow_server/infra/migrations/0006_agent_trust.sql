@@ -1,4 +1,4 @@
--- 0007_agent_trust: what an agent may decide for itself is bounded — routing labels an operator set stay set,
+-- 0006_agent_trust: what an agent may decide for itself is bounded — routing labels an operator set stay set,
 -- and an attempt's stored log has a size.
 --
 -- labels_locked: the labels were set by an operator (PATCH /api/v1/agents/{id}). An agent declares labels at

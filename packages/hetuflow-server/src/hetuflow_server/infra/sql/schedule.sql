@@ -1,21 +1,21 @@
 -- Schedules (sched_schedule).
 
 -- name: insert_schedule
-INSERT INTO sched_schedule (id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time,
-                            max_count, event_name, parameters, misfire_policy, misfire_grace_secs,
+INSERT INTO sched_schedule (id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time,
+                            end_time, max_count, event_name, parameters, misfire_policy, misfire_grace_secs,
                             misfire_max_runs, start_deadline_secs, status)
-VALUES (%(id)s::uuid, %(job_id)s::uuid, %(kind)s::text, %(cron_expression)s::text, %(timezone)s::text,
-        %(interval_secs)s::integer, %(start_time)s::timestamptz, %(end_time)s::timestamptz,
+VALUES (%(id)s::uuid, %(job_id)s::uuid, %(flow_id)s::uuid, %(kind)s::text, %(cron_expression)s::text,
+        %(timezone)s::text, %(interval_secs)s::integer, %(start_time)s::timestamptz, %(end_time)s::timestamptz,
         %(max_count)s::integer, %(event_name)s::text, %(parameters)s::jsonb, %(misfire_policy)s::text,
         %(misfire_grace_secs)s::double precision, %(misfire_max_runs)s::integer,
         %(start_deadline_secs)s::double precision, %(status)s::text)
-RETURNING id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+RETURNING id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count,
+          event_name, parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
           generated_until, fire_count, created_at, updated_at
 
 -- name: get_schedule
-SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+SELECT id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count,
+       event_name, parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
        generated_until, fire_count, created_at, updated_at
 FROM sched_schedule
 WHERE id = %(id)s::uuid
@@ -23,20 +23,21 @@ WHERE id = %(id)s::uuid
 -- name: lock_schedule
 -- NO KEY UPDATE: the id never changes, and slot records or tasks inserted meanwhile (their foreign keys take a
 -- KEY SHARE lock on this row) must not wait for, or deadlock with, a read-modify-write of the schedule.
-SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+SELECT id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count,
+       event_name, parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
        generated_until, fire_count, created_at, updated_at
 FROM sched_schedule
 WHERE id = %(id)s::uuid
 FOR NO KEY UPDATE
 
 -- name: list_schedules
--- One page in id order after the cursor id, optionally of one job.
-SELECT id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-       parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+-- One page in id order after the cursor id, optionally of one job or one flow.
+SELECT id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count,
+       event_name, parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
        generated_until, fire_count, created_at, updated_at
 FROM sched_schedule
 WHERE (%(job_id)s::uuid IS NULL OR job_id = %(job_id)s::uuid)
+  AND (%(flow_id)s::uuid IS NULL OR flow_id = %(flow_id)s::uuid)
   AND (%(after_id)s::uuid IS NULL OR id > %(after_id)s::uuid)
 ORDER BY id
 LIMIT %(limit)s::integer
@@ -62,8 +63,8 @@ SET cron_expression = %(cron_expression)s::text,
                            ELSE generated_until END,
     updated_at = now()
 WHERE id = %(id)s::uuid
-RETURNING id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+RETURNING id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count,
+          event_name, parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
           generated_until, fire_count, created_at, updated_at
 
 -- name: set_schedule_status
@@ -75,8 +76,8 @@ SET status = %(status)s::text,
                            ELSE generated_until END,
     updated_at = now()
 WHERE id = %(id)s::uuid AND status = ANY(%(allowed)s::text[])
-RETURNING id, job_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count, event_name,
-          parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
+RETURNING id, job_id, flow_id, kind, cron_expression, timezone, interval_secs, start_time, end_time, max_count,
+          event_name, parameters, misfire_policy, misfire_grace_secs, misfire_max_runs, start_deadline_secs, status,
           generated_until, fire_count, created_at, updated_at
 
 -- name: rewind_job_schedules
@@ -93,6 +94,13 @@ SET status = 'disabled', generated_until = least(generated_until, now()), update
 WHERE job_id = %(job_id)s::uuid AND status = 'enabled'
 RETURNING id
 
+-- name: disable_flow_schedules
+-- A deleted flow keeps its schedules as history, disabled.
+UPDATE sched_schedule
+SET status = 'disabled', generated_until = least(generated_until, now()), updated_at = now()
+WHERE flow_id = %(flow_id)s::uuid AND status = 'enabled'
+RETURNING id
+
 -- name: delete_schedule
 DELETE FROM sched_schedule WHERE id = %(id)s::uuid RETURNING id
 
@@ -105,11 +113,20 @@ WHERE s.kind = 'event' AND s.status = 'enabled' AND s.event_name = %(event_name)
   AND j.status = 'enabled' AND j.deleted_at IS NULL
 ORDER BY s.id
 
+-- name: list_flow_event_targets
+-- Enabled event schedules of enabled live flows listening to an event name.
+SELECT s.id AS schedule_id, s.flow_id, s.parameters
+FROM sched_schedule s
+JOIN sched_flow f ON f.id = s.flow_id
+WHERE s.kind = 'event' AND s.status = 'enabled' AND s.event_name = %(event_name)s::text
+  AND f.status = 'enabled' AND f.deleted_at IS NULL
+ORDER BY s.id
+
 -- name: list_generatable_schedules
 -- The generator's work list: enabled clock schedules of enabled live jobs whose cursor is behind `until`, with
 -- their job's config (the snapshot the new tasks get).
-SELECT s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
-       s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
+SELECT s.id, s.job_id, s.flow_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time,
+       s.end_time, s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
        s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at,
        j.config AS job_config
 FROM sched_schedule s
@@ -132,21 +149,26 @@ WHERE s.id = %(id)s::uuid
   AND EXISTS (SELECT 1 FROM sched_lease l
               WHERE l.name = %(lease_name)s::text AND l.holder = %(holder)s::uuid
                 AND l.token = %(token)s::bigint AND l.expires_at > now())
-RETURNING s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
-          s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
-          s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
+RETURNING s.id, s.job_id, s.flow_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time,
+          s.end_time, s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs,
+          s.misfire_max_runs, s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
 
 -- name: list_generation_work
 -- One page, in id order after `after_id`, of the enabled clock schedules of enabled live jobs whose generation
--- cursor is unset or before `until` (the generator's refill mark).
-SELECT s.id, s.job_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time, s.end_time,
-       s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs, s.misfire_max_runs,
-       s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at, s.updated_at
+-- cursor is unset or before `until` (the generator's refill mark), and of enabled live flows whose cursor is
+-- unset or before `due_until` (a flow's runs start when their slot comes due, never ahead of it).
+SELECT s.id, s.job_id, s.flow_id, s.kind, s.cron_expression, s.timezone, s.interval_secs, s.start_time,
+       s.end_time, s.max_count, s.event_name, s.parameters, s.misfire_policy, s.misfire_grace_secs,
+       s.misfire_max_runs, s.start_deadline_secs, s.status, s.generated_until, s.fire_count, s.created_at,
+       s.updated_at
 FROM sched_schedule s
-JOIN sched_job j ON j.id = s.job_id
+LEFT JOIN sched_job j ON j.id = s.job_id
+LEFT JOIN sched_flow f ON f.id = s.flow_id
 WHERE s.status = 'enabled' AND s.kind IN ('cron', 'interval', 'once')
-  AND (s.generated_until IS NULL OR s.generated_until < %(until)s::timestamptz)
-  AND j.status = 'enabled' AND j.deleted_at IS NULL
+  AND ((j.status = 'enabled' AND j.deleted_at IS NULL
+        AND (s.generated_until IS NULL OR s.generated_until < %(until)s::timestamptz))
+       OR (f.status = 'enabled' AND f.deleted_at IS NULL
+           AND (s.generated_until IS NULL OR s.generated_until < %(due_until)s::timestamptz)))
   AND (%(after_id)s::uuid IS NULL OR s.id > %(after_id)s::uuid)
 ORDER BY s.id
 LIMIT %(limit)s::integer

@@ -6,14 +6,16 @@
 -- idempotent across servers), and so is a second live task of a daemon schedule (and pin); compare the returned
 -- ids with the requested ones to see which. No conflict target: each of those unique indexes may be the one hit.
 INSERT INTO sched_task (id, job_id, schedule_id, flow_run_id, flow_step, retry_of, origin, scheduled_at, priority,
-                        parameters, config, depends_on, created_by)
+                        parameters, config, depends_on, trigger_rule, created_by)
 SELECT u.id, u.job_id, u.schedule_id, u.flow_run_id, u.flow_step, u.retry_of, u.origin, u.scheduled_at, u.priority,
-       u.parameters, u.config, ARRAY(SELECT jsonb_array_elements_text(u.depends_on)::uuid), %(by)s::text
+       u.parameters, u.config, ARRAY(SELECT jsonb_array_elements_text(u.depends_on)::uuid), u.trigger_rule,
+       %(by)s::text
 FROM unnest(%(ids)s::uuid[], %(job_ids)s::uuid[], %(schedule_ids)s::uuid[], %(flow_run_ids)s::uuid[],
             %(flow_steps)s::text[], %(retry_ofs)s::uuid[], %(origins)s::text[], %(scheduled_ats)s::timestamptz[],
-            %(priorities)s::integer[], %(parameters)s::jsonb[], %(configs)s::jsonb[], %(depends_on)s::jsonb[])
+            %(priorities)s::integer[], %(parameters)s::jsonb[], %(configs)s::jsonb[], %(depends_on)s::jsonb[],
+            %(trigger_rules)s::text[])
      AS u(id, job_id, schedule_id, flow_run_id, flow_step, retry_of, origin, scheduled_at, priority, parameters,
-          config, depends_on)
+          config, depends_on, trigger_rule)
 ON CONFLICT DO NOTHING
 RETURNING *
 
@@ -58,6 +60,7 @@ FROM sched_task t
 WHERE (cardinality(%(statuses)s::text[]) = 0 OR t.status = ANY(%(statuses)s::text[]))
   AND (%(job_id)s::uuid IS NULL OR t.job_id = %(job_id)s::uuid)
   AND (%(schedule_id)s::uuid IS NULL OR t.schedule_id = %(schedule_id)s::uuid)
+  AND (%(flow_run_id)s::uuid IS NULL OR t.flow_run_id = %(flow_run_id)s::uuid)
   AND (%(agent_id)s::text IS NULL OR t.agent_id = %(agent_id)s::text)
   AND (%(scheduled_after)s::timestamptz IS NULL OR t.scheduled_at >= %(scheduled_after)s::timestamptz)
   AND (%(scheduled_before)s::timestamptz IS NULL OR t.scheduled_at < %(scheduled_before)s::timestamptz)
@@ -171,13 +174,24 @@ WHERE job_id = %(job_id)s::uuid AND status = ANY(%(allowed)s::text[])
 RETURNING *
 
 -- name: skip_blocked_flow_tasks
--- Flow steps that can never run because a step they depend on did not succeed.
+-- Flow steps that can never run given their trigger rule: `all_success` once a dependency did not succeed,
+-- `one_failed` once every dependency ended and none failed (`all_done` always runs).
 UPDATE sched_task t
-SET status = 'skipped', error = 'a step it depends on did not succeed', completed_at = now(), updated_at = now()
+SET status = 'skipped',
+    error = CASE WHEN t.trigger_rule = 'one_failed' THEN 'no step it depends on failed'
+                 ELSE 'a step it depends on did not succeed' END,
+    completed_at = now(), updated_at = now()
 WHERE t.flow_run_id = ANY(%(run_ids)s::uuid[])
   AND t.status = ANY(%(allowed)s::text[])
-  AND EXISTS (SELECT 1 FROM sched_task d
-              WHERE d.id = ANY(t.depends_on) AND d.status IN ('failed', 'cancelled', 'skipped'))
+  AND CASE t.trigger_rule
+          WHEN 'all_done' THEN false
+          WHEN 'one_failed' THEN
+              NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on)
+                            AND d.status NOT IN ('succeeded', 'failed', 'cancelled', 'skipped'))
+              AND NOT EXISTS (SELECT 1 FROM sched_task d WHERE d.id = ANY(t.depends_on) AND d.status = 'failed')
+          ELSE EXISTS (SELECT 1 FROM sched_task d
+                       WHERE d.id = ANY(t.depends_on) AND d.status IN ('failed', 'cancelled', 'skipped'))
+      END
 RETURNING t.id
 
 -- name: next_due_times

@@ -39,7 +39,7 @@ export async function schedulesView({ query, signal }) {
     table(
       [
         ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
-        ["Job", (s) => h("a", { href: `/jobs/${s.job_id}` }, jobName(names, s.job_id))],
+        ["Job", (s) => (s.flow_id ? h("a", { href: `/flows/${s.flow_id}` }, ["flow ", shortId(s.flow_id)]) : h("a", { href: `/jobs/${s.job_id}` }, jobName(names, s.job_id)))],
         ["Status", (s) => badge(s.status)],
         ["Fired", (s) => String(s.fire_count)],
         ["Misfire", (s) => s.misfire_policy.replace("_", " ")],
@@ -190,7 +190,7 @@ function fireTime(text) {
 export async function scheduleView({ params, query, signal, reload }) {
   const schedule = await api.get(`/schedules/${params.id}`, {}, { signal });
   const [job, next, slots] = await Promise.all([
-    api.get(`/jobs/${schedule.job_id}`, {}, { signal }).catch(() => null),
+    schedule.job_id ? api.get(`/jobs/${schedule.job_id}`, {}, { signal }).catch(() => null) : null,
     api.get(`/schedules/${schedule.id}/next`, { count: 5 }, { signal }),
     api.get(`/schedules/${schedule.id}/slots`, { limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
   ]);
@@ -202,7 +202,9 @@ export async function scheduleView({ params, query, signal, reload }) {
     section(
       "Schedule",
       details([
-        ["Job", job ? h("a", { href: `/jobs/${job.id}` }, job.name) : shortId(schedule.job_id)],
+        schedule.flow_id
+          ? ["Flow", h("a", { href: `/flows/${schedule.flow_id}` }, shortId(schedule.flow_id))]
+          : ["Job", job ? h("a", { href: `/jobs/${job.id}` }, job.name) : shortId(schedule.job_id)],
         ["Kind", schedule.kind],
         ["Cron expression", schedule.cron_expression ? h("code", {}, schedule.cron_expression) : null],
         ["Time zone", CLOCKED.has(schedule.kind) ? schedule.timezone : null],

@@ -1,4 +1,4 @@
--- 0009_notifications_audit: the audit trail of API changes, and the outbox of notifications about outcomes.
+-- 0008_notifications_audit: the audit trail of API changes, and the outbox of notifications about outcomes.
 --
 -- sched_audit holds one row per state-changing API call, written in the transaction of the change (so a change
 -- that rolled back leaves no row, and no committed change lacks one). `summary` is what the caller asked for,
