@@ -144,5 +144,5 @@ function taskParts(task, instances, names, reload) {
       ),
     ),
     session.canWrite ? null : h("p", { class: "muted" }, "Read-only token: cancel and retry need an admin token."),
-  ];
+  ].filter(Boolean); // replaceChildren(...) would write a null as the text "null"
 }
