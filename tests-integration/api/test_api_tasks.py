@@ -176,6 +176,26 @@ def test_list_tasks_filters_and_pages(admin_client: httpx.Client, pg_conn: psyco
     assert none == {"items": [], "next_cursor": None}
 
 
+def test_list_tasks_earliest_first_pages_forward(admin_client: httpx.Client) -> None:
+    body = {"name": "upcoming", "config": {"command": "bash", "script": "true"}}
+    job = admin_client.post("/api/v1/jobs", json=body).json()
+    at = [f"2032-02-0{day}T00:00:00Z" for day in range(1, 6)]
+    ids = [trigger(admin_client, job["id"], scheduled_at=moment) for moment in at]
+    base = {"job_id": job["id"], "order": "asc", "scheduled_after": at[1]}
+    pages: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {**base, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = admin_client.get(TASKS, params=params).json()
+        pages.extend(task["id"] for task in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == ids[1:]  # earliest first, from the inclusive lower bound
+    flow_filtered = admin_client.get(TASKS, params={"flow_run_id": str(uuid.uuid4())}).json()
+    assert flow_filtered == {"items": [], "next_cursor": None}
+
+
 @pytest.mark.parametrize(
     ("params", "path"),
     [
@@ -187,6 +207,8 @@ def test_list_tasks_filters_and_pages(admin_client: httpx.Client, pg_conn: psyco
         ({"scheduled_before": "2031-01-01T00:00:00"}, "$.scheduled_before"),
         ({"limit": "1001"}, "$.limit"),
         ({"cursor": "bm90IGEgY3Vyc29y"}, "$.cursor"),
+        ({"order": "newest"}, "$.order"),
+        ({"flow_run_id": "x"}, "$.flow_run_id"),
         ({"stauts": "failed"}, "$.stauts"),
     ],
 )

@@ -20,6 +20,7 @@ from hetuflow_server.service.flows import FlowService
 from hetuflow_server.service.jobs import JobService
 from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
+from hetuflow_server.service.stats import StatsService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
 from hetuflow_server.service.tokens import TokenRecordService
 from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
@@ -42,6 +43,7 @@ __all__ = [
     "ScheduleService",
     "ServerService",
     "Services",
+    "StatsService",
     "TaskService",
     "TokenRecordService",
 ]
@@ -73,6 +75,7 @@ class Services:
         self.events = EventService(db)
         self.flows = FlowService(db)
         self.tokens = TokenRecordService(db)
+        self.stats = StatsService(db)
         self.dispatch = DispatchService(
             db, server_id=server_id, observer=observer, misfire_slack_secs=misfire_slack_secs
         )

@@ -25,6 +25,7 @@ from hetuflow_server.endpoint.api import (
     log_stream,
     openapi,
     schedules,
+    stats,
     tasks,
     tokens,
 )
@@ -55,6 +56,7 @@ OPERATION_GROUPS: tuple[Operations, ...] = (
     events.operations,
     flows.operations,
     tokens.operations,
+    stats.operations,
 )
 
 

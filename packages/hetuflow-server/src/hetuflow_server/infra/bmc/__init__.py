@@ -33,6 +33,7 @@ from hetuflow_server.infra.bmc.schedule import (
 )
 from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc, UptimeBmc
 from hetuflow_server.infra.bmc.slot import NewSlot, SlotBmc
+from hetuflow_server.infra.bmc.stats import BucketCount, StatsBmc
 from hetuflow_server.infra.bmc.task import TaskBmc
 from hetuflow_server.infra.bmc.token import TokenBmc
 
@@ -43,6 +44,7 @@ __all__ = [
     "AgentMsgBmc",
     "AgentProfile",
     "AppliedReport",
+    "BucketCount",
     "DaemonRun",
     "DaemonVacancy",
     "EventTarget",
@@ -67,6 +69,7 @@ __all__ = [
     "ScheduleBmc",
     "ServerBmc",
     "SlotBmc",
+    "StatsBmc",
     "StoredLogChunk",
     "TaskBmc",
     "TaskChange",
