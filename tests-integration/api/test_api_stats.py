@@ -65,7 +65,8 @@ def jobs(admin_client: httpx.Client, pg_conn: psycopg.Connection[Any]) -> dict[s
     trigger(admin_client, quiet, now + timedelta(days=1))  # planned ahead: not history
     running = trigger(admin_client, quiet, now - timedelta(days=3))  # in the 7 days only
     pg_conn.execute(
-        "INSERT INTO sched_task_instance (id, task_id, job_id, agent_id, attempt, status, fire_at, started_at)"
+        "INSERT INTO sched_task_instance"
+        " (id, task_id, job_id, agent_id, attempt, status, fire_at, started_at)"
         " VALUES (%s, %s, %s, 'stats-a', 1, 'running', now(), now())",
         (str(uuid.uuid4()), running, quiet),
         prepare=False,

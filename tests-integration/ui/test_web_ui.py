@@ -416,8 +416,12 @@ def test_schedule_preview_follows_the_spring_forward(page: Page, pipeline: Pipel
     page.fill("[name=cron_expression]", "30 2 * * *")
     page.fill("[name=timezone]", "America/New_York")
     page.fill("[name=preview_from]", "2026-03-07T12:00:00")  # the browser runs in UTC
-    fire_times = "[...document.querySelectorAll('.fire-times code')].map(c => c.textContent)"
+    # Each fire time as the API gave it (the schedule's zone and offset) in its datetime, shown in the UI's
+    # format.
+    fire_times = "[...document.querySelectorAll('.fire-times time')].map(t => t.dateTime)"
     page.wait(f"{fire_times}[0] === '2026-03-08T03:00:00-04:00'", "the DST-adjusted preview")
+    assert page.text(".fire-times code") == "2026-03-08 03:00:00 -04:00"
+    assert page.text(".cron-words") == "Fires at 02:30 every day, by the clock of America/New_York."
     # 02:30 does not exist on 8 March: it fires once, right after the jump; then 02:30 again by the new clock.
     assert page.eval(fire_times)[:3] == [
         "2026-03-08T03:00:00-04:00",
