@@ -6,9 +6,10 @@
 import { h } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const PLOT_H = 140;
-const AXIS_H = 18;
+const PLOT_H = 180;
+const AXIS_H = 20;
 const LEFT_W = 34;
+const PLOT_W = 1100;
 
 /** An SVG element with attributes (values stringified); children appended. */
 export function svg(tag, attrs = {}, ...children) {
@@ -35,19 +36,21 @@ function label(x, y, text, anchor = "start") {
  * ``tick(bucket, index)`` gives the x-axis label of a bucket (or null) and ``describe(bucket)`` its tooltip.
  */
 export function stackedBars(buckets, series, { tick, describe, summary }) {
-  const barW = buckets.length > 48 ? 4 : 16;
-  const gap = buckets.length > 48 ? 1 : 3;
-  const width = LEFT_W + buckets.length * (barW + gap);
+  // About PLOT_W wide whatever the number of buckets, so the drawing scales evenly (text keeps its shape).
+  const step = Math.max(2, Math.floor(PLOT_W / Math.max(1, buckets.length)));
+  const gap = Math.max(1, Math.round(step / 6));
+  const barW = step - gap;
+  const width = LEFT_W + buckets.length * step;
   const max = Math.max(1, ...buckets.map((bucket) => series.reduce((sum, [key]) => sum + bucket[key], 0)));
   const scale = PLOT_H / max;
-  const chart = svg("svg", { class: "chart bars", viewBox: `0 0 ${width} ${PLOT_H + AXIS_H}`, role: "img", "aria-label": summary, preserveAspectRatio: "none" });
+  const chart = svg("svg", { class: "chart bars", viewBox: `0 0 ${width} ${PLOT_H + AXIS_H}`, role: "img", "aria-label": summary });
   chart.append(
     svg("line", { x1: LEFT_W - 2, x2: width, y1: PLOT_H, y2: PLOT_H, class: "axis" }),
-    label(LEFT_W - 5, 10, String(max), "end"),
+    label(LEFT_W - 5, 12, String(max), "end"),
     label(LEFT_W - 5, PLOT_H, "0", "end"),
   );
   buckets.forEach((bucket, index) => {
-    const x = LEFT_W + index * (barW + gap);
+    const x = LEFT_W + index * step;
     let y = PLOT_H;
     const group = svg("g", { class: "bar", "data-index": index }, title(describe(bucket)));
     group.append(svg("rect", { x, y: 0, width: barW, height: PLOT_H, class: "hit" }));

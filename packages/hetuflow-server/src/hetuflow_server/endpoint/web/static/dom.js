@@ -110,7 +110,10 @@ export function duration(secs) {
   if (secs === null || secs === undefined) return "—";
   if (secs < 1) return `${Math.round(secs * 1000)} ms`;
   if (secs < 120) return `${secs.toFixed(secs < 10 ? 2 : 1)} s`;
-  return `${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`;
+  const whole = Math.round(secs);
+  const [hours, minutes, rest] = [Math.floor(whole / 3600), Math.floor((whole % 3600) / 60), whole % 60];
+  if (hours) return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+  return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
 }
 
 export function bytes(count) {

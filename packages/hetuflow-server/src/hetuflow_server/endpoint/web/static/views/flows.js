@@ -186,7 +186,7 @@ export async function flowRunView({ params, signal }) {
     const key = JSON.stringify([run, tasks]);
     if (key !== shown) {
       shown = key;
-      body.replaceChildren(...runParts(flow, run, tasks, names));
+      body.replaceChildren(...runParts(flow, run, tasks, names).filter(Boolean)); // a null child would read "null"
     }
     return run;
   };
