@@ -62,11 +62,20 @@ class StatsBmc:
         since: datetime,
         until: datetime,
         cap: int,
+        timed_cap: int,
         limit: int,
         job_id: UUID | None = None,
     ) -> tuple[list[JobStats], int]:
-        """Per-job aggregates (most tasks first, at most ``limit`` jobs) and the number of tasks read."""
-        params = {"since": since, "until": until, "cap": cap, "limit": limit, "job_id": job_id}
+        """Per-job aggregates (most tasks first, at most ``limit`` jobs; run times over the newest
+        ``timed_cap`` finished tasks) and the number of tasks read."""
+        params = {
+            "since": since,
+            "until": until,
+            "cap": cap,
+            "timed_cap": timed_cap,
+            "limit": limit,
+            "job_id": job_id,
+        }
         rows = await db.fetch_all(conn, _JOBS, params)
         rated = [{**row, "failure_rate": _failure_rate(row["succeeded"], row["failed"])} for row in rows]
         items = many(rated, JobStats)

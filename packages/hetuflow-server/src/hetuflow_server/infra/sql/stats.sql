@@ -34,33 +34,47 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM sched_task WHERE status = 'running'
                               LIMIT %(cap)s::integer) AS s)::integer AS waiting_retry
 
 -- name: job_stats
--- Per job of the window: tasks by outcome, and the 50th/95th percentile of how long the latest attempt of each
--- succeeded or failed task ran; the jobs with the most tasks first. `total` is the number of tasks read.
-WITH recent AS (
-    SELECT t.job_id, t.status, t.instance_id
+-- Per job of the window: tasks by outcome, and the 50th/95th percentile of how long the latest attempt ran, over
+-- the newest `timed_cap` succeeded or failed tasks of the window (one primary-key lookup each, so that sample is
+-- bounded too); the jobs with the most tasks first. `total` is the number of tasks read.
+WITH recent AS MATERIALIZED (
+    SELECT t.job_id, t.status, t.instance_id, t.scheduled_at, t.id
     FROM sched_task t
     WHERE t.scheduled_at >= %(since)s::timestamptz AND t.scheduled_at < %(until)s::timestamptz
       AND (%(job_id)s::uuid IS NULL OR t.job_id = %(job_id)s::uuid)
     ORDER BY t.scheduled_at DESC, t.id DESC
     LIMIT %(cap)s::integer
-), timed AS (
-    SELECT r.job_id, r.status, extract(epoch FROM i.completed_at - i.started_at)::double precision AS secs
-    FROM recent r
-    LEFT JOIN sched_task_instance i
-           ON i.id = r.instance_id AND r.status IN ('succeeded', 'failed') AND i.started_at IS NOT NULL
+), counted AS (
+    SELECT job_id,
+           count(*)::integer AS runs,
+           (count(*) FILTER (WHERE status = 'succeeded'))::integer AS succeeded,
+           (count(*) FILTER (WHERE status = 'failed'))::integer AS failed,
+           (count(*) FILTER (WHERE status = 'cancelled'))::integer AS cancelled,
+           (count(*) FILTER (WHERE status = 'skipped'))::integer AS skipped
+    FROM recent
+    GROUP BY job_id
+), timed AS MATERIALIZED (
+    -- A lookup by primary key per task: joined instead, the attempts may be planned as one scan of them all.
+    SELECT f.job_id,
+           (SELECT extract(epoch FROM i.completed_at - i.started_at)::double precision
+            FROM sched_task_instance i
+            WHERE i.id = f.instance_id AND i.started_at IS NOT NULL AND i.completed_at IS NOT NULL) AS secs
+    FROM (SELECT job_id, instance_id FROM recent
+          WHERE status IN ('succeeded', 'failed') AND instance_id IS NOT NULL
+          ORDER BY scheduled_at DESC, id DESC
+          LIMIT %(timed_cap)s::integer) AS f
+), percentiles AS (
+    SELECT job_id,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS p50_secs,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY secs) AS p95_secs
+    FROM timed
+    WHERE secs IS NOT NULL
+    GROUP BY job_id
 )
-SELECT job_id,
-       count(*)::integer AS runs,
-       (count(*) FILTER (WHERE status = 'succeeded'))::integer AS succeeded,
-       (count(*) FILTER (WHERE status = 'failed'))::integer AS failed,
-       (count(*) FILTER (WHERE status = 'cancelled'))::integer AS cancelled,
-       (count(*) FILTER (WHERE status = 'skipped'))::integer AS skipped,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FILTER (WHERE secs IS NOT NULL) AS p50_secs,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY secs) FILTER (WHERE secs IS NOT NULL) AS p95_secs,
-       (sum(count(*)) OVER ())::integer AS total
-FROM timed
-GROUP BY job_id
-ORDER BY runs DESC, job_id
+SELECT c.*, p.p50_secs, p.p95_secs, (sum(c.runs) OVER ())::integer AS total
+FROM counted c
+LEFT JOIN percentiles p ON p.job_id = c.job_id
+ORDER BY c.runs DESC, c.job_id
 LIMIT %(limit)s::integer
 
 -- name: agent_stats
