@@ -87,7 +87,8 @@ class JobStats(msgspec.Struct, kw_only=True):
     failure_rate: float | None
     """failed / (succeeded + failed); None while none of them ended either way"""
     p50_secs: float | None
-    """median run time of the tasks' latest attempts that ended (start to end); None without one"""
+    """median run time (start to end) of the latest attempts of the window's newest 10 000 succeeded or failed
+    tasks; None without one"""
     p95_secs: float | None
 
 
