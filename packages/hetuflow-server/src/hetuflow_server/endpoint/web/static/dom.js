@@ -108,6 +108,7 @@ export function ago(iso) {
 
 export function duration(secs) {
   if (secs === null || secs === undefined) return "—";
+  if (secs < 0.001) return "< 1 ms";
   if (secs < 1) return `${Math.round(secs * 1000)} ms`;
   if (secs < 120) return `${secs.toFixed(secs < 10 ? 2 : 1)} s`;
   const whole = Math.round(secs);
