@@ -144,6 +144,20 @@ def test_cancelling_a_succeeded_task_is_a_conflict(
     assert_problem(admin_client.post(f"{TASKS}/{task_id}/retry"), 409, "illegal-transition")
 
 
+def ids_by_pages_of_two(client: httpx.Client, query: dict[str, str]) -> list[str]:
+    """The ids of every task matching ``query``, read two to a page by following the cursors."""
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = client.get(
+            TASKS, params={**query, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        ).json()
+        ids.extend(task["id"] for task in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return ids
+
+
 def test_list_tasks_filters_and_pages(admin_client: httpx.Client, pg_conn: psycopg.Connection[Any]) -> None:
     body = {"name": "listing", "config": {"command": "bash", "script": "true"}}
     job = admin_client.post("/api/v1/jobs", json=body).json()
@@ -162,18 +176,22 @@ def test_list_tasks_filters_and_pages(admin_client: httpx.Client, pg_conn: psyco
         TASKS, params={**base, "scheduled_after": "2031-01-02T00:00:00+00:00", "scheduled_before": at[3]}
     ).json()
     assert [task["id"] for task in window["items"]] == [ids[2], ids[1]]
-    pages: list[str] = []
-    cursor: str | None = None
-    while True:
-        params = {**base, "limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = admin_client.get(TASKS, params=params).json()
-        pages.extend(task["id"] for task in page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    pages = ids_by_pages_of_two(admin_client, base)
     assert pages == ids[::-1]
     none = admin_client.get(TASKS, params={"agent_id": "nobody", "schedule_id": str(uuid.uuid4())}).json()
     assert none == {"items": [], "next_cursor": None}
+
+
+def test_list_tasks_earliest_first_pages_forward(admin_client: httpx.Client) -> None:
+    body = {"name": "upcoming", "config": {"command": "bash", "script": "true"}}
+    job = admin_client.post("/api/v1/jobs", json=body).json()
+    at = [f"2032-02-0{day}T00:00:00Z" for day in range(1, 6)]
+    ids = [trigger(admin_client, job["id"], scheduled_at=moment) for moment in at]
+    base = {"job_id": job["id"], "order": "asc", "scheduled_after": at[1]}
+    pages = ids_by_pages_of_two(admin_client, base)
+    assert pages == ids[1:]  # earliest first, from the inclusive lower bound
+    flow_filtered = admin_client.get(TASKS, params={"flow_run_id": str(uuid.uuid4())}).json()
+    assert flow_filtered == {"items": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize(
@@ -187,6 +205,8 @@ def test_list_tasks_filters_and_pages(admin_client: httpx.Client, pg_conn: psyco
         ({"scheduled_before": "2031-01-01T00:00:00"}, "$.scheduled_before"),
         ({"limit": "1001"}, "$.limit"),
         ({"cursor": "bm90IGEgY3Vyc29y"}, "$.cursor"),
+        ({"order": "newest"}, "$.order"),
+        ({"flow_run_id": "x"}, "$.flow_run_id"),
         ({"stauts": "failed"}, "$.stauts"),
     ],
 )

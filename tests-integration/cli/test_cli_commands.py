@@ -46,13 +46,21 @@ def test_check_then_migrate_then_check(where: list[str]) -> None:
 
 
 def test_token_create_list_revoke(where: list[str]) -> None:
+    key_file = Path(where[1]) / "server.jwk"
+    # No key yet: a token signed by a key made on the spot would be refused by every server.
+    refused = run_cli("token", "create", *where, "--scope", "admin", "--name", "early")
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert f"no server key at {key_file}" in refused.stderr
+    assert "--data-dir" in refused.stderr
+    assert not key_file.exists()
+    assert run_cli("keygen", "--data-dir", where[1]).returncode == 0
+
     created = run_cli(
         "token", "create", *where, "--agent", "worker-01", "--name", "worker-01", "--ttl", "3600"
     )
     assert created.returncode == 0, created.stderr
     assert created.stdout.count("\n") == 1  # the token alone
-    key_file = Path(where[1]) / "server.jwk"
-    assert key_file.exists()  # the first command on a data dir generates the key
 
     listed = run_cli("token", "list", *where, "--json")
     assert listed.returncode == 0, listed.stderr

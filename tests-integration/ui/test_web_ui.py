@@ -3,8 +3,13 @@
 Sign-in with a token (a bad or agent token is refused; a read token sees every write button disabled), a job
 created through the form and triggered with JSON parameters, its task followed to success on a real agent
 and its log arriving live in the log view, cancel and retry from the task page, and the schedule form's
-live preview across the 2026 spring-forward of America/New_York. Every page must run without a script
-error or a Content-Security-Policy violation.
+live preview across the 2026 spring-forward of America/New_York. Then the operators' pages: the task
+history without planned runs (those are under Upcoming), the dashboard chart drawn from the stats endpoint,
+a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created in the
+form whose failed step is one click from its run, the job page (run grid, next runs, delete) with schedule
+edit and delete, an event sent, and every page free of the texts null and undefined (with screenshots of the
+main pages for docs/web-ui.md). Every page must run without a script error or a Content-Security-Policy
+violation.
 
 Needs a Chromium binary (``chromium`` on PATH, or ``HETUFLOW_CHROMIUM``); without one the module is
 skipped, unless ``HETUFLOW_REQUIRE_BROWSER=1`` makes that a failure. Chromium is driven by a small CDP
@@ -13,21 +18,25 @@ client over the DevTools WebSocket (the ``websockets`` library), so no browser d
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
-from pipelinefixtures import AgentPool, Pipeline
+from pipelinefixtures import AgentPool, Pipeline, wait_for
 
 CHROMIUM = os.environ.get("HETUFLOW_CHROMIUM") or next(
     filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
@@ -447,8 +456,12 @@ def test_schedule_preview_follows_the_spring_forward(page: Page, pipeline: Pipel
     page.fill("[name=cron_expression]", "30 2 * * *")
     page.fill("[name=timezone]", "America/New_York")
     page.fill("[name=preview_from]", "2026-03-07T12:00:00")  # the browser runs in UTC
-    fire_times = "[...document.querySelectorAll('.fire-times code')].map(c => c.textContent)"
+    # Each fire time as the API gave it (the schedule's zone and offset) in its datetime, shown in the UI's
+    # format.
+    fire_times = "[...document.querySelectorAll('.fire-times time')].map(t => t.dateTime)"
     page.wait(f"{fire_times}[0] === '2026-03-08T03:00:00-04:00'", "the DST-adjusted preview")
+    assert page.text(".fire-times code") == "2026-03-08 03:00:00 -04:00"
+    assert page.text(".cron-words") == "Fires at 02:30 every day, by the clock of America/New_York."
     # 02:30 does not exist on 8 March: it fires once, right after the jump; then 02:30 again by the new clock.
     assert page.eval(fire_times)[:3] == [
         "2026-03-08T03:00:00-04:00",
@@ -504,3 +517,321 @@ def test_the_log_stream_parser_takes_events_split_anywhere(page: Page) -> None:
             {"event": "end", "data": '{"status":\n "ok"}', "id": None},
         ]
     ]
+
+
+SCREENSHOTS = os.environ.get("HETUFLOW_UI_SCREENSHOTS")
+"""A folder to save the main pages' screenshots in (``docs/images`` refreshes those of docs/web-ui.md)."""
+DOC_PAGES = {"dashboard", "job", "tasks", "flow-run", "attempt", "tokens", "schedule", "schedule-edit"}
+"""The pages docs/web-ui.md shows."""
+
+
+def shoot(page: Page, name: str, folder: Path) -> Path:
+    """Save a PNG of the whole rendered page as ``<folder>/<name>.png``."""
+    size = page.eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    shot = page.browser.call(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size[0], "height": min(size[1], 2400), "scale": 1},
+        },
+        session=page.session,
+    )
+    target = folder / f"{name}.png"
+    target.write_bytes(base64.b64decode(shot["data"]))
+    return target
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def run_to_end(pipeline: Pipeline, agents: AgentPool, script: str) -> tuple[str, str]:
+    """A job running ``script`` on this test's agent, triggered once and followed to its end: (job, task)."""
+    job_id = pipeline.create_job(suite=agents.suite, script=script)
+    task_id = pipeline.trigger(job_id)
+    pipeline.wait_task(task_id)
+    return job_id, task_id
+
+
+def whole_log(pipeline: Pipeline, instance_id: str) -> list[dict[str, Any]]:
+    """Every stored chunk of an attempt's log, page after page."""
+    chunks: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = pipeline.call("GET", f"/instances/{instance_id}/logs", params={"after_seq": after})
+        chunks += page["items"]
+        if not page["items"]:
+            return chunks
+        after = page["next_after_seq"]
+
+
+def test_tasks_page_opens_on_history_with_no_future_rows(page: Page, pipeline: Pipeline) -> None:
+    job_id = pipeline.create_job(labels={"ui": "nobody"}, script="true")
+    now = datetime.now(UTC)
+    past = pipeline.trigger(job_id, scheduled_at=iso(now - timedelta(hours=1)))
+    future = pipeline.trigger(job_id, scheduled_at=iso(now + timedelta(days=1)))
+    page.sign_in(pipeline.server.admin_token)
+    page.click("#nav a[href='/tasks']")
+    page.wait_path(r"\/tasks")
+    page.wait(f"document.body.innerText.includes('{past[-8:]}')", "the past task in the history")
+    assert page.text(".tabs [aria-current=page]") == "History"
+    scheduled = page.eval(
+        "[...document.querySelectorAll('tbody tr td:nth-child(5) time')].map(t => t.dateTime)"
+    )
+    assert scheduled, "the history lists tasks"
+    loaded = datetime.now(UTC)
+    assert all(datetime.fromisoformat(at) <= loaded for at in scheduled)
+    assert future[-8:] not in page.text("main")
+    page.click_text("a", "Upcoming")
+    page.wait(f"document.body.innerText.includes('{future[-8:]}')", "the planned task under Upcoming")
+    assert past[-8:] not in page.text("main")
+    assert page.text(".tabs [aria-current=page]") == "Upcoming"
+    for task_id in (past, future):
+        pipeline.call("POST", f"/tasks/{task_id}/cancel")
+
+
+def test_a_chart_renders_with_data_from_the_aggregation_endpoint(
+    page: Page, pipeline: Pipeline, agents: AgentPool
+) -> None:
+    agents.start()
+    run_to_end(pipeline, agents, "echo charted")
+    stats = pipeline.call("GET", "/stats/runs")
+    succeeded = sum(bucket["succeeded"] for bucket in stats["buckets"])
+    assert succeeded >= 1
+    page.sign_in(pipeline.server.admin_token)
+    page.wait("document.querySelectorAll('svg.chart .bar').length === 24", "the 24 hourly bars")
+    drawn = page.eval(
+        "[...document.querySelectorAll('svg.chart rect[data-series=succeeded]')]"
+        ".reduce((sum, r) => sum + Number(r.getAttribute('height')), 0)"
+    )
+    assert drawn > 0
+    assert f"{succeeded} succeeded" in page.text(".chart-summary")
+    page.wait("document.querySelectorAll('.bar-rows .hbar').length > 0", "the per-job bars")
+    page.click_text("a", "Last 7 days")
+    page.wait("document.querySelectorAll('svg.chart .bar').length === 168", "the 168 hourly bars of a week")
+
+
+def test_a_token_issued_in_the_ui_works_for_the_api(page: Page, pipeline: Pipeline) -> None:
+    page.sign_in(pipeline.server.admin_token)
+    page.click("#nav a[href='/tokens']")
+    page.wait_path(r"\/tokens")
+    page.fill("[name=name]", "from-the-ui")
+    page.fill("[name=scope]", "read")
+    page.click("form.token-form button[type=submit]")
+    issued = page.wait("document.querySelector('#issued-token')?.textContent", "the token, shown once")
+    with httpx.Client(base_url=pipeline.server.url, headers={"Authorization": f"Bearer {issued}"}) as client:
+        assert client.get("/api/v1/jobs").status_code == 200
+        assert client.post("/api/v1/jobs", json={}).status_code == 403  # read scope, as chosen
+        page.goto("/tokens")  # the list shows the record, never the token again
+        assert issued not in page.text("main")
+        row = "[...document.querySelectorAll('tr')].find(r => r.textContent.includes('from-the-ui'))"
+        revoke = f"{row}.querySelector('button')"
+        page.eval(f"{revoke}.click()")
+        page.wait(f"{revoke}.textContent.startsWith('Confirm')", "the revoke confirmation")
+        page.eval(f"{revoke}.click()")
+        page.wait(
+            "[...document.querySelectorAll('tr')].find(r => r.textContent.includes('from-the-ui'))"
+            ".textContent.includes('revoked')",
+            "the revoked token",
+        )
+        assert client.get("/api/v1/jobs").status_code == 401
+
+
+def test_download_gives_the_whole_log(
+    page: Page, pipeline: Pipeline, agents: AgentPool, tmp_path: Path
+) -> None:
+    agents.start()
+    _, task_id = run_to_end(pipeline, agents, 'for i in $(seq 1 3000); do echo "line $i of the log"; done')
+    (instance,) = pipeline.instances(task_id)
+    stored = "".join(chunk["content"] for chunk in whole_log(pipeline, instance["id"]))
+    assert stored.startswith("line 1 of the log\n")
+    assert stored.endswith("line 3000 of the log\n")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    page.browser.call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    page.sign_in(pipeline.server.admin_token)
+    page.goto(f"/instances/{instance['id']}")
+    page.wait("document.querySelector('.log-state').dataset.ended === 'succeeded'", "the end of the attempt")
+    chunks = page.eval("document.querySelectorAll('.log > span').length")
+    assert page.eval("document.querySelectorAll('.log > span > .ts').length") == chunks  # a time per chunk
+    page.click_text("button", "Download log")
+    saved = downloads / f"attempt-{instance['id']}.log"
+    deadline = time.monotonic() + WAIT_SECS
+    while not (saved.exists() and saved.stat().st_size == len(stored.encode())):
+        assert time.monotonic() < deadline, f"no complete download in {list(downloads.iterdir())}"
+        time.sleep(0.1)
+    assert saved.read_text() == stored
+    page.fill("#log-search", "LINE 2999 ")
+    page.wait("document.querySelectorAll('.log mark').length === 1", "the one hit, marked")
+    assert page.text(".log mark") == "line 2999 "
+    visible = page.eval("[...document.querySelectorAll('.log > span')].filter(s => !s.hidden).length")
+    assert visible == 1
+    assert page.text(".log-tools [role=status]").startswith(f"1 of {chunks} chunks match")
+
+
+def test_a_flow_created_in_the_ui_runs_and_its_failed_step_is_one_click_from_the_run(
+    page: Page, pipeline: Pipeline, agents: AgentPool
+) -> None:
+    agents.start()
+    ok = pipeline.create_job(suite=agents.suite, script="echo fine")
+    bad = pipeline.create_job(suite=agents.suite, script="echo broken >&2; exit 3")
+    page.sign_in(pipeline.server.admin_token)
+    page.click("#nav a[href='/flows']")
+    page.wait_path(r"\/flows")
+    page.click_text("button", "New flow")
+    page.wait_path(r"\/flows\/new")
+    page.fill("[name=name]", f"ui-flow-{agents.suite}"[:60])
+    page.fill("[name='steps[0].name']", "prepare")
+    page.fill("[name='steps[0].job_id']", ok)
+    page.click_text("button", "Add step")
+    page.fill("[name='steps[1].name']", "publish")
+    page.fill("[name='steps[1].job_id']", bad)
+    page.fill("[name='steps[1].depends_on']", "prepare")
+    page.click("form.flow-form button[type=submit]")
+    flow_id = page.wait_created("flows")
+    steps = pipeline.call("GET", f"/flows/{flow_id}")["steps"]
+    assert [(s["name"], s["job_id"], s["depends_on"]) for s in steps] == [
+        ("prepare", ok, []),
+        ("publish", bad, ["prepare"]),
+    ]
+    page.click_text("button", "Run flow")
+    page.wait("!!document.querySelector('tbody a[href*=\"/runs/\"]')", "the run in the list")
+    page.click("tbody a[href*='/runs/']")
+    page.wait_path(rf"\/flows\/{UUID}\/runs\/{UUID}")
+    page.wait("!!document.querySelector('.failed-steps a')", "the failed step, named on the run", timeout=60)
+    assert page.eval("document.querySelector('.dag [data-step=prepare]').classList.contains('s-succeeded')")
+    assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
+    page.click(".failed-steps a")
+    task_id = page.wait_created("tasks")
+    task = pipeline.task(task_id)
+    assert (task["job_id"], task["status"]) == (bad, "failed")
+    page.click_text("a", "View log")
+    page.wait("document.querySelector('.log').textContent.includes('broken')", "the failed step's log")
+
+
+def test_job_page_grid_next_runs_edit_delete_and_the_job_search(page: Page, pipeline: Pipeline) -> None:
+    job_id = pipeline.create_job(labels={"ui": "nobody", "team": "grid"}, script="true")
+    name = pipeline.call("GET", f"/jobs/{job_id}")["name"]
+    cancelled = pipeline.trigger(job_id, scheduled_at=iso(datetime.now(UTC) - timedelta(minutes=5)))
+    pipeline.call("POST", f"/tasks/{cancelled}/cancel")
+    schedule = pipeline.call(
+        "POST", "/schedules", json={"job_id": job_id, "kind": "interval", "interval_secs": 300}, expect=201
+    )
+    upcoming = {"job_id": job_id, "status": "pending", "order": "asc"}
+    wait_for(
+        lambda: pipeline.call(
+            "GET", "/tasks", params={**upcoming, "scheduled_after": iso(datetime.now(UTC))}
+        )["items"],
+        what="the schedule's first planned run",
+    )
+    page.sign_in(pipeline.server.admin_token)
+    page.goto("/jobs?q=team%3Dgrid")
+    assert page.eval("[...document.querySelectorAll('tbody a')].map(a => a.textContent)") == [name]
+    page.click_text("a", name)
+    page.wait_path(rf"\/jobs\/{job_id}")
+    assert page.eval("[...document.querySelectorAll('.run-grid a')].map(a => a.dataset.status)") == [
+        "cancelled"
+    ]
+    page.wait(
+        "document.querySelectorAll('section[aria-label=\"Next runs\"] tbody tr').length > 0", "next runs"
+    )
+    assert page.text("section[aria-label='Schedules'] tbody a") == "every 5 min"
+    page.goto(f"/schedules/{schedule['id']}")
+    page.click_text("button", "Edit")
+    page.wait_path(rf"\/schedules\/{UUID}\/edit")
+    page.fill("[name=interval_secs]", "7200")
+    page.click("form.schedule-form button[type=submit]")
+    page.wait_path(rf"\/schedules\/{schedule['id']}")
+    assert pipeline.call("GET", f"/schedules/{schedule['id']}")["interval_secs"] == 7200
+    page.click_text("button", "Delete")
+    page.click_text("button", "Confirm: delete")
+    page.wait_path(rf"\/jobs\/{job_id}")
+    pipeline.call("GET", f"/schedules/{schedule['id']}", expect=404)
+    page.click_text("button", "Delete")
+    page.click_text("button", "Confirm: delete")
+    page.wait_path(r"\/jobs")
+    pipeline.call("GET", f"/jobs/{job_id}", expect=404)
+
+
+def test_an_event_sent_from_the_ui_starts_its_listeners(page: Page, pipeline: Pipeline) -> None:
+    job_id = pipeline.create_job(labels={"ui": "nobody"}, script="true")
+    pipeline.call(
+        "POST", "/schedules", json={"job_id": job_id, "kind": "event", "event_name": "ui-landed"}, expect=201
+    )
+    page.sign_in(pipeline.server.admin_token)
+    page.click("#nav a[href='/events']")
+    page.wait_path(r"\/events")
+    page.fill("[name=event_name]", "ui-landed")
+    page.fill("[name=payload]", '{"file": "a.csv"}')
+    page.click("form.event-form button[type=submit]")
+    page.wait("!!document.querySelector('.sent a')", "the started task")
+    page.click(".sent a")
+    task_id = page.wait_created("tasks")
+    task = pipeline.task(task_id)
+    assert (task["job_id"], task["parameters"]) == (job_id, {"file": "a.csv"})
+    pipeline.call("POST", f"/tasks/{task_id}/cancel")
+
+
+def test_no_page_shows_null_or_undefined(
+    page: Page, pipeline: Pipeline, agents: AgentPool, tmp_path: Path
+) -> None:
+    agents.start()
+    job_id, task_id = run_to_end(pipeline, agents, "echo for every page")
+    (instance,) = pipeline.instances(task_id)
+    schedule = pipeline.call(
+        "POST",
+        "/schedules",
+        json={"job_id": job_id, "kind": "cron", "cron_expression": "*/5 * * * *"},
+        expect=201,
+    )
+    flow = pipeline.call(
+        "POST",
+        "/flows",
+        json={"name": f"pages-{agents.suite}"[:60], "steps": [{"name": "one", "job_id": job_id}]},
+        expect=201,
+    )
+    run = pipeline.call("POST", f"/flows/{flow['id']}/run", expect=201)
+    pages = {
+        "dashboard": "/",
+        "jobs": "/jobs",
+        "job": f"/jobs/{job_id}",
+        "job-edit": f"/jobs/{job_id}/edit",
+        "job-new": "/jobs/new",
+        "schedules": "/schedules",
+        "schedule": f"/schedules/{schedule['id']}",
+        "schedule-edit": f"/schedules/{schedule['id']}/edit",
+        "schedule-new": "/schedules/new",
+        "tasks": "/tasks",
+        "tasks-upcoming": "/tasks?view=upcoming",
+        "task": f"/tasks/{task_id}",
+        "attempt": f"/instances/{instance['id']}",
+        "agents": "/agents",
+        "flows": "/flows",
+        "flow-new": "/flows/new",
+        "flow": f"/flows/{flow['id']}",
+        "flow-run": f"/flows/{flow['id']}/runs/{run['id']}",
+        "events": "/events",
+        "tokens": "/tokens",
+    }
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+        session=page.session,
+    )
+    page.sign_in(pipeline.server.admin_token)
+    for name, path in pages.items():
+        page.goto(path)
+        page.eval(
+            "new Promise(done => setTimeout(done, 300))"
+        )  # the first refresh of pages that load in parts
+        text = str(page.eval("document.body.innerText"))
+        for word in ("null", "undefined", "NaN", "[object Object]"):
+            assert re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is None, (
+                f"{word!r} on {path}:\n{text}"
+            )
+        assert shoot(page, name, folder if name in DOC_PAGES else tmp_path).stat().st_size > 0
+    page.goto("/login")
+    assert "--data-dir" in page.text("form.login")

@@ -132,7 +132,9 @@ def test_query_parameters_are_typed() -> None:
         "agent_id",
         "scheduled_after",
         "scheduled_before",
+        "order",
     }
+    assert sorted(by_name["order"]["schema"]["enum"]) == ["asc", "desc"]
     assert by_name["status"]["schema"]["type"] == "array"
     assert by_name["status"]["explode"] is True
     assert by_name["status"]["schema"]["items"] == {"$ref": "#/components/schemas/TaskStatus"}

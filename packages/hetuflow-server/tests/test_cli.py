@@ -211,6 +211,18 @@ def test_token_create_bad_values_exit_2_before_touching_the_database(
     assert not (tmp_path / "data").exists()  # nothing was started or written
 
 
+def test_token_create_refuses_a_data_dir_without_a_key(cli: Callable[..., Outcome], tmp_path: Path) -> None:
+    # A mistyped --data-dir must not make a new key (and embedded database) whose tokens no server accepts.
+    data = tmp_path / "elsewhere"
+    result = cli("token", "create", "--data-dir", str(data), "--scope", "admin", "--name", "me")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    message = one_line(result.stderr)
+    assert f"token create: no server key at {data / 'server.jwk'}" in message
+    assert "--data-dir" in message
+    assert not data.exists()
+
+
 def test_token_revoke_bad_jti_exits_2(cli: Callable[..., Outcome], tmp_path: Path) -> None:
     result = cli("token", "revoke", "not-a-uuid", "--data-dir", str(tmp_path))
     assert result.returncode == 2

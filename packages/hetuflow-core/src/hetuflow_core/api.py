@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -43,6 +43,8 @@ class TaskFilter(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agent_id: str | None = None
     scheduled_after: datetime | None = None
     scheduled_before: datetime | None = None
+    order: Literal["desc", "asc"] | None = None
+    """None or "desc": latest scheduled first; "asc": earliest first (what runs next)."""
     cursor: str | None = None
     limit: Limit = 100
 

@@ -82,8 +82,17 @@ def keygen(config: ServerConfig, *, force: bool) -> int:
 
 
 async def token_create(config: ServerConfig, args: argparse.Namespace) -> int:
-    """Issue a token and print only the token."""
+    """Issue a token and print only the token.
+
+    Only with an existing server key: a token signed by a key made here on the spot (a mistyped or missing
+    ``--data-dir``) would be refused by every server, so a fresh data directory is a usage error.
+    """
     request = _token_request(config, args)
+    if not config.key_path.exists():
+        raise UsageError(
+            f"token create: no server key at {config.key_path}: pass the --data-dir (or --key-file) of the "
+            "server that should accept the token; a new data directory needs 'hetuflow-server keygen' first"
+        )
     application = ServerApplication(config)
     async with application.opened():
         issued = await application.tokens.issue(request, created_by=f"cli:{_user()}")

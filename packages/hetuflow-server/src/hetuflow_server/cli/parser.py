@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = _command(commands, "token", "create, list and revoke API and agent tokens", group=True)
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create = _command(token_commands, "create", "issue a token and print it (only it) on stdout")
+    create = _command(
+        token_commands,
+        "create",
+        "issue a token and print it (only it) on stdout; needs the server's key (--data-dir or --key-file)",
+    )
     _add_flags(create, DATABASE_FLAGS + KEY_FLAGS)
     who = create.add_mutually_exclusive_group(required=True)
     who.add_argument("--scope", choices=("admin", "read"), help="scope of an API token")

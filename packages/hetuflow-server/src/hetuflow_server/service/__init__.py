@@ -23,6 +23,7 @@ from hetuflow_server.service.jobs import JobService
 from hetuflow_server.service.notifications import NotificationService
 from hetuflow_server.service.reports import AgentReport, ReportOutcome, ReportResult
 from hetuflow_server.service.schedules import ScheduleService
+from hetuflow_server.service.stats import StatsService
 from hetuflow_server.service.tasks import CancelOutcome, InstanceService, TaskService
 from hetuflow_server.service.tokens import TokenRecordService
 from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
@@ -47,6 +48,7 @@ __all__ = [
     "ScheduleService",
     "ServerService",
     "Services",
+    "StatsService",
     "TaskService",
     "TokenRecordService",
 ]
@@ -84,6 +86,7 @@ class Services:
         self.tokens = TokenRecordService(db)
         self.audit = AuditService(db)
         self.notifications = NotificationService(db)
+        self.stats = StatsService(db)
         self.dispatch = DispatchService(
             db,
             server_id=server_id,

@@ -51,7 +51,8 @@ class TaskService:
         self._db = db
 
     async def list(self, filt: TaskFilter) -> Page[Task]:
-        """A page of tasks matching every given filter, newest scheduled first."""
+        """A page of tasks matching every given filter, newest scheduled first (``order="asc"``: earliest
+        first)."""
         filt = revalidate(filt, TaskFilter)
         statuses: list[TaskStatus] = []
         for index, value in enumerate(filt.status):
@@ -77,6 +78,7 @@ class TaskService:
                 agent_id=filt.agent_id,
                 scheduled_after=filt.scheduled_after,
                 scheduled_before=filt.scheduled_before,
+                ascending=filt.order == "asc",
                 cursor=after,
                 limit=n,
             )

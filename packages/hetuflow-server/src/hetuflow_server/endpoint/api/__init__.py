@@ -27,6 +27,7 @@ from hetuflow_server.endpoint.api import (
     notifications,
     openapi,
     schedules,
+    stats,
     tasks,
     tokens,
 )
@@ -59,6 +60,7 @@ OPERATION_GROUPS: tuple[Operations, ...] = (
     tokens.operations,
     notifications.operations,
     audit.operations,
+    stats.operations,
 )
 
 

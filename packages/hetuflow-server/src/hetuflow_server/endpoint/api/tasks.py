@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -39,6 +39,10 @@ class TaskListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     agent_id: AgentId | None = None
     scheduled_after: Timestamp | None = None
     scheduled_before: Timestamp | None = None
+    order: Annotated[
+        Literal["desc", "asc"],
+        msgspec.Meta(description="desc: latest scheduled first; asc: earliest first (what runs next)"),
+    ] = "desc"
 
 
 class LogQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,8 +58,10 @@ class LogQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 @operations.get("/tasks", summary="List tasks")
 async def list_tasks(ctx: Context, query: TaskListQuery) -> Page[Task]:
-    """Tasks matching every filter given, latest scheduled first. ``scheduled_after`` is inclusive and
-    ``scheduled_before`` exclusive; ``status`` may repeat to match any of several states."""
+    """Tasks matching every filter given, latest scheduled first (``order=asc``: earliest first).
+    ``scheduled_after`` is inclusive and ``scheduled_before`` exclusive; ``status`` may repeat to match any of
+    several states. History is ``scheduled_before=<now>``; the runs coming up are ``status=pending``,
+    ``scheduled_after=<now>``, ``order=asc``."""
     filt = TaskFilter(
         status=[status.value for status in query.status],
         job_id=query.job_id,
@@ -64,6 +70,7 @@ async def list_tasks(ctx: Context, query: TaskListQuery) -> Page[Task]:
         agent_id=query.agent_id,
         scheduled_after=query.scheduled_after,
         scheduled_before=query.scheduled_before,
+        order=query.order,
         cursor=query.cursor,
         limit=query.limit,
     )

@@ -37,7 +37,17 @@ __all__ = [
 
 STATIC_PREFIX: Final = "/static/"
 INDEX: Final = "index.html"
-CLIENT_SECTIONS: Final = ("login", "jobs", "schedules", "tasks", "instances", "agents", "flows")
+CLIENT_SECTIONS: Final = (
+    "login",
+    "jobs",
+    "schedules",
+    "tasks",
+    "instances",
+    "agents",
+    "flows",
+    "events",
+    "tokens",
+)
 """First path segments of the app's own routes (``static/app.js`` routes the same names)."""
 
 CONTENT_SECURITY_POLICY: Final = "; ".join(

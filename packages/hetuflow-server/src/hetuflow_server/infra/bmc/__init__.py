@@ -36,6 +36,7 @@ from hetuflow_server.infra.bmc.schedule import (
 )
 from hetuflow_server.infra.bmc.server import LEADER_LEASE, Lease, LeaseBmc, ServerBmc, UptimeBmc
 from hetuflow_server.infra.bmc.slot import NewSlot, SlotBmc
+from hetuflow_server.infra.bmc.stats import BucketCount, StatsBmc
 from hetuflow_server.infra.bmc.task import TaskBmc
 from hetuflow_server.infra.bmc.token import TokenBmc
 
@@ -47,6 +48,7 @@ __all__ = [
     "AgentProfile",
     "AppliedReport",
     "AuditBmc",
+    "BucketCount",
     "ClaimedNotification",
     "DaemonRun",
     "DaemonVacancy",
@@ -78,6 +80,7 @@ __all__ = [
     "ScheduleBmc",
     "ServerBmc",
     "SlotBmc",
+    "StatsBmc",
     "StoredLogChunk",
     "TaskBmc",
     "TaskChange",

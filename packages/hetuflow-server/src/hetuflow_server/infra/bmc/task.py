@@ -34,6 +34,7 @@ _TRIGGER = query("trigger_tasks")
 _GET = query("get_task")
 _LOCK_MANY = query("lock_tasks")
 _LIST = query("list_tasks")
+_LIST_ASCENDING = query("list_tasks_ascending")
 _TRANSITION = query("transition_task")
 _TRANSITION_MANY = query("transition_tasks")
 _CLAIM = query("claim_due_tasks")
@@ -131,10 +132,12 @@ class TaskBmc:
         agent_id: str | None = None,
         scheduled_after: datetime | None = None,
         scheduled_before: datetime | None = None,
+        ascending: bool = False,
         cursor: tuple[datetime, UUID] | None = None,
         limit: int,
     ) -> list[Task]:
-        """Up to ``limit`` tasks, newest scheduled first, strictly after ``cursor`` (scheduled_at, id)."""
+        """Up to ``limit`` tasks, newest scheduled first (earliest first when ``ascending``), strictly after
+        ``cursor`` (scheduled_at, id) in that order."""
         params = {
             "statuses": [status.value for status in statuses],
             "job_id": job_id,
@@ -147,7 +150,7 @@ class TaskBmc:
             "cursor_id": cursor[1] if cursor else None,
             "limit": limit,
         }
-        return many(await db.fetch_all(conn, _LIST, params), Task)
+        return many(await db.fetch_all(conn, _LIST_ASCENDING if ascending else _LIST, params), Task)
 
     @staticmethod
     async def transition(

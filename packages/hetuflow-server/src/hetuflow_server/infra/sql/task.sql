@@ -60,13 +60,29 @@ FROM sched_task t
 WHERE (cardinality(%(statuses)s::text[]) = 0 OR t.status = ANY(%(statuses)s::text[]))
   AND (%(job_id)s::uuid IS NULL OR t.job_id = %(job_id)s::uuid)
   AND (%(schedule_id)s::uuid IS NULL OR t.schedule_id = %(schedule_id)s::uuid)
-  AND (%(flow_run_id)s::uuid IS NULL OR t.flow_run_id = %(flow_run_id)s::uuid)
   AND (%(agent_id)s::text IS NULL OR t.agent_id = %(agent_id)s::text)
+  AND (%(flow_run_id)s::uuid IS NULL OR t.flow_run_id = %(flow_run_id)s::uuid)
   AND (%(scheduled_after)s::timestamptz IS NULL OR t.scheduled_at >= %(scheduled_after)s::timestamptz)
   AND (%(scheduled_before)s::timestamptz IS NULL OR t.scheduled_at < %(scheduled_before)s::timestamptz)
   AND (%(cursor_at)s::timestamptz IS NULL
        OR (t.scheduled_at, t.id) < (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid))
 ORDER BY t.scheduled_at DESC, t.id DESC
+LIMIT %(limit)s::integer
+
+-- name: list_tasks_ascending
+-- The same page, earliest scheduled first (the runs coming up next): the list indexes read backwards.
+SELECT *
+FROM sched_task t
+WHERE (cardinality(%(statuses)s::text[]) = 0 OR t.status = ANY(%(statuses)s::text[]))
+  AND (%(job_id)s::uuid IS NULL OR t.job_id = %(job_id)s::uuid)
+  AND (%(schedule_id)s::uuid IS NULL OR t.schedule_id = %(schedule_id)s::uuid)
+  AND (%(agent_id)s::text IS NULL OR t.agent_id = %(agent_id)s::text)
+  AND (%(flow_run_id)s::uuid IS NULL OR t.flow_run_id = %(flow_run_id)s::uuid)
+  AND (%(scheduled_after)s::timestamptz IS NULL OR t.scheduled_at >= %(scheduled_after)s::timestamptz)
+  AND (%(scheduled_before)s::timestamptz IS NULL OR t.scheduled_at < %(scheduled_before)s::timestamptz)
+  AND (%(cursor_at)s::timestamptz IS NULL
+       OR (t.scheduled_at, t.id) > (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid))
+ORDER BY t.scheduled_at, t.id
 LIMIT %(limit)s::integer
 
 -- name: transition_task

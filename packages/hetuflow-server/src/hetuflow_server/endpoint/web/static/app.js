@@ -5,12 +5,14 @@ import { UNAUTHORIZED_EVENT, session } from "./api.js";
 import { interceptLinks, navigate, render, route } from "./router.js";
 import { agentsView } from "./views/agents.js";
 import { dashboardView } from "./views/dashboard.js";
-import { flowView, flowsView } from "./views/flows.js";
+import { eventsView } from "./views/events.js";
+import { flowRunView, flowView, flowsView, newFlowView } from "./views/flows.js";
 import { instanceView } from "./views/instances.js";
 import { editJobView, jobView, jobsView, newJobView } from "./views/jobs.js";
 import { loginView } from "./views/login.js";
-import { newScheduleView, scheduleView, schedulesView } from "./views/schedules.js";
+import { editScheduleView, newScheduleView, scheduleView, schedulesView } from "./views/schedules.js";
 import { taskView, tasksView } from "./views/tasks.js";
+import { tokensView } from "./views/tokens.js";
 
 // The first path segments here must match CLIENT_SECTIONS of the server's web module (its SPA fallback).
 route("/", dashboardView, { title: "Dashboard" });
@@ -22,12 +24,17 @@ route("/jobs/:id/edit", editJobView, { title: "Edit job" });
 route("/schedules", schedulesView, { title: "Schedules" });
 route("/schedules/new", newScheduleView, { title: "New schedule" });
 route("/schedules/:id", scheduleView, { title: "Schedule" });
+route("/schedules/:id/edit", editScheduleView, { title: "Edit schedule" });
 route("/tasks", tasksView, { title: "Tasks" });
 route("/tasks/:id", taskView, { title: "Task" });
 route("/instances/:id", instanceView, { title: "Attempt", section: "tasks" });
 route("/agents", agentsView, { title: "Agents" });
 route("/flows", flowsView, { title: "Flows" });
+route("/flows/new", newFlowView, { title: "New flow" });
 route("/flows/:id", flowView, { title: "Flow" });
+route("/flows/:id/runs/:run", flowRunView, { title: "Flow run" });
+route("/events", eventsView, { title: "Events" });
+route("/tokens", tokensView, { title: "Tokens" });
 
 /** Show the navigation and the token's scope only while signed in. */
 function showSession() {

@@ -38,15 +38,62 @@ function append(node, children) {
   }
 }
 
-/** A local, readable time with the exact instant in its datetime and title. */
-export function time(iso) {
-  if (!iso) return h("span", { class: "muted" }, "—");
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/** "+01:00" for an offset of ``minutes`` east of UTC. */
+function offsetText(minutes) {
+  const sign = minutes < 0 ? "-" : "+";
+  const size = Math.abs(minutes);
+  return `${sign}${pad2(Math.floor(size / 60))}:${pad2(size % 60)}`;
+}
+
+/** The browser's time zone name ("Europe/Paris"). */
+export function zoneName() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+}
+
+/**
+ * The one way the UI writes an instant: "2026-03-08 03:00:00 -04:00" — in the browser's zone, or in ``zone``
+ * (an IANA name, for a schedule's own clock), always with its UTC offset.
+ */
+export function timeText(iso, zone) {
   const date = new Date(iso);
-  const pad = (n) => String(n).padStart(2, "0");
-  const text =
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
-  return h("time", { datetime: iso, title: iso }, text);
+  if (!zone) {
+    return (
+      `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())} ` +
+      `${pad2(date.getHours())}:${pad2(date.getMinutes())}:${pad2(date.getSeconds())} ${offsetText(-date.getTimezoneOffset())}`
+    );
+  }
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "longOffset",
+    }).formatToParts(date).map((part) => [part.type, part.value]),
+  );
+  const offset = parts.timeZoneName === "GMT" ? "+00:00" : parts.timeZoneName.replace("GMT", "");
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${offset}`;
+}
+
+/**
+ * A time the API wrote with its own offset (a schedule's fire time, "2026-03-08T03:00:00-04:00") in the
+ * UI's format, keeping that offset: the wall-clock time of the schedule's zone.
+ */
+export function offsetTimeText(text) {
+  const found = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(text);
+  if (!found) return text;
+  return `${found[1]} ${found[2]} ${found[3] === "Z" ? "+00:00" : found[3]}`;
+}
+
+/** An instant as a <time>: the UI's format (see timeText), the exact instant in its datetime and title. */
+export function time(iso, zone) {
+  if (!iso) return h("span", { class: "muted" }, "—");
+  return h("time", { datetime: iso, title: `${new Date(iso).toISOString()} (UTC); shown in ${zone || zoneName()}` }, timeText(iso, zone));
+}
+
+/** "in 5 min", "in 3 h" for a time ahead. */
+export function until(iso) {
+  const secs = Math.max(0, (new Date(iso).getTime() - Date.now()) / 1000);
+  return secs < 60 ? `in ${Math.round(secs)} s` : secs < 3600 ? `in ${Math.round(secs / 60)} min` : secs < 86400 ? `in ${Math.round(secs / 3600)} h` : `in ${Math.round(secs / 86400)} d`;
 }
 
 /** "12 s ago", "3 min ago" ... for heartbeats. */
@@ -61,9 +108,13 @@ export function ago(iso) {
 
 export function duration(secs) {
   if (secs === null || secs === undefined) return "—";
+  if (secs < 0.001) return "< 1 ms";
   if (secs < 1) return `${Math.round(secs * 1000)} ms`;
   if (secs < 120) return `${secs.toFixed(secs < 10 ? 2 : 1)} s`;
-  return `${Math.floor(secs / 60)} min ${Math.round(secs % 60)} s`;
+  const whole = Math.round(secs);
+  const [hours, minutes, rest] = [Math.floor(whole / 3600), Math.floor((whole % 3600) / 60), whole % 60];
+  if (hours) return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+  return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
 }
 
 export function bytes(count) {
@@ -169,6 +220,33 @@ export function writeButton(label, onClick, { kind = "", disabled = false, title
       if (button.isConnected) button.disabled = readOnly || disabled;
     }
   });
+  return button;
+}
+
+const CONFIRM_MS = 5000;
+
+/**
+ * A write button for something that cannot be undone (a delete): the first click asks, by turning into
+ * "Confirm: <label>" for a few seconds; only a second click runs ``onConfirm``. No modal dialog, so keyboard
+ * and screen-reader users stay on the button.
+ */
+export function confirmButton(label, onConfirm, options = {}) {
+  let armed = null;
+  const button = writeButton(label, async () => {
+    if (!armed) {
+      button.textContent = `Confirm: ${label.toLowerCase()}`;
+      button.classList.add("armed");
+      armed = setTimeout(() => {
+        armed = null;
+        button.textContent = label;
+        button.classList.remove("armed");
+      }, CONFIRM_MS);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    await onConfirm();
+  }, { kind: "danger", ...options });
   return button;
 }
 

@@ -92,8 +92,9 @@ export function interceptLinks() {
   document.addEventListener("click", (event) => {
     if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
     const link = event.target.closest("a[href]");
-    if (!link || link.target || link.hasAttribute("download")) return;
-    const url = new URL(link.href);
+    // Attributes, not properties: an SVG <a> (the flow graph's steps) has no string href or target.
+    if (!link || link.getAttribute("target") || link.hasAttribute("download")) return;
+    const url = new URL(link.getAttribute("href"), window.location.href);
     if (url.origin !== window.location.origin || url.pathname.startsWith("/api/") || url.pathname.startsWith("/static/")) return;
     if (url.pathname === window.location.pathname && url.search === window.location.search && url.hash) return;
     event.preventDefault();

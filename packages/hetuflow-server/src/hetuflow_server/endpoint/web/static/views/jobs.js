@@ -1,24 +1,55 @@
-// Jobs: the list, one job (config, trigger with JSON parameters, enable/disable, its schedules and recent
-// tasks) and the create/edit form for the whole job config.
+// Jobs: the list (search by name, namespace or label, filter by status), one job (its run-history grid, run
+// times, next runs, config, trigger with JSON parameters, enable/disable, delete, its schedules) and the
+// create/edit form for the whole job config.
 
-import { api } from "../api.js";
-import { badge, details, h, heading, labels, notify, section, submitButton, table, time, writeButton } from "../dom.js";
+import { api, listAll } from "../api.js";
+import { badge, confirmButton, details, duration, h, heading, labels, notify, section, shortId, submitButton, table, time, timeText, writeButton } from "../dom.js";
 import { check, field, input, jsonObject, keyValues, keyValueText, lines, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
-import { describeSchedule, jobNames, pager, statusToggle, tasksTable } from "./shared.js";
+import { describeSchedule, jobNames, statusToggle, upcomingTable } from "./shared.js";
 
 const COMMANDS = ["bash", "uv", "python", "node", "npx", "cargo", "java"];
 // Kinds that take a script body (the agent writes it to a file and runs it); npx and cargo take args only.
 const SCRIPT_COMMANDS = new Set(["bash", "python", "uv", "node", "java"]);
-const PAGE_SIZE = 50;
+const LIST_SHOWN = 200;
+const GRID_RUNS = 60;
+const RECENT_RUNS = 10;
+const NEXT_RUNS = 5;
+
+/** Whether ``job`` matches the search words: each must appear in its name, namespace, description or labels. */
+function matches(job, words) {
+  const haystack = [job.name, job.namespace, job.description, ...Object.entries(job.config.target.labels).map(([k, v]) => `${k}=${v}`)].join(" ").toLowerCase();
+  return words.every((word) => haystack.includes(word));
+}
 
 export async function jobsView({ query, signal }) {
-  const cursor = query.get("cursor");
-  const page = await api.get("/jobs", { limit: PAGE_SIZE, cursor }, { signal });
+  // Jobs are few next to tasks: the list reads them all (up to listAll's bound) and filters here.
+  const all = await listAll("/jobs", {}, { signal });
+  const q = query.get("q") || "";
+  const status = query.get("status") || "";
+  const words = q.toLowerCase().split(/\s+/).filter(Boolean);
+  const found = all.filter((job) => (!status || job.status === status) && matches(job, words));
+  const form = h(
+    "form",
+    { class: "toolbar filters", role: "search", "aria-label": "Search jobs" },
+    h("label", {}, "Search ", h("input", { type: "search", name: "q", value: q, placeholder: "name, namespace or label=value", "aria-label": "Search jobs" })),
+    h("label", {}, "Status ", select("status", [["", "any"], "enabled", "disabled"], status, { "aria-label": "Status" })),
+    h("button", { type: "submit", class: "btn" }, "Search"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    if (form.elements.namedItem("q").value.trim()) params.set("q", form.elements.namedItem("q").value.trim());
+    if (form.elements.namedItem("status").value) params.set("status", form.elements.namedItem("status").value);
+    navigate(params.toString() ? `/jobs?${params}` : "/jobs");
+  });
+  const shown = found.slice(0, LIST_SHOWN);
   return h(
     "div",
     {},
     heading("Jobs", writeButton("New job", () => navigate("/jobs/new"), { kind: "primary" })),
+    form,
+    h("p", { class: "muted" }, found.length === all.length ? `${all.length} jobs.` : `${found.length} of ${all.length} jobs match.`, found.length > shown.length ? ` Showing the first ${shown.length}.` : ""),
     table(
       [
         ["Name", (job) => h("a", { href: `/jobs/${job.id}` }, job.name)],
@@ -28,35 +59,74 @@ export async function jobsView({ query, signal }) {
         ["Target", (job) => labels(job.config.target.labels)],
         ["Updated", (job) => time(job.updated_at)],
       ],
-      page.items,
-      { empty: "No jobs yet." },
+      shown,
+      { empty: all.length ? "No job matches." : "No jobs yet." },
     ),
-    pager("/jobs", query, page.next_cursor),
   );
 }
 
 export async function jobView({ params, signal, reload }) {
-  const [job, schedules, tasks, names] = await Promise.all([
+  const now = new Date().toISOString();
+  const [job, schedules, history, next, stats, names] = await Promise.all([
     api.get(`/jobs/${params.id}`, {}, { signal }),
     api.get("/schedules", { job_id: params.id, limit: 100 }, { signal }),
-    api.get("/tasks", { job_id: params.id, limit: 10 }, { signal }),
+    api.get("/tasks", { job_id: params.id, scheduled_before: now, limit: GRID_RUNS }, { signal }),
+    api.get("/tasks", { job_id: params.id, status: "pending", scheduled_after: now, order: "asc", limit: NEXT_RUNS }, { signal }),
+    api.get("/stats/jobs", { job_id: params.id, window: "7d" }, { signal }),
     jobNames(signal),
   ]);
+  const recent = history.items.slice(0, RECENT_RUNS);
+  // The latest attempt of each recent run, for its run time (a few small reads, bounded by RECENT_RUNS).
+  const attempts = await Promise.all(
+    recent.map((task) => (task.attempt ? api.get(`/tasks/${task.id}/instances`, { limit: 1000 }, { signal }).then((page) => page.items.at(-1)) : null)),
+  );
+  const took = new Map(recent.map((task, index) => [task.id, runTime(attempts[index])]));
   const toggle = statusToggle("jobs", "Job", job, reload);
+  const remove = confirmButton("Delete", async () => {
+    await api.delete(`/jobs/${job.id}`);
+    notify(`Job ${job.name} deleted: its schedules stopped, its planned runs are gone, its history stays.`);
+    navigate("/jobs");
+  });
+  const week = stats.items[0];
   return h(
     "div",
     {},
-    heading(job.name, badge(job.status), writeButton("Edit", () => navigate(`/jobs/${job.id}/edit`)), toggle),
+    heading(job.name, badge(job.status), writeButton("Edit", () => navigate(`/jobs/${job.id}/edit`)), toggle, remove),
     job.description ? h("p", {}, job.description) : null,
+    section(
+      "Run history",
+      runGrid(history.items),
+      details([
+        ["Last 7 days", week ? `${week.runs} runs: ${week.succeeded} succeeded, ${week.failed} failed, ${week.cancelled} cancelled, ${week.skipped} skipped` : "no runs"],
+        ["Failure rate", week && week.failure_rate !== null ? `${Math.round(week.failure_rate * 100)} %` : null],
+        ["Run time", week && week.p50_secs !== null ? `median ${duration(week.p50_secs)}, 95th percentile ${duration(week.p95_secs)}` : null],
+      ]),
+    ),
+    section(
+      "Recent runs",
+      table(
+        [
+          ["Task", (t) => h("a", { href: `/tasks/${t.id}` }, shortId(t.id))],
+          ["Status", (t) => badge(t.status)],
+          ["Scheduled", (t) => time(t.scheduled_at)],
+          ["Run time", (t) => took.get(t.id)],
+          ["Attempts", (t) => String(t.attempt)],
+          ["Agent", (t) => t.agent_id || "—"],
+        ],
+        recent,
+        { empty: "Never ran yet." },
+      ),
+      h("p", {}, h("a", { href: `/tasks?job_id=${job.id}` }, "All runs of this job")),
+    ),
+    section("Next runs", upcomingTable(next.items, names, { empty: "Nothing planned: no enabled schedule fires soon." }), h("p", {}, h("a", { href: `/tasks?view=upcoming&job_id=${job.id}` }, "Everything planned for this job"))),
     section("Trigger", triggerForm(job)),
-    section("Configuration", configDetails(job)),
     section(
       "Schedules",
       table(
         [
           ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
           ["Status", (s) => badge(s.status)],
-          ["Fired", (s) => String(s.fire_count)],
+          ["Planned", (s) => h("span", { title: "Slots planned so far, including runs not yet due; they count toward the schedule's max runs" }, String(s.fire_count))],
           ["Created", (s) => time(s.created_at)],
         ],
         schedules.items,
@@ -64,8 +134,25 @@ export async function jobView({ params, signal, reload }) {
       ),
       writeButton("Add schedule", () => navigate(`/schedules/new?job_id=${job.id}`)),
     ),
-    section("Recent tasks", tasksTable(tasks.items, names), h("p", {}, h("a", { href: `/tasks?job_id=${job.id}` }, "All tasks of this job"))),
+    section("Configuration", configDetails(job)),
   );
+}
+
+/** How long an attempt ran ("—" while it runs or when it never started). */
+function runTime(attempt) {
+  if (!attempt || !attempt.started_at) return "—";
+  if (attempt.metrics) return duration(attempt.metrics.duration_secs);
+  if (!attempt.completed_at) return "running";
+  return duration((new Date(attempt.completed_at) - new Date(attempt.started_at)) / 1000);
+}
+
+/** The last runs as coloured cells, oldest first, each a link to its task. */
+function runGrid(tasks) {
+  if (!tasks.length) return h("p", { class: "empty" }, "Never ran yet.");
+  const cells = [...tasks].reverse().map((task) =>
+    h("li", {}, h("a", { href: `/tasks/${task.id}`, class: `c-${task.status}`, "data-status": task.status, title: `${task.status} · ${timeText(task.scheduled_at)}`, "aria-label": `${task.status}, scheduled ${task.scheduled_at}` })),
+  );
+  return h("div", {}, h("ul", { class: "run-grid", "aria-label": `The last ${tasks.length} runs, oldest first` }, cells));
 }
 
 function triggerForm(job) {

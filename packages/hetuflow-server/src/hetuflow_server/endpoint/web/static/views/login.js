@@ -12,7 +12,13 @@ export async function loginView({ query }) {
     "form",
     { class: "login", novalidate: true },
     h("h1", { tabindex: "-1" }, "Sign in"),
-    h("p", {}, "Paste an API token with read or admin scope. Create one beside the server with ", h("code", {}, "hetuflow-server token create --scope admin --name me"), "."),
+    h(
+      "p",
+      {},
+      "Paste an API token with read or admin scope. Create one on the server host, naming the server's data directory (a token from another directory is refused): ",
+      h("code", {}, "hetuflow-server token create --data-dir DIR --scope admin --name me"),
+      ".",
+    ),
     reason === "expired" ? h("p", { class: "notice error", role: "alert" }, "Your token was refused (expired or revoked): sign in again.") : null,
     field("API token", textarea("token", { rows: 4, autocomplete: "off", required: true, "aria-required": "true" }), {
       help: "Kept in this browser tab only (sessionStorage), sent as a bearer token.",

@@ -1,10 +1,11 @@
-// Schedules: the list (optionally of one job), the create form with a live preview of the next fire times
-// (POST /schedules/preview while typing), and one schedule with its next fire times, enable/disable and its
-// fire-slot history.
+// Schedules: the list (optionally of one job), the create and edit form with a live preview of the next fire
+// times (POST /schedules/preview while typing) and the cron rule in words, and one schedule with its next fire
+// times, enable/disable, edit, delete and its fire-slot history.
 
 import { api, listAll } from "../api.js";
-import { badge, debounce, details, errorText, h, heading, json, notify, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
-import { check, field, input, instant, jsonObject, number, onSubmit, select, summary, textarea, value } from "../forms.js";
+import { describeCron } from "../cron.js";
+import { badge, confirmButton, debounce, details, errorText, h, heading, json, notify, offsetTimeText, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
+import { check, field, input, instant, jsonObject, localInput, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
 import { describeSchedule, jobName, jobNames, pager, statusToggle } from "./shared.js";
 
@@ -41,7 +42,7 @@ export async function schedulesView({ query, signal }) {
         ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
         ["Job", (s) => (s.flow_id ? h("a", { href: `/flows/${s.flow_id}` }, ["flow ", shortId(s.flow_id)]) : h("a", { href: `/jobs/${s.job_id}` }, jobName(names, s.job_id)))],
         ["Status", (s) => badge(s.status)],
-        ["Fired", (s) => String(s.fire_count)],
+        ["Planned", (s) => h("span", { title: "Slots planned so far, including runs not yet due; they count toward max runs" }, String(s.fire_count))],
         ["Misfire", (s) => s.misfire_policy.replace("_", " ")],
         ["Created", (s) => time(s.created_at)],
       ],
@@ -57,8 +58,21 @@ export async function newScheduleView({ query, signal }) {
   if (!jobs.length) {
     return h("div", {}, heading("New schedule"), h("p", {}, "Create a job first: ", h("a", { href: "/jobs/new" }, "new job"), "."));
   }
+  return h("div", {}, heading("New schedule"), scheduleForm(null, jobs, query.get("job_id") || jobs[0].id, signal));
+}
+
+export async function editScheduleView({ params, signal }) {
+  const schedule = await api.get(`/schedules/${params.id}`, {}, { signal });
+  const jobs = await listAll("/jobs", {}, { signal });
+  return h("div", {}, heading("Edit schedule"), scheduleForm(schedule, jobs, schedule.job_id, signal));
+}
+
+/** The schedule form: ``schedule`` null creates (POST), a schedule edits (PATCH; its job and kind stay). */
+function scheduleForm(schedule, jobs, jobId, signal) {
+  const s = schedule || {};
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
-  const kind = select("kind", KINDS, "cron");
+  const kind = select("kind", KINDS, s.kind || "cron", { disabled: Boolean(schedule) });
+  const cronWords = h("p", { class: "help cron-words", "aria-live": "polite" });
   const previewList = h("ol", { class: "fire-times" });
   const previewState = h("p", { class: "muted", role: "status" }, "Fill in the rule to see when it fires.");
   const form = h(
@@ -68,29 +82,30 @@ export async function newScheduleView({ query, signal }) {
       "fieldset",
       { class: "grid" },
       h("legend", {}, "Rule"),
-      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), query.get("job_id") || jobs[0].id)),
+      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), jobId, { disabled: Boolean(schedule) })),
       field("Kind", kind),
-      field("Cron expression", input("cron_expression", { placeholder: "30 2 * * *", autocomplete: "off", class: "code" }), {
+      field("Cron expression", input("cron_expression", { placeholder: "30 2 * * *", autocomplete: "off", class: "code", value: s.cron_expression || "" }), {
         help: "minute hour day month weekday (or 6 fields with seconds first, or @daily ...)",
       }),
-      field("Time zone", input("timezone", { value: "UTC", list: "tz-list", autocomplete: "off" }), { help: "IANA name, e.g. America/New_York" }),
+      cronWords,
+      field("Time zone", input("timezone", { value: s.timezone || "UTC", list: "tz-list", autocomplete: "off" }), { help: "IANA name, e.g. America/New_York" }),
       h("datalist", { id: "tz-list" }, zones.map((zone) => h("option", { value: zone }))),
-      field("Every (seconds)", input("interval_secs", { type: "number", min: 1 })),
-      field("Start", input("start_time", { type: "datetime-local", step: 1 }), { help: "In this browser's time zone. For 'once', when it fires." }),
-      field("End", input("end_time", { type: "datetime-local", step: 1 })),
-      field("Max runs", input("max_count", { type: "number", min: 1 })),
-      field("Event name", input("event_name", { autocomplete: "off" })),
+      field("Every (seconds)", input("interval_secs", { type: "number", min: 1, value: s.interval_secs ?? "" })),
+      field("Start", input("start_time", { type: "datetime-local", step: 1, value: localInput(s.start_time) }), { help: "In this browser's time zone. For 'once', when it fires." }),
+      field("End", input("end_time", { type: "datetime-local", step: 1, value: localInput(s.end_time) })),
+      field("Max runs", input("max_count", { type: "number", min: 1, value: s.max_count ?? "" })),
+      field("Event name", input("event_name", { autocomplete: "off", value: s.event_name || "" })),
     ),
     h(
       "fieldset",
       { class: "grid" },
       h("legend", {}, "Behaviour"),
-      field("Parameters (JSON object)", textarea("parameters", { rows: 2 })),
-      field("Misfire policy", select("misfire_policy", [["skip", "skip missed runs"], ["run_once", "run once for all missed"], ["run_all", "run every missed slot"]], "run_once")),
-      field("Misfire grace (s)", input("misfire_grace_secs", { type: "number", min: 0, step: "any", value: 60 })),
-      field("Misfire max runs", input("misfire_max_runs", { type: "number", min: 1, value: 100 })),
-      field("Start deadline (s)", input("start_deadline_secs", { type: "number", min: 0, step: "any" }), { help: "Empty: a run waits for a free agent as long as it takes." }),
-      field("Status", select("status", ["enabled", "disabled"], "enabled")),
+      field("Parameters (JSON object)", textarea("parameters", { rows: 2, value: s.parameters && Object.keys(s.parameters).length ? JSON.stringify(s.parameters) : "" })),
+      field("Misfire policy", select("misfire_policy", [["skip", "skip missed runs"], ["run_once", "run once for all missed"], ["run_all", "run every missed slot"]], s.misfire_policy || "run_once")),
+      field("Misfire grace (s)", input("misfire_grace_secs", { type: "number", min: 0, step: "any", value: s.misfire_grace_secs ?? 60 })),
+      field("Misfire max runs", input("misfire_max_runs", { type: "number", min: 1, value: s.misfire_max_runs ?? 100 })),
+      field("Start deadline (s)", input("start_deadline_secs", { type: "number", min: 0, step: "any", value: s.start_deadline_secs ?? "" }), { help: "Empty: a run waits for a free agent as long as it takes." }),
+      field("Status", select("status", ["enabled", "disabled"], s.status === "disabled" ? "disabled" : "enabled")),
     ),
     h(
       "section",
@@ -101,7 +116,7 @@ export async function newScheduleView({ query, signal }) {
       previewList,
     ),
     summary(),
-    submitButton("Create schedule"),
+    submitButton(schedule ? "Save schedule" : "Create schedule"),
   );
   const showFields = () => {
     const used = new Set(KIND_FIELDS[kind.value]);
@@ -139,6 +154,11 @@ export async function newScheduleView({ query, signal }) {
     }
   };
   const later = debounce(preview, PREVIEW_DEBOUNCE_MS);
+  const showWords = () => {
+    const words = kind.value === "cron" ? describeCron(value(form, "cron_expression")) : null;
+    cronWords.textContent = words ? `Fires ${words}, by the clock of ${value(form, "timezone") || "UTC"}.` : "";
+  };
+  form.addEventListener("input", showWords);
   kind.addEventListener("change", showFields);
   form.addEventListener("input", later);
   form.addEventListener("change", later);
@@ -150,6 +170,11 @@ export async function newScheduleView({ query, signal }) {
       parameters: jsonObject(form, "parameters", errors),
       status: value(form, "status"),
     };
+    if (schedule) {
+      // The job and kind of a schedule never change; only what a PATCH takes is sent.
+      delete body.job_id;
+      delete body.kind;
+    }
     if (kind.value === "event") body.event_name = value(form, "event_name") || null;
     if (CLOCKED.has(kind.value)) {
       body.misfire_policy = value(form, "misfire_policy");
@@ -158,12 +183,14 @@ export async function newScheduleView({ query, signal }) {
       body.start_deadline_secs = number(form, "start_deadline_secs", errors);
     }
     check(errors);
-    const created = await api.post("/schedules", body);
-    notify("Schedule created.");
-    navigate(`/schedules/${created.id}`);
+    const saved = schedule ? await api.patch(`/schedules/${schedule.id}`, body) : await api.post("/schedules", body);
+    notify(schedule ? "Schedule saved." : "Schedule created.");
+    navigate(`/schedules/${saved.id}`);
   });
   showFields();
-  return h("div", {}, heading("New schedule"), form);
+  showWords();
+  if (schedule) preview();
+  return form;
 }
 
 /** The fields of the rule for the chosen kind (what both the preview and the create body carry). */
@@ -184,7 +211,7 @@ function ruleFields(form, errors) {
 function fireTime(text) {
   // The weekday of the date written in the string (the schedule's zone), not of the instant in UTC.
   const weekday = new Date(`${text.slice(0, 10)}T00:00:00Z`).toLocaleDateString("en", { weekday: "short", timeZone: "UTC" });
-  return h("li", {}, h("time", { datetime: text }, h("code", {}, text)), h("span", { class: "muted" }, ` ${weekday}`));
+  return h("li", {}, h("time", { datetime: text, title: `${new Date(text).toISOString()} (UTC)` }, h("code", {}, offsetTimeText(text))), h("span", { class: "muted" }, ` ${weekday}`));
 }
 
 export async function scheduleView({ params, query, signal, reload }) {
@@ -195,10 +222,16 @@ export async function scheduleView({ params, query, signal, reload }) {
     api.get(`/schedules/${schedule.id}/slots`, { limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
   ]);
   const toggle = statusToggle("schedules", "Schedule", schedule, reload);
+  const remove = confirmButton("Delete", async () => {
+    await api.delete(`/schedules/${schedule.id}`);
+    notify("Schedule deleted: its runs not yet started are gone, past runs stay.");
+    navigate(job ? `/jobs/${job.id}` : "/schedules");
+  });
+  const zone = CLOCKED.has(schedule.kind) ? schedule.timezone : undefined;
   return h(
     "div",
     {},
-    heading(describeSchedule(schedule), badge(schedule.status), toggle),
+    heading(describeSchedule(schedule), badge(schedule.status), writeButton("Edit", () => navigate(`/schedules/${schedule.id}/edit`)), toggle, remove),
     section(
       "Schedule",
       details([
@@ -206,22 +239,22 @@ export async function scheduleView({ params, query, signal, reload }) {
           ? ["Flow", h("a", { href: `/flows/${schedule.flow_id}` }, shortId(schedule.flow_id))]
           : ["Job", job ? h("a", { href: `/jobs/${job.id}` }, job.name) : shortId(schedule.job_id)],
         ["Kind", schedule.kind],
-        ["Cron expression", schedule.cron_expression ? h("code", {}, schedule.cron_expression) : null],
+        ["Cron expression", schedule.cron_expression ? h("span", {}, h("code", {}, schedule.cron_expression), describeCron(schedule.cron_expression) ? ` — ${describeCron(schedule.cron_expression)}` : "") : null],
         ["Time zone", CLOCKED.has(schedule.kind) ? schedule.timezone : null],
         ["Interval", schedule.interval_secs ? `${schedule.interval_secs} s` : null],
-        ["Start", schedule.start_time ? time(schedule.start_time) : null],
-        ["End", schedule.end_time ? time(schedule.end_time) : null],
+        ["Start", schedule.start_time ? time(schedule.start_time, zone) : null],
+        ["End", schedule.end_time ? time(schedule.end_time, zone) : null],
         ["Max runs", schedule.max_count === null ? null : String(schedule.max_count)],
         ["Event", schedule.event_name],
-        ["Fired", String(schedule.fire_count)],
+        ["Planned", `${schedule.fire_count} slots so far, including runs not yet due (they count toward max runs)`],
         ["Misfire", `${schedule.misfire_policy.replace("_", " ")} (grace ${schedule.misfire_grace_secs} s, at most ${schedule.misfire_max_runs})`],
         ["Start deadline", schedule.start_deadline_secs === null ? null : `${schedule.start_deadline_secs} s`],
-        ["Planned until", schedule.generated_until ? time(schedule.generated_until) : null],
+        ["Planned until", schedule.generated_until ? time(schedule.generated_until, zone) : null],
         ["Parameters", Object.keys(schedule.parameters).length ? json(schedule.parameters) : null],
       ]),
     ),
     section(
-      "Next fire times",
+      zone ? `Next fire times (${zone})` : "Next fire times",
       next.fire_times.length ? h("ol", { class: "fire-times" }, next.fire_times.map(fireTime)) : h("p", { class: "empty" }, "None: the schedule is not enabled or has no clock."),
     ),
     section(

@@ -2,7 +2,8 @@
 // table and the pager.
 
 import { api, listAll } from "../api.js";
-import { badge, h, notify, shortId, table, time, writeButton } from "../dom.js";
+import { describeCron } from "../cron.js";
+import { badge, duration, h, notify, shortId, table, time, timeText, until, writeButton } from "../dom.js";
 
 /** A Map of job id → "namespace/name" (or "name" in the default namespace) of every live job. */
 export async function jobNames(signal) {
@@ -15,17 +16,21 @@ export function jobName(names, id) {
   return names.get(id) || `${String(id).slice(-8)} (deleted)`;
 }
 
-/** When a schedule fires, in words. */
+/** When a schedule fires, in words ("at 02:30 every day (Europe/Paris)"); the cron expression is in a title. */
 export function describeSchedule(schedule) {
   switch (schedule.kind) {
-    case "cron":
-      return `cron ${schedule.cron_expression} (${schedule.timezone})`;
+    case "cron": {
+      const words = describeCron(schedule.cron_expression);
+      return words ? `${words} (${schedule.timezone})` : `cron ${schedule.cron_expression} (${schedule.timezone})`;
+    }
     case "interval":
-      return `every ${schedule.interval_secs} s`;
+      return `every ${duration(schedule.interval_secs)}`;
     case "once":
-      return `once at ${schedule.start_time}`;
+      return `once at ${timeText(schedule.start_time)}`;
     case "event":
       return `on event ${schedule.event_name}`;
+    case "daemon":
+      return "always running (daemon)";
     default:
       return schedule.kind;
   }
@@ -41,7 +46,7 @@ export function statusToggle(collection, noun, item, reload) {
   });
 }
 
-/** A table of tasks linking to their pages. */
+/** A table of tasks that ran or are running, linking to their pages. */
 export function tasksTable(tasks, names, options = {}) {
   return table(
     [
@@ -55,6 +60,21 @@ export function tasksTable(tasks, names, options = {}) {
     ],
     tasks,
     { empty: "No tasks.", ...options },
+  );
+}
+
+/** A table of planned runs (pending, not yet due), soonest first. */
+export function upcomingTable(tasks, names, options = {}) {
+  return table(
+    [
+      ["Task", (t) => h("a", { href: `/tasks/${t.id}` }, shortId(t.id))],
+      ["Job", (t) => h("a", { href: `/jobs/${t.job_id}` }, jobName(names, t.job_id))],
+      ["Due", (t) => h("span", {}, time(t.scheduled_at), h("span", { class: "muted" }, ` (${until(t.scheduled_at)})`))],
+      ["Schedule", (t) => (t.schedule_id ? h("a", { href: `/schedules/${t.schedule_id}` }, shortId(t.schedule_id)) : "manual")],
+      ["Priority", (t) => String(t.priority)],
+    ],
+    tasks,
+    { empty: "Nothing planned.", ...options },
   );
 }
 
