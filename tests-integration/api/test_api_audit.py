@@ -156,6 +156,28 @@ def _run_flow(server: ApiServer, client: httpx.Client) -> Call:
     return Call(client.post(f"{API_PREFIX}/flows/{flow_id}/run"), f"/flows/{flow_id}")
 
 
+def _on_flow(method: str, suffix: str = "", body: Any = None) -> Recipe:
+    def recipe(server: ApiServer, client: httpx.Client) -> Call:
+        flow_id = _flow(client)
+        return Call(_on(f"/flows/{flow_id}{suffix}", method, body)(client), f"/flows/{flow_id}")
+
+    return recipe
+
+
+def _on_flow_run(suffix: str, *, cancelled: bool) -> Recipe:
+    """A call on a fresh run of a fresh flow (no agent takes its step, so it stays open until cancelled)."""
+
+    def recipe(server: ApiServer, client: httpx.Client) -> Call:
+        flow_id = _flow(client)
+        run_id = _created(client.post(f"{API_PREFIX}/flows/{flow_id}/run"))["id"]
+        run = f"/flows/{flow_id}/runs/{run_id}"
+        if cancelled:
+            assert client.post(f"{API_PREFIX}{run}/cancel").is_success
+        return Call(_on(f"{run}{suffix}", "POST")(client), run)
+
+    return recipe
+
+
 def _create_token(server: ApiServer, client: httpx.Client) -> Call:
     response = client.post(f"{API_PREFIX}/tokens", json={"name": "audited", "scope": "read"})
     return Call(response, f"/tokens/{response.json()['info']['jti']}")
@@ -189,6 +211,12 @@ RECIPES: dict[str, Recipe] = {
     "fire_event": _fire_event,
     "create_flow": _create_flow,
     "run_flow": _run_flow,
+    "update_flow": _on_flow("PATCH", body={"description": "changed"}),
+    "delete_flow": _on_flow("DELETE"),
+    "enable_flow": _on_flow("POST", "/enable"),
+    "disable_flow": _on_flow("POST", "/disable"),
+    "cancel_flow_run": _on_flow_run("/cancel", cancelled=False),
+    "retry_flow_run": _on_flow_run("/retry", cancelled=True),
     "create_token": _create_token,
     "revoke_token": _revoke_token,
 }

@@ -126,6 +126,7 @@ def test_token_of_another_servers_key_is_401(
     # Another server with its own key on the same database: its token is on record here, but sealed to the
     # other key, so this server cannot open it.
     other_dir = tmp_path_factory.mktemp("other-server")
+    assert run_cli("keygen", "--data-dir", str(other_dir)).returncode == 0
     created = run_cli(
         "token",
         "create",
