@@ -105,7 +105,7 @@ WITH changed AS (
     WHERE t.id = c.task_id
       AND t.status = e.from_status
       AND (c.instance_id IS NULL OR t.instance_id = c.instance_id)
-    RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at
+    RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at, t.origin
 )
 SELECT coalesce(json_agg(changed), '[]')::text AS rows FROM changed
 
