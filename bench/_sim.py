@@ -110,7 +110,10 @@ class SimAgent:
         from websockets.asyncio.client import connect
 
         headers = {"Authorization": f"Bearer {self.token}", "X-Hetuflow-Agent-Id": self.agent_id}
-        async with connect(self.url, additional_headers=headers, ping_interval=None, max_size=None) as ws:
+        # No permessage-deflate, like the real agent: offered (the websockets default), the server would
+        # compress every frame and the benchmark would measure zlib instead of the dispatch path.
+        options: dict[str, Any] = {"ping_interval": None, "max_size": None, "compression": None}
+        async with connect(self.url, additional_headers=headers, **options) as ws:
             capabilities = AgentCapabilities(commands=[CommandKind.BASH], capacity=self.capacity)
             data = AgentRegisterData(agent_id=self.agent_id, name=self.agent_id, capabilities=capabilities)
             await ws.send(_text(AgentRegisterRequest(data=data)))

@@ -98,9 +98,10 @@ class Dispatcher:
             return self._safety_poll_secs
         budget = min(self._batch_size, sum(capacity.free_slots for capacity in capacities))
         async with self.lock:
-            dispatches = await self._service.dispatch(
+            round_ = await self._service.dispatch_round(
                 capacities, lookahead_secs=self._lookahead_secs, limit=budget
             )
+            dispatches = round_.dispatches
             undelivered: list[UUID] = []
             for dispatch in dispatches:
                 session = self._registry.get(dispatch.instance.agent_id)
@@ -117,7 +118,7 @@ class Dispatcher:
             return 0.0  # a full batch and credits left: there may be more due work right now
         if self._registry.free_credits() <= 0:
             return self._safety_poll_secs  # the next acquire wakes us
-        wake_at = await self._service.next_wake_at(lookahead_secs=self._lookahead_secs)
+        wake_at = round_.wake_at  # read in the round's transaction: it claimed less than its budget
         if wake_at is None:
             return self._safety_poll_secs
         delay = (wake_at - datetime.now(UTC)).total_seconds()

@@ -2,7 +2,10 @@
 
 ``ModelManager`` owns a ``psycopg_pool.AsyncConnectionPool``; the application opens it in its lifespan and
 closes it on shutdown. Every statement of the server runs through ``fetch_one``/``fetch_all``/``execute``
-below, on a connection handed out by ``ModelManager.transaction()``. Those two places are the only ones that
+below, on a connection handed out by ``ModelManager.transaction()`` (or ``autocommit()``). Pooled
+connections stay in autocommit mode and ``transaction()`` sends ``BEGIN`` itself: that first round trip
+doubles as the check that the connection is alive (one that is not is replaced, and the next one tried),
+so a transaction costs no separate liveness query. Those two places are the only ones that
 see psycopg's exceptions: ``translate`` turns them into ``hetuflow_server.errors`` (a unique violation is a
 ``Conflict``, a check violation ``InvalidInput``, a lost connection ``DatabaseUnavailable`` ...), so no other
 layer imports psycopg errors.
@@ -155,9 +158,8 @@ class ModelManager:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            # A connection that died while idle (server restart, network cut) is replaced before it is handed
-            # out.
-            check=AsyncConnectionPool.check_connection,
+            # No `check=`: a connection that died while idle (server restart, network cut) is found by the
+            # first round trip of `_checkout` and replaced before the unit of work sees it.
             timeout=timeout_secs,
             name=name,
             configure=functools.partial(_configure, idle_timeout_ms=idle_ms),
@@ -195,14 +197,23 @@ class ModelManager:
             raise RuntimeError("unit_of_work() blocks do not nest")
         callbacks: list[Callable[[], None]] = []
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                # An explicit BEGIN: the blocks that join see a transaction in progress and use savepoints.
+            # BEGIN checks the connection too (see `_checkout`); the blocks that join see a transaction in
+            # progress and use savepoints.
+            conn = await self._checkout(_BEGIN)
+            try:
                 unit = _UnitOfWork(self, conn, asyncio.current_task(), callbacks)
                 token = _unit_of_work.set(unit)
                 try:
                     yield conn
                 finally:
                     _unit_of_work.reset(token)
+            except BaseException:
+                await _rollback(conn)
+                raise
+            else:
+                await conn.execute(_COMMIT)
+            finally:
+                await self._pool.putconn(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate(exc) from exc
         for callback in callbacks:
@@ -233,8 +244,16 @@ class ModelManager:
                 yield conn
             return
         try:
-            async with self._pool.connection() as conn:
+            conn = await self._checkout(_BEGIN)
+            try:
                 yield conn
+            except BaseException:
+                await _rollback(conn)
+                raise
+            else:
+                await conn.execute(_COMMIT)
+            finally:
+                await self._pool.putconn(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             # Statement errors were translated by the executor; what is left is checkout, commit or rollback.
             raise translate(exc) from exc
@@ -249,14 +268,36 @@ class ModelManager:
                 yield conn
             return
         try:
-            async with self._pool.connection() as conn:
-                await conn.set_autocommit(True)
-                try:
-                    yield conn
-                finally:
-                    await _restore_transactions(conn)
+            conn = await self._checkout(_ALIVE)
+            try:
+                yield conn
+            finally:
+                await self._pool.putconn(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate(exc) from exc
+
+    async def _checkout(self, first: bytes) -> Connection:
+        """A pooled connection on which ``first`` (BEGIN, or an empty query) ran: a connection that fails it
+        (it died while idle) is closed, the pool replaces it, and the next one is tried. Nothing of the unit
+        of work ran yet, so trying again is safe; each wait for a connection is bounded by the pool's
+        timeout."""
+        for attempt in range(self._pool.max_size + 1):
+            conn = await self._pool.getconn()
+            try:
+                await conn.execute(first)
+            except psycopg.Error:
+                await conn.close()
+                await self._pool.putconn(conn)
+                if attempt == self._pool.max_size:
+                    raise
+                logger.warning("discarding a pooled database connection that failed its first statement")
+                continue
+            except BaseException:
+                await conn.close()  # cancelled mid-statement: its state is unknown
+                await self._pool.putconn(conn)
+                raise
+            return conn
+        raise AssertionError("unreachable: the last attempt raises")
 
     async def ping(self) -> None:
         """Run a trivial statement; raises DatabaseUnavailable when the database cannot be reached."""
@@ -265,6 +306,10 @@ class ModelManager:
 
 
 _PING: Final = query("ping")
+_BEGIN: Final = b"BEGIN"
+_COMMIT: Final = b"COMMIT"
+_ROLLBACK: Final = b"ROLLBACK"
+_ALIVE: Final = b""  # an empty query: one round trip, no statement (what psycopg_pool's check sends)
 _SET_UTC: Final = query("set_session_utc")
 _SET_IDLE_TIMEOUT: Final = query("set_session_idle_timeout")
 
@@ -273,21 +318,21 @@ async def _configure(conn: Connection, *, idle_timeout_ms: int | None) -> None:
     """Per new connection: timestamps come back in UTC whatever the database's default time zone is, and a
     session idle in a transaction for ``idle_timeout_ms`` is ended by the database (when set)."""
     set_json_loads(_json_loads, conn)
+    # Autocommit for good: `ModelManager.transaction` sends BEGIN and COMMIT itself.
     await conn.set_autocommit(True)
     await conn.execute(_SET_UTC.statement)
     if idle_timeout_ms is not None:
         await conn.execute(_SET_IDLE_TIMEOUT.statement, {"timeout_ms": idle_timeout_ms})
-    await conn.set_autocommit(False)
 
 
-async def _restore_transactions(conn: Connection) -> None:
-    """Put ``conn`` back in transaction mode before it returns to the pool; one that cannot be (broken, or
-    left mid-statement by a cancellation) is closed instead, and the pool replaces it."""
+async def _rollback(conn: Connection) -> None:
+    """Roll back after an error; a connection on which that fails (broken, or left mid-statement by a
+    cancellation) is closed instead, and the pool replaces it."""
     if conn.closed:
         return
     try:
-        await conn.set_autocommit(False)
-    except psycopg.Error:
+        await conn.execute(_ROLLBACK)
+    except (psycopg.Error, asyncio.CancelledError):
         await conn.close()
 
 

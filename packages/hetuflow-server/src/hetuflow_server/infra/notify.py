@@ -29,6 +29,7 @@ from hetuflow_server.infra.sql import query
 
 __all__ = [
     "AGENT_CMD_CHANNEL",
+    "ATTEMPTS_ENDED",
     "CHANNELS",
     "MANUAL_TASKS",
     "NOTIFICATION_CHANNEL",
@@ -52,6 +53,9 @@ WORK_CHANNEL: Final = "hetuflow_work"
 """New due work or freed capacity: dispatchers wake and claim."""
 MANUAL_TASKS: Final = "manual"
 """Payload of a ``WORK_CHANNEL`` notice that only announces triggered tasks: nothing a daemon waits for."""
+ATTEMPTS_ENDED: Final = "ended"
+"""Payload of a ``WORK_CHANNEL`` notice of attempts that ended without ending a daemon run: capacity was
+freed, nothing a daemon waits for either."""
 SCHEDULE_CHANNEL: Final = "hetuflow_schedule"
 """A job or schedule changed: the generator (on the leader) wakes."""
 AGENT_CMD_CHANNEL: Final = "hetuflow_agent_cmd"
@@ -105,10 +109,11 @@ async def notify(conn: db.Connection, channel: str, payload: str = "") -> None:
     await db.fetch_one(conn, _NOTIFY, {"channel": channel, "payload": payload})
 
 
-async def work_added(conn: db.Connection) -> None:
+async def work_added(conn: db.Connection, *, daemons: bool = True) -> None:
     """Wake the dispatchers: due work was added or capacity freed (sent at commit; PostgreSQL folds repeats
-    of one transaction into one notification)."""
-    await notify(conn, WORK_CHANNEL)
+    of one transaction into one notification). ``daemons=False`` says that the change ended no daemon run,
+    so the daemon supervisor need not look (a busy fleet ends many attempts a second)."""
+    await notify(conn, WORK_CHANNEL, "" if daemons else ATTEMPTS_ENDED)
 
 
 async def schedules_changed(conn: db.Connection, **ids: UUID) -> None:

@@ -155,8 +155,9 @@ class DaemonSupervisor:
 
     async def on_notify(self, payload: str) -> None:
         """Listener callback (work and schedule channels): each may mean a daemon run ended or changed,
-        except the notice of triggered tasks (a busy API sends one per request)."""
-        if payload != notify.MANUAL_TASKS:  # otherwise which change woke it does not matter
+        except the notice of triggered tasks (a busy API sends one per request) and that of attempts that
+        ended no daemon run (a busy fleet sends one per batch of reports)."""
+        if payload not in (notify.MANUAL_TASKS, notify.ATTEMPTS_ENDED):  # else which change does not matter
             self.wake()
 
     def loop(self) -> LoopFactory:

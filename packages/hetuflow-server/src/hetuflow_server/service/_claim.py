@@ -141,9 +141,8 @@ async def next_wake_at(conn: db.Connection, *, now: datetime, lookahead_secs: fl
     """When a dispatcher must look again without being woken: the moment the next pending task enters the
     look-ahead window, or the next retry backoff ends; None when there is neither."""
     window = timedelta(seconds=lookahead_secs)
-    pending_at, retry_at = await bmc.TaskBmc.next_due(conn, after=now + window)
     # Slots of forbid/replace jobs are claimed when due, not a look-ahead early (see the admission step).
-    guarded_at = await bmc.TaskBmc.next_guarded_at(conn, after=now)
+    pending_at, retry_at, guarded_at = await bmc.TaskBmc.next_wake_times(conn, now=now, after=now + window)
     moments = [pending_at - window if pending_at is not None else None, retry_at, guarded_at]
     return min((moment for moment in moments if moment is not None), default=None)
 

@@ -28,7 +28,7 @@ from hetuflow_server.service._reconcile import Reconciliation
 from hetuflow_server.service.reports import AgentReport, ReportApplier, ReportResult
 from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
-__all__ = ["DEFAULT_LOG_QUOTA", "DispatchObserver", "DispatchService"]
+__all__ = ["DEFAULT_LOG_QUOTA", "DispatchObserver", "DispatchRound", "DispatchService"]
 
 DEFAULT_LOOKAHEAD_SECS: Final = 5.0
 DEFAULT_BATCH_SIZE: Final = 200
@@ -36,6 +36,15 @@ DEFAULT_LOG_QUOTA: Final = bmc.LogQuota(max_bytes=64 * 1024 * 1024, grace_secs=3
 """What an attempt may store of its log unless configured (``retention`` section)."""
 
 _Results = TypeVar("_Results", list[ReportResult], list[ReportResult | None])
+
+
+class DispatchRound(msgspec.Struct, kw_only=True, frozen=True):
+    """What one dispatcher round claimed, and when to look again without being woken."""
+
+    dispatches: list[Dispatch]
+    wake_at: datetime | None
+    """Asked only when the round claimed fewer than its limit: the next moment work comes due (None: none is
+    planned, or not asked)."""
 
 
 class DispatchObserver(Protocol):
@@ -78,7 +87,21 @@ class DispatchService:
     ) -> list[Dispatch]:
         """Claim due work for ``agents`` and assign it; the dispatches to push (each agent within its free
         slots). Tasks due within ``lookahead_secs`` are included (the agent waits for ``fire_at``)."""
+        round_ = await self.dispatch_round(agents, lookahead_secs=lookahead_secs, limit=limit, wake=False)
+        return round_.dispatches
+
+    async def dispatch_round(
+        self,
+        agents: Sequence[AgentCapacity],
+        *,
+        lookahead_secs: float = DEFAULT_LOOKAHEAD_SECS,
+        limit: int = DEFAULT_BATCH_SIZE,
+        wake: bool = True,
+    ) -> DispatchRound:
+        """``dispatch``, and with ``wake`` when a round that claimed fewer than ``limit`` must look again
+        (``next_wake_at``), read in the same transaction: a dispatcher round is one transaction."""
         now = datetime.now(UTC)
+        wake_at: datetime | None = None
         async with self._db.transaction() as conn:
             claimed = await _claim.claim(
                 conn,
@@ -89,10 +112,12 @@ class DispatchService:
                 server_id=self._server_id,
                 misfire_slack_secs=self._misfire_slack_secs,
             )
+            if wake and len(claimed) < limit:
+                wake_at = await _claim.next_wake_at(conn, now=now, lookahead_secs=lookahead_secs)
         if self._observer is not None and claimed:  # due: a retry's backoff end, else the planned time
             due = [(c.instance.dispatched_at, c.task.next_attempt_at or c.task.scheduled_at) for c in claimed]
             self._observer.dispatched([max((at - due_at).total_seconds(), 0.0) for at, due_at in due])
-        return [
+        dispatches = [
             Dispatch(
                 task=msgspec.structs.replace(
                     c.task,
@@ -107,6 +132,7 @@ class DispatchService:
             )
             for c in claimed
         ]
+        return DispatchRound(dispatches=dispatches, wake_at=wake_at)
 
     async def apply_reports(
         self, reports: Sequence[TaskInstanceUpdatedData], *, agent_id: str | None

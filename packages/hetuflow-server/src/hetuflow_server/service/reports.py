@@ -127,7 +127,9 @@ class ReportApplier:
             freed = freed or any(attempt.status.is_final for attempt in applied)
         await settle_flow_runs(conn, ended)
         if freed:
-            await notify.work_added(conn)
+            # The daemon supervisor looks only when a daemon run (or a task of unknown origin) ended.
+            daemons = any(task.origin in (None, bmc.TaskOrigin.DAEMON) for task in ended)
+            await notify.work_added(conn, daemons=daemons)
         return [results[position] for position in range(len(reports))]
 
     async def _apply_round(

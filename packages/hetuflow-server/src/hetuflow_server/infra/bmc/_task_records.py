@@ -73,6 +73,8 @@ class TaskOutcome(msgspec.Struct, kw_only=True, frozen=True):
     agent_id: str | None
     flow_run_id: UUID | None
     next_attempt_at: datetime | None
+    origin: TaskOrigin | None = None
+    """What created the task, where the statement reads it (None: not read)."""
 
 
 class TaskChange(msgspec.Struct, kw_only=True, frozen=True):

@@ -43,12 +43,11 @@ _DELETE_FUTURE_OF_JOB = query("delete_future_tasks_of_job")
 _DELETE_UNSTARTED_OF_SCHEDULE = query("delete_unstarted_tasks_of_schedule")
 _CANCEL_OPEN_OF_JOB = query("cancel_open_tasks_of_job")
 _SKIP_BLOCKED = query("skip_blocked_flow_tasks")
-_NEXT_DUE = query("next_due_times")
+_NEXT_WAKE = query("next_wake_times")
 _SLOT_TASKS_AT = query("slot_tasks_at")
 _COUNT_SLOT_TASKS_AFTER = query("count_slot_tasks_after")
 _LATER_LATE = query("count_later_late_slots")
 _LIVE_RUNS = query("live_runs_of_schedules")
-_NEXT_GUARDED = query("next_guarded_slot")
 _DAEMON_RUNS = query("list_daemon_runs")
 _LOCK_LIVE_DAEMONS = query("lock_live_daemon_tasks")
 
@@ -244,12 +243,15 @@ class TaskBmc:
         return [row["id"] for row in await db.fetch_all(conn, _SKIP_BLOCKED, params)]
 
     @staticmethod
-    async def next_due(conn: db.Connection, *, after: datetime) -> tuple[datetime | None, datetime | None]:
-        """The earliest pending task due after ``after`` and the earliest end of a retry backoff."""
-        row = await db.fetch_one(conn, _NEXT_DUE, {"after": after})
+    async def next_wake_times(
+        conn: db.Connection, *, now: datetime, after: datetime
+    ) -> tuple[datetime | None, datetime | None, datetime | None]:
+        """The earliest pending task due after ``after``, the earliest end of a retry backoff, and the
+        earliest pending slot of a forbid/replace job due after ``now`` (None where there is none)."""
+        row = await db.fetch_one(conn, _NEXT_WAKE, {"now": now, "after": after})
         if row is None:
-            return None, None
-        return row["next_pending_at"], row["next_retry_at"]
+            return None, None, None
+        return row["next_pending_at"], row["next_retry_at"], row["next_guarded_at"]
 
     # -- tasks as the slots of their schedules (generator, admission) ---------------------------------------
 
@@ -291,12 +293,6 @@ class TaskBmc:
             return []
         rows = await db.fetch_all(conn, _LIVE_RUNS, {"schedule_ids": sorted(set(schedule_ids))})
         return many(rows, LiveRun)
-
-    @staticmethod
-    async def next_guarded_at(conn: db.Connection, *, after: datetime) -> datetime | None:
-        """When the next pending slot of a forbid/replace job comes due after ``after`` (None: none waits)."""
-        row = await db.fetch_one(conn, _NEXT_GUARDED, {"after": after})
-        return None if row is None else row["at"]
 
     # -- tasks of daemon schedules (daemon supervisor, stopping daemons) ------------------------------------
 

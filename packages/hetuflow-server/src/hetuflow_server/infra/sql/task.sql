@@ -124,7 +124,7 @@ WITH changed AS (
     WHERE t.id = c.task_id
       AND t.status = e.from_status
       AND (c.instance_id IS NULL OR t.instance_id = c.instance_id)
-    RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at
+    RETURNING t.id, t.status, t.error, t.instance_id, t.agent_id, t.flow_run_id, t.next_attempt_at, t.origin
 )
 SELECT coalesce(json_agg(changed), '[]')::text AS rows FROM changed
 
@@ -210,12 +210,18 @@ WHERE t.flow_run_id = ANY(%(run_ids)s::uuid[])
       END
 RETURNING t.id
 
--- name: next_due_times
--- When the dispatcher must look again without being woken: the earliest pending task due after `after` (the end
--- of the look-ahead window it already claimed from) and the earliest end of a retry backoff.
+-- name: next_wake_times
+-- When the dispatcher must look again without being woken, read in one statement: the earliest pending task due
+-- after `after` (the end of the look-ahead window it already claimed from), the earliest end of a retry backoff,
+-- and the earliest pending first attempt, due after `now`, of a schedule slot whose job forbids or replaces
+-- overlapping runs (the dispatcher claims those when due, not a look-ahead early).
 SELECT (SELECT min(scheduled_at) FROM sched_task
         WHERE status = 'pending' AND scheduled_at > %(after)s::timestamptz) AS next_pending_at,
-       (SELECT min(next_attempt_at) FROM sched_task WHERE status = 'waiting_retry') AS next_retry_at
+       (SELECT min(next_attempt_at) FROM sched_task WHERE status = 'waiting_retry') AS next_retry_at,
+       (SELECT min(scheduled_at) FROM sched_task
+        WHERE status = 'pending' AND attempt = 0 AND schedule_id IS NOT NULL
+          AND scheduled_at > %(now)s::timestamptz
+          AND coalesce(config ->> 'concurrency', 'allow') <> 'allow') AS next_guarded_at
 
 -- Tasks seen as the slots of their schedules: what the task generator and the dispatcher's admission step
 -- (misfire and overlap policies) read.
@@ -255,15 +261,6 @@ SELECT id AS task_id, schedule_id, scheduled_at, instance_id, agent_id, config #
 FROM sched_task
 WHERE schedule_id = ANY(%(schedule_ids)s::uuid[]) AND status IN ('dispatched', 'running')
 ORDER BY schedule_id, scheduled_at, id
-
--- name: next_guarded_slot
--- The earliest pending first attempt, due after `after`, of a schedule slot whose job forbids or replaces
--- overlapping runs: the dispatcher claims those when due, so it must wake up then.
-SELECT min(scheduled_at) AS at
-FROM sched_task
-WHERE status = 'pending' AND attempt = 0 AND schedule_id IS NOT NULL
-  AND scheduled_at > %(after)s::timestamptz
-  AND coalesce(config ->> 'concurrency', 'allow') <> 'allow'
 
 -- Tasks of daemon schedules (origin 'daemon'). A daemon run is "live" while its task is pending, dispatched,
 -- running or waiting for a retry; the unique index sched_task_daemon_live_key (migration 0003) allows one per
