@@ -196,26 +196,13 @@ class ModelManager:
         if _joinable(self) is not None:
             raise RuntimeError("unit_of_work() blocks do not nest")
         callbacks: list[Callable[[], None]] = []
-        try:
-            # BEGIN checks the connection too (see `_checkout`); the blocks that join see a transaction in
-            # progress and use savepoints.
-            conn = await self._checkout(_BEGIN)
+        # The blocks that join see a transaction in progress and use savepoints.
+        async with self._own_transaction() as conn:
+            token = _unit_of_work.set(_UnitOfWork(self, conn, asyncio.current_task(), callbacks))
             try:
-                unit = _UnitOfWork(self, conn, asyncio.current_task(), callbacks)
-                token = _unit_of_work.set(unit)
-                try:
-                    yield conn
-                finally:
-                    _unit_of_work.reset(token)
-            except BaseException:
-                await _rollback(conn)
-                raise
-            else:
-                await conn.execute(_COMMIT)
+                yield conn
             finally:
-                await self._pool.putconn(conn)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise translate(exc) from exc
+                _unit_of_work.reset(token)
         for callback in callbacks:
             callback()
 
@@ -243,6 +230,13 @@ class ModelManager:
             async with self._joined(unit) as conn:
                 yield conn
             return
+        async with self._own_transaction() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _own_transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection of its own inside ``BEGIN`` (which also checks it, see `_checkout`): commit on
+        normal exit, rollback on error."""
         try:
             conn = await self._checkout(_BEGIN)
             try:
