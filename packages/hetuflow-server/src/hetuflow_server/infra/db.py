@@ -13,6 +13,11 @@ layer imports psycopg errors.
 ``ModelManager.unit_of_work()`` opens one transaction that every ``transaction()`` and ``autocommit()`` block
 opened by the same asyncio task inside it joins (as a savepoint). The API runs each change in one, so the
 change and its audit record commit together however many transactions the service layer opens.
+
+Round trips are what a statement costs most on a busy host (each wakes the database and then this process),
+so statements whose results nobody reads do not get one of their own: ``execute_later`` queues them on the
+connection (a NOTIFY, an audit record, a savepoint) and they travel in one pipeline with the next statement
+or the COMMIT, in order.
 """
 
 from __future__ import annotations
@@ -21,16 +26,19 @@ import asyncio
 import contextvars
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias
 
 import msgspec
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -49,8 +57,10 @@ __all__ = [
     "ModelManager",
     "Params",
     "execute",
+    "execute_later",
     "fetch_all",
     "fetch_one",
+    "savepoint",
     "translate",
 ]
 
@@ -216,11 +226,8 @@ class ModelManager:
 
     @asynccontextmanager
     async def _joined(self, unit: _UnitOfWork) -> AsyncIterator[Connection]:
-        try:
-            async with unit.conn.transaction():
-                yield unit.conn
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
+        async with savepoint(unit.conn):
+            yield unit.conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -242,10 +249,11 @@ class ModelManager:
             try:
                 yield conn
             except BaseException:
+                _queued.pop(conn, None)
                 await _rollback(conn)
                 raise
             else:
-                await conn.execute(_COMMIT)
+                await _commit(conn)
             finally:
                 await self._pool.putconn(conn)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -319,6 +327,32 @@ async def _configure(conn: Connection, *, idle_timeout_ms: int | None) -> None:
         await conn.execute(_SET_IDLE_TIMEOUT.statement, {"timeout_ms": idle_timeout_ms})
 
 
+async def _commit(conn: Connection) -> None:
+    """COMMIT, with the statements still queued on ``conn`` in the same round trip. A transaction that a
+    caught statement error left aborted is not reported committed: PostgreSQL would answer its COMMIT with a
+    silent rollback."""
+    if conn.info.transaction_status is TransactionStatus.INERROR:
+        _queued.pop(conn, None)
+        await _rollback(conn)
+        raise HetuflowError("the transaction was aborted by an earlier error and was rolled back")
+    queue = _queued.pop(conn, None)
+    try:
+        if not queue:
+            await conn.execute(_COMMIT)
+            return
+        # One simple-protocol query, so one write and one round trip (a pipeline writes each statement on
+        # its own): the queued statements with their values bound here by psycopg, then COMMIT.
+        binder = psycopg.AsyncClientCursor(conn)
+        text = ";\n".join([*(binder.mogrify(item.query.statement, item.params) for item in queue), "COMMIT"])
+        try:
+            await conn.execute(text.encode())
+        except psycopg.Error as exc:
+            raise translate(exc, "+".join(item.query.name for item in queue)) from exc
+    except BaseException:
+        await _rollback(conn)
+        raise
+
+
 async def _rollback(conn: Connection) -> None:
     """Roll back after an error; a connection on which that fails (broken, or left mid-statement by a
     cancellation) is closed instead, and the pool replaces it."""
@@ -350,23 +384,93 @@ def _translated(q: Query) -> Iterator[None]:
 
 async def fetch_one(conn: Connection, q: Query, params: Params | None = None) -> Row | None:
     """Run ``q`` and return its first row as a dict, or None when it returns no row."""
+    cur = await _run(conn, q, params)
     with _translated(q):
-        cur = await conn.execute(q.statement, params)
         return await cur.fetchone()
 
 
 async def fetch_all(conn: Connection, q: Query, params: Params | None = None) -> list[Row]:
     """Run ``q`` and return all its rows as dicts."""
+    cur = await _run(conn, q, params)
     with _translated(q):
-        cur = await conn.execute(q.statement, params)
         return await cur.fetchall()
 
 
 async def execute(conn: Connection, q: Query, params: Params | None = None) -> int:
     """Run ``q`` for its effect and return the number of rows it touched."""
-    with _translated(q):
-        cur = await conn.execute(q.statement, params)
-        return cur.rowcount
+    return (await _run(conn, q, params)).rowcount
+
+
+async def execute_later(conn: Connection, q: Query, params: Params | None = None) -> None:
+    """Run ``q``, whose result nobody reads, with the next statement on ``conn`` or its COMMIT, in the same
+    round trip (at once when ``conn`` is in no transaction, where nothing else may follow). An error it
+    raises surfaces there, and fails that transaction."""
+    if conn.info.transaction_status is TransactionStatus.IDLE:
+        await _run(conn, q, params)
+        return
+    _queued.setdefault(conn, []).append(_Statement(q, params))
+
+
+@asynccontextmanager
+async def savepoint(conn: Connection) -> AsyncIterator[Connection]:
+    """A savepoint of ``conn``'s transaction for the block: an exception leaving it rolls back what the block
+    did (and the transaction goes on); normal exit keeps it. The SAVEPOINT travels with the block's first
+    statement and the RELEASE with the statement after the block: no round trip of their own."""
+    name = f"hetuflow_{next(_savepoint_names)}"
+    mark = _Statement(Query("savepoint", f"SAVEPOINT {name}"), None)
+    _queued.setdefault(conn, []).append(mark)
+    try:
+        yield conn
+    except BaseException:
+        queue = _queued.get(conn, [])
+        at = _position(queue, mark)
+        if at is not None:
+            del queue[at:]  # never sent: drop it and what the block queued after it
+        else:
+            queue.clear()  # all queued after the savepoint was sent: the block's, undone with it
+            try:
+                await conn.execute(f"ROLLBACK TO SAVEPOINT {name}".encode())
+            except psycopg.Error as exc:
+                raise translate(exc, "rollback_to_savepoint") from exc
+        raise
+    queue = _queued.setdefault(conn, [])
+    at = _position(queue, mark)
+    if at is not None:
+        del queue[at]  # never sent: the block's statements (if it queued any) simply join the transaction
+    else:
+        # Released, so that a long unit of work does not pile up nested savepoints; no round trip of its own.
+        queue.append(_Statement(Query("release_savepoint", f"RELEASE SAVEPOINT {name}"), None))
+
+
+def _position(queue: list[_Statement], item: _Statement) -> int | None:
+    return next((index for index, queued in enumerate(queue) if queued is item), None)
+
+
+class _Statement(NamedTuple):
+    query: Query
+    params: Params | None
+
+
+# Statements queued on a connection by `execute_later` (and savepoints), sent before its next statement.
+_queued: weakref.WeakKeyDictionary[Connection, list[_Statement]] = weakref.WeakKeyDictionary()
+_savepoint_names: Final = itertools.count(1)
+
+
+async def _run(conn: Connection, q: Query, params: Params | None) -> psycopg.AsyncCursor[DictRow]:
+    """Execute ``q`` on ``conn``, preceded in one pipeline (one round trip) by the statements queued there."""
+    queue = _queued.pop(conn, None)
+    if not queue:
+        with _translated(q):
+            return await conn.execute(q.statement, params)
+    names = "+".join(item.query.name for item in (*queue, _Statement(q, params)))
+    try:
+        async with conn.pipeline():
+            for item in queue:
+                await conn.execute(item.query.statement, item.params)
+            cur = await conn.execute(q.statement, params)
+    except psycopg.Error as exc:
+        raise translate(exc, names) from exc
+    return cur
 
 
 def translate(exc: BaseException, query_name: str | None = None) -> HetuflowError:

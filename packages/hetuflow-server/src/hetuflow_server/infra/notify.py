@@ -106,7 +106,7 @@ async def notify(conn: db.Connection, channel: str, payload: str = "") -> None:
     """Queue a notification on ``channel``, sent when ``conn``'s transaction commits."""
     if len(payload.encode("utf-8")) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"NOTIFY payload of {len(payload)} characters is too large")
-    await db.fetch_one(conn, _NOTIFY, {"channel": channel, "payload": payload})
+    await db.execute_later(conn, _NOTIFY, {"channel": channel, "payload": payload})
 
 
 async def work_added(conn: db.Connection, *, daemons: bool = True) -> None:

@@ -85,7 +85,7 @@ async def fire(
         started = 0
         for ref in plan.run:
             try:
-                async with conn.transaction():  # a savepoint: a run that cannot start leaves nothing behind
+                async with db.savepoint(conn):  # a savepoint: a run that cannot start leaves nothing behind
                     await _flow_runs.start_run(
                         conn,
                         flow,

@@ -66,9 +66,9 @@ class AuditService:
         self._db = db
 
     @staticmethod
-    async def record(conn: db.Connection, entry: bmc.NewAuditEntry) -> AuditEntry:
-        """Record one change on ``conn``, the connection of the change's own transaction."""
-        return await bmc.AuditBmc.insert(conn, entry)
+    async def record(conn: db.Connection, entry: bmc.NewAuditEntry) -> None:
+        """Record one change on ``conn``, in the change's own transaction (committed with it)."""
+        await bmc.AuditBmc.insert(conn, entry)
 
     async def list(
         self,

@@ -72,7 +72,7 @@ async def _start_flows(
     for target in await bmc.ScheduleBmc.flow_event_targets(conn, name):
         flow = await bmc.FlowBmc.get(conn, target.flow_id)
         try:
-            async with conn.transaction():  # a savepoint: a flow that cannot start leaves nothing behind
+            async with db.savepoint(conn):  # a savepoint: a flow that cannot start leaves nothing behind
                 run = await _flow_runs.start_run(
                     conn, flow, {**target.parameters, **payload}, by=by, schedule_id=target.schedule_id
                 )

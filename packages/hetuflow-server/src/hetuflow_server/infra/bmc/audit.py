@@ -10,7 +10,7 @@ import msgspec
 
 from hetuflow_core.notification import AuditEntry
 from hetuflow_server.infra import db
-from hetuflow_server.infra.bmc._rows import jsonb, many, one
+from hetuflow_server.infra.bmc._rows import jsonb, many
 from hetuflow_server.infra.sql import query
 
 __all__ = ["AuditBmc", "NewAuditEntry"]
@@ -37,13 +37,12 @@ class AuditBmc:
     """The audit trail."""
 
     @staticmethod
-    async def insert(conn: db.Connection, entry: NewAuditEntry) -> AuditEntry:
-        """Record one change, in the caller's transaction (the change's own)."""
+    async def insert(conn: db.Connection, entry: NewAuditEntry) -> None:
+        """Record one change in the caller's transaction (the change's own), sent with its next statement or
+        its COMMIT."""
         params = msgspec.structs.asdict(entry)
         params["summary"] = jsonb(entry.summary)
-        row = await db.fetch_one(conn, _INSERT, params)
-        assert row is not None  # an INSERT ... RETURNING always returns its row
-        return one(row, AuditEntry)
+        await db.execute_later(conn, _INSERT, params)
 
     @staticmethod
     async def select_page(

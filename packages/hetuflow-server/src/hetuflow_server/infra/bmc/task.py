@@ -206,10 +206,11 @@ class TaskBmc:
         return many_json(await db.fetch_one(conn, _CLAIM, params), Task)
 
     @staticmethod
-    async def promote_due_retries(conn: db.Connection, *, limit: int) -> list[UUID]:
-        """waiting_retry → pending for up to ``limit`` tasks whose backoff has passed; the ids moved."""
+    async def promote_due_retries(conn: db.Connection, *, limit: int) -> None:
+        """waiting_retry → pending for up to ``limit`` tasks whose backoff has passed, with the transaction's
+        next statement (a claim, which then sees them pending)."""
         params = {"limit": limit, "allowed": transitions.allowed_sources(TaskStatus.PENDING)}
-        return [row["id"] for row in await db.fetch_all(conn, _PROMOTE, params)]
+        await db.execute_later(conn, _PROMOTE, params)
 
     @staticmethod
     async def delete_future_of_job(conn: db.Connection, job_id: UUID) -> list[UUID]:

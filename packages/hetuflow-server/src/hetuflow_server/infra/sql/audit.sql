@@ -1,11 +1,10 @@
 -- The audit trail of API changes (sched_audit).
 
 -- name: insert_audit
--- Written in the transaction of the change it records.
+-- Written in the transaction of the change it records (sent with its COMMIT: nothing reads it back).
 INSERT INTO sched_audit (actor, actor_jti, scope, action, method, path, target, summary)
 VALUES (%(actor)s::text, %(actor_jti)s::uuid, %(scope)s::text, %(action)s::text, %(method)s::text,
         %(path)s::text, %(target)s::text, %(summary)s::jsonb)
-RETURNING id, at, actor, actor_jti, scope, action, method, path, target, summary
 
 -- name: list_audit
 -- Newest first, before the cursor id; every filter given must match (`actor` is a token name or jti).

@@ -146,7 +146,6 @@ WHERE t.id IN (SELECT id FROM sched_task
                LIMIT %(limit)s::integer
                FOR UPDATE SKIP LOCKED)
   AND t.status = ANY(%(allowed)s::text[])
-RETURNING t.id
 
 -- name: delete_future_tasks_of_job
 -- Planned runs of a job's schedules that never started and are not yet due (job disabled). Their slots are
