@@ -11,6 +11,8 @@ the job has exactly ``count`` tasks, each succeeded on its first attempt, and ex
 - **end to end**: the agent is connected; the tasks are triggered one by one through
   ``POST /api/v1/jobs/{id}/trigger`` by 16 concurrent clients. The rate is the count over first submit →
   last completion; trigger → process start is ``started_at - created_at`` per task.
+- **end to end, bulk**: the same with the tasks submitted through the bulk form (below), 100 per request;
+  the rate is the count over first submit → last completion.
 - **submit**: with a bulk form of trigger (a ``count`` field in the trigger body, found in the OpenAPI
   document), the drained run's tasks are submitted with it and its rate is ``submit_per_s``; without one,
   ``submit_per_s`` is the rate of the 16 clients' single triggers.
@@ -41,6 +43,8 @@ from pipeline_bench import create_job, insert_tasks, running_agents, wait_done
 
 TRIGGER_CLIENTS = 16
 BULK_BATCH = 1000
+E2E_BULK_BATCH = 100
+"""Tasks per request of the bulk end-to-end run: a tenth of Procrastinate's ``batch_defer`` batches."""
 FIRE_LEAD_SECS = 2.0
 FIRE_SPACING_SECS = 0.1
 
@@ -118,13 +122,15 @@ async def _singles(
         return Submission(first, time.time(), count, latencies)
 
 
-async def _bulk(base_url: str, headers: dict[str, str], job_id: str, count: int, field: str) -> Submission:
-    """``count`` tasks of ``job_id`` through the bulk trigger form, ``BULK_BATCH`` per request."""
+async def _bulk(
+    base_url: str, headers: dict[str, str], job_id: str, count: int, field: str, batch: int = BULK_BATCH
+) -> Submission:
+    """``count`` tasks of ``job_id`` through the bulk trigger form, ``batch`` per request."""
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client:
         first = time.time()
-        for begin in range(0, count, BULK_BATCH):
-            size = min(BULK_BATCH, count - begin)
+        for begin in range(0, count, batch):
+            size = min(batch, count - begin)
             began = time.perf_counter()
             response = await client.post(f"/api/v1/jobs/{job_id}/trigger", json={field: size})
             latencies.append((time.perf_counter() - began) * 1000)
@@ -158,9 +164,9 @@ class Hetuflow:
     def trigger(self, job_id: str, count: int, bodies: list[dict[str, Any]] | None = None) -> Submission:
         return asyncio.run(_singles(self.server.base_url, self._headers, job_id, count, bodies))
 
-    def trigger_bulk(self, job_id: str, count: int) -> Submission:
+    def trigger_bulk(self, job_id: str, count: int, batch: int = BULK_BATCH) -> Submission:
         assert self.bulk_field is not None
-        return asyncio.run(_bulk(self.server.base_url, self._headers, job_id, count, self.bulk_field))
+        return asyncio.run(_bulk(self.server.base_url, self._headers, job_id, count, self.bulk_field, batch))
 
     @contextlib.contextmanager
     def agent(self) -> Iterator[psutil.Process]:
@@ -234,6 +240,17 @@ class Hetuflow:
             (job_id,),
         ).fetchall()
         return EndToEnd(count / (last_end - submission.first), submission, [float(r[0]) for r in rows])
+
+    def end_to_end_bulk(self, count: int) -> float:
+        """The end-to-end run with the tasks submitted through the bulk form, ``E2E_BULK_BATCH`` per request,
+        while the agent runs (as Procrastinate's run submits with ``batch_defer``); tasks/s."""
+        job_id = self.new_job("e2e-bulk")
+        with self.agent():
+            submission = self.trigger_bulk(job_id, count, E2E_BULK_BATCH)
+            wait_done(self.conn, job_id, count)
+        self.check_exactly_once("end to end (bulk)", job_id, count)
+        _, _, last_end = self._span(job_id)
+        return count / (last_end - submission.first)
 
     def fire_delay(self, count: int) -> FireDelay:
         """Tasks due ``FIRE_LEAD_SECS`` ahead, one every ``FIRE_SPACING_SECS``, on an idle connected agent."""

@@ -8,8 +8,8 @@ capacity), for:
 - Celery + Redis, prefork (``_peers/celery_runner.py``): drained and end to end;
 - Procrastinate on the same PostgreSQL (``_peers/procrastinate_runner.py``): drained and end to end;
 - hetuflow (``_hetuflow``): a real ``hetuflow-server serve`` and a real ``hetuflow-agent run``: drained,
-  end to end through the REST API, submit rate, trigger latency, trigger → process start, fire delay, and the
-  dispatch capacity with simulated agents;
+  end to end through the REST API (single triggers, and the bulk form 100 per request), submit rate,
+  trigger latency, trigger → process start, fire delay, and the dispatch capacity with simulated agents;
 - scale (``_scale``): many idle simulated agents on one server, ``GET /api/v1/tasks`` over a million rows,
   an idle agent's memory.
 
@@ -141,6 +141,7 @@ def repetition(args: argparse.Namespace, results: Results, peers: dict[str, Any]
     results.samples["start_ms"] += e2e.start_ms
     if h.bulk_field is not None:
         results.add("trigger_single", e2e.submission.rate)
+        results.add("hetuflow_e2e_bulk", h.end_to_end_bulk(n))
     results.add("dispatch", h.dispatch_capacity(args.sim_agents, args.sim_capacity, args.sim_tasks))
 
 
@@ -260,6 +261,7 @@ def print_report(args: argparse.Namespace, results: Results) -> None:
         ("procrastinate_e2e", "Procrastinate: end to end (batch_defer 1,000)"),
         ("hetuflow_drained", f"hetuflow, 1 agent x {c}: drained (API first)"),
         ("hetuflow_e2e", "hetuflow: end to end (API, 16 clients)"),
+        ("hetuflow_e2e_bulk", "hetuflow: end to end (bulk trigger, 100 per request)"),
         ("trigger_single", "hetuflow: POST /trigger, 16 clients"),
         ("submit_bulk", "hetuflow: bulk trigger"),
         ("dispatch", f"hetuflow: dispatch, {args.sim_agents} sim agents x {args.sim_capacity}"),
@@ -319,11 +321,13 @@ def print_goals(results: Results) -> None:
     )
     start_p99 = p50_p99(results.samples["start_ms"])[1] if results.samples.get("start_ms") else math.nan
     heartbeat_p99 = v.get("scale_heartbeat_p99_ms", math.nan)
+    bulk = results.rate("hetuflow_e2e_bulk")
     goals: list[tuple[str, float, str, Callable[[float], bool]]] = [
         ("end to end / Celery", s["ratio_celery"], ">= 2", lambda x: x >= 2),
         ("end to end / Procrastinate", s["ratio_procrastinate"], ">= 3", lambda x: x >= 3),
         ("end to end / multi-process floor", s["ratio_floor"], ">= 0.6", lambda x: x >= 0.6),
         ("drained / end to end", s["drain_per_s"] / s["e2e_per_s"], ">= 0.9", lambda x: x >= 0.9),
+        ("end to end, bulk / Procrastinate", bulk / s["procrastinate_e2e_per_s"], ">= 3", lambda x: x >= 3),
         ("submit tasks/s", s["submit_per_s"], ">= 1000", lambda x: x >= 1000),
         ("trigger p50 ms", s["trigger_p50_ms"], "<= 5", lambda x: x <= 5),
         ("fire delay p50 ms", s["fire_p50_ms"], "<= 1", lambda x: x <= 1),
