@@ -97,6 +97,13 @@ async def get_flow_run(ctx: Context, flow_id: UUID, run_id: UUID) -> FlowRun:
     return await ctx.services.flows.get_run(run_id, flow_id=flow_id)
 
 
+@operations.get("/flow-runs/{run_id}", summary="Get a flow run by id", resources={"run_id": "flow run"})
+async def get_flow_run_by_id(ctx: Context, run_id: UUID) -> FlowRun:
+    """One run by its id alone, whichever flow it belongs to (its ``flow_id`` names the flow, which may have
+    been deleted since): what a task's ``flow_run_id`` leads to. The same answer as the run under its flow."""
+    return await ctx.services.flows.get_run(run_id)
+
+
 @operations.post(
     "/flows/{flow_id}/runs/{run_id}/cancel",
     summary="Cancel a run of a flow",
