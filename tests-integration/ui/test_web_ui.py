@@ -670,44 +670,93 @@ def test_download_gives_the_whole_log(
     assert page.text(".log-tools [role=status]").startswith(f"1 of {chunks} chunks match")
 
 
-def test_a_flow_created_in_the_ui_runs_and_its_failed_step_is_one_click_from_the_run(
+def test_a_flow_created_and_edited_in_the_ui_runs_and_its_failed_step_is_one_click_from_the_run(
     page: Page, pipeline: Pipeline, agents: AgentPool
 ) -> None:
     agents.start()
     ok = pipeline.create_job(suite=agents.suite, script="echo fine")
-    bad = pipeline.create_job(suite=agents.suite, script="echo broken >&2; exit 3")
+    bad = pipeline.create_job(suite=agents.suite, script='echo "broken: $HETUFLOW_PARAMS" >&2; exit 3')
     page.sign_in(pipeline.server.admin_token)
     page.click("#nav a[href='/flows']")
     page.wait_path(r"\/flows")
     page.click_text("button", "New flow")
     page.wait_path(r"\/flows\/new")
-    page.fill("[name=name]", f"ui-flow-{agents.suite}"[:60])
+    name = f"ui-flow-{agents.suite}"[:60]
+    page.fill("[name=name]", name)
     page.fill("[name='steps[0].name']", "prepare")
     page.fill("[name='steps[0].job_id']", ok)
     page.click_text("button", "Add step")
-    page.fill("[name='steps[1].name']", "publish")
-    page.fill("[name='steps[1].job_id']", bad)
-    page.fill("[name='steps[1].depends_on']", "prepare")
+    page.fill("[name='steps[1].name']", "scratch")
     page.click("form.flow-form button[type=submit]")
     flow_id = page.wait_created("flows")
     steps = pipeline.call("GET", f"/flows/{flow_id}")["steps"]
     assert [(s["name"], s["job_id"], s["depends_on"]) for s in steps] == [
         ("prepare", ok, []),
-        ("publish", bad, ["prepare"]),
+        ("scratch", ok, []),
     ]
+
+    # Edit it: drop a step, add one after "prepare" with its own job, parameters and timeout.
+    page.click_text("button", "Edit")
+    page.wait_path(rf"\/flows\/{flow_id}\/edit")
+    page.wait("document.querySelector(\"[name='steps[1].name']\")?.value === 'scratch'", "the stored steps")
+    page.click("button[aria-label='Remove step 2']")
+    page.wait("!document.querySelector(\"[name='steps[1].name']\")", "the step removed")
+    page.click_text("button", "Add step")
+    page.fill("[name='steps[1].name']", "publish")
+    page.fill("[name='steps[1].job_id']", bad)
+    page.fill("[name='steps[1].depends_on']", "prepare")
+    page.fill("[name='steps[1].parameters']", '{"to": "prod"}')
+    page.fill("[name='steps[1].timeout_secs']", "30")
+    page.fill("[name='steps[1].trigger_rule']", "all_done")
+    page.fill("[name=description]", "edited in the browser")
+    page.click("form.flow-form button[type=submit]")
+    page.wait_path(rf"\/flows\/{flow_id}")
+    flow = pipeline.call("GET", f"/flows/{flow_id}")
+    assert (flow["name"], flow["description"]) == (name, "edited in the browser")
+    assert [
+        (s["name"], s["job_id"], s["depends_on"], s["parameters"], s["timeout_secs"], s["trigger_rule"])
+        for s in flow["steps"]
+    ] == [
+        ("prepare", ok, [], {}, None, "all_success"),
+        ("publish", bad, ["prepare"], {"to": "prod"}, 30, "all_done"),
+    ]
+
+    # Run it: the run page opens, and the failed step is one click away.
     page.click_text("button", "Run flow")
-    page.wait("!!document.querySelector('tbody a[href*=\"/runs/\"]')", "the run in the list")
-    page.click("tbody a[href*='/runs/']")
-    page.wait_path(rf"\/flows\/{UUID}\/runs\/{UUID}")
+    run_path = page.wait_path(rf"\/flow-runs\/{UUID}")
+    run_id = run_path.rpartition("/")[2]
     page.wait("!!document.querySelector('.failed-steps a')", "the failed step, named on the run", timeout=60)
     assert page.eval("document.querySelector('.dag [data-step=prepare]').classList.contains('s-succeeded')")
     assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
+    # The run is listed, as a link, on its flow's page.
+    page.click(f"a[href='/flows/{flow_id}']")
+    page.wait_path(rf"\/flows\/{flow_id}")
+    page.click(f"tbody a[href='/flow-runs/{run_id}']")
+    page.wait_path(rf"\/flow-runs\/{run_id}")
+    page.wait("!!document.querySelector('.failed-steps a')", "the failed step on the run page")
     page.click(".failed-steps a")
     task_id = page.wait_created("tasks")
     task = pipeline.task(task_id)
-    assert (task["job_id"], task["status"]) == (bad, "failed")
+    assert (task["job_id"], task["status"], task["flow_step"]) == (bad, "failed", "publish")
     page.click_text("a", "View log")
     page.wait("document.querySelector('.log').textContent.includes('broken')", "the failed step's log")
+    assert 'broken: {"to":"prod"}' in page.text(".log")  # the step's parameters reached it
+    # And back: the attempt names its task, the task its flow run.
+    page.click(f"a[href='/tasks/{task_id}']")
+    page.wait_path(rf"\/tasks\/{task_id}")
+    page.click("a.flow-run-link")
+    page.wait_path(rf"\/flow-runs\/{run_id}")
+    page.wait("document.querySelector('.page-head .badge')?.textContent === 'failed'", "the failed run")
+
+    # Delete the flow: its run stays readable, named by the flow's id.
+    page.goto(f"/flows/{flow_id}")
+    page.click_text("button", "Delete")
+    page.click_text("button", "Confirm: delete")
+    page.wait_path(r"\/flows")
+    pipeline.call("GET", f"/flows/{flow_id}", expect=404)
+    page.goto(f"/flow-runs/{run_id}")
+    assert "deleted flow" in page.text("h1")
+    assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
 
 
 def test_job_page_grid_next_runs_edit_delete_and_the_job_search(page: Page, pipeline: Pipeline) -> None:
