@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import itertools
 import json
 import os
@@ -27,11 +28,13 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -195,6 +198,12 @@ class Page:
         self.wait(check, f"a page at {pattern}")
         return str(self.eval("location.pathname"))
 
+    def wait_search(self, search: str) -> None:
+        """Wait until the app shows the page of the current path with the query ``search`` ("?a=1")."""
+        rendered = "document.getElementById('main').ariaBusy === null"
+        check = f"location.search === {json.dumps(search)} && {rendered}"
+        self.wait(check, f"a page at {search}")
+
     def wait_created(self, section: str) -> str:
         """Wait for the page of a resource just created under ``/section/``; its id."""
         return self.wait_path(rf"\/{section}\/{UUID}").rpartition("/")[2]
@@ -275,6 +284,44 @@ def page(browser: Browser, pipeline: Pipeline) -> Iterator[Page]:
         assert tab.script_errors() == []
     finally:
         tab.close()
+
+
+class Hook:
+    """A webhook receiver on 127.0.0.1 answering 204 to every POST (what the notifications page lists)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                hook.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture(scope="module")
+def hook() -> Iterator[Hook]:
+    receiver = Hook()
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(hook: Hook) -> dict[str, str]:
+    """The module's server knows one webhook target, ``ui-hook``."""
+    targets = {"ui-hook": {"kind": "webhook", "url": hook.url, "timeout_secs": 5}}
+    return {"HETUFLOW_NOTIFICATIONS__TARGETS": json.dumps(targets)}
 
 
 def token(pipeline: Pipeline, scope: str, **extra: str) -> str:
@@ -521,8 +568,36 @@ def test_the_log_stream_parser_takes_events_split_anywhere(page: Page) -> None:
 
 SCREENSHOTS = os.environ.get("HETUFLOW_UI_SCREENSHOTS")
 """A folder to save the main pages' screenshots in (``docs/images`` refreshes those of docs/web-ui.md)."""
-DOC_PAGES = {"dashboard", "job", "tasks", "flow-run", "attempt", "tokens", "schedule", "schedule-edit"}
+DOC_PAGES = {
+    "dashboard",
+    "job",
+    "tasks",
+    "flow",
+    "flow-run",
+    "attempt",
+    "tokens",
+    "schedule",
+    "schedule-edit",
+    "audit",
+    "notifications",
+}
 """The pages docs/web-ui.md shows."""
+CLIPPED_CHOICES = """(() => {
+    // The choices of every visible select that its box is too narrow to show whole (a select cannot wrap).
+    const measure = document.createElement("canvas").getContext("2d");
+    const cut = [];
+    for (const box of document.querySelectorAll("select")) {
+        if (!box.offsetParent) continue;
+        const style = getComputedStyle(box);
+        measure.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        const arrow = 20; // the room Chromium keeps for the drop-down arrow
+        const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - arrow;
+        for (const option of box.options) {
+            if (measure.measureText(option.text).width > room) cut.push(`${box.name}: ${option.text}`);
+        }
+    }
+    return cut;
+})()"""
 
 
 def shoot(page: Page, name: str, folder: Path) -> Path:
@@ -540,6 +615,13 @@ def shoot(page: Page, name: str, folder: Path) -> Path:
     target = folder / f"{name}.png"
     target.write_bytes(base64.b64decode(shot["data"]))
     return target
+
+
+def seconds_text(secs: float) -> str:
+    """A run time below two minutes as the UI writes it ("210 ms", "1.25 s", "12.5 s")."""
+    if secs < 1:
+        return f"{round(secs * 1000)} ms"
+    return f"{secs:.2f} s" if secs < 10 else f"{secs:.1f} s"
 
 
 def iso(moment: datetime) -> str:
@@ -687,6 +769,7 @@ def test_a_flow_created_and_edited_in_the_ui_runs_and_its_failed_step_is_one_cli
     page.fill("[name='steps[0].job_id']", ok)
     page.click_text("button", "Add step")
     page.fill("[name='steps[1].name']", "scratch")
+    page.fill("[name='steps[1].job_id']", ok)
     page.click("form.flow-form button[type=submit]")
     flow_id = page.wait_created("flows")
     steps = pipeline.call("GET", f"/flows/{flow_id}")["steps"]
@@ -822,6 +905,109 @@ def test_an_event_sent_from_the_ui_starts_its_listeners(page: Page, pipeline: Pi
     pipeline.call("POST", f"/tasks/{task_id}/cancel")
 
 
+def test_the_audit_page_shows_a_change_made_in_the_ui(page: Page, pipeline: Pipeline) -> None:
+    job_id = pipeline.create_job(labels={"ui": "nobody"}, script="true")
+    page.sign_in(pipeline.server.admin_token)
+    page.goto(f"/jobs/{job_id}")
+    page.click_text("button", "Disable")
+    page.wait("document.querySelector('.page-head .badge')?.textContent === 'disabled'", "the disabled job")
+    page.click("#nav a[href='/audit']")
+    page.wait_path(r"\/audit")
+    page.fill("[name=action]", "disable_job")
+    page.click_text("button", "Apply")
+    page.wait_search("?action=disable_job")
+    row = f"[...document.querySelectorAll('tbody tr')].find(r => r.textContent.includes('/jobs/{job_id}'))"
+    page.wait(f"!!{row}", "the audit entry of the change")
+    text = page.eval(f"{row}.textContent")
+    assert "pipeline-admin" in text
+    assert "disable_job" in text
+    assert "POST /api/v1/jobs/" in text
+    # The entry links to the job, and to every change of it.
+    page.eval(f"{row}.querySelector('a[title^=Every]').click()")
+    page.wait_search(f"?target={quote(f'/jobs/{job_id}', safe='')}")
+    assert page.eval("document.querySelector('[name=target]').value") == f"/jobs/{job_id}"
+    page.wait("document.querySelectorAll('tbody tr').length >= 2", "the job's create and disable entries")
+    actions = page.eval("[...document.querySelectorAll('tbody tr td:nth-child(3)')].map(c => c.textContent)")
+    assert actions[:2] == ["disable_job", "create_job"]  # newest first
+    page.click(f"tbody a[href='/jobs/{job_id}']")
+    page.wait_path(rf"\/jobs\/{job_id}")
+
+
+def test_a_read_token_gets_no_audit_trail(page: Page, pipeline: Pipeline) -> None:
+    page.sign_in(token(pipeline, "read"))
+    assert page.eval("document.querySelector(\"#nav a[href='/audit']\").parentElement.hidden")
+    assert page.eval("document.querySelector(\"#nav a[href='/tokens']\").parentElement.hidden")
+    assert not page.eval("document.querySelector(\"#nav a[href='/notifications']\").parentElement.hidden")
+    page.goto("/audit")
+    assert "needs an admin token" in page.text("main")
+    assert page.eval("document.querySelectorAll('table').length") == 0
+
+
+def test_the_notifications_page_lists_a_delivery(
+    page: Page, pipeline: Pipeline, agents: AgentPool, hook: Hook
+) -> None:
+    agents.start()
+    job_id = pipeline.create_job(suite=agents.suite, script="exit 3")
+    page.sign_in(pipeline.server.admin_token)
+    # The job's notify rules are set in its form.
+    page.goto(f"/jobs/{job_id}/edit")
+    page.fill("[name='config.notify']", "ui-hook: failed, retryin")
+    page.click("form.job-form button[type=submit]")
+    error = "[data-field='config.notify'] .field-error"
+    page.wait(f"document.querySelector({json.dumps(error)}).textContent", "the error beside the field")
+    assert "retryin" in page.text(error)
+    page.fill("[name='config.notify']", "ui-hook: failed")
+    page.click("form.job-form button[type=submit]")
+    page.wait_path(rf"\/jobs\/{job_id}")
+    notify = pipeline.call("GET", f"/jobs/{job_id}")["config"]["notify"]
+    assert notify == [{"target": "ui-hook", "on": ["failed"]}]
+    page.click_text("button", "Trigger now")
+    task_id = page.wait_created("tasks")
+    pipeline.wait_task(task_id, "failed")
+    wait_for(
+        lambda: [
+            d
+            for d in pipeline.call("GET", "/notifications/deliveries", params={"task_id": task_id})["items"]
+            if d["status"] == "delivered"
+        ],
+        what="the delivered notification",
+    )
+    page.click("#nav a[href='/notifications']")
+    page.wait_path(r"\/notifications")
+    row = f"document.querySelector(\"tbody tr:has(a[href='/tasks/{task_id}'])\")"
+    page.wait(f"!!{row}", "the delivery")
+    text = page.eval(f"{row}.textContent")
+    assert "ui-hook" in text
+    assert "delivered" in text
+    assert "204" in text
+    page.fill("[name=status]", "failed")
+    page.click_text("button", "Apply")
+    page.wait_search("?status=failed")
+    assert not page.eval(f"!!{row}")
+    # From the job page: the notifications about it.
+    page.goto(f"/jobs/{job_id}")
+    page.click_text("a", "Notifications sent about it")
+    page.wait_search(f"?job_id={job_id}")
+    assert page.eval(f"!!{row}")
+    assert any(json.loads(body)["task_id"] == task_id for body in hook.bodies)
+
+
+def test_durations_are_shown_in_the_task_lists(page: Page, pipeline: Pipeline, agents: AgentPool) -> None:
+    agents.start()
+    job_id, task_id = run_to_end(pipeline, agents, "sleep 0.2")
+    (instance,) = pipeline.instances(task_id)
+    expected = seconds_text(instance["metrics"]["duration_secs"])
+    cell = f"document.querySelector(\"tr:has(a[href='/tasks/{task_id}']) .duration\")?.textContent"
+    page.sign_in(pipeline.server.admin_token)
+    for path in (f"/tasks?job_id={job_id}", f"/jobs/{job_id}"):
+        page.goto(path)
+        assert page.wait(f"/^\\d/.test({cell}) && {cell}", f"the duration on {path}") == expected
+    page.goto(f"/tasks/{task_id}")
+    attempt = f"tr:has(a[href='/instances/{instance['id']}']) td:nth-child(6)"
+    shown = page.wait(f"document.querySelector({json.dumps(attempt)})?.textContent", "its duration")
+    assert shown == expected
+
+
 def test_no_page_shows_null_or_undefined(
     page: Page, pipeline: Pipeline, agents: AgentPool, tmp_path: Path
 ) -> None:
@@ -859,9 +1045,13 @@ def test_no_page_shows_null_or_undefined(
         "flows": "/flows",
         "flow-new": "/flows/new",
         "flow": f"/flows/{flow['id']}",
-        "flow-run": f"/flows/{flow['id']}/runs/{run['id']}",
+        "flow-edit": f"/flows/{flow['id']}/edit",
+        "flow-run": f"/flow-runs/{run['id']}",
+        "flow-run-of-flow": f"/flows/{flow['id']}/runs/{run['id']}",
         "events": "/events",
+        "notifications": "/notifications",
         "tokens": "/tokens",
+        "audit": "/audit",
     }
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -881,6 +1071,7 @@ def test_no_page_shows_null_or_undefined(
             assert re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is None, (
                 f"{word!r} on {path}:\n{text}"
             )
+        assert page.eval(CLIPPED_CHOICES) == [], f"choices cut off on {path}"
         assert shoot(page, name, folder if name in DOC_PAGES else tmp_path).stat().st_size > 0
     page.goto("/login")
     assert "--data-dir" in page.text("form.login")

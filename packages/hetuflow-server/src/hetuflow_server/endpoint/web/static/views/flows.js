@@ -21,10 +21,11 @@ const GAP_Y = 18;
 const LABEL_CHARS = 22;
 const RUN_REFRESH_MS = 3000;
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// What a step waits for among the steps before it (its trigger rule).
 const TRIGGER_RULES = [
-  ["all_success", "after all of them succeeded"],
-  ["all_done", "after all of them ended (cleanup)"],
-  ["one_failed", "once one of them failed (alert)"],
+  ["all_success", "all succeeded"],
+  ["all_done", "all ended (cleanup)"],
+  ["one_failed", "one failed (alert)"],
 ];
 const CONCURRENCY = [
   ["allow", "allow overlapping runs"],
@@ -81,9 +82,9 @@ function stepRows(rows, choices, onRemove) {
       { class: "grid step-row", "data-index": index },
       h("legend", {}, `Step ${index + 1} `, remove),
       field("Step name", input(`steps[${index}].name`, { autocomplete: "off", value: row.name })),
-      field("Job", select(`steps[${index}].job_id`, jobs, row.job_id || choices[0][0])),
+      field("Job", select(`steps[${index}].job_id`, jobs, row.job_id || choices[0][0]), { wide: true }),
       field("After steps", input(`steps[${index}].depends_on`, { autocomplete: "off", placeholder: "extract, load", value: row.depends_on }), { help: "Names of the steps it waits for, comma-separated." }),
-      field("Starts", select(`steps[${index}].trigger_rule`, TRIGGER_RULES, row.trigger_rule || "all_success"), { help: "With steps to wait for: when it may start." }),
+      field("Starts once the steps before", select(`steps[${index}].trigger_rule`, TRIGGER_RULES, row.trigger_rule || "all_success"), { help: "Another choice than 'all succeeded' needs steps to wait for." }),
       field("Parameters (JSON object)", textarea(`steps[${index}].parameters`, { rows: 1, value: row.parameters })),
       field("Timeout (s)", input(`steps[${index}].timeout_secs`, { type: "number", min: 0, step: "any", value: row.timeout_secs, placeholder: "the job's" })),
     );
@@ -343,7 +344,7 @@ function stepsTable(steps, names) {
       ["Step", (step) => step.name],
       ["Job", (step) => h("a", { href: `/jobs/${step.job_id}` }, jobName(names, step.job_id))],
       ["After", (step) => (step.depends_on.length ? step.depends_on.join(", ") : "—")],
-      ["Starts", (step) => (step.depends_on.length ? TRIGGER_RULES.find(([rule]) => rule === step.trigger_rule)[1] : "at once")],
+      ["Starts once", (step) => (step.depends_on.length ? `${TRIGGER_RULES.find(([rule]) => rule === step.trigger_rule)[1]}` : "the run starts")],
       ["Timeout", (step) => (step.timeout_secs === null || step.timeout_secs === undefined ? "the job's" : `${step.timeout_secs} s`)],
       ["Parameters", (step) => (Object.keys(step.parameters).length ? json(step.parameters) : "—")],
     ],

@@ -54,7 +54,7 @@ function filterForm(filters, names) {
       { class: "grid" },
       field("Status", select("status", [["", "any"], ...STATUSES], filters.status)),
       field("Target", input("target", { value: filters.target, placeholder: "ops-hook", autocomplete: "off" })),
-      field("Job", select("job_id", [["", "any job"], ...names], filters.job_id)),
+      field("Job", select("job_id", [["", "any job"], ...names], filters.job_id), { wide: true }),
       field("Task id", input("task_id", { value: filters.task_id, autocomplete: "off" })),
     ),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "btn" }, "Apply"), h("a", { href: "/notifications", class: "btn link" }, "Clear")),

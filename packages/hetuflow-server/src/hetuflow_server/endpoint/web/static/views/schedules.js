@@ -83,7 +83,7 @@ function scheduleForm(schedule, jobs, jobId, signal) {
       "fieldset",
       { class: "grid" },
       h("legend", {}, "Rule"),
-      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), jobId, { disabled: Boolean(schedule) })),
+      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), jobId, { disabled: Boolean(schedule) }), { wide: true }),
       field("Kind", kind),
       field("Cron expression", input("cron_expression", { placeholder: "30 2 * * *", autocomplete: "off", class: "code", value: s.cron_expression || "" }), {
         help: "minute hour day month weekday (or 6 fields with seconds first, or @daily ...)",

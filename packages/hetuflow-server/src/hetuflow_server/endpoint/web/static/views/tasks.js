@@ -78,7 +78,7 @@ function filterForm(query, names, upcoming) {
     h(
       "div",
       { class: "grid" },
-      field("Job", select("job_id", [["", "any job"], ...names], query.get("job_id") || "")),
+      field("Job", select("job_id", [["", "any job"], ...names], query.get("job_id") || ""), { wide: true }),
       field("Agent", input("agent_id", { value: query.get("agent_id") || "", autocomplete: "off" })),
       field("Scheduled from", input("scheduled_after", { type: "datetime-local", step: 1, value: localInput(query.get("scheduled_after")) })),
       field("Scheduled before", input("scheduled_before", { type: "datetime-local", step: 1, value: localInput(query.get("scheduled_before")) })),
