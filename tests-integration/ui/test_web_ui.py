@@ -5,11 +5,12 @@ created through the form and triggered with JSON parameters, its task followed t
 and its log arriving live in the log view, cancel and retry from the task page, and the schedule form's
 live preview across the 2026 spring-forward of America/New_York. Then the operators' pages: the task
 history without planned runs (those are under Upcoming), the dashboard chart drawn from the stats endpoint,
-a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created in the
-form whose failed step is one click from its run, the job page (run grid, next runs, delete) with schedule
-edit and delete, an event sent, and every page free of the texts null and undefined (with screenshots of the
-main pages for docs/web-ui.md). Every page must run without a script error or a Content-Security-Policy
-violation.
+a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created and
+edited in the form whose failed step is one click from its run (and the run one click from the task), the job
+page (run grid, next runs, delete) with schedule edit and delete, an event sent, the audit trail of a change
+made in the UI, a notification delivery listed, run durations in the task lists, and every page free of the
+texts null and undefined and of clipped selects (with screenshots of the main pages for docs/web-ui.md). Every
+page must run without a script error or a Content-Security-Policy violation.
 
 Needs a Chromium binary (``chromium`` on PATH, or ``HETUFLOW_CHROMIUM``); without one the module is
 skipped, unless ``HETUFLOW_REQUIRE_BROWSER=1`` makes that a failure. Chromium is driven by a small CDP
@@ -916,12 +917,12 @@ def test_the_audit_page_shows_a_change_made_in_the_ui(page: Page, pipeline: Pipe
     page.fill("[name=action]", "disable_job")
     page.click_text("button", "Apply")
     page.wait_search("?action=disable_job")
-    row = f"[...document.querySelectorAll('tbody tr')].find(r => r.textContent.includes('/jobs/{job_id}'))"
+    row = f"document.querySelector(\"tbody tr:has(a[href='/jobs/{job_id}'])\")"
     page.wait(f"!!{row}", "the audit entry of the change")
     text = page.eval(f"{row}.textContent")
     assert "pipeline-admin" in text
     assert "disable_job" in text
-    assert "POST /api/v1/jobs/" in text
+    assert "POST …/disable" in text
     # The entry links to the job, and to every change of it.
     page.eval(f"{row}.querySelector('a[title^=Every]').click()")
     page.wait_search(f"?target={quote(f'/jobs/{job_id}', safe='')}")

@@ -38,7 +38,7 @@ export async function auditView({ query, signal }) {
         ["Who", (entry) => h("span", {}, entry.actor, " ", badge(entry.scope), entry.actor_jti ? h("span", { class: "muted" }, " ", shortId(entry.actor_jti)) : null)],
         ["Operation", (entry) => h("code", {}, entry.action)],
         ["Resource", (entry) => target(entry.target)],
-        ["Request", (entry) => h("code", { class: "muted" }, `${entry.method} ${entry.path}`)],
+        ["Request", (entry) => h("code", { class: "muted", title: `${entry.method} ${entry.path}` }, entry.method, " ", requestTail(entry))],
         ["Body", (entry) => (Object.keys(entry.summary).length ? h("details", {}, h("summary", {}, "show"), json(entry.summary)) : "—")],
       ],
       page.items,
@@ -48,12 +48,26 @@ export async function auditView({ query, signal }) {
   );
 }
 
+const UUIDS = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+
+/** A path with each id cut to its last 8 characters, as ids are shown everywhere in the UI. */
+function short(path) {
+  return path.replace(UUIDS, (id) => `…${id.slice(-8)}`);
+}
+
+/** What the request's path adds to its resource ("…/trigger"), or the path when it is the resource's own. */
+function requestTail(entry) {
+  const own = `/api/v1${entry.target}`;
+  return entry.path.startsWith(own) && entry.path !== own ? `…${entry.path.slice(own.length)}` : short(entry.path);
+}
+
 /** A resource path, linked to its page in the UI when it has one, and to its own trail. */
 function target(path) {
   const run = PAGES[1].exec(path);
   const href = run ? `/flow-runs/${run[1]}` : PAGES[0].test(path) ? path : null;
+  const code = h("code", { title: path }, short(path));
   const trail = h("a", { href: `/audit?target=${encodeURIComponent(path)}`, class: "muted", title: "Every change of this resource" }, "trail");
-  return h("span", {}, href ? h("a", { href }, h("code", {}, path)) : h("code", {}, path), " ", trail);
+  return h("span", {}, href ? h("a", { href }, code) : code, " ", trail);
 }
 
 function filterForm(filters) {
