@@ -8,7 +8,7 @@ history without planned runs (those are under Upcoming), the dashboard chart dra
 a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created and
 edited in the form whose failed step is one click from its run (and the run one click from the task), the job
 page (run grid, next runs, delete) with schedule edit and delete, an event sent, the audit trail of a change
-made in the UI, a notification delivery listed, run durations in the task lists, and every page free of the
+made in the UI, a notification delivery listed, an offline agent forgotten, run durations in the task lists, and every page free of the
 texts null and undefined and of clipped selects (with screenshots of the main pages for docs/web-ui.md). Every
 page must run without a script error or a Content-Security-Policy violation.
 
@@ -991,6 +991,29 @@ def test_the_notifications_page_lists_a_delivery(
     page.wait_search(f"?job_id={job_id}")
     assert page.eval(f"!!{row}")
     assert any(json.loads(body)["task_id"] == task_id for body in hook.bodies)
+
+
+def test_an_offline_agent_is_forgotten_from_the_agents_page(
+    page: Page, pipeline: Pipeline, agents: AgentPool
+) -> None:
+    agent = agents.start()
+    page.sign_in(pipeline.server.admin_token)
+    page.click("#nav a[href='/agents']")
+    page.wait_path(r"\/agents")
+    key = f'[data-key="forget:{agent.agent_id}"]'
+    forget = f"document.querySelector({json.dumps(key)})"
+    assert page.wait(f"{forget}?.disabled", "a connected agent's Forget, disabled")
+    assert agent.stop() == 0
+    wait_for(
+        lambda: pipeline.call("GET", f"/agents/{agent.agent_id}")["status"] == "offline" or None,
+        what="the agent offline",
+    )
+    page.wait(f"{forget} && !{forget}.disabled", "Forget, once the agent is offline")
+    page.eval(f"{forget}.click()")
+    page.wait(f"{forget}.textContent === 'Confirm: forget'", "the confirmation")
+    page.eval(f"{forget}.click()")
+    page.wait(f"!{forget}", "the agent gone from the list")
+    pipeline.call("GET", f"/agents/{agent.agent_id}", expect=404)
 
 
 def test_durations_are_shown_in_the_task_lists(page: Page, pipeline: Pipeline, agents: AgentPool) -> None:
