@@ -8,9 +8,9 @@ history without planned runs (those are under Upcoming), the dashboard chart dra
 a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created and
 edited in the form whose failed step is one click from its run (and the run one click from the task), the job
 page (run grid, next runs, delete) with schedule edit and delete, an event sent, the audit trail of a change
-made in the UI, a notification delivery listed, an offline agent forgotten, run durations in the task lists, and every page free of the
-texts null and undefined and of clipped selects (with screenshots of the main pages for docs/web-ui.md). Every
-page must run without a script error or a Content-Security-Policy violation.
+made in the UI, a notification delivery listed, an offline agent forgotten, run durations in the task lists,
+and every page free of the texts null and undefined and of clipped selects (with screenshots of the main pages
+for docs/web-ui.md). Every page must run without a script error or a Content-Security-Policy violation.
 
 Needs a Chromium binary (``chromium`` on PATH, or ``HETUFLOW_CHROMIUM``); without one the module is
 skipped, unless ``HETUFLOW_REQUIRE_BROWSER=1`` makes that a failure. Chromium is driven by a small CDP
