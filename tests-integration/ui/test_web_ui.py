@@ -812,9 +812,13 @@ def test_a_flow_created_and_edited_in_the_ui_runs_and_its_failed_step_is_one_cli
     page.wait("!!document.querySelector('.failed-steps a')", "the failed step, named on the run", timeout=60)
     assert page.eval("document.querySelector('.dag [data-step=prepare]').classList.contains('s-succeeded')")
     assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
-    # The run is listed, as a link, on its flow's page.
+    # The run is listed, as a link, on its flow's page: the runs' history, latest first.
+    later = pipeline.call("POST", f"/flows/{flow_id}/run", expect=201)["id"]
     page.click(f"a[href='/flows/{flow_id}']")
     page.wait_path(rf"\/flows\/{flow_id}")
+    runs = "document.querySelectorAll('tbody a[href^=\"/flow-runs/\"]')"
+    listed = f"[...{runs}].map(a => a.getAttribute('href'))"
+    assert page.eval(listed) == [f"/flow-runs/{later}", f"/flow-runs/{run_id}"]
     page.click(f"tbody a[href='/flow-runs/{run_id}']")
     page.wait_path(rf"\/flow-runs\/{run_id}")
     page.wait("!!document.querySelector('.failed-steps a')", "the failed step on the run page")

@@ -3,7 +3,10 @@ read, cancel, retry."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
 from uuid import UUID
+
+import msgspec
 
 from hetuflow_core.api import Page
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowUpdate
@@ -13,6 +16,15 @@ from hetuflow_server.endpoint.api.params import PageQuery
 __all__ = ["operations"]
 
 operations = Operations("flows", "DAGs of job steps run together")
+
+
+class FlowRunListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
+    """Query of ``GET /api/v1/flows/{flow_id}/runs``."""
+
+    order: Annotated[
+        Literal["asc", "desc"],
+        msgspec.Meta(description="asc: oldest run first; desc: latest first (a history)"),
+    ] = "asc"
 
 
 def _location(flow: Flow) -> str:
@@ -84,9 +96,12 @@ async def run_flow(ctx: Context, flow_id: UUID, body: FlowRunCreate) -> FlowRun:
 
 
 @operations.get("/flows/{flow_id}/runs", summary="List runs of a flow")
-async def list_flow_runs(ctx: Context, flow_id: UUID, query: PageQuery) -> Page[FlowRun]:
-    """Runs of the flow, oldest first, each with the current task of every step."""
-    return await ctx.services.flows.list_runs(flow_id, cursor=query.cursor, limit=query.limit)
+async def list_flow_runs(ctx: Context, flow_id: UUID, query: FlowRunListQuery) -> Page[FlowRun]:
+    """Runs of the flow, oldest first (``order=desc``: latest first), each with the current task of every
+    step."""
+    return await ctx.services.flows.list_runs(
+        flow_id, cursor=query.cursor, limit=query.limit, newest_first=query.order == "desc"
+    )
 
 
 @operations.get(

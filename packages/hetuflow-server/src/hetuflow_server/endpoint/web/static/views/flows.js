@@ -160,7 +160,7 @@ function flowForm(flow, jobs) {
 export async function flowView({ params, query, signal, reload }) {
   const [flow, runs, names] = await Promise.all([
     api.get(`/flows/${params.id}`, {}, { signal }),
-    api.get(`/flows/${params.id}/runs`, { limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
+    api.get(`/flows/${params.id}/runs`, { order: "desc", limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
     jobNames(signal),
   ]);
   const remove = confirmButton("Delete", async () => {
@@ -194,7 +194,7 @@ export async function flowView({ params, query, signal, reload }) {
           ["Parameters", (run) => (Object.keys(run.parameters).length ? json(run.parameters) : "—")],
         ],
         runs.items,
-        { empty: "Never run.", caption: "Oldest first" },
+        { empty: "Never run.", caption: "Latest first" },
       ),
       pager(`/flows/${flow.id}`, query, runs.next_cursor),
     ),
