@@ -259,6 +259,55 @@ def test_unknown_runs_to_cancel_or_retry_are_404(admin_client: httpx.Client, job
     assert_problem(admin_client.get("/api/v1/tasks", params={"flow_run_id": "nope"}), 422, "invalid-input")
 
 
+def test_runs_are_listed_oldest_or_latest_first(
+    admin_client: httpx.Client, read_client: httpx.Client, job_ids: list[str]
+) -> None:
+    flow = admin_client.post(FLOWS, json=flow_body("listed-runs", job_ids)).json()
+    runs = [admin_client.post(f"{FLOWS}/{flow['id']}/run").json()["id"] for _ in range(5)]
+
+    def walk(**params: str) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = read_client.get(
+                f"{FLOWS}/{flow['id']}/runs",
+                params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})},
+            ).json()
+            seen += [run["id"] for run in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seen
+
+    assert walk() == runs
+    assert walk(order="asc") == runs
+    assert walk(order="desc") == runs[::-1]
+    latest = read_client.get(f"{FLOWS}/{flow['id']}/runs", params={"order": "desc", "limit": 1}).json()
+    assert [step["name"] for step in latest["items"][0]["steps"]] == ["build", "ship"]
+    bad = read_client.get(f"{FLOWS}/{flow['id']}/runs", params={"order": "newest"})
+    assert_problem(bad, 422, "invalid-input")
+    for run_id in runs:
+        admin_client.post(f"{FLOWS}/{flow['id']}/runs/{run_id}/cancel")
+
+
+def test_a_run_is_found_by_its_id_alone(
+    admin_client: httpx.Client, read_client: httpx.Client, job_ids: list[str]
+) -> None:
+    # A task names only its run (flow_run_id): the run must be reachable from that id, even once the flow
+    # it belongs to is deleted.
+    flow = admin_client.post(FLOWS, json=flow_body("by-run-id", job_ids)).json()
+    run = admin_client.post(f"{FLOWS}/{flow['id']}/run").json()
+    task = read_client.get(f"/api/v1/tasks/{run['steps'][0]['task_id']}").json()
+    found = read_client.get(f"/api/v1/flow-runs/{task['flow_run_id']}")
+    assert found.status_code == 200, found.text
+    assert found.json() == read_client.get(f"{FLOWS}/{flow['id']}/runs/{run['id']}").json()
+    assert found.json()["flow_id"] == flow["id"]
+    assert admin_client.delete(f"{FLOWS}/{flow['id']}").status_code == 204
+    gone = read_client.get(f"/api/v1/flow-runs/{run['id']}").json()
+    assert (gone["id"], gone["flow_id"], gone["status"]) == (run["id"], flow["id"], "cancelled")
+    assert_problem(read_client.get(f"/api/v1/flow-runs/{uuid.uuid4()}"), 404, "not-found")
+    assert_problem(read_client.get("/api/v1/flow-runs/nope"), 404, "not-found")
+
+
 @pytest.mark.parametrize(
     ("fields", "path"),
     [

@@ -5,11 +5,12 @@ created through the form and triggered with JSON parameters, its task followed t
 and its log arriving live in the log view, cancel and retry from the task page, and the schedule form's
 live preview across the 2026 spring-forward of America/New_York. Then the operators' pages: the task
 history without planned runs (those are under Upcoming), the dashboard chart drawn from the stats endpoint,
-a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created in the
-form whose failed step is one click from its run, the job page (run grid, next runs, delete) with schedule
-edit and delete, an event sent, and every page free of the texts null and undefined (with screenshots of the
-main pages for docs/web-ui.md). Every page must run without a script error or a Content-Security-Policy
-violation.
+a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created and
+edited in the form whose failed step is one click from its run (and the run one click from the task), the job
+page (run grid, next runs, delete) with schedule edit and delete, an event sent, the audit trail of a change
+made in the UI, a notification delivery listed, an offline agent forgotten, run durations in the task lists,
+and every page free of the texts null and undefined and of clipped selects (with screenshots of the main pages
+for docs/web-ui.md). Every page must run without a script error or a Content-Security-Policy violation.
 
 Needs a Chromium binary (``chromium`` on PATH, or ``HETUFLOW_CHROMIUM``); without one the module is
 skipped, unless ``HETUFLOW_REQUIRE_BROWSER=1`` makes that a failure. Chromium is driven by a small CDP
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import itertools
 import json
 import os
@@ -27,11 +29,13 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -195,6 +199,12 @@ class Page:
         self.wait(check, f"a page at {pattern}")
         return str(self.eval("location.pathname"))
 
+    def wait_search(self, search: str) -> None:
+        """Wait until the app shows the page of the current path with the query ``search`` ("?a=1")."""
+        rendered = "document.getElementById('main').ariaBusy === null"
+        check = f"location.search === {json.dumps(search)} && {rendered}"
+        self.wait(check, f"a page at {search}")
+
     def wait_created(self, section: str) -> str:
         """Wait for the page of a resource just created under ``/section/``; its id."""
         return self.wait_path(rf"\/{section}\/{UUID}").rpartition("/")[2]
@@ -275,6 +285,44 @@ def page(browser: Browser, pipeline: Pipeline) -> Iterator[Page]:
         assert tab.script_errors() == []
     finally:
         tab.close()
+
+
+class Hook:
+    """A webhook receiver on 127.0.0.1 answering 204 to every POST (what the notifications page lists)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                hook.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture(scope="module")
+def hook() -> Iterator[Hook]:
+    receiver = Hook()
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(hook: Hook) -> dict[str, str]:
+    """The module's server knows one webhook target, ``ui-hook``."""
+    targets = {"ui-hook": {"kind": "webhook", "url": hook.url, "timeout_secs": 5}}
+    return {"HETUFLOW_NOTIFICATIONS__TARGETS": json.dumps(targets)}
 
 
 def token(pipeline: Pipeline, scope: str, **extra: str) -> str:
@@ -521,8 +569,36 @@ def test_the_log_stream_parser_takes_events_split_anywhere(page: Page) -> None:
 
 SCREENSHOTS = os.environ.get("HETUFLOW_UI_SCREENSHOTS")
 """A folder to save the main pages' screenshots in (``docs/images`` refreshes those of docs/web-ui.md)."""
-DOC_PAGES = {"dashboard", "job", "tasks", "flow-run", "attempt", "tokens", "schedule", "schedule-edit"}
+DOC_PAGES = {
+    "dashboard",
+    "job",
+    "tasks",
+    "flow",
+    "flow-run",
+    "attempt",
+    "tokens",
+    "schedule",
+    "schedule-edit",
+    "audit",
+    "notifications",
+}
 """The pages docs/web-ui.md shows."""
+CLIPPED_CHOICES = """(() => {
+    // The choices of every visible select that its box is too narrow to show whole (a select cannot wrap).
+    const measure = document.createElement("canvas").getContext("2d");
+    const cut = [];
+    for (const box of document.querySelectorAll("select")) {
+        if (!box.offsetParent) continue;
+        const style = getComputedStyle(box);
+        measure.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        const arrow = 20; // the room Chromium keeps for the drop-down arrow
+        const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - arrow;
+        for (const option of box.options) {
+            if (measure.measureText(option.text).width > room) cut.push(`${box.name}: ${option.text}`);
+        }
+    }
+    return cut;
+})()"""
 
 
 def shoot(page: Page, name: str, folder: Path) -> Path:
@@ -540,6 +616,13 @@ def shoot(page: Page, name: str, folder: Path) -> Path:
     target = folder / f"{name}.png"
     target.write_bytes(base64.b64decode(shot["data"]))
     return target
+
+
+def seconds_text(secs: float) -> str:
+    """A run time below two minutes as the UI writes it ("210 ms", "1.25 s", "12.5 s")."""
+    if secs < 1:
+        return f"{round(secs * 1000)} ms"
+    return f"{secs:.2f} s" if secs < 10 else f"{secs:.1f} s"
 
 
 def iso(moment: datetime) -> str:
@@ -670,44 +753,98 @@ def test_download_gives_the_whole_log(
     assert page.text(".log-tools [role=status]").startswith(f"1 of {chunks} chunks match")
 
 
-def test_a_flow_created_in_the_ui_runs_and_its_failed_step_is_one_click_from_the_run(
+def test_a_flow_created_and_edited_in_the_ui_runs_and_its_failed_step_is_one_click_from_the_run(
     page: Page, pipeline: Pipeline, agents: AgentPool
 ) -> None:
     agents.start()
     ok = pipeline.create_job(suite=agents.suite, script="echo fine")
-    bad = pipeline.create_job(suite=agents.suite, script="echo broken >&2; exit 3")
+    bad = pipeline.create_job(suite=agents.suite, script='echo "broken: $HETUFLOW_PARAMS" >&2; exit 3')
     page.sign_in(pipeline.server.admin_token)
     page.click("#nav a[href='/flows']")
     page.wait_path(r"\/flows")
     page.click_text("button", "New flow")
     page.wait_path(r"\/flows\/new")
-    page.fill("[name=name]", f"ui-flow-{agents.suite}"[:60])
+    name = f"ui-flow-{agents.suite}"[:60]
+    page.fill("[name=name]", name)
     page.fill("[name='steps[0].name']", "prepare")
     page.fill("[name='steps[0].job_id']", ok)
     page.click_text("button", "Add step")
-    page.fill("[name='steps[1].name']", "publish")
-    page.fill("[name='steps[1].job_id']", bad)
-    page.fill("[name='steps[1].depends_on']", "prepare")
+    page.fill("[name='steps[1].name']", "scratch")
+    page.fill("[name='steps[1].job_id']", ok)
     page.click("form.flow-form button[type=submit]")
     flow_id = page.wait_created("flows")
     steps = pipeline.call("GET", f"/flows/{flow_id}")["steps"]
     assert [(s["name"], s["job_id"], s["depends_on"]) for s in steps] == [
         ("prepare", ok, []),
-        ("publish", bad, ["prepare"]),
+        ("scratch", ok, []),
     ]
+
+    # Edit it: drop a step, add one after "prepare" with its own job, parameters and timeout.
+    page.click_text("button", "Edit")
+    page.wait_path(rf"\/flows\/{flow_id}\/edit")
+    page.wait("document.querySelector(\"[name='steps[1].name']\")?.value === 'scratch'", "the stored steps")
+    page.click("button[aria-label='Remove step 2']")
+    page.wait("!document.querySelector(\"[name='steps[1].name']\")", "the step removed")
+    page.click_text("button", "Add step")
+    page.fill("[name='steps[1].name']", "publish")
+    page.fill("[name='steps[1].job_id']", bad)
+    page.fill("[name='steps[1].depends_on']", "prepare")
+    page.fill("[name='steps[1].parameters']", '{"to": "prod"}')
+    page.fill("[name='steps[1].timeout_secs']", "30")
+    page.fill("[name='steps[1].trigger_rule']", "all_done")
+    page.fill("[name=description]", "edited in the browser")
+    page.click("form.flow-form button[type=submit]")
+    page.wait_path(rf"\/flows\/{flow_id}")
+    flow = pipeline.call("GET", f"/flows/{flow_id}")
+    assert (flow["name"], flow["description"]) == (name, "edited in the browser")
+    assert [
+        (s["name"], s["job_id"], s["depends_on"], s["parameters"], s["timeout_secs"], s["trigger_rule"])
+        for s in flow["steps"]
+    ] == [
+        ("prepare", ok, [], {}, None, "all_success"),
+        ("publish", bad, ["prepare"], {"to": "prod"}, 30, "all_done"),
+    ]
+
+    # Run it: the run page opens, and the failed step is one click away.
     page.click_text("button", "Run flow")
-    page.wait("!!document.querySelector('tbody a[href*=\"/runs/\"]')", "the run in the list")
-    page.click("tbody a[href*='/runs/']")
-    page.wait_path(rf"\/flows\/{UUID}\/runs\/{UUID}")
+    run_path = page.wait_path(rf"\/flow-runs\/{UUID}")
+    run_id = run_path.rpartition("/")[2]
     page.wait("!!document.querySelector('.failed-steps a')", "the failed step, named on the run", timeout=60)
     assert page.eval("document.querySelector('.dag [data-step=prepare]').classList.contains('s-succeeded')")
     assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
+    # The run is listed, as a link, on its flow's page: the runs' history, latest first.
+    later = pipeline.call("POST", f"/flows/{flow_id}/run", expect=201)["id"]
+    page.click(f"a[href='/flows/{flow_id}']")
+    page.wait_path(rf"\/flows\/{flow_id}")
+    runs = "document.querySelectorAll('tbody a[href^=\"/flow-runs/\"]')"
+    listed = f"[...{runs}].map(a => a.getAttribute('href'))"
+    assert page.eval(listed) == [f"/flow-runs/{later}", f"/flow-runs/{run_id}"]
+    page.click(f"tbody a[href='/flow-runs/{run_id}']")
+    page.wait_path(rf"\/flow-runs\/{run_id}")
+    page.wait("!!document.querySelector('.failed-steps a')", "the failed step on the run page")
     page.click(".failed-steps a")
     task_id = page.wait_created("tasks")
     task = pipeline.task(task_id)
-    assert (task["job_id"], task["status"]) == (bad, "failed")
+    assert (task["job_id"], task["status"], task["flow_step"]) == (bad, "failed", "publish")
     page.click_text("a", "View log")
     page.wait("document.querySelector('.log').textContent.includes('broken')", "the failed step's log")
+    assert 'broken: {"to":"prod"}' in page.text(".log")  # the step's parameters reached it
+    # And back: the attempt names its task, the task its flow run.
+    page.click(f"a[href='/tasks/{task_id}']")
+    page.wait_path(rf"\/tasks\/{task_id}")
+    page.click("a.flow-run-link")
+    page.wait_path(rf"\/flow-runs\/{run_id}")
+    page.wait("document.querySelector('.page-head .badge')?.textContent === 'failed'", "the failed run")
+
+    # Delete the flow: its run stays readable, named by the flow's id.
+    page.goto(f"/flows/{flow_id}")
+    page.click_text("button", "Delete")
+    page.click_text("button", "Confirm: delete")
+    page.wait_path(r"\/flows")
+    pipeline.call("GET", f"/flows/{flow_id}", expect=404)
+    page.goto(f"/flow-runs/{run_id}")
+    assert "deleted flow" in page.text("h1")
+    assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
 
 
 def test_job_page_grid_next_runs_edit_delete_and_the_job_search(page: Page, pipeline: Pipeline) -> None:
@@ -773,6 +910,132 @@ def test_an_event_sent_from_the_ui_starts_its_listeners(page: Page, pipeline: Pi
     pipeline.call("POST", f"/tasks/{task_id}/cancel")
 
 
+def test_the_audit_page_shows_a_change_made_in_the_ui(page: Page, pipeline: Pipeline) -> None:
+    job_id = pipeline.create_job(labels={"ui": "nobody"}, script="true")
+    page.sign_in(pipeline.server.admin_token)
+    page.goto(f"/jobs/{job_id}")
+    page.click_text("button", "Disable")
+    page.wait("document.querySelector('.page-head .badge')?.textContent === 'disabled'", "the disabled job")
+    page.click("#nav a[href='/audit']")
+    page.wait_path(r"\/audit")
+    page.fill("[name=action]", "disable_job")
+    page.click_text("button", "Apply")
+    page.wait_search("?action=disable_job")
+    row = f"document.querySelector(\"tbody tr:has(a[href='/jobs/{job_id}'])\")"
+    page.wait(f"!!{row}", "the audit entry of the change")
+    text = page.eval(f"{row}.textContent")
+    assert "pipeline-admin" in text
+    assert "disable_job" in text
+    assert "POST …/disable" in text
+    # The entry links to the job, and to every change of it.
+    page.eval(f"{row}.querySelector('a[title^=Every]').click()")
+    page.wait_search(f"?target={quote(f'/jobs/{job_id}', safe='')}")
+    assert page.eval("document.querySelector('[name=target]').value") == f"/jobs/{job_id}"
+    page.wait("document.querySelectorAll('tbody tr').length >= 2", "the job's create and disable entries")
+    actions = page.eval("[...document.querySelectorAll('tbody tr td:nth-child(3)')].map(c => c.textContent)")
+    assert actions[:2] == ["disable_job", "create_job"]  # newest first
+    page.click(f"tbody a[href='/jobs/{job_id}']")
+    page.wait_path(rf"\/jobs\/{job_id}")
+
+
+def test_a_read_token_gets_no_audit_trail(page: Page, pipeline: Pipeline) -> None:
+    page.sign_in(token(pipeline, "read"))
+    assert page.eval("document.querySelector(\"#nav a[href='/audit']\").parentElement.hidden")
+    assert page.eval("document.querySelector(\"#nav a[href='/tokens']\").parentElement.hidden")
+    assert not page.eval("document.querySelector(\"#nav a[href='/notifications']\").parentElement.hidden")
+    page.goto("/audit")
+    assert "needs an admin token" in page.text("main")
+    assert page.eval("document.querySelectorAll('table').length") == 0
+
+
+def test_the_notifications_page_lists_a_delivery(
+    page: Page, pipeline: Pipeline, agents: AgentPool, hook: Hook
+) -> None:
+    agents.start()
+    job_id = pipeline.create_job(suite=agents.suite, script="exit 3")
+    page.sign_in(pipeline.server.admin_token)
+    # The job's notify rules are set in its form.
+    page.goto(f"/jobs/{job_id}/edit")
+    page.fill("[name='config.notify']", "ui-hook: failed, retryin")
+    page.click("form.job-form button[type=submit]")
+    error = "[data-field='config.notify'] .field-error"
+    page.wait(f"document.querySelector({json.dumps(error)}).textContent", "the error beside the field")
+    assert "retryin" in page.text(error)
+    page.fill("[name='config.notify']", "ui-hook: failed")
+    page.click("form.job-form button[type=submit]")
+    page.wait_path(rf"\/jobs\/{job_id}")
+    notify = pipeline.call("GET", f"/jobs/{job_id}")["config"]["notify"]
+    assert notify == [{"target": "ui-hook", "on": ["failed"]}]
+    page.click_text("button", "Trigger now")
+    task_id = page.wait_created("tasks")
+    pipeline.wait_task(task_id, "failed")
+    wait_for(
+        lambda: [
+            d
+            for d in pipeline.call("GET", "/notifications/deliveries", params={"task_id": task_id})["items"]
+            if d["status"] == "delivered"
+        ],
+        what="the delivered notification",
+    )
+    page.click("#nav a[href='/notifications']")
+    page.wait_path(r"\/notifications")
+    row = f"document.querySelector(\"tbody tr:has(a[href='/tasks/{task_id}'])\")"
+    page.wait(f"!!{row}", "the delivery")
+    text = page.eval(f"{row}.textContent")
+    assert "ui-hook" in text
+    assert "delivered" in text
+    assert "204" in text
+    page.fill("[name=status]", "failed")
+    page.click_text("button", "Apply")
+    page.wait_search("?status=failed")
+    assert not page.eval(f"!!{row}")
+    # From the job page: the notifications about it.
+    page.goto(f"/jobs/{job_id}")
+    page.click_text("a", "Notifications sent about it")
+    page.wait_search(f"?job_id={job_id}")
+    assert page.eval(f"!!{row}")
+    assert any(json.loads(body)["task_id"] == task_id for body in hook.bodies)
+
+
+def test_an_offline_agent_is_forgotten_from_the_agents_page(
+    page: Page, pipeline: Pipeline, agents: AgentPool
+) -> None:
+    agent = agents.start()
+    page.sign_in(pipeline.server.admin_token)
+    page.click("#nav a[href='/agents']")
+    page.wait_path(r"\/agents")
+    key = f'[data-key="forget:{agent.agent_id}"]'
+    forget = f"document.querySelector({json.dumps(key)})"
+    assert page.wait(f"{forget}?.disabled", "a connected agent's Forget, disabled")
+    assert agent.stop() == 0
+    wait_for(
+        lambda: pipeline.call("GET", f"/agents/{agent.agent_id}")["status"] == "offline" or None,
+        what="the agent offline",
+    )
+    page.wait(f"{forget} && !{forget}.disabled", "Forget, once the agent is offline")
+    page.eval(f"{forget}.click()")
+    page.wait(f"{forget}.textContent === 'Confirm: forget'", "the confirmation")
+    page.eval(f"{forget}.click()")
+    page.wait(f"!{forget}", "the agent gone from the list")
+    pipeline.call("GET", f"/agents/{agent.agent_id}", expect=404)
+
+
+def test_durations_are_shown_in_the_task_lists(page: Page, pipeline: Pipeline, agents: AgentPool) -> None:
+    agents.start()
+    job_id, task_id = run_to_end(pipeline, agents, "sleep 0.2")
+    (instance,) = pipeline.instances(task_id)
+    expected = seconds_text(instance["metrics"]["duration_secs"])
+    cell = f"document.querySelector(\"tr:has(a[href='/tasks/{task_id}']) .duration\")?.textContent"
+    page.sign_in(pipeline.server.admin_token)
+    for path in (f"/tasks?job_id={job_id}", f"/jobs/{job_id}"):
+        page.goto(path)
+        assert page.wait(f"/^\\d/.test({cell}) && {cell}", f"the duration on {path}") == expected
+    page.goto(f"/tasks/{task_id}")
+    attempt = f"tr:has(a[href='/instances/{instance['id']}']) td:nth-child(6)"
+    shown = page.wait(f"document.querySelector({json.dumps(attempt)})?.textContent", "its duration")
+    assert shown == expected
+
+
 def test_no_page_shows_null_or_undefined(
     page: Page, pipeline: Pipeline, agents: AgentPool, tmp_path: Path
 ) -> None:
@@ -810,9 +1073,13 @@ def test_no_page_shows_null_or_undefined(
         "flows": "/flows",
         "flow-new": "/flows/new",
         "flow": f"/flows/{flow['id']}",
-        "flow-run": f"/flows/{flow['id']}/runs/{run['id']}",
+        "flow-edit": f"/flows/{flow['id']}/edit",
+        "flow-run": f"/flow-runs/{run['id']}",
+        "flow-run-of-flow": f"/flows/{flow['id']}/runs/{run['id']}",
         "events": "/events",
+        "notifications": "/notifications",
         "tokens": "/tokens",
+        "audit": "/audit",
     }
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -832,6 +1099,7 @@ def test_no_page_shows_null_or_undefined(
             assert re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is None, (
                 f"{word!r} on {path}:\n{text}"
             )
+        assert page.eval(CLIPPED_CHOICES) == [], f"choices cut off on {path}"
         assert shoot(page, name, folder if name in DOC_PAGES else tmp_path).stat().st_size > 0
     page.goto("/login")
     assert "--data-dir" in page.text("form.login")

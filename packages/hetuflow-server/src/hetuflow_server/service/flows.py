@@ -151,13 +151,22 @@ class FlowService:
         return run
 
     async def list_runs(
-        self, flow_id: UUID, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+        self,
+        flow_id: UUID,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        newest_first: bool = False,
     ) -> Page[FlowRun]:
-        """A page of the flow's runs with their steps, oldest first; NotFound for an unknown flow."""
+        """A page of the flow's runs with their steps, oldest first (``newest_first``: latest first); NotFound
+        for an unknown flow."""
 
         async def fetch(conn: db.Connection, after: UUID | None, n: int) -> list[FlowRun]:
             await bmc.FlowBmc.get(conn, flow_id)  # NotFound for an unknown flow, no empty page
-            runs = await bmc.FlowRunBmc.select_page(conn, flow_id, after_id=after, limit=n)
+            if newest_first:
+                runs = await bmc.FlowRunBmc.select_page_newest_first(conn, flow_id, before_id=after, limit=n)
+            else:
+                runs = await bmc.FlowRunBmc.select_page(conn, flow_id, after_id=after, limit=n)
             return await _flow_runs.with_steps(conn, runs)
 
         return await read_page(

@@ -3,7 +3,10 @@ read, cancel, retry."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
 from uuid import UUID
+
+import msgspec
 
 from hetuflow_core.api import Page
 from hetuflow_core.flow import Flow, FlowCreate, FlowRun, FlowRunCreate, FlowUpdate
@@ -13,6 +16,15 @@ from hetuflow_server.endpoint.api.params import PageQuery
 __all__ = ["operations"]
 
 operations = Operations("flows", "DAGs of job steps run together")
+
+
+class FlowRunListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
+    """Query of ``GET /api/v1/flows/{flow_id}/runs``."""
+
+    order: Annotated[
+        Literal["asc", "desc"],
+        msgspec.Meta(description="asc: oldest run first; desc: latest first (a history)"),
+    ] = "asc"
 
 
 def _location(flow: Flow) -> str:
@@ -84,9 +96,12 @@ async def run_flow(ctx: Context, flow_id: UUID, body: FlowRunCreate) -> FlowRun:
 
 
 @operations.get("/flows/{flow_id}/runs", summary="List runs of a flow")
-async def list_flow_runs(ctx: Context, flow_id: UUID, query: PageQuery) -> Page[FlowRun]:
-    """Runs of the flow, oldest first, each with the current task of every step."""
-    return await ctx.services.flows.list_runs(flow_id, cursor=query.cursor, limit=query.limit)
+async def list_flow_runs(ctx: Context, flow_id: UUID, query: FlowRunListQuery) -> Page[FlowRun]:
+    """Runs of the flow, oldest first (``order=desc``: latest first), each with the current task of every
+    step."""
+    return await ctx.services.flows.list_runs(
+        flow_id, cursor=query.cursor, limit=query.limit, newest_first=query.order == "desc"
+    )
 
 
 @operations.get(
@@ -95,6 +110,13 @@ async def list_flow_runs(ctx: Context, flow_id: UUID, query: PageQuery) -> Page[
 async def get_flow_run(ctx: Context, flow_id: UUID, run_id: UUID) -> FlowRun:
     """One run of the flow by id, with the current task of each step (its id, status, agent and error)."""
     return await ctx.services.flows.get_run(run_id, flow_id=flow_id)
+
+
+@operations.get("/flow-runs/{run_id}", summary="Get a flow run by id", resources={"run_id": "flow run"})
+async def get_flow_run_by_id(ctx: Context, run_id: UUID) -> FlowRun:
+    """One run by its id alone, whichever flow it belongs to (its ``flow_id`` names the flow, which may have
+    been deleted since): what a task's ``flow_run_id`` leads to. The same answer as the run under its flow."""
+    return await ctx.services.flows.get_run(run_id)
 
 
 @operations.post(

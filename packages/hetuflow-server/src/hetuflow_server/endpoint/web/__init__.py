@@ -45,8 +45,11 @@ CLIENT_SECTIONS: Final = (
     "instances",
     "agents",
     "flows",
+    "flow-runs",
     "events",
+    "notifications",
     "tokens",
+    "audit",
 )
 """First path segments of the app's own routes (``static/app.js`` routes the same names)."""
 

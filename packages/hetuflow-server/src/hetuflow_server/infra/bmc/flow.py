@@ -28,6 +28,7 @@ _INSERT_RUN = query("insert_flow_run")
 _GET_RUN = query("get_flow_run")
 _LOCK_RUN = query("lock_flow_run")
 _LIST_RUNS = query("list_flow_runs")
+_LIST_RUNS_NEWEST_FIRST = query("list_flow_runs_newest_first")
 _LIVE_RUNS = query("live_flow_runs")
 _RUN_STEPS = query("flow_run_steps")
 _LOCK_RUN_TASKS = query("lock_flow_run_tasks")
@@ -146,6 +147,14 @@ class FlowRunBmc:
         """Up to ``limit`` runs of a flow after ``after_id`` in id order (without their steps)."""
         params = {"flow_id": flow_id, "after_id": after_id, "limit": limit}
         return many(await db.fetch_all(conn, _LIST_RUNS, params), FlowRun)
+
+    @staticmethod
+    async def select_page_newest_first(
+        conn: db.Connection, flow_id: UUID, *, before_id: UUID | None, limit: int
+    ) -> list[FlowRun]:
+        """Up to ``limit`` runs of a flow before ``before_id``, latest first (without their steps)."""
+        params = {"flow_id": flow_id, "before_id": before_id, "limit": limit}
+        return many(await db.fetch_all(conn, _LIST_RUNS_NEWEST_FIRST, params), FlowRun)
 
     @staticmethod
     async def live(

@@ -67,6 +67,14 @@ WHERE flow_id = %(flow_id)s::uuid AND (%(after_id)s::uuid IS NULL OR id > %(afte
 ORDER BY id
 LIMIT %(limit)s::integer
 
+-- name: list_flow_runs_newest_first
+-- The same runs the other way, for a history that opens on the latest (the same index, read backwards).
+SELECT id, flow_id, status, parameters, schedule_id, scheduled_at, created_at, started_at, completed_at
+FROM sched_flow_run
+WHERE flow_id = %(flow_id)s::uuid AND (%(before_id)s::uuid IS NULL OR id < %(before_id)s::uuid)
+ORDER BY id DESC
+LIMIT %(limit)s::integer
+
 -- name: live_flow_runs
 -- The runs of a flow, or of a schedule, that have not ended (pending or running), oldest first.
 SELECT id, flow_id, status, parameters, schedule_id, scheduled_at, created_at, started_at, completed_at

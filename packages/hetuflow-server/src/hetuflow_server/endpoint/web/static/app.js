@@ -4,12 +4,14 @@
 import { UNAUTHORIZED_EVENT, session } from "./api.js";
 import { interceptLinks, navigate, render, route } from "./router.js";
 import { agentsView } from "./views/agents.js";
+import { auditView } from "./views/audit.js";
 import { dashboardView } from "./views/dashboard.js";
 import { eventsView } from "./views/events.js";
-import { flowRunView, flowView, flowsView, newFlowView } from "./views/flows.js";
+import { editFlowView, flowRunView, flowView, flowsView, newFlowView } from "./views/flows.js";
 import { instanceView } from "./views/instances.js";
 import { editJobView, jobView, jobsView, newJobView } from "./views/jobs.js";
 import { loginView } from "./views/login.js";
+import { notificationsView } from "./views/notifications.js";
 import { editScheduleView, newScheduleView, scheduleView, schedulesView } from "./views/schedules.js";
 import { taskView, tasksView } from "./views/tasks.js";
 import { tokensView } from "./views/tokens.js";
@@ -32,14 +34,19 @@ route("/agents", agentsView, { title: "Agents" });
 route("/flows", flowsView, { title: "Flows" });
 route("/flows/new", newFlowView, { title: "New flow" });
 route("/flows/:id", flowView, { title: "Flow" });
+route("/flows/:id/edit", editFlowView, { title: "Edit flow" });
 route("/flows/:id/runs/:run", flowRunView, { title: "Flow run" });
+route("/flow-runs/:run", flowRunView, { title: "Flow run", section: "flows" });
 route("/events", eventsView, { title: "Events" });
+route("/notifications", notificationsView, { title: "Notifications" });
 route("/tokens", tokensView, { title: "Tokens" });
+route("/audit", auditView, { title: "Audit trail" });
 
-/** Show the navigation and the token's scope only while signed in. */
+/** Show the navigation and the token's scope only while signed in; the admin-only sections only to admins. */
 function showSession() {
   const signedIn = Boolean(session.token);
   document.getElementById("nav").hidden = !signedIn;
+  for (const link of document.querySelectorAll("#nav a[data-admin]")) link.parentElement.hidden = !session.canWrite;
   document.getElementById("session").hidden = !signedIn;
   const scope = document.getElementById("scope");
   scope.textContent = session.canWrite ? "admin" : "read-only";

@@ -18,8 +18,11 @@ export class FieldErrors extends Error {
   }
 }
 
-/** A labelled control with optional help text and a slot for its error. */
-export function field(label, control, { help, hidden = false } = {}) {
+/**
+ * A labelled control with optional help text and a slot for its error. ``wide``: the whole row of a grid (for a
+ * select of names, which cannot wrap).
+ */
+export function field(label, control, { help, hidden = false, wide = false } = {}) {
   const id = `f${(counter += 1)}`;
   control.id = id;
   const helpId = `${id}-help`;
@@ -27,7 +30,7 @@ export function field(label, control, { help, hidden = false } = {}) {
   control.setAttribute("aria-describedby", help ? `${helpId} ${errorId}` : errorId);
   return h(
     "div",
-    { class: "field", "data-field": control.name, hidden },
+    { class: wide ? "field wide" : "field", "data-field": control.name, hidden },
     h("label", { for: id }, label),
     control,
     help ? h("p", { class: "help", id: helpId }, help) : null,

@@ -1,7 +1,8 @@
-// Agents: labels, capacity and load, last heartbeat, and drain / disable / enable. Refreshed every 5 s.
+// Agents: labels, capacity and load, last heartbeat, and drain / disable / enable; an offline agent can be
+// forgotten (deleted: a connected one cannot be). Refreshed every 5 s.
 
 import { api, listAll } from "../api.js";
-import { ago, badge, every, h, heading, labels, notify, replaceKeepingFocus, table, writeButton } from "../dom.js";
+import { ago, badge, confirmButton, every, h, heading, labels, notify, replaceKeepingFocus, table, writeButton } from "../dom.js";
 
 const REFRESH_MS = 5000;
 
@@ -9,7 +10,8 @@ export async function agentsView({ signal }) {
   const body = h("div");
   const load = async () => replaceKeepingFocus(body, agentsTable(await listAll("/agents", {}, { signal }), load));
   await load();
-  every(REFRESH_MS, load, signal);
+  // A refresh would redraw a Forget button waiting for its confirming click: wait until it is done.
+  every(REFRESH_MS, () => (body.querySelector(".armed") ? null : load()), signal);
   return h("div", {}, heading("Agents"), body);
 }
 
@@ -34,11 +36,20 @@ function agentsTable(agents, load) {
       ["Host", (a) => [a.capabilities.hostname, a.capabilities.os, a.capabilities.arch].filter(Boolean).join(" · ") || "—"],
       ["Version", (a) => a.capabilities.version || "—"],
       ["Heartbeat", (a) => ago(a.last_heartbeat_at)],
-      ["Actions", (a) => h("div", { class: "actions", role: "group", "aria-label": `Actions for ${a.id}` }, act(a, "drain", "draining"), act(a, "disable", "disabled"), act(a, "enable", "enabled"))],
+      ["Actions", (a) => h("div", { class: "actions", role: "group", "aria-label": `Actions for ${a.id}` }, act(a, "drain", "draining"), act(a, "disable", "disabled"), act(a, "enable", "enabled"), forget(a, load))],
     ],
     agents,
     { empty: "No agent has registered yet." },
   );
+}
+
+/** Forget (delete) an agent that is offline; its past attempts keep its id. */
+function forget(agent, load) {
+  return confirmButton("Forget", async () => {
+    await api.delete(`/agents/${encodeURIComponent(agent.id)}`);
+    notify(`Agent ${agent.id} forgotten: it must register again to get work.`);
+    await load();
+  }, { disabled: agent.status !== "offline", title: "Only an offline agent can be forgotten", key: `forget:${agent.id}` });
 }
 
 /** Whether the API allows ``action`` from ``status`` (the others would be refused with a 409). */

@@ -2,11 +2,11 @@
 // times, next runs, config, trigger with JSON parameters, enable/disable, delete, its schedules) and the
 // create/edit form for the whole job config.
 
-import { api, listAll } from "../api.js";
+import { api, listAll, session } from "../api.js";
 import { badge, confirmButton, details, duration, h, heading, labels, notify, section, shortId, submitButton, table, time, timeText, writeButton } from "../dom.js";
 import { check, field, input, jsonObject, keyValues, keyValueText, lines, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
-import { describeSchedule, jobNames, statusToggle, upcomingTable } from "./shared.js";
+import { describeSchedule, durationCell, fillDurations, jobNames, statusToggle, upcomingTable } from "./shared.js";
 
 const COMMANDS = ["bash", "uv", "python", "node", "npx", "cargo", "java"];
 // Kinds that take a script body (the agent writes it to a file and runs it); npx and cargo take args only.
@@ -15,6 +15,7 @@ const LIST_SHOWN = 200;
 const GRID_RUNS = 60;
 const RECENT_RUNS = 10;
 const NEXT_RUNS = 5;
+const NOTIFY_EVENTS = ["failed", "succeeded", "missed", "retrying", "offline"];
 
 /** Whether ``job`` matches the search words: each must appear in its name, namespace, description or labels. */
 function matches(job, words) {
@@ -76,11 +77,6 @@ export async function jobView({ params, signal, reload }) {
     jobNames(signal),
   ]);
   const recent = history.items.slice(0, RECENT_RUNS);
-  // The latest attempt of each recent run, for its run time (a few small reads, bounded by RECENT_RUNS).
-  const attempts = await Promise.all(
-    recent.map((task) => (task.attempt ? api.get(`/tasks/${task.id}/instances`, { limit: 1000 }, { signal }).then((page) => page.items.at(-1)) : null)),
-  );
-  const took = new Map(recent.map((task, index) => [task.id, runTime(attempts[index])]));
   const toggle = statusToggle("jobs", "Job", job, reload);
   const remove = confirmButton("Delete", async () => {
     await api.delete(`/jobs/${job.id}`);
@@ -88,11 +84,17 @@ export async function jobView({ params, signal, reload }) {
     navigate("/jobs");
   });
   const week = stats.items[0];
-  return h(
+  const page = h(
     "div",
     {},
     heading(job.name, badge(job.status), writeButton("Edit", () => navigate(`/jobs/${job.id}/edit`)), toggle, remove),
     job.description ? h("p", {}, job.description) : null,
+    h(
+      "p",
+      { class: "related" },
+      h("a", { href: `/notifications?job_id=${job.id}` }, "Notifications sent about it"),
+      session.canWrite ? h("a", { href: `/audit?target=${encodeURIComponent(`/jobs/${job.id}`)}` }, "Who changed it (audit trail)") : null,
+    ),
     section(
       "Run history",
       runGrid(history.items),
@@ -109,7 +111,7 @@ export async function jobView({ params, signal, reload }) {
           ["Task", (t) => h("a", { href: `/tasks/${t.id}` }, shortId(t.id))],
           ["Status", (t) => badge(t.status)],
           ["Scheduled", (t) => time(t.scheduled_at)],
-          ["Run time", (t) => took.get(t.id)],
+          ["Duration", durationCell],
           ["Attempts", (t) => String(t.attempt)],
           ["Agent", (t) => t.agent_id || "—"],
         ],
@@ -136,14 +138,8 @@ export async function jobView({ params, signal, reload }) {
     ),
     section("Configuration", configDetails(job)),
   );
-}
-
-/** How long an attempt ran ("—" while it runs or when it never started). */
-function runTime(attempt) {
-  if (!attempt || !attempt.started_at) return "—";
-  if (attempt.metrics) return duration(attempt.metrics.duration_secs);
-  if (!attempt.completed_at) return "running";
-  return duration((new Date(attempt.completed_at) - new Date(attempt.started_at)) / 1000);
+  fillDurations(page, signal); // the recent runs' durations follow once the page shows
+  return page;
 }
 
 /** The last runs as coloured cells, oldest first, each a link to its task. */
@@ -198,6 +194,7 @@ function configDetails(job) {
     ["Pinned to agent", c.target.agent_id],
     ["Concurrency", c.concurrency],
     ["Priority", String(c.priority)],
+    ["Notify", c.notify?.length ? h("pre", { class: "code" }, notifyText(c.notify)) : "nobody"],
     ["Namespace", job.namespace],
     ["Created", h("span", {}, time(job.created_at), job.created_by ? ` by ${job.created_by}` : "")],
     ["Updated", h("span", {}, time(job.updated_at), job.updated_by ? ` by ${job.updated_by}` : "")],
@@ -277,6 +274,14 @@ function jobForm(job) {
       field("Concurrency", select("config.concurrency", [["allow", "allow overlapping runs"], ["forbid", "skip while running"], ["replace", "cancel the running one"]], c.concurrency || "allow")),
       field("Priority", input("config.priority", { type: "number", min: -1000, max: 1000, value: c.priority ?? 0 })),
     ),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Notifications"),
+      field("Notify (one target per line)", textarea("config.notify", { rows: 2, class: "code", value: notifyText(c.notify), placeholder: "ops-hook: failed, missed" }), {
+        help: `A target of the server's configuration, a colon, and the outcomes it hears about: ${NOTIFY_EVENTS.join(", ")}.`,
+      }),
+    ),
     summary(),
     submitButton(job ? "Save job" : "Create job"),
   );
@@ -332,7 +337,27 @@ function readConfig(form, errors) {
   if (workdir) config.workdir = workdir;
   const timeout = number(form, "config.timeout_secs", errors);
   if (timeout !== null) config.timeout_secs = timeout;
+  config.notify = notifyRules(form, errors);
   return config;
+}
+
+/** "target: failed, missed" lines for a job's notify rules. */
+function notifyText(rules) {
+  return (rules || []).map((rule) => `${rule.target}: ${rule.on.join(", ")}`).join("\n");
+}
+
+/** The notify rules of the form's "target: outcome, ..." lines. */
+function notifyRules(form, errors) {
+  return lines(form, "config.notify").map((line) => {
+    const at = line.indexOf(":");
+    const target = line.slice(0, at).trim();
+    const on = line.slice(at + 1).split(",").map((word) => word.trim()).filter(Boolean);
+    if (at <= 0 || !target || !on.length) errors.push({ path: "$.config.notify", message: `"${line.trim()}" is not "target: outcome, ..."` });
+    for (const word of on) {
+      if (!NOTIFY_EVENTS.includes(word)) errors.push({ path: "$.config.notify", message: `"${word}" is not one of ${NOTIFY_EVENTS.join(", ")}` });
+    }
+    return { target, on };
+  });
 }
 
 /** ``object`` without its null entries (the server's defaults apply to fields left empty). */

@@ -26,8 +26,9 @@ const PAGE_SIZE = 50;
 
 export async function schedulesView({ query, signal }) {
   const jobId = query.get("job_id") || "";
+  const flowId = query.get("flow_id") || "";
   const [page, names] = await Promise.all([
-    api.get("/schedules", { job_id: jobId, limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
+    api.get("/schedules", { job_id: jobId, flow_id: flowId, limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
     jobNames(signal),
   ]);
   const filter = select("job_id", [["", "all jobs"], ...[...names].map(([id, name]) => [id, name])], jobId, { "aria-label": "Job" });
@@ -36,7 +37,7 @@ export async function schedulesView({ query, signal }) {
     "div",
     {},
     heading("Schedules", writeButton("New schedule", () => navigate(`/schedules/new${jobId ? `?job_id=${jobId}` : ""}`), { kind: "primary" })),
-    h("div", { class: "toolbar" }, h("label", {}, "Job ", filter)),
+    h("div", { class: "toolbar" }, h("label", {}, "Job ", filter), flowId ? h("p", {}, "Of flow ", h("a", { href: `/flows/${flowId}` }, shortId(flowId)), " · ", h("a", { href: "/schedules" }, "all schedules")) : null),
     table(
       [
         ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
@@ -82,7 +83,7 @@ function scheduleForm(schedule, jobs, jobId, signal) {
       "fieldset",
       { class: "grid" },
       h("legend", {}, "Rule"),
-      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), jobId, { disabled: Boolean(schedule) })),
+      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), jobId, { disabled: Boolean(schedule) }), { wide: true }),
       field("Kind", kind),
       field("Cron expression", input("cron_expression", { placeholder: "30 2 * * *", autocomplete: "off", class: "code", value: s.cron_expression || "" }), {
         help: "minute hour day month weekday (or 6 fields with seconds first, or @daily ...)",
@@ -263,7 +264,13 @@ export async function scheduleView({ params, query, signal, reload }) {
         [
           ["Slot", (slot) => time(slot.scheduled_at)],
           ["Outcome", (slot) => badge(slot.outcome)],
-          ["Task", (slot) => (slot.task_id ? h("a", { href: `/tasks/${slot.task_id}` }, shortId(slot.task_id)) : "—")],
+          [
+            "Run",
+            (slot) =>
+              slot.task_id ? h("a", { href: `/tasks/${slot.task_id}` }, "task ", shortId(slot.task_id))
+                : slot.flow_run_id ? h("a", { href: `/flow-runs/${slot.flow_run_id}` }, "flow run ", shortId(slot.flow_run_id))
+                  : "—",
+          ],
           ["Detail", (slot) => slot.detail || "—"],
           ["Recorded", (slot) => time(slot.recorded_at)],
         ],

@@ -1,9 +1,15 @@
 // Pieces several views show: job names by id, a schedule's rule in words, the enable/disable button, the task
-// table and the pager.
+// table with each run's duration, and the pager.
 
 import { api, listAll } from "../api.js";
 import { describeCron } from "../cron.js";
 import { badge, duration, h, notify, shortId, table, time, timeText, until, writeButton } from "../dom.js";
+
+// A task names its latest attempt (instance_id); the attempt has the run time. The attempts behind a shown
+// page are read a few at a time, and an ended attempt never changes, so its duration is kept for this tab.
+const ENDED_ATTEMPTS = new Map();
+const ENDED_KEPT = 2000;
+const DURATION_READS = 4;
 
 /** A Map of job id → "namespace/name" (or "name" in the default namespace) of every live job. */
 export async function jobNames(signal) {
@@ -46,7 +52,48 @@ export function statusToggle(collection, noun, item, reload) {
   });
 }
 
-/** A table of tasks that ran or are running, linking to their pages. */
+/** How long an attempt ran: its measured run time, else start to end; "running" while it runs. */
+export function runTime(attempt) {
+  if (!attempt || !attempt.started_at) return "—";
+  if (attempt.metrics) return duration(attempt.metrics.duration_secs);
+  if (!attempt.completed_at) return "running";
+  return duration((new Date(attempt.completed_at) - new Date(attempt.started_at)) / 1000);
+}
+
+/**
+ * A cell showing the duration of ``task``'s latest attempt, filled by fillDurations once the attempt is read
+ * ("—" for a task that never started).
+ */
+export function durationCell(task) {
+  if (!task.instance_id) return h("span", { class: "duration muted" }, "—");
+  const known = ENDED_ATTEMPTS.get(task.instance_id);
+  return h("span", { class: "duration", "data-instance": task.instance_id, title: "Run time of the latest attempt" }, known ?? "…");
+}
+
+/** Fill the duration cells under ``container`` (see durationCell): bounded by the rows shown, never by the table. */
+export async function fillDurations(container, signal) {
+  const cells = [...container.querySelectorAll(".duration[data-instance]")].filter((cell) => !ENDED_ATTEMPTS.has(cell.dataset.instance));
+  const queue = [...new Set(cells.map((cell) => cell.dataset.instance))];
+  const read = async () => {
+    for (let id = queue.shift(); id; id = queue.shift()) {
+      let text = "—";
+      try {
+        const attempt = await api.get(`/instances/${id}`, {}, { signal });
+        text = runTime(attempt);
+        if (attempt.completed_at) {
+          if (ENDED_ATTEMPTS.size >= ENDED_KEPT) ENDED_ATTEMPTS.delete(ENDED_ATTEMPTS.keys().next().value);
+          ENDED_ATTEMPTS.set(id, text);
+        }
+      } catch (error) {
+        if (error.name === "AbortError") return;
+      }
+      for (const cell of cells) if (cell.dataset.instance === id) cell.textContent = text;
+    }
+  };
+  await Promise.all(Array.from({ length: DURATION_READS }, read));
+}
+
+/** A table of tasks that ran or are running, linking to their pages; call fillDurations on it once shown. */
 export function tasksTable(tasks, names, options = {}) {
   return table(
     [
@@ -55,6 +102,7 @@ export function tasksTable(tasks, names, options = {}) {
       ["Status", (t) => badge(t.status)],
       ["Attempt", (t) => String(t.attempt)],
       ["Scheduled", (t) => time(t.scheduled_at)],
+      ["Duration", durationCell],
       ["Agent", (t) => t.agent_id || "—"],
       ["Completed", (t) => time(t.completed_at)],
     ],

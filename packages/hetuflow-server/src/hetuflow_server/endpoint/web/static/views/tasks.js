@@ -5,10 +5,10 @@
 // has come — what ran or is running — newest first) and Upcoming (pending runs not yet due, soonest first).
 
 import { api, session } from "../api.js";
-import { badge, bytes, details, duration, every, h, heading, json, notify, section, shortId, table, time, writeButton } from "../dom.js";
+import { badge, bytes, details, every, h, heading, json, notify, section, shortId, table, time, writeButton } from "../dom.js";
 import { checkboxes, field, input, instant, localInput, select } from "../forms.js";
 import { navigate } from "../router.js";
-import { jobName, jobNames, pager, tasksTable, upcomingTable } from "./shared.js";
+import { fillDurations, jobName, jobNames, pager, runTime, tasksTable, upcomingTable } from "./shared.js";
 
 const STATUSES = ["pending", "dispatched", "running", "waiting_retry", "succeeded", "failed", "cancelled", "skipped"];
 const OPEN = new Set(["pending", "dispatched", "running", "waiting_retry"]);
@@ -46,6 +46,7 @@ export async function tasksView({ query, signal }) {
     shown = key;
     const list = upcoming ? upcomingTable(page.items, names, { empty: "Nothing planned." }) : tasksTable(page.items, names, { empty: "No task matches." });
     results.replaceChildren(list, pager("/tasks", query, page.next_cursor));
+    fillDurations(results, signal); // after the rows are shown: the durations follow
   };
   await load();
   // Only the first page refreshes: a later page would shift under the reader as new tasks arrive.
@@ -77,7 +78,7 @@ function filterForm(query, names, upcoming) {
     h(
       "div",
       { class: "grid" },
-      field("Job", select("job_id", [["", "any job"], ...names], query.get("job_id") || "")),
+      field("Job", select("job_id", [["", "any job"], ...names], query.get("job_id") || ""), { wide: true }),
       field("Agent", input("agent_id", { value: query.get("agent_id") || "", autocomplete: "off" })),
       field("Scheduled from", input("scheduled_after", { type: "datetime-local", step: 1, value: localInput(query.get("scheduled_after")) })),
       field("Scheduled before", input("scheduled_before", { type: "datetime-local", step: 1, value: localInput(query.get("scheduled_before")) })),
@@ -151,7 +152,8 @@ function taskParts(task, instances, names, reload) {
         ["Job", h("a", { href: `/jobs/${task.job_id}` }, jobName(names, task.job_id))],
         ["Status", badge(task.status)],
         ["Schedule", task.schedule_id ? h("a", { href: `/schedules/${task.schedule_id}` }, shortId(task.schedule_id)) : "manual or event"],
-        ["Flow run", task.flow_run_id ? h("a", { href: `/tasks?flow_run_id=${task.flow_run_id}`, title: "Every step of this run" }, shortId(task.flow_run_id)) : null],
+        ["Flow run", task.flow_run_id ? h("a", { href: `/flow-runs/${task.flow_run_id}`, class: "flow-run-link", title: "The run: every step and how it stands" }, shortId(task.flow_run_id)) : null],
+        ["Step", task.flow_step],
         ["Scheduled", time(task.scheduled_at)],
         ["Attempt", String(task.attempt)],
         ["Next attempt", task.next_attempt_at ? time(task.next_attempt_at) : null],
@@ -172,7 +174,7 @@ function taskParts(task, instances, names, reload) {
           ["Status", (i) => badge(i.status)],
           ["Exit", (i) => (i.exit_code === null ? (i.signal ? `signal ${i.signal}` : "—") : String(i.exit_code))],
           ["Started", (i) => time(i.started_at)],
-          ["Duration", (i) => duration(i.metrics?.duration_secs)],
+          ["Duration", runTime],
           ["Peak memory", (i) => bytes(i.metrics?.peak_rss_bytes)],
           ["Log", (i) => h("a", { href: `/instances/${i.id}` }, "View log")],
         ],
