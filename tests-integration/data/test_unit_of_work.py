@@ -99,6 +99,12 @@ async def test_another_pool_does_not_join(probe: ModelManager, migrated_database
         await other.close()
 
 
+async def _queue_then_fail(probe: ModelManager) -> None:
+    async with probe.transaction() as conn:
+        await db.execute_later(conn, _INSERT, {"v": 3})
+        raise RuntimeError("the block fails before anything else is sent")
+
+
 async def test_a_statement_queued_for_later_commits_with_the_transaction_or_not_at_all(
     probe: ModelManager,
 ) -> None:
@@ -106,22 +112,25 @@ async def test_a_statement_queued_for_later_commits_with_the_transaction_or_not_
         await db.execute_later(conn, _INSERT, {"v": 1})
         # Not sent yet: it travels with the next statement, which then sees it.
         row = await db.fetch_one(conn, _VALUES)
-        assert row is not None and list(row["vs"]) == [1]
+        assert row is not None
+        assert list(row["vs"]) == [1]
         await db.execute_later(conn, _INSERT, {"v": 2})  # travels with the COMMIT
     assert await _values(probe) == [1, 2]
 
     with pytest.raises(RuntimeError):
-        async with probe.transaction() as conn:
-            await db.execute_later(conn, _INSERT, {"v": 3})
-            raise RuntimeError("the block fails before anything else is sent")
+        await _queue_then_fail(probe)
     assert await _values(probe) == [1, 2]
+
+
+async def _queue_a_duplicate(probe: ModelManager) -> None:
+    async with probe.transaction() as conn:
+        await db.execute(conn, _INSERT, {"v": 5})
+        await db.execute_later(conn, _INSERT, {"v": 5})  # a duplicate, refused at COMMIT
 
 
 async def test_a_queued_statement_that_fails_fails_its_transaction(probe: ModelManager) -> None:
     with pytest.raises(Conflict):
-        async with probe.transaction() as conn:
-            await db.execute(conn, _INSERT, {"v": 5})
-            await db.execute_later(conn, _INSERT, {"v": 5})  # a duplicate, refused at COMMIT
+        await _queue_a_duplicate(probe)
     assert await _values(probe) == []
     # The connection went back to the pool in a usable state.
     async with probe.transaction() as conn:
@@ -129,31 +138,42 @@ async def test_a_queued_statement_that_fails_fails_its_transaction(probe: ModelM
     assert await _values(probe) == [6]
 
 
+async def _insert_in_savepoint(conn: db.Connection, *values: int) -> None:
+    async with db.savepoint(conn):
+        for value in values:
+            await db.execute(conn, _INSERT, {"v": value})
+
+
+async def _fail_around_a_savepoint(conn: db.Connection) -> None:
+    async with db.savepoint(conn):
+        await _insert_in_savepoint(conn, 4)  # its savepoint succeeded ...
+        raise RuntimeError("... but the enclosing block fails, and takes 4 with it")
+
+
 async def test_savepoints_nest_and_roll_back_only_their_own_block(probe: ModelManager) -> None:
     async with probe.unit_of_work() as outer:
         async with db.savepoint(outer):
             await db.execute(outer, _INSERT, {"v": 1})
             with pytest.raises(Conflict):
-                async with db.savepoint(outer):
-                    await db.execute(outer, _INSERT, {"v": 2})
-                    await db.execute(outer, _INSERT, {"v": 1})  # fails: undoes 2 as well
+                await _insert_in_savepoint(outer, 2, 1)  # 1 fails, and undoes 2 as well
             await db.execute_later(outer, _INSERT, {"v": 3})
         with pytest.raises(RuntimeError):
-            async with db.savepoint(outer):
-                async with db.savepoint(outer):
-                    await db.execute(outer, _INSERT, {"v": 4})  # its savepoint succeeded ...
-                raise RuntimeError("... but the enclosing block fails, and takes 4 with it")
+            await _fail_around_a_savepoint(outer)
         async with db.savepoint(outer):
             pass  # a block that ran nothing sends nothing
     assert await _values(probe) == [1, 3]
+
+
+async def _catch_an_error_outside_a_savepoint(probe: ModelManager) -> None:
+    async with probe.unit_of_work() as outer:
+        await db.execute(outer, _INSERT, {"v": 1})
+        with pytest.raises(Conflict):
+            await db.execute(outer, _INSERT, {"v": 1})  # aborts the transaction: no savepoint to go back to
 
 
 async def test_a_unit_whose_statement_error_was_caught_outside_a_savepoint_does_not_commit(
     probe: ModelManager,
 ) -> None:
     with pytest.raises(HetuflowError, match="aborted"):
-        async with probe.unit_of_work() as outer:
-            await db.execute(outer, _INSERT, {"v": 1})
-            with pytest.raises(Conflict):
-                await db.execute(outer, _INSERT, {"v": 1})  # aborts the transaction, no savepoint to return to
+        await _catch_an_error_outside_a_savepoint(probe)
     assert await _values(probe) == []
