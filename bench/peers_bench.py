@@ -195,6 +195,7 @@ def profile(args: argparse.Namespace, results: Results, h: Hetuflow) -> None:
 def main() -> int:
     args = parse_args()
     results = Results()
+    results.values["load_before"] = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="hetuflow-peers-bench-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         url = args.database_url or stack.enter_context(embedded_postgres(root / "pg"))
@@ -210,6 +211,7 @@ def main() -> int:
         except ExactlyOnceError as exc:
             print(f"FAILED: not every task ran exactly once: {exc}", file=sys.stderr, flush=True)
             return 1
+    results.values["load_after"] = os.getloadavg()[0]
     print_report(args, results)
     return 0
 
@@ -250,8 +252,14 @@ def print_report(args: argparse.Namespace, results: Results) -> None:
     n, c = args.tasks, args.concurrency
     e2e = results.rate("hetuflow_e2e")
     runs = "1 run" if args.repeats == 1 else f"median of {args.repeats} runs"
-    where = f"all on this machine ({os.cpu_count()} CPUs)"
+    cpus = os.cpu_count() or 1
+    where = f"all on this machine ({cpus} CPUs)"
     print(f"\n{n} tasks of `bash -c true` at concurrency {c}, {runs}, {where}")
+    load = (results.values.get("load_before", math.nan), results.values.get("load_after", math.nan))
+    print(f"load average (1 min) before / after the run: {load[0]:.1f} / {load[1]:.1f}", end="")
+    if max(load) > cpus:
+        print(f" -- above the {cpus} CPUs: other work shared the machine, read the ratios only", end="")
+    print()
     rows = [
         ("floor_multi", f"floor: {c} processes, subprocess.run back to back"),
         ("floor_asyncio", f"floor: one asyncio process, {c} at a time"),
