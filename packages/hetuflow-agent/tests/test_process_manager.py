@@ -566,6 +566,48 @@ async def test_start_kills_groups_a_dead_predecessor_left_behind(tmp_path: Path)
             await orphan.wait()
 
 
+async def test_a_start_bracketed_by_the_boot_clock_is_recognised_by_a_successor(tmp_path: Path) -> None:
+    predecessor = LeaderTable(tmp_path / "tasks", slots=2)
+    before = predecessor.now()
+    if before is None:
+        pytest.skip("starts are bracketed only where /proc gives start times")
+    orphan = await sleeper_in_own_group()
+    try:
+        predecessor.record(0, orphan.pid, "bracketed", started_after=before)
+        predecessor.close()
+        manager = ProcessManager(capacity=1, workdir=tmp_path, on_update=_ignore, on_log=_ignore)
+        assert await manager.start() == [orphan.pid]
+        await manager.close()
+        assert await asyncio.wait_for(orphan.wait(), 5) == -signal.SIGKILL
+    finally:
+        if orphan.returncode is None:
+            orphan.kill()
+            await orphan.wait()
+
+
+async def test_a_bracket_that_misses_the_start_leaves_the_process_alone(tmp_path: Path) -> None:
+    stranger = await sleeper_in_own_group()
+    try:
+        table = LeaderTable(tmp_path / "tasks", slots=1)
+        later = table.now()
+        if later is None:
+            pytest.skip("starts are bracketed only where /proc gives start times")
+        # A bracket after the process started: the pid was reused by someone else.
+        table.record(0, stranger.pid, "reused", started_after=later + 1000)
+        table.close()
+        manager = ProcessManager(capacity=1, workdir=tmp_path, on_update=_ignore, on_log=_ignore)
+        assert await manager.start() == []
+        await manager.close()
+        assert pid_alive(stranger.pid)
+    finally:
+        stranger.kill()
+        await stranger.wait()
+
+
+async def _ignore(_: object) -> None:
+    pass
+
+
 async def test_start_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
     task_dir = tmp_path / "tasks" / "stale"
     task_dir.mkdir(parents=True)

@@ -118,13 +118,14 @@ class Spawner:
             scratch=self._scratch,
         )
         program = launch.argv[0]
+        before = self.leaders.now()
         try:
             started = child.spawn(launch, cpu_secs=cpu_secs, stdin=self._stdin())
         except OSError as exc:
             raise launching.LaunchError(f"cannot start {program}: {exc.strerror or exc}") from None
         except (ValueError, subprocess.SubprocessError) as exc:  # NUL in argv/env, failure in the child
             raise launching.LaunchError(f"cannot start {program}: {exc}") from None
-        self.leaders.record(slot, started.popen.pid, str(task.instance_id))
+        self.leaders.record(slot, started.popen.pid, str(task.instance_id), started_after=before)
         return started
 
     def _stdin(self) -> int:
