@@ -21,6 +21,7 @@ import threading
 from typing import Final, NamedTuple
 
 from hetuflow_agent.executor.launch import Launch
+from hetuflow_agent.process.watcher import watcher_for
 
 __all__ = ["ExitStatus", "Started", "signal_group", "spawn", "watch_exit"]
 
@@ -129,16 +130,18 @@ def watch_exit(pid: int, *, kill_group: bool = True) -> asyncio.Future[ExitStatu
         _wait_in_thread(pid, kill_group, loop, future)
         return future
 
+    watcher = watcher_for(loop)
+
     def on_readable() -> None:
         status = _reap(pid, kill_group, blocking=False)
         if status is None:
             return  # spurious wake-up; the leader is still running
-        loop.remove_reader(pidfd)
+        watcher.remove(pidfd)
         os.close(pidfd)
         if not future.done():
             future.set_result(status)
 
-    loop.add_reader(pidfd, on_readable)
+    watcher.add(pidfd, on_readable)
     return future
 
 

@@ -1,6 +1,6 @@
 """Reading a process's stdout and stderr and batching them into log chunks.
 
-The pipes are read by the event loop itself: each read end is registered with ``add_reader`` and every
+The pipes are read by the event loop itself: each read end is watched (``watcher.FdWatcher``) and every
 read lands in ``OutputBuffer.feed`` synchronously, so the pipes are drained as fast as the process
 writes whatever the network does — a process is never blocked on a full pipe, even past the output cap.
 (Plain readers rather than asyncio pipe transports: a transport costs several loop callbacks and a
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from hetuflow_agent.process.output import OutputBuffer
+from hetuflow_agent.process.watcher import watcher_for
 from hetuflow_core.enums import LogStream
 from hetuflow_core.protocol import TaskLogChunkData
 
@@ -37,6 +39,7 @@ class LogPump:
         self.buffer = buffer
         self._flush_secs = flush_secs
         self._loop = asyncio.get_running_loop()
+        self._watcher = watcher_for(self._loop)
         self._outbox: deque[TaskLogChunkData] = deque()
         self._wakeup = asyncio.Event()
         self._timers: dict[LogStream, asyncio.TimerHandle] = {}
@@ -49,7 +52,7 @@ class LogPump:
         """Start reading the two pipes' non-blocking read ends (the pump takes ownership and closes them)."""
         for stream, fd in ((LogStream.STDOUT, stdout), (LogStream.STDERR, stderr)):
             self._fds[stream] = fd
-            self._loop.add_reader(fd, self._on_readable, stream, fd)
+            self._watcher.add(fd, functools.partial(self._on_readable, stream, fd))
 
     def when_output(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, as soon as a chunk is ready (now, if one already is)."""
@@ -113,7 +116,7 @@ class LogPump:
         fd = self._fds.pop(stream, None)
         if fd is None:
             return
-        self._loop.remove_reader(fd)
+        self._watcher.remove(fd)
         os.close(fd)
         if not self._fds:
             self._all_closed.set()
