@@ -253,15 +253,24 @@ class WebSocket:
         written at the end of the current loop turn, together with the others sent in it; the call
         waits while the socket's send buffer is full.
         """
-        async with self._send_lock:
-            with self._lost_on_error():
-                if self._closed or self._ws.state is not ConnectionState.OPEN:
-                    raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
-                self._unwritten.append(_text_frame(text.encode() if isinstance(text, str) else text))
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._flush)
-                await self._writer.drain()
+        if self._closed or self._ws.state is not ConnectionState.OPEN:
+            raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
+        # Appended at once, so messages leave in the order of the calls whoever waits below.
+        self._unwritten.append(_text_frame(text.encode() if isinstance(text, str) else text))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        transport = self._writer.transport
+        if (
+            self._send_lock.locked()
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > transport.get_write_buffer_limits()[0]
+        ):
+            # Only a full send buffer (or a broken socket) needs the wait; skipping it otherwise
+            # spares every message a lock and a coroutine.
+            async with self._send_lock:
+                with self._lost_on_error():
+                    await self._writer.drain()
 
     def _flush(self) -> None:
         """Write the messages sent so far in one go (and before anything written directly)."""
