@@ -78,6 +78,7 @@ _OPCODE_CONTINUATION: Final = 0x0
 _OPCODE_TEXT: Final = 0x1
 _OPCODE_BINARY: Final = 0x2
 
+_MASK_KEY_BLOCK_BYTES: Final = 4096
 _READ_CHUNK_BYTES: Final = 64 * 1024
 _CLOSE_TIMEOUT_SECS: Final = 2.0
 """How long ``close`` waits for the server's close frame before dropping the socket."""
@@ -176,8 +177,26 @@ def _retry_after_secs(headers: Iterable[tuple[bytes, bytes]]) -> float:
     return 0.0
 
 
-def _text_frame(payload: bytes) -> bytes:
-    """One complete, masked client text frame (RFC 6455 §5.2) carrying ``payload``."""
+class _MaskKeys:
+    """Masking keys from ``os.urandom``, fetched in blocks (one per connection: used by its loop only)."""
+
+    __slots__ = ("_block", "_position")
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._position = 0
+
+    def next_key(self) -> bytes:
+        position = self._position
+        if position >= len(self._block):
+            self._block = os.urandom(_MASK_KEY_BLOCK_BYTES)
+            position = 0
+        self._position = position + 4
+        return self._block[position : position + 4]
+
+
+def _text_frame(payload: bytes, key: bytes) -> bytes:
+    """One complete client text frame (RFC 6455 §5.2) carrying ``payload`` masked with ``key``."""
     size = len(payload)
     if size < 126:
         header = bytes((0x81, 0x80 | size))  # FIN + text opcode; MASK bit + 7-bit length
@@ -185,8 +204,6 @@ def _text_frame(payload: bytes) -> bytes:
         header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
     else:
         header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
-    # The key must be unpredictable to whoever sees the traffic (RFC 6455 §5.3), hence the OS's entropy.
-    key = os.urandom(4)
     mask = (key * (size // 4 + 1))[:size]
     masked = (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(size, "little")
     return header + key + masked
@@ -264,6 +281,9 @@ class WebSocket:
         self._ws = ws
         self._max_message_bytes = max_message_bytes
         self._send_lock = asyncio.Lock()
+        # A masking key must be unpredictable to whoever sees the traffic (RFC 6455 §5.3), hence the
+        # OS's entropy, drawn a thousand keys at a time rather than with a system call per frame.
+        self._mask_keys = _MaskKeys()
         self._unwritten: list[bytes] = []
         self._flush_scheduled = False
         self._events: deque[Event | str] = deque()
@@ -294,7 +314,8 @@ class WebSocket:
         if self._closed or self._ws.state is not ConnectionState.OPEN:
             raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
         # Appended at once, so messages leave in the order of the calls whoever waits below.
-        self._unwritten.append(_text_frame(text.encode() if isinstance(text, str) else text))
+        payload = text.encode() if isinstance(text, str) else text
+        self._unwritten.append(_text_frame(payload, self._mask_keys.next_key()))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
