@@ -15,8 +15,10 @@ and an unlink — on a journaling file system the largest part of an attempt's s
 the ``@`` where ``/proc`` is missing. Reading ``/proc`` for every start was most of the cost of a record,
 so the spawner brackets the start instead: the boot clock read before and after the process was
 created, in the same ticks, holds the kernel's start time between them (``@<first>-<last>`` when the
-two differ, a span of a tick or two). A slot's line is blanked when the slot is given back; a line left
-stale by a crash names a dead or foreign process and is harmless. Older agents wrote
+two differ, a span of a tick or two). A slot's line is blanked when the slot falls free, or overwritten
+by the next leader when the slot passes straight on to the next attempt; a line left stale (by a crash,
+or in that short hand-over) names a reaped leader whose group was killed, or a foreign process with
+another start time, and is harmless. Older agents wrote
 ``"<pid> <seconds>"`` into ``<task dir>/.hetuflow-pid``; those files are read as well.
 """
 
