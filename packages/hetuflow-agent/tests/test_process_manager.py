@@ -111,6 +111,19 @@ async def test_task_dirs_and_scripts_are_private_whatever_the_umask(tmp_path: Pa
         assert reports.output(task.instance_id).split() == [b"700", b"700", b"600"]
 
 
+async def test_a_task_dir_is_cleared_away_with_no_later_start_to_carry_it(tmp_path: Path) -> None:
+    # Removals ride along with the next start when there is one; without one they still happen.
+    task = scheduled(script="echo scratch > file.txt")
+    async with open_manager(tmp_path) as (manager, reports):
+        await reports.run(manager, task)
+        task_dir = tmp_path / "tasks" / str(task.instance_id)
+        for _ in range(500):
+            if not task_dir.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert not task_dir.exists()
+
+
 async def test_default_workdir_is_a_task_dir_removed_afterwards(tmp_path: Path) -> None:
     task = scheduled(script="pwd; echo scratch > file.txt")
     async with open_manager(tmp_path) as (manager, reports):
