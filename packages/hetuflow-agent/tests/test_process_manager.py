@@ -588,9 +588,7 @@ async def test_a_start_bracketed_by_the_boot_clock_is_recognised_by_a_successor(
     try:
         predecessor.record(0, orphan.pid, "bracketed", started_after=before)
         predecessor.close()
-        manager = ProcessManager(capacity=1, workdir=tmp_path, on_update=_ignore, on_log=_ignore)
-        assert await manager.start() == [orphan.pid]
-        await manager.close()
+        assert await _killed_by_a_start(tmp_path) == [orphan.pid]
         assert await asyncio.wait_for(orphan.wait(), 5) == -signal.SIGKILL
     finally:
         if orphan.returncode is None:
@@ -608,17 +606,20 @@ async def test_a_bracket_that_misses_the_start_leaves_the_process_alone(tmp_path
         # A bracket after the process started: the pid was reused by someone else.
         table.record(0, stranger.pid, "reused", started_after=later + 1000)
         table.close()
-        manager = ProcessManager(capacity=1, workdir=tmp_path, on_update=_ignore, on_log=_ignore)
-        assert await manager.start() == []
-        await manager.close()
+        assert await _killed_by_a_start(tmp_path) == []
         assert pid_alive(stranger.pid)
     finally:
         stranger.kill()
         await stranger.wait()
 
 
-async def _ignore(_: object) -> None:
-    pass
+async def _killed_by_a_start(workdir: Path) -> list[int]:
+    """What a new agent's manager in ``workdir`` kills when it starts (it is closed right after)."""
+    reports = Reports()
+    manager = ProcessManager(capacity=1, workdir=workdir, on_update=reports.on_update, on_log=reports.on_log)
+    killed = await manager.start()
+    await manager.close()
+    return killed
 
 
 async def test_start_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
@@ -627,12 +628,7 @@ async def test_start_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
     stranger = await sleeper_in_own_group()
     try:
         (task_dir / PID_FILE).write_text(f"{stranger.pid} 12345.0\n")  # same pid, another start time
-        reports = Reports()
-        manager = ProcessManager(
-            capacity=1, workdir=tmp_path, on_update=reports.on_update, on_log=reports.on_log
-        )
-        assert await manager.start() == []
-        await manager.close()
+        assert await _killed_by_a_start(tmp_path) == []
         assert pid_alive(stranger.pid)
     finally:
         stranger.kill()
