@@ -12,6 +12,7 @@ then ``exec`` of the program in the same process), which leaves no moment for a 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import resource
 import signal
@@ -99,8 +100,10 @@ def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subproces
         # The child holds its own copies; ours would keep the pipes open after it exits.
         os.close(out_write)
         os.close(err_write)
-    os.set_blocking(out_read, False)
-    os.set_blocking(err_read, False)
+    # A fresh read end has no status flags but its access mode (which F_SETFL leaves alone), so one
+    # F_SETFL does what os.set_blocking does with a F_GETFL first.
+    fcntl.fcntl(out_read, fcntl.F_SETFL, os.O_NONBLOCK)
+    fcntl.fcntl(err_read, fcntl.F_SETFL, os.O_NONBLOCK)
     return Started(popen, out_read, err_read)
 
 
