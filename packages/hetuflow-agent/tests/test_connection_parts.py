@@ -10,15 +10,19 @@ from uuid import UUID
 import pytest
 
 from hetuflow_agent.connection.backoff import Backoff
+from hetuflow_agent.connection.msgid import next_message_id
 from hetuflow_agent.connection.outbox import Outbox
 from hetuflow_agent.connection.url import make_ssl_context, parse_server_url
 from hetuflow_core.enums import InstanceStatus, LogStream
 from hetuflow_core.ids import uuid7
 from hetuflow_core.protocol import (
+    AgentMessage,
     TaskInstanceUpdated,
     TaskInstanceUpdatedData,
     TaskLogChunk,
     TaskLogChunkData,
+    decode,
+    encode,
 )
 
 INSTANCE = uuid7()
@@ -197,3 +201,19 @@ def test_insecure_tls_context_skips_verification() -> None:
     assert make_ssl_context().check_hostname
     insecure = make_ssl_context(insecure=True)
     assert not insecure.check_hostname
+
+
+def test_message_ids_are_unique_hex_in_the_order_made_and_fit_the_protocol() -> None:
+    ids = [next_message_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    for message_id in (ids[0], ids[-1]):
+        assert len(message_id) == 32
+        int(message_id, 16)  # hex digits only
+        frame = TaskInstanceUpdated(
+            data=TaskInstanceUpdatedData(
+                instance_id=INSTANCE, task_id=TASK, status=InstanceStatus.RUNNING, seq=0
+            ),
+            id=message_id,
+        )
+        assert decode(encode(frame), AgentMessage).id == message_id

@@ -201,6 +201,52 @@ async def test_messages_of_every_length_encoding_arrive_intact_and_in_order(serv
     await ws.close()
 
 
+def _server_frame(payload: bytes, first: int = 0x81) -> bytes:
+    """An unmasked frame as a server sends it (FIN + text unless ``first`` says otherwise)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 0x10000:
+        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
+
+
+async def test_received_messages_of_every_length_encoding_arrive_intact_whatever_the_reads(
+    server: ProtocolServer,
+) -> None:
+    # One write holding every length form, then the same frames a few bytes at a time, with a ping and
+    # a fragmented message in between: the messages come out whole and in order either way.
+    sizes = [0, 1, 125, 126, 127, 65_535, 65_536, 300_000]
+    texts = [("é" * size)[:size] if size % 2 else "x" * size for size in sizes]
+    ws = await _open(server)
+    conn = await server.connection(0)
+    stream = b"".join(_server_frame(text.encode()) for text in texts)
+    await conn._write(stream)
+    assert [await asyncio.wait_for(ws.recv(), WAIT_SECS) for _ in texts] == texts
+    pieces = [
+        _server_frame(b"first"),
+        _server_frame(b"are-you-there", first=0x89),  # ping
+        _server_frame(b"frag", first=0x01),  # text, not final
+        _server_frame(b"mented", first=0x80),  # final continuation
+        _server_frame(b"last"),
+    ]
+    data = b"".join(pieces)
+    for start in range(0, len(data), 3):
+        await conn._write(data[start : start + 3])
+    assert [await asyncio.wait_for(ws.recv(), WAIT_SECS) for _ in range(3)] == ["first", "fragmented", "last"]
+    await conn.wait_for(lambda: conn.pongs == [b"are-you-there"])
+    await ws.close()
+
+
+async def test_a_text_message_that_is_not_utf8_fails_the_connection(server: ProtocolServer) -> None:
+    ws = await _open(server)
+    conn = await server.connection(0)
+    await conn._write(_server_frame(b"fine") + _server_frame(b"\xff\xfe not text"))
+    assert await asyncio.wait_for(ws.recv(), WAIT_SECS) == "fine"
+    with pytest.raises(ConnectionLost):
+        await asyncio.wait_for(ws.recv(), WAIT_SECS)
+
+
 async def test_ping_is_answered_with_pong(server: ProtocolServer) -> None:
     ws = await _open(server)
     conn = await server.connection(0)

@@ -111,6 +111,19 @@ async def test_task_dirs_and_scripts_are_private_whatever_the_umask(tmp_path: Pa
         assert reports.output(task.instance_id).split() == [b"700", b"700", b"600"]
 
 
+async def test_a_task_dir_is_cleared_away_with_no_later_start_to_carry_it(tmp_path: Path) -> None:
+    # Removals ride along with the next start when there is one; without one they still happen.
+    task = scheduled(script="echo scratch > file.txt")
+    async with open_manager(tmp_path) as (manager, reports):
+        await reports.run(manager, task)
+        task_dir = tmp_path / "tasks" / str(task.instance_id)
+        for _ in range(500):
+            if not task_dir.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert not task_dir.exists()
+
+
 async def test_default_workdir_is_a_task_dir_removed_afterwards(tmp_path: Path) -> None:
     task = scheduled(script="pwd; echo scratch > file.txt")
     async with open_manager(tmp_path) as (manager, reports):
@@ -566,18 +579,56 @@ async def test_start_kills_groups_a_dead_predecessor_left_behind(tmp_path: Path)
             await orphan.wait()
 
 
+async def test_a_start_bracketed_by_the_boot_clock_is_recognised_by_a_successor(tmp_path: Path) -> None:
+    predecessor = LeaderTable(tmp_path / "tasks", slots=2)
+    before = predecessor.now()
+    if before is None:
+        pytest.skip("starts are bracketed only where /proc gives start times")
+    orphan = await sleeper_in_own_group()
+    try:
+        predecessor.record(0, orphan.pid, "bracketed", started_after=before)
+        predecessor.close()
+        assert await _killed_by_a_start(tmp_path) == [orphan.pid]
+        assert await asyncio.wait_for(orphan.wait(), 5) == -signal.SIGKILL
+    finally:
+        if orphan.returncode is None:
+            orphan.kill()
+            await orphan.wait()
+
+
+async def test_a_bracket_that_misses_the_start_leaves_the_process_alone(tmp_path: Path) -> None:
+    stranger = await sleeper_in_own_group()
+    try:
+        table = LeaderTable(tmp_path / "tasks", slots=1)
+        later = table.now()
+        if later is None:
+            pytest.skip("starts are bracketed only where /proc gives start times")
+        # A bracket after the process started: the pid was reused by someone else.
+        table.record(0, stranger.pid, "reused", started_after=later + 1000)
+        table.close()
+        assert await _killed_by_a_start(tmp_path) == []
+        assert pid_alive(stranger.pid)
+    finally:
+        stranger.kill()
+        await stranger.wait()
+
+
+async def _killed_by_a_start(workdir: Path) -> list[int]:
+    """What a new agent's manager in ``workdir`` kills when it starts (it is closed right after)."""
+    reports = Reports()
+    manager = ProcessManager(capacity=1, workdir=workdir, on_update=reports.on_update, on_log=reports.on_log)
+    killed = await manager.start()
+    await manager.close()
+    return killed
+
+
 async def test_start_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
     task_dir = tmp_path / "tasks" / "stale"
     task_dir.mkdir(parents=True)
     stranger = await sleeper_in_own_group()
     try:
         (task_dir / PID_FILE).write_text(f"{stranger.pid} 12345.0\n")  # same pid, another start time
-        reports = Reports()
-        manager = ProcessManager(
-            capacity=1, workdir=tmp_path, on_update=reports.on_update, on_log=reports.on_log
-        )
-        assert await manager.start() == []
-        await manager.close()
+        assert await _killed_by_a_start(tmp_path) == []
         assert pid_alive(stranger.pid)
     finally:
         stranger.kill()

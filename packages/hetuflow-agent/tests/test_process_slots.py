@@ -147,6 +147,23 @@ async def test_running_leaders_are_in_the_table_and_blanked_after(tmp_path: Path
         assert table.read_text().strip() == ""
 
 
+async def test_a_slot_passed_straight_on_holds_the_next_leader_and_is_blanked_once_free(
+    tmp_path: Path,
+) -> None:
+    first, second = scheduled(script="true"), scheduled(script="sleep 30")
+    table = tmp_path / "tasks" / LEADERS_FILE
+    async with open_manager(tmp_path, capacity=1, prefetch=1) as (manager, reports):
+        await manager.submit(first)
+        await manager.submit(second)  # waits in line for the one slot
+        await reports.final(first.instance_id)
+        await reports.started(second.instance_id)
+        [line] = [line for line in table.read_text().splitlines() if line.strip()]
+        assert line.split()[2] == str(second.instance_id)
+        await manager.kill(second.instance_id)
+        await reports.final(second.instance_id)
+        assert table.read_text().strip() == ""
+
+
 async def test_start_kills_groups_recorded_by_older_agents(tmp_path: Path) -> None:
     task_dir = tmp_path / "tasks" / "left-by-an-older-agent"
     task_dir.mkdir(parents=True)

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Final, Generic, Protocol, TypeVar
 from uuid import UUID
 
+from hetuflow_agent.connection.msgid import next_message_id
 from hetuflow_agent.connection.outbox import Outbox
 from hetuflow_agent.connection.runner import TaskRunner
 from hetuflow_agent.errors import AgentError
@@ -111,13 +112,15 @@ class InboundHandler:
             previous = self._answers.get(message.id)
             if previous is not None:
                 self.duplicates += 1
-                return Ack(data=previous)  # a resend: same answer, nothing applied again
+                return Ack(
+                    data=previous, id=next_message_id()
+                )  # a resend: same answer, nothing applied again
             if isinstance(message, ScheduledTask):
                 answer = await self._on_dispatch(message)
             else:
                 answer = await self._on_command(message)
             self._answers.put(message.id, answer)
-            return Ack(data=answer)
+            return Ack(data=answer, id=next_message_id())
         elif isinstance(message, Error):
             self._on_error(message)
         else:

@@ -21,6 +21,7 @@ from hetuflow_agent.connection.backoff import Backoff
 from hetuflow_agent.connection.channel import Channel, SessionStats
 from hetuflow_agent.connection.inbound import InboundHandler
 from hetuflow_agent.connection.metrics import host_metrics
+from hetuflow_agent.connection.msgid import next_message_id
 from hetuflow_agent.connection.outbox import Outbox
 from hetuflow_agent.connection.runner import TaskRunner
 from hetuflow_agent.connection.url import ServerUrl, make_ssl_context, parse_server_url
@@ -142,13 +143,13 @@ class Session:
 
     async def report_update(self, data: TaskInstanceUpdatedData) -> None:
         """Queue a status report; a final one frees a slot, which is announced as a credit."""
-        self.outbox.put(TaskInstanceUpdated(data=data))
+        self.outbox.put(TaskInstanceUpdated(data=data, id=next_message_id()))
         if data.status.is_final:
             self._credits_due.set()
 
     async def report_log(self, data: TaskLogChunkData) -> None:
         """Queue a log chunk."""
-        self.outbox.put(TaskLogChunk(data=data))
+        self.outbox.put(TaskLogChunk(data=data, id=next_message_id()))
 
     # ------------------------------------------------------------------ control (also used by commands)
 
@@ -342,7 +343,7 @@ class Session:
                 metrics=host_metrics(len(running), free),
                 running=running,
             )
-            await channel.send(HeartbeatRequest(data=data))
+            await channel.send(HeartbeatRequest(data=data, id=next_message_id()))
 
     async def _credits_loop(self, channel: Channel) -> None:
         while True:
@@ -351,7 +352,9 @@ class Session:
             self._credits_due.clear()
             async with self._apply_lock:
                 free = 0 if self._draining else self._runner.free_slots
-                await channel.send(AcquireTaskRequest(data=AcquireTaskData(free_slots=free)))
+                await channel.send(
+                    AcquireTaskRequest(data=AcquireTaskData(free_slots=free), id=next_message_id())
+                )
 
     async def _watchdog_loop(self, channel: Channel) -> None:
         loop = asyncio.get_running_loop()

@@ -10,8 +10,12 @@ agent busy with short tasks sends an ack, a ``running`` and a final report and a
 task, often several tasks' worth at once, and one ``send`` system call per message was the largest
 single cost of the agent's loop (on loopback, the sender's call also runs the receiver's TCP path).
 For the same reason outgoing messages are framed here (``_text_frame``: a header, a fresh random mask,
-the masked payload) rather than through wsproto's event layers; wsproto still parses everything
-incoming and frames the handshake, pongs and close frames.
+the masked payload) rather than through wsproto's event layers, and so is the common incoming frame: a
+complete, unfragmented, unmasked text frame within the size limit (every frame a server sends the
+agent, in practice) is cut from the received bytes directly. Every other frame — control frames,
+fragments, binary, reserved bits, a frame above the limit or not valid UTF-8 — is handed to wsproto,
+whole and at a frame boundary, so its parser and state stay exactly as if it had seen every byte; it
+also frames the handshake, pongs and close frames.
 
 This module is the agent's exception boundary for the network (STYLE 9): ``OSError``,
 ``socket.gaierror``, ``ssl.SSLError``, ``TimeoutError`` and wsproto/h11 protocol errors are translated
@@ -68,6 +72,13 @@ CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 _CLOSE_MESSAGE_TOO_BIG: Final = 1009
 
+_FIN_TEXT: Final = 0x81
+"""First byte of a complete text message in one frame: FIN, no reserved bits, opcode 1."""
+_OPCODE_CONTINUATION: Final = 0x0
+_OPCODE_TEXT: Final = 0x1
+_OPCODE_BINARY: Final = 0x2
+
+_MASK_KEY_BLOCK_BYTES: Final = 4096
 _READ_CHUNK_BYTES: Final = 64 * 1024
 _CLOSE_TIMEOUT_SECS: Final = 2.0
 """How long ``close`` waits for the server's close frame before dropping the socket."""
@@ -166,8 +177,26 @@ def _retry_after_secs(headers: Iterable[tuple[bytes, bytes]]) -> float:
     return 0.0
 
 
-def _text_frame(payload: bytes) -> bytes:
-    """One complete, masked client text frame (RFC 6455 §5.2) carrying ``payload``."""
+class _MaskKeys:
+    """Masking keys from ``os.urandom``, fetched in blocks (one per connection: used by its loop only)."""
+
+    __slots__ = ("_block", "_position")
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._position = 0
+
+    def next_key(self) -> bytes:
+        position = self._position
+        if position >= len(self._block):
+            self._block = os.urandom(_MASK_KEY_BLOCK_BYTES)
+            position = 0
+        self._position = position + 4
+        return self._block[position : position + 4]
+
+
+def _text_frame(payload: bytes, key: bytes) -> bytes:
+    """One complete client text frame (RFC 6455 §5.2) carrying ``payload`` masked with ``key``."""
     size = len(payload)
     if size < 126:
         header = bytes((0x81, 0x80 | size))  # FIN + text opcode; MASK bit + 7-bit length
@@ -175,11 +204,30 @@ def _text_frame(payload: bytes) -> bytes:
         header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
     else:
         header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
-    # The key must be unpredictable to whoever sees the traffic (RFC 6455 §5.3), hence the OS's entropy.
-    key = os.urandom(4)
     mask = (key * (size // 4 + 1))[:size]
     masked = (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(size, "little")
     return header + key + masked
+
+
+def _frame_header(buffer: bytearray, position: int) -> tuple[int, bool, int, int] | None:
+    """The first byte, mask bit, header size and payload length of the frame at ``position``.
+
+    None when the header has not fully arrived yet.
+    """
+    available = len(buffer) - position
+    if available < 2:
+        return None
+    first, second = buffer[position], buffer[position + 1]
+    length = second & 0x7F
+    if length == 126:
+        if available < 4:
+            return None
+        return first, bool(second & 0x80), 4, int.from_bytes(buffer[position + 2 : position + 4], "big")
+    if length == 127:
+        if available < 10:
+            return None
+        return first, bool(second & 0x80), 10, int.from_bytes(buffer[position + 2 : position + 10], "big")
+    return first, bool(second & 0x80), 2, length
 
 
 def _short_text(body: bytes | bytearray) -> str:
@@ -233,9 +281,19 @@ class WebSocket:
         self._ws = ws
         self._max_message_bytes = max_message_bytes
         self._send_lock = asyncio.Lock()
+        # A masking key must be unpredictable to whoever sees the traffic (RFC 6455 §5.3), hence the
+        # OS's entropy, drawn a thousand keys at a time rather than with a system call per frame.
+        self._mask_keys = _MaskKeys()
         self._unwritten: list[bytes] = []
         self._flush_scheduled = False
-        self._events: deque[Event] = deque()
+        self._events: deque[Event | str] = deque()
+        """wsproto's events, and (as ``str``) the messages cut out by the fast path, in arrival order."""
+        self._received = bytearray()
+        """Received bytes not parsed yet; they always start at a frame boundary."""
+        self._owed = 0
+        """Bytes of the frame being handed to wsproto that have not arrived yet."""
+        self._fragmented = False
+        """True while wsproto assembles a fragmented message (its continuations go to wsproto too)."""
         self._parts: list[str | bytes] = []
         self._size = 0
         self._too_large = False
@@ -253,15 +311,25 @@ class WebSocket:
         written at the end of the current loop turn, together with the others sent in it; the call
         waits while the socket's send buffer is full.
         """
-        async with self._send_lock:
-            with self._lost_on_error():
-                if self._closed or self._ws.state is not ConnectionState.OPEN:
-                    raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
-                self._unwritten.append(_text_frame(text.encode() if isinstance(text, str) else text))
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._flush)
-                await self._writer.drain()
+        if self._closed or self._ws.state is not ConnectionState.OPEN:
+            raise ConnectionLost(self.url.url, f"{self.url}: connection is closing")
+        # Appended at once, so messages leave in the order of the calls whoever waits below.
+        payload = text.encode() if isinstance(text, str) else text
+        self._unwritten.append(_text_frame(payload, self._mask_keys.next_key()))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        transport = self._writer.transport
+        if (
+            self._send_lock.locked()
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > transport.get_write_buffer_limits()[0]
+        ):
+            # Only a full send buffer (or a broken socket) needs the wait; skipping it otherwise
+            # spares every message a lock and a coroutine.
+            async with self._send_lock:
+                with self._lost_on_error():
+                    await self._writer.drain()
 
     def _flush(self) -> None:
         """Write the messages sent so far in one go (and before anything written directly)."""
@@ -281,7 +349,10 @@ class WebSocket:
         """
         while True:
             while self._events:
-                message = await self._handle(self._events.popleft())
+                event = self._events.popleft()
+                if isinstance(event, str):
+                    return event
+                message = await self._handle(event)
                 if message is not None:
                     return message
             with self._lost_on_error():
@@ -291,8 +362,52 @@ class WebSocket:
                 self._writer.transport.abort()
                 raise ConnectionLost(self.url.url, f"{self.url}: connection dropped without a close frame")
             with self._lost_on_error():
-                self._ws.receive_data(data)
-                self._events.extend(self._ws.events())
+                self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Cut complete frames from the received bytes: plain text messages here, the rest by wsproto."""
+        buffer = self._received
+        buffer += data
+        position = 0
+        end = len(buffer)
+        while position < end:
+            if self._owed:  # the rest of a frame wsproto is parsing
+                take = min(self._owed, end - position)
+                self._to_wsproto(bytes(buffer[position : position + take]))
+                self._owed -= take
+                position += take
+                continue
+            header = _frame_header(buffer, position)
+            if header is None:
+                break  # the header is incomplete
+            first, masked, header_size, length = header
+            size = header_size + (4 if masked else 0) + length
+            if (
+                first == _FIN_TEXT
+                and not masked
+                and not self._fragmented
+                and length <= self._max_message_bytes
+            ):
+                if end - position < size:
+                    break  # wait for the whole frame
+                payload = bytes(buffer[position + header_size : position + size])
+                try:
+                    self._events.append(payload.decode())
+                except UnicodeDecodeError:
+                    self._to_wsproto(bytes(buffer[position : position + size]))  # it says what is wrong
+                position += size
+                continue
+            opcode = first & 0x0F
+            if opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
+                self._fragmented = not first & 0x80
+            elif opcode == _OPCODE_CONTINUATION and first & 0x80:
+                self._fragmented = False
+            self._owed = size
+        del buffer[:position]
+
+    def _to_wsproto(self, data: bytes) -> None:
+        self._ws.receive_data(data)
+        self._events.extend(self._ws.events())
 
     async def _handle(self, event: Event) -> str | bytes | None:
         """Apply one wsproto event; return a message when one is complete."""
@@ -360,6 +475,9 @@ class WebSocket:
                         self._flush()
                         self._writer.write(self._ws.send(CloseConnection(code=code, reason=reason)))
                         await self._writer.drain()
+                if self._received:  # a frame boundary: what wsproto has not seen yet follows on
+                    self._ws.receive_data(bytes(self._received))
+                    self._received.clear()
                 while self._state() is not ConnectionState.CLOSED:
                     data = await self._reader.read(_READ_CHUNK_BYTES)
                     self._ws.receive_data(data or None)

@@ -12,6 +12,7 @@ then ``exec`` of the program in the same process), which leaves no moment for a 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import resource
 import signal
@@ -21,6 +22,7 @@ import threading
 from typing import Final, NamedTuple
 
 from hetuflow_agent.executor.launch import Launch
+from hetuflow_agent.process.watcher import watcher_for
 
 __all__ = ["ExitStatus", "Started", "signal_group", "spawn", "watch_exit"]
 
@@ -98,8 +100,10 @@ def spawn(launch: Launch, *, cpu_secs: int | None = None, stdin: int = subproces
         # The child holds its own copies; ours would keep the pipes open after it exits.
         os.close(out_write)
         os.close(err_write)
-    os.set_blocking(out_read, False)
-    os.set_blocking(err_read, False)
+    # A fresh read end has no status flags but its access mode (which F_SETFL leaves alone), so one
+    # F_SETFL does what os.set_blocking does with a F_GETFL first.
+    fcntl.fcntl(out_read, fcntl.F_SETFL, os.O_NONBLOCK)
+    fcntl.fcntl(err_read, fcntl.F_SETFL, os.O_NONBLOCK)
     return Started(popen, out_read, err_read)
 
 
@@ -129,16 +133,18 @@ def watch_exit(pid: int, *, kill_group: bool = True) -> asyncio.Future[ExitStatu
         _wait_in_thread(pid, kill_group, loop, future)
         return future
 
+    watcher = watcher_for(loop)
+
     def on_readable() -> None:
         status = _reap(pid, kill_group, blocking=False)
         if status is None:
             return  # spurious wake-up; the leader is still running
-        loop.remove_reader(pidfd)
+        watcher.remove(pidfd)
         os.close(pidfd)
         if not future.done():
             future.set_result(status)
 
-    loop.add_reader(pidfd, on_readable)
+    watcher.add(pidfd, on_readable)
     return future
 
 

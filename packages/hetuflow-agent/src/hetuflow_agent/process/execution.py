@@ -161,8 +161,11 @@ class Execution:
             final = self._final(InstanceStatus.FAILED, f"agent error: {type(exc).__name__}: {exc}")
         finally:
             if self._slot is not None:  # first, so the next attempt in line starts before this one reports
-                self._spawner.leaders.clear(self._slot)
-                self._slots.release(self._slot)
+                # A slot handed straight to the next attempt keeps this leader's line until that
+                # attempt's start overwrites it: the leader is reaped and its group killed, so a
+                # successor would find nothing there to kill (and the start time guards a reused pid).
+                if not self._slots.release(self._slot):
+                    self._spawner.leaders.clear(self._slot)
                 self._slot = None
         self.phase = Phase.FINISHED
         self._on_finished(self)

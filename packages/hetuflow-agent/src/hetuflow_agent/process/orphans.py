@@ -10,10 +10,15 @@ can only be the old task's leftovers (a group id is the pid of its creator).
 The records live in one file, ``<workdir>/tasks/.leaders``, with one fixed-size line per run slot:
 recording a start is one ``pwrite`` into a file already open, where a file per attempt cost a create
 and an unlink — on a journaling file system the largest part of an attempt's system time. A line reads
-``"<pid> @<start> <instance id>"``; ``<start>`` is the start time in clock ticks since boot from
-``/proc/<pid>/stat`` (exact, and immune to wall-clock steps), or psutil's epoch seconds without the
-``@`` where ``/proc`` is missing. A slot's line is blanked when the slot is given back; a line left
-stale by a crash names a dead or foreign process and is harmless. Older agents wrote
+``"<pid> @<start> <instance id>"``; ``<start>`` is the start time in clock ticks since boot, as
+``/proc/<pid>/stat`` gives it (exact, and immune to wall-clock steps), or psutil's epoch seconds without
+the ``@`` where ``/proc`` is missing. Reading ``/proc`` for every start was most of the cost of a record,
+so the spawner brackets the start instead: the boot clock read before and after the process was
+created, in the same ticks, holds the kernel's start time between them (``@<first>-<last>`` when the
+two differ, a span of a tick or two). A slot's line is blanked when the slot falls free, or overwritten
+by the next leader when the slot passes straight on to the next attempt; a line left stale (by a crash,
+or in that short hand-over) names a reaped leader whose group was killed, or a foreign process with
+another start time, and is harmless. Older agents wrote
 ``"<pid> <seconds>"`` into ``<task dir>/.hetuflow-pid``; those files are read as well.
 """
 
@@ -25,6 +30,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Final
 
@@ -43,6 +49,9 @@ _BLANK: Final = b" " * (_RECORD_BYTES - 1) + b"\n"
 _START_TIME_TOLERANCE_SECS: Final = 0.05
 _STARTTIME_FIELD: Final = 19
 """Index of ``starttime`` (field 22 of ``/proc/<pid>/stat``) among the fields after the command name."""
+_BOOT_CLOCK: Final = getattr(time, "CLOCK_BOOTTIME", None)
+"""The clock of ``/proc``'s start times (Linux only)."""
+_TICK_NS: Final = 1_000_000_000 // os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0
 
 
 class LeaderTable:
@@ -58,6 +67,17 @@ class LeaderTable:
         self._slots = slots
         self._fd: int | None = None
         self._lock = threading.Lock()
+        self._bracket = _BOOT_CLOCK is not None and _TICK_NS > 0 and os.path.exists("/proc/self/stat")
+
+    def now(self) -> int | None:
+        """The boot clock now, in ``/proc``'s start-time ticks; None where starts are not bracketed.
+
+        Read it just before creating a process and pass it to ``record`` as ``started_after``.
+        """
+        if not self._bracket:
+            return None
+        assert _BOOT_CLOCK is not None
+        return time.clock_gettime_ns(_BOOT_CLOCK) // _TICK_NS
 
     def reset(self) -> None:
         """Start with every slot blank (after ``reap_orphans`` dealt with what the file said)."""
@@ -66,10 +86,15 @@ class LeaderTable:
             self._write(fd, _BLANK * self._slots, 0)
             os.ftruncate(fd, self._slots * _RECORD_BYTES)
 
-    def record(self, slot: int, pid: int, instance_id: str) -> None:
-        """Note that ``pid`` leads the attempt ``instance_id`` running in ``slot``."""
-        ticks = _start_ticks(pid)
-        if ticks is not None:
+    def record(self, slot: int, pid: int, instance_id: str, *, started_after: int | None = None) -> None:
+        """Note that ``pid`` leads the attempt ``instance_id`` running in ``slot``.
+
+        ``started_after`` is ``now()`` read before the process was created; call this right after.
+        Without it the start time is read from ``/proc``.
+        """
+        if started_after is not None and (last := self.now()) is not None:
+            started = f"@{started_after}" if last == started_after else f"@{started_after}-{last}"
+        elif (ticks := _start_ticks(pid)) is not None:
             started = f"@{ticks}"
         else:
             try:
@@ -162,8 +187,9 @@ def _start_ticks(pid: int) -> int | None:
 
 def _may_kill(pgid: int, started: str) -> bool:
     if started.startswith("@"):
+        first, _, last = started[1:].partition("-")
         ticks = _start_ticks(pgid)
-        return ticks is None or ticks == int(started[1:])  # None: no such process
+        return ticks is None or int(first) <= ticks <= int(last or first)  # None: no such process
     try:
         leader_started = psutil.Process(pgid).create_time()
     except psutil.NoSuchProcess:

@@ -18,6 +18,8 @@ from hetuflow_core.protocol import TaskLogChunkData
 
 __all__ = ["OutputBuffer", "truncation_marker"]
 
+_STREAMS = tuple(LogStream)
+"""The streams in order (iterating the enum itself is slow, and a buffer is made per attempt)."""
 _UTF8_CONTINUATION_MASK = 0xC0
 _UTF8_CONTINUATION = 0x80
 _MAX_UTF8_CONTINUATIONS = 3
@@ -45,8 +47,8 @@ class OutputBuffer:
         self.kept_bytes = 0
         """Bytes within the cap (the marker not counted)."""
         self.truncated = False
-        self._pending: dict[LogStream, bytearray] = {stream: bytearray() for stream in LogStream}
-        self._next_seq: dict[LogStream, int] = dict.fromkeys(LogStream, 0)
+        self._pending: dict[LogStream, bytearray] = {stream: bytearray() for stream in _STREAMS}
+        self._next_seq: dict[LogStream, int] = dict.fromkeys(_STREAMS, 0)
         self._tail = bytearray()
         self._tail_trimmed = False
 
@@ -92,7 +94,7 @@ class OutputBuffer:
     def flush_all(self) -> list[TaskLogChunkData]:
         """Every pending byte of both streams, as chunks; used once the pipes are closed."""
         chunks: list[TaskLogChunkData] = []
-        for stream in LogStream:
+        for stream in _STREAMS:
             while (chunk := self.flush(stream)) is not None:
                 chunks.append(chunk)
         return chunks

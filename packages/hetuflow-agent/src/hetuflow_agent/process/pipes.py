@@ -1,6 +1,6 @@
 """Reading a process's stdout and stderr and batching them into log chunks.
 
-The pipes are read by the event loop itself: each read end is registered with ``add_reader`` and every
+The pipes are read by the event loop itself: each read end is watched (``watcher.FdWatcher``) and every
 read lands in ``OutputBuffer.feed`` synchronously, so the pipes are drained as fast as the process
 writes whatever the network does — a process is never blocked on a full pipe, even past the output cap.
 (Plain readers rather than asyncio pipe transports: a transport costs several loop callbacks and a
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from hetuflow_agent.process.output import OutputBuffer
+from hetuflow_agent.process.watcher import watcher_for
 from hetuflow_core.enums import LogStream
 from hetuflow_core.protocol import TaskLogChunkData
 
@@ -37,11 +39,14 @@ class LogPump:
         self.buffer = buffer
         self._flush_secs = flush_secs
         self._loop = asyncio.get_running_loop()
+        self._watcher = watcher_for(self._loop)
         self._outbox: deque[TaskLogChunkData] = deque()
-        self._wakeup = asyncio.Event()
+        # Made when first needed: most attempts print nothing, and their pipes are closed before
+        # anyone waits for that.
+        self._wakeup: asyncio.Event | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
         self._timers: dict[LogStream, asyncio.TimerHandle] = {}
         self._fds: dict[LogStream, int] = {}
-        self._all_closed = asyncio.Event()
         self._finished = False
         self._on_output: Callable[[], None] | None = None
 
@@ -49,7 +54,7 @@ class LogPump:
         """Start reading the two pipes' non-blocking read ends (the pump takes ownership and closes them)."""
         for stream, fd in ((LogStream.STDOUT, stdout), (LogStream.STDERR, stderr)):
             self._fds[stream] = fd
-            self._loop.add_reader(fd, self._on_readable, stream, fd)
+            self._watcher.add(fd, functools.partial(self._on_readable, stream, fd))
 
     def when_output(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, as soon as a chunk is ready (now, if one already is)."""
@@ -69,11 +74,13 @@ class LogPump:
 
     async def wait_closed(self, within_secs: float | None) -> bool:
         """Wait until both pipes reached end of file; False when ``within_secs`` passed first."""
-        if not self._all_closed.is_set():
+        if self._fds:
+            if self._closed_waiter is None:
+                self._closed_waiter = self._loop.create_future()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(within_secs):
-                    await self._all_closed.wait()
-        return self._all_closed.is_set()
+                    await asyncio.shield(self._closed_waiter)
+        return not self._fds
 
     def finish(self) -> None:
         """No more output: close the pipes, send everything pending, and end ``chunks()``."""
@@ -85,7 +92,8 @@ class LogPump:
         for stream in list(self._timers):
             self._cancel_timer(stream)
         self._post(self.buffer.flush_all())
-        self._wakeup.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def chunks(self) -> AsyncIterator[TaskLogChunkData]:
         """Every log chunk in order, as it becomes ready; ends after ``finish`` once all were yielded."""
@@ -94,6 +102,8 @@ class LogPump:
                 yield self._outbox.popleft()
             if self._finished and not self._outbox:
                 return
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -113,10 +123,10 @@ class LogPump:
         fd = self._fds.pop(stream, None)
         if fd is None:
             return
-        self._loop.remove_reader(fd)
+        self._watcher.remove(fd)
         os.close(fd)
-        if not self._fds:
-            self._all_closed.set()
+        if not self._fds and self._closed_waiter is not None and not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
 
     def _flush(self, stream: LogStream) -> None:
         self._timers.pop(stream, None)
@@ -127,7 +137,8 @@ class LogPump:
     def _post(self, chunks: list[TaskLogChunkData]) -> None:
         if chunks:
             self._outbox.extend(chunks)
-            self._wakeup.set()
+            if self._wakeup is not None:
+                self._wakeup.set()
             callback, self._on_output = self._on_output, None
             if callback is not None:
                 callback()

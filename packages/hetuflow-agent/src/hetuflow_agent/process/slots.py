@@ -49,11 +49,12 @@ class RunSlots:
             self._waiters.append(future)
         return future
 
-    def release(self, slot: int) -> None:
-        """Give ``slot`` back: to the oldest waiter still waiting, or to the free ones."""
+    def release(self, slot: int) -> bool:
+        """Give ``slot`` back: to the oldest waiter still waiting (True), or to the free ones (False)."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():  # a cancelled waiter left the queue
                 waiter.set_result(slot)
-                return
+                return True
         self._free.append(slot)
+        return False

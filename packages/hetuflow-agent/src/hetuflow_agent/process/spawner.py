@@ -12,13 +12,14 @@ slow sample never delays a start.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from hetuflow_agent.executor import argv as argvs
 from hetuflow_agent.executor import capabilities
@@ -30,6 +31,8 @@ from hetuflow_core.enums import CommandKind
 from hetuflow_core.protocol import ScheduledTaskData
 
 __all__ = ["DEFAULT_SPAWN_THREADS", "Spawner"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SPAWN_THREADS: Final = 4
 """Starts in flight at once; beyond a few, more threads only contend for the same cores."""
@@ -67,6 +70,12 @@ class Spawner:
         # One /dev/null for every child's stdin, instead of an open and close per start.
         self._devnull: int | None = None
         self._devnull_lock = threading.Lock()
+        # Directories to remove, queued until the next start takes them along or the end of the loop
+        # turn: on a busy agent that is one worker wake-up per attempt instead of two, and the start
+        # can recycle the very directory just released.
+        self._releases: list[_Release] = []
+        self._releases_scheduled = False
+        self._closing = False
 
     async def start(
         self,
@@ -81,23 +90,38 @@ class Spawner:
         the process (``child.watch_exit``) and close the pipes. Should the awaiting task be cancelled
         meanwhile, a process started anyway is killed and reaped here.
         """
-        return await self._workers.call(self._start, task, slot, cpu_secs, on_abandoned=_abandon)
+        releases, self._releases = self._releases, []
+        return await self._workers.call(self._start, task, slot, cpu_secs, releases, on_abandoned=_abandon)
 
     def remove_task_dir(self, task: ScheduledTaskData) -> None:
         """Clear away the attempt's task directory (missing is fine), in the background.
 
-        Nothing waits for it but ``close``: nothing else needs the directory gone at a given moment.
+        On a worker thread, before the next start that is asked for in this loop turn, or on its own
+        after it. Nothing waits for it but ``close``: nothing else needs the directory gone at a given
+        moment.
         """
         name = str(task.instance_id)
         task_dir = os.path.join(self._tasks_root, name)  # launch.task_dir_for, as a str
         script = argvs.SCRIPT_FILENAMES.get(task.config.command) if task.config.script is not None else None
-        self._workers.submit(self._scratch.release, task_dir, script, name)
+        self._releases.append(_Release(task_dir, script, name))
+        if not self._releases_scheduled:
+            self._releases_scheduled = True
+            asyncio.get_running_loop().call_soon(self._submit_releases)
 
     async def close(self) -> None:
         """Finish the removals still queued, stop the worker threads and release the files held."""
-        await asyncio.to_thread(self._shut_down)
+        self._closing = True
+        releases, self._releases = self._releases, []
+        await asyncio.to_thread(self._shut_down, releases)
 
-    def _shut_down(self) -> None:
+    def _submit_releases(self) -> None:
+        self._releases_scheduled = False
+        if self._releases and not self._closing:  # else a start took them, or close does them
+            releases, self._releases = self._releases, []
+            self._workers.submit(self._release_all, releases)
+
+    def _shut_down(self, releases: list[_Release]) -> None:
+        self._release_all(releases)
         self._workers.shutdown()
         self._scratch.clear()
         self.leaders.close()
@@ -108,7 +132,17 @@ class Spawner:
 
     # ---------------------------------------------------------------- on the worker threads
 
-    def _start(self, task: ScheduledTaskData, slot: int, cpu_secs: int | None) -> child.Started:
+    def _release_all(self, releases: list[_Release]) -> None:
+        for release in releases:
+            try:
+                self._scratch.release(release.task_dir, release.script, release.spare_name)
+            except Exception:  # a directory left behind must not cost the start that carried it
+                logger.exception("cannot remove task directory %s", release.task_dir)
+
+    def _start(
+        self, task: ScheduledTaskData, slot: int, cpu_secs: int | None, releases: list[_Release]
+    ) -> child.Started:
+        self._release_all(releases)
         launch = launching.prepare_launch(
             task,
             executables=self._executables,
@@ -118,13 +152,14 @@ class Spawner:
             scratch=self._scratch,
         )
         program = launch.argv[0]
+        before = self.leaders.now()
         try:
             started = child.spawn(launch, cpu_secs=cpu_secs, stdin=self._stdin())
         except OSError as exc:
             raise launching.LaunchError(f"cannot start {program}: {exc.strerror or exc}") from None
         except (ValueError, subprocess.SubprocessError) as exc:  # NUL in argv/env, failure in the child
             raise launching.LaunchError(f"cannot start {program}: {exc}") from None
-        self.leaders.record(slot, started.popen.pid, str(task.instance_id))
+        self.leaders.record(slot, started.popen.pid, str(task.instance_id), started_after=before)
         return started
 
     def _stdin(self) -> int:
@@ -132,6 +167,14 @@ class Spawner:
             if self._devnull is None:
                 self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             return self._devnull
+
+
+class _Release(NamedTuple):
+    """A finished attempt's task directory, to recycle or remove (``ScratchDirs.release``)."""
+
+    task_dir: str
+    script: str | None
+    spare_name: str
 
 
 def _abandon(process: child.Started) -> None:
