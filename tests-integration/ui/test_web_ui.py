@@ -854,6 +854,15 @@ def stray_words(text: str) -> list[str]:
     return [word for word in words if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text)]
 
 
+def submit_schedule(page: Page, pipeline: Pipeline, **expected: object) -> str:
+    """Submit the schedule form, wait for the schedule's page; its id (its stored fields are ``expected``)."""
+    page.click("form.schedule-form button[type=submit]")
+    schedule_id = page.wait_created("schedules")
+    stored = pipeline.call("GET", f"/schedules/{schedule_id}")
+    assert {key: stored[key] for key in expected} == expected
+    return schedule_id
+
+
 def test_a_flow_is_scheduled_from_its_page_listed_with_its_next_runs_edited_and_deleted(
     page: Page, pipeline: Pipeline
 ) -> None:
@@ -879,16 +888,8 @@ def test_a_flow_is_scheduled_from_its_page_listed_with_its_next_runs_edited_and_
     page.fill("[name=parameters]", '{"mode": "full"}')
     page.wait("document.querySelectorAll('.fire-times time').length > 0", "the flow schedule's preview")
     assert stray_words(str(page.eval("document.body.innerText"))) == []
-    page.click("form.schedule-form button[type=submit]")
-    cron_id = page.wait_created("schedules")
-    stored = pipeline.call("GET", f"/schedules/{cron_id}")
-    assert (stored["flow_id"], stored["job_id"], stored["kind"], stored["cron_expression"]) == (
-        flow_id,
-        None,
-        "cron",
-        "0 3 * * *",
-    )
-    assert (stored["timezone"], stored["parameters"]) == ("Europe/Berlin", {"mode": "full"})
+    cron = {"kind": "cron", "cron_expression": "0 3 * * *", "timezone": "Europe/Berlin", "job_id": None}
+    cron_id = submit_schedule(page, pipeline, flow_id=flow_id, parameters={"mode": "full"}, **cron)
     assert page.text("dl.details a") == name  # the schedule's page names its flow, as a link
 
     # Listed on the flow's page with its next fire times, in the schedule's zone.
@@ -909,10 +910,8 @@ def test_a_flow_is_scheduled_from_its_page_listed_with_its_next_runs_edited_and_
     assert not page.eval("document.querySelector('[data-field=flow_id]').hidden")
     assert stray_words(str(page.eval("document.body.innerText"))) == []
     page.fill("[name=cron_expression]", "15 4 * * *")
-    page.click("form.schedule-form button[type=submit]")
-    page.wait_path(rf"\/schedules\/{cron_id}")
-    stored = pipeline.call("GET", f"/schedules/{cron_id}")
-    assert (stored["flow_id"], stored["kind"], stored["cron_expression"]) == (flow_id, "cron", "15 4 * * *")
+    edited = submit_schedule(page, pipeline, flow_id=flow_id, kind="cron", cron_expression="15 4 * * *")
+    assert edited == cron_id
 
     # An interval schedule of the flow from the general form, choosing the flow there.
     page.goto("/schedules/new")
@@ -922,15 +921,7 @@ def test_a_flow_is_scheduled_from_its_page_listed_with_its_next_runs_edited_and_
     page.fill("[name=kind]", "interval")
     page.fill("[name=interval_secs]", "900")
     page.wait("document.querySelectorAll('.fire-times time').length > 0", "the interval's preview")
-    page.click("form.schedule-form button[type=submit]")
-    interval_id = page.wait_created("schedules")
-    stored = pipeline.call("GET", f"/schedules/{interval_id}")
-    assert (stored["flow_id"], stored["job_id"], stored["kind"], stored["interval_secs"]) == (
-        flow_id,
-        None,
-        "interval",
-        900,
-    )
+    submit_schedule(page, pipeline, flow_id=flow_id, job_id=None, kind="interval", interval_secs=900)
     page.goto(f"/flows/{flow_id}")
     assert sorted(page.eval(rules)) == ["at 04:15 every day (Europe/Berlin)", "every 15 min"]
     assert len(page.eval(fire_times)) == 6
