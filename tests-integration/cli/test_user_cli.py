@@ -106,6 +106,19 @@ def test_listings_and_daily_verbs(hetuflow: Hetuflow, pipeline: Pipeline, agent:
     assert hetuflow.ok("flows", "cancel", "cli-stuck", stuck_run).split() == [stuck_run, "cancelled"]
     assert hetuflow.ok("flows", "retry", "cli-stuck", stuck_run).split() == [stuck_run, "running"]
     hetuflow.ok("flows", "cancel", "cli-stuck", stuck_run)
+    # Runs latest first, and one run found by its id alone.
+    later_run = hetuflow.ok("flows", "run", "cli-stuck").strip()
+    runs = json.loads(hetuflow.ok("flows", "runs", "cli-stuck", "-o", "json"))
+    assert [run["id"] for run in runs] == [later_run, stuck_run]
+    assert later_run in hetuflow.ok("flows", "runs", "cli-stuck", "--limit", "1")
+    shown = json.loads(hetuflow.ok("flows", "run-show", stuck_run, "-o", "json"))
+    assert (shown["id"], shown["status"], [step["name"] for step in shown["steps"]]) == (
+        stuck_run,
+        "cancelled",
+        ["only"],
+    )
+    assert "cancelled" in hetuflow.ok("flows", "run-show", stuck_run)
+    hetuflow.ok("flows", "cancel", "cli-stuck", later_run)
 
     token = hetuflow.ok("tokens", "create", "cli-reader", "--scope", "read").strip()
     listed = json.loads(hetuflow.ok("tokens", "ls", "-o", "json"))

@@ -6,7 +6,8 @@ and its log arriving live in the log view, cancel and retry from the task page, 
 live preview across the 2026 spring-forward of America/New_York. Then the operators' pages: the task
 history without planned runs (those are under Upcoming), the dashboard chart drawn from the stats endpoint,
 a token issued and revoked on the Tokens page, the whole log downloaded and searched, a flow created and
-edited in the form whose failed step is one click from its run (and the run one click from the task), the job
+edited in the form whose failed step is one click from its run (and the run one click from the task), a
+flow's schedules made, listed with their next fire times, edited and deleted from the flow's page, the job
 page (run grid, next runs, delete) with schedule edit and delete, an event sent, the audit trail of a change
 made in the UI, a notification delivery listed, an offline agent forgotten, run durations in the task lists,
 and every page free of the texts null and undefined and of clipped selects (with screenshots of the main pages
@@ -847,6 +848,95 @@ def test_a_flow_created_and_edited_in_the_ui_runs_and_its_failed_step_is_one_cli
     assert page.eval("document.querySelector('.dag [data-step=publish]').classList.contains('s-failed')")
 
 
+def stray_words(text: str) -> list[str]:
+    """The words a value the UI failed to render leaves in ``text`` (``null``, ``undefined`` ...)."""
+    words = ("null", "undefined", "NaN", "[object Object]")
+    return [word for word in words if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text)]
+
+
+def submit_schedule(page: Page, pipeline: Pipeline, **expected: object) -> str:
+    """Submit the schedule form, wait for the schedule's page; its id (its stored fields are ``expected``)."""
+    page.click("form.schedule-form button[type=submit]")
+    schedule_id = page.wait_created("schedules")
+    stored = pipeline.call("GET", f"/schedules/{schedule_id}")
+    assert {key: stored[key] for key in expected} == expected
+    return schedule_id
+
+
+def test_a_flow_is_scheduled_from_its_page_listed_with_its_next_runs_edited_and_deleted(
+    page: Page, pipeline: Pipeline
+) -> None:
+    job_id = pipeline.create_job(labels={"ui": "nobody"}, script="true")
+    steps = [{"name": "only", "job_id": job_id}]
+    name = f"ui-scheduled-{time.monotonic_ns()}"[:60]
+    flow_id = pipeline.call("POST", "/flows", json={"name": name, "steps": steps}, expect=201)["id"]
+    schedules = "section[aria-label='Schedules']"
+    rules = f'[...document.querySelectorAll("{schedules} tbody td:first-child a")].map(a => a.textContent)'
+    page.sign_in(pipeline.server.admin_token)
+    page.goto(f"/flows/{flow_id}")
+    assert "No schedules" in page.text(schedules)
+
+    # Add a cron schedule from the flow's page: the form targets the flow and offers no daemon for it.
+    page.click_text("button", "Add schedule")
+    page.wait_search(f"?flow_id={flow_id}")
+    assert page.eval("document.querySelector('[name=target]').value") == "flow"
+    assert page.eval("document.querySelector('[name=flow_id]').value") == flow_id
+    assert page.eval("document.querySelector('[data-field=job_id]').hidden")
+    assert page.eval("document.querySelector('[name=kind] option[value=daemon]').disabled")
+    page.fill("[name=cron_expression]", "0 3 * * *")
+    page.fill("[name=timezone]", "Europe/Berlin")
+    page.fill("[name=parameters]", '{"mode": "full"}')
+    page.wait("document.querySelectorAll('.fire-times time').length > 0", "the flow schedule's preview")
+    assert stray_words(str(page.eval("document.body.innerText"))) == []
+    cron = {"kind": "cron", "cron_expression": "0 3 * * *", "timezone": "Europe/Berlin", "job_id": None}
+    cron_id = submit_schedule(page, pipeline, flow_id=flow_id, parameters={"mode": "full"}, **cron)
+    assert page.text("dl.details a") == name  # the schedule's page names its flow, as a link
+
+    # Listed on the flow's page with its next fire times, in the schedule's zone.
+    page.click(f"dl.details a[href='/flows/{flow_id}']")
+    page.wait_path(rf"\/flows\/{flow_id}")
+    assert page.eval(rules) == ["at 03:00 every day (Europe/Berlin)"]
+    fire_times = f'[...document.querySelectorAll("{schedules} .fire-times time")].map(t => t.dateTime)'
+    listed = page.eval(fire_times)
+    assert len(listed) == 3
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT03:00:00\+0[12]:00", text) for text in listed), listed
+    assert stray_words(str(page.eval("document.body.innerText"))) == []
+
+    # Edit it from the flow's page: the rule changes, its flow and kind stay.
+    page.click(f"{schedules} button[data-key='edit:{cron_id}']")
+    page.wait_path(rf"\/schedules\/{cron_id}\/edit")
+    page.wait("document.querySelector('[name=cron_expression]').value === '0 3 * * *'", "the stored rule")
+    assert page.eval("document.querySelector('[name=target]').disabled")
+    assert not page.eval("document.querySelector('[data-field=flow_id]').hidden")
+    assert stray_words(str(page.eval("document.body.innerText"))) == []
+    page.fill("[name=cron_expression]", "15 4 * * *")
+    edited = submit_schedule(page, pipeline, flow_id=flow_id, kind="cron", cron_expression="15 4 * * *")
+    assert edited == cron_id
+
+    # An interval schedule of the flow from the general form, choosing the flow there.
+    page.goto("/schedules/new")
+    page.fill("[name=target]", "flow")
+    page.wait("!document.querySelector('[data-field=flow_id]').hidden", "the flow choice")
+    page.fill("[name=flow_id]", flow_id)
+    page.fill("[name=kind]", "interval")
+    page.fill("[name=interval_secs]", "900")
+    page.wait("document.querySelectorAll('.fire-times time').length > 0", "the interval's preview")
+    submit_schedule(page, pipeline, flow_id=flow_id, job_id=None, kind="interval", interval_secs=900)
+    page.goto(f"/flows/{flow_id}")
+    assert sorted(page.eval(rules)) == ["at 04:15 every day (Europe/Berlin)", "every 15 min"]
+    assert len(page.eval(fire_times)) == 6
+
+    # Delete one from its page: back on the flow's page, which lists the other only.
+    page.click(f"{schedules} a[href='/schedules/{cron_id}']")
+    page.wait_path(rf"\/schedules\/{cron_id}")
+    page.click_text("button", "Delete")
+    page.click_text("button", "Confirm: delete")
+    page.wait_path(rf"\/flows\/{flow_id}")
+    pipeline.call("GET", f"/schedules/{cron_id}", expect=404)
+    page.wait(f"JSON.stringify({rules}) === '[\"every 15 min\"]'", "the deleted schedule gone from the list")
+    assert stray_words(str(page.eval("document.body.innerText"))) == []
+
+
 def test_job_page_grid_next_runs_edit_delete_and_the_job_search(page: Page, pipeline: Pipeline) -> None:
     job_id = pipeline.create_job(labels={"ui": "nobody", "team": "grid"}, script="true")
     name = pipeline.call("GET", f"/jobs/{job_id}")["name"]
@@ -1055,6 +1145,12 @@ def test_no_page_shows_null_or_undefined(
         expect=201,
     )
     run = pipeline.call("POST", f"/flows/{flow['id']}/run", expect=201)
+    flow_schedule = pipeline.call(
+        "POST",
+        "/schedules",
+        json={"flow_id": flow["id"], "kind": "cron", "cron_expression": "0 3 * * *", "timezone": "UTC"},
+        expect=201,
+    )
     pages = {
         "dashboard": "/",
         "jobs": "/jobs",
@@ -1065,6 +1161,10 @@ def test_no_page_shows_null_or_undefined(
         "schedule": f"/schedules/{schedule['id']}",
         "schedule-edit": f"/schedules/{schedule['id']}/edit",
         "schedule-new": "/schedules/new",
+        "schedule-of-flow": f"/schedules/{flow_schedule['id']}",
+        "schedule-of-flow-edit": f"/schedules/{flow_schedule['id']}/edit",
+        "schedule-new-of-flow": f"/schedules/new?flow_id={flow['id']}",
+        "schedules-of-flow": f"/schedules?flow_id={flow['id']}",
         "tasks": "/tasks",
         "tasks-upcoming": "/tasks?view=upcoming",
         "task": f"/tasks/{task_id}",
@@ -1095,10 +1195,7 @@ def test_no_page_shows_null_or_undefined(
             "new Promise(done => setTimeout(done, 300))"
         )  # the first refresh of pages that load in parts
         text = str(page.eval("document.body.innerText"))
-        for word in ("null", "undefined", "NaN", "[object Object]"):
-            assert re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is None, (
-                f"{word!r} on {path}:\n{text}"
-            )
+        assert stray_words(text) == [], f"on {path}:\n{text}"
         assert page.eval(CLIPPED_CHOICES) == [], f"choices cut off on {path}"
         assert shoot(page, name, folder if name in DOC_PAGES else tmp_path).stat().st_size > 0
     page.goto("/login")

@@ -303,7 +303,16 @@ CASES = [
         kwargs={"limit": 5},
         query=[("limit", "5")],
     ),
+    Case(
+        "list_flow_runs",
+        (FLOW,),
+        "GET",
+        f"/api/v1/flows/{FLOW}/runs",
+        kwargs={"order": "desc", "cursor": "c"},
+        query=[("order", "desc"), ("cursor", "c")],
+    ),
     Case("get_flow_run", (FLOW, RUN), "GET", f"/api/v1/flows/{FLOW}/runs/{RUN}"),
+    Case("get_flow_run_by_id", (RUN,), "GET", f"/api/v1/flow-runs/{RUN}"),
     Case("cancel_flow_run", (FLOW, RUN), "POST", f"/api/v1/flows/{FLOW}/runs/{RUN}/cancel"),
     Case("retry_flow_run", (FLOW, RUN), "POST", f"/api/v1/flows/{FLOW}/runs/{RUN}/retry"),
     # tokens and health

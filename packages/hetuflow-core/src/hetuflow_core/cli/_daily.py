@@ -64,6 +64,13 @@ FLOW_COLUMNS = (
     Column("STEPS", lambda flow: ", ".join(step.name for step in flow.steps)),
     Column("UPDATED", lambda flow: flow.updated_at),
 )
+RUN_COLUMNS = (
+    Column("ID", lambda run: run.id),
+    Column("STATUS", lambda run: run.status),
+    Column("STEPS", lambda run: ", ".join(f"{step.name}={step.status}" for step in run.steps)),
+    Column("CREATED", lambda run: run.created_at),
+    Column("COMPLETED", lambda run: run.completed_at),
+)
 
 
 @click.group()
@@ -185,7 +192,7 @@ def schedules_slots(context: Context, schedule_id: str, limit: int | None, outpu
 
 @click.group()
 def flows() -> None:
-    """List flows, show one, start a run, cancel or retry one."""
+    """List flows, show one, start a run, list and show runs, cancel or retry one."""
 
 
 @flows.command("ls")
@@ -217,6 +224,31 @@ def flows_run(context: Context, flow: str, params: tuple[str, ...]) -> None:
     found = find_flow(context.client, flow)
     run = context.client.run_flow(found.id, parse_parameters(params))
     context.out.print(str(run.id), markup=False)
+
+
+@flows.command("runs")
+@click.argument("flow")
+@_LIMIT
+@output_option
+@click.pass_obj
+def flows_runs(context: Context, flow: str, limit: int | None, output: str) -> None:
+    """List the runs of a flow, latest first, with each step's status."""
+    client = context.client
+    flow_id = find_flow(client, flow).id
+    pages = all_pages(
+        lambda cursor: client.list_flow_runs(flow_id, order="desc", cursor=cursor, limit=PAGE_LIMIT),
+        limit or 100,
+    )
+    show_list(context, list(pages), RUN_COLUMNS, output)
+
+
+@flows.command("run-show")
+@click.argument("run_id")
+@output_option
+@click.pass_obj
+def flows_run_show(context: Context, run_id: str, output: str) -> None:
+    """Show one run by its id (its flow need not be named, nor still exist), with each step's task."""
+    show_one(context, context.client.get_flow_run_by_id(run_id), output)
 
 
 @flows.command("cancel")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -332,15 +332,26 @@ class Api:
 
     @endpoint
     def list_flow_runs(
-        self, flow_id: Id, *, cursor: str | None = None, limit: int | None = None
+        self,
+        flow_id: Id,
+        *,
+        order: Literal["asc", "desc"] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
     ) -> Call[Page[FlowRun]]:
-        """One page of a flow's runs, oldest first, each with its steps' tasks."""
-        return _get(_at("flows", flow_id, "runs"), Page[FlowRun], cursor=cursor, limit=limit)
+        """One page of a flow's runs, each with its steps' tasks: oldest first, or latest first with
+        ``order="desc"`` (a cursor keeps the order of the page it came from)."""
+        return _get(_at("flows", flow_id, "runs"), Page[FlowRun], order=order, cursor=cursor, limit=limit)
 
     @endpoint
     def get_flow_run(self, flow_id: Id, run_id: Id) -> Call[FlowRun]:
         """One run of a flow, with the current task of each step."""
         return _get(_run_at(flow_id, run_id), FlowRun)
+
+    @endpoint
+    def get_flow_run_by_id(self, run_id: Id) -> Call[FlowRun]:
+        """One flow run by its id alone (``GET /api/v1/flow-runs/{id}``), also when its flow was deleted."""
+        return _get(_at("flow-runs", run_id), FlowRun)
 
     @endpoint
     def cancel_flow_run(self, flow_id: Id, run_id: Id) -> Call[FlowRun]:

@@ -1,6 +1,6 @@
 // Flows: the list, the form that creates or edits one (steps, their jobs, dependencies, parameters, timeout
 // and trigger rule), one flow with its DAG of steps (a layered drawing plus the same steps as a table), edit,
-// enable/disable, delete, a run form and its runs, and one run: the graph of the steps it started with, each
+// enable/disable, delete, its schedules, a run form and its runs, and one run: the graph of the steps it started with, each
 // coloured by its task's status and linking to it, its attempt and its log; cancel and retry.
 //
 // A run is found by its id alone (/flow-runs/<id>), so a task of the run links back to it, and it is drawn from
@@ -10,6 +10,7 @@ import { ApiError, api, listAll, session } from "../api.js";
 import { badge, confirmButton, h, heading, json, notify, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
 import { check, field, input, jsonObject, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
+import { flowSchedules } from "./schedules.js";
 import { durationCell, fillDurations, jobName, jobNames, pager, statusToggle } from "./shared.js";
 
 const PAGE_SIZE = 50;
@@ -158,10 +159,11 @@ function flowForm(flow, jobs) {
 }
 
 export async function flowView({ params, query, signal, reload }) {
-  const [flow, runs, names] = await Promise.all([
+  const [flow, runs, names, schedules] = await Promise.all([
     api.get(`/flows/${params.id}`, {}, { signal }),
     api.get(`/flows/${params.id}/runs`, { order: "desc", limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
     jobNames(signal),
+    flowSchedules({ id: params.id }, signal),
   ]);
   const remove = confirmButton("Delete", async () => {
     await api.delete(`/flows/${flow.id}`);
@@ -173,13 +175,9 @@ export async function flowView({ params, query, signal, reload }) {
     {},
     heading(flow.name, badge(flow.status), writeButton("Edit", () => navigate(`/flows/${flow.id}/edit`)), statusToggle("flows", "Flow", flow, reload), remove),
     flow.description ? h("p", {}, flow.description) : null,
-    h(
-      "p",
-      { class: "related" },
-      h("a", { href: `/schedules?flow_id=${flow.id}` }, "Its schedules"),
-      session.canWrite ? h("a", { href: `/audit?target=${encodeURIComponent(`/flows/${flow.id}`)}` }, "Who changed it (audit trail)") : null,
-    ),
+    session.canWrite ? h("p", { class: "related" }, h("a", { href: `/audit?target=${encodeURIComponent(`/flows/${flow.id}`)}` }, "Who changed it (audit trail)")) : null,
     section("Steps", dag(flow.steps), stepsTable(flow.steps, names)),
+    schedules,
     section("Run", runForm(flow)),
     section(
       "Runs",

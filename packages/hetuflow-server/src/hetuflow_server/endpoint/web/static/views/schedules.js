@@ -1,16 +1,19 @@
-// Schedules: the list (optionally of one job), the create and edit form with a live preview of the next fire
-// times (POST /schedules/preview while typing) and the cron rule in words, and one schedule with its next fire
-// times, enable/disable, edit, delete and its fire-slot history.
+// Schedules: the list (optionally of one job or flow), the create and edit form (of a job or of a flow) with a
+// live preview of the next fire times (POST /schedules/preview while typing) and the cron rule in words, one
+// schedule with its next fire times, enable/disable, edit, delete and its fire-slot history, and the section
+// of a flow's page that lists its schedules with their next fire times.
 
 import { api, listAll } from "../api.js";
 import { describeCron } from "../cron.js";
-import { badge, confirmButton, debounce, details, errorText, h, heading, json, notify, offsetTimeText, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
+import { badge, confirmButton, debounce, details, errorText, h, heading, json, notify, section, shortId, submitButton, table, time, writeButton } from "../dom.js";
 import { check, field, input, instant, jsonObject, localInput, number, onSubmit, select, summary, textarea, value } from "../forms.js";
 import { navigate } from "../router.js";
-import { describeSchedule, jobName, jobNames, pager, statusToggle } from "./shared.js";
+import { describeSchedule, fireTime, jobName, jobNames, pager, statusToggle } from "./shared.js";
 
-// No "flow": a schedule belongs to a job, and flows run through their own "Run" button (the API refuses it).
+// No kind "flow": the kind says when a schedule fires, its target (a job or a flow) what runs.
 const KINDS = ["cron", "interval", "once", "event", "daemon"];
+// A flow cannot run as a daemon: the API refuses it, so the form does not offer it for a flow.
+const JOB_ONLY_KINDS = new Set(["daemon"]);
 const CLOCKED = new Set(["cron", "interval", "once"]);
 // Which fields each kind uses; the form hides the others and leaves them out of the body.
 const KIND_FIELDS = {
@@ -23,6 +26,9 @@ const KIND_FIELDS = {
 const PREVIEW_COUNT = 8;
 const PREVIEW_DEBOUNCE_MS = 250;
 const PAGE_SIZE = 50;
+// A flow's page lists its schedules with their next few fire times.
+const FLOW_SCHEDULES = 20;
+const FLOW_NEXT = 3;
 
 export async function schedulesView({ query, signal }) {
   const jobId = query.get("job_id") || "";
@@ -36,12 +42,12 @@ export async function schedulesView({ query, signal }) {
   return h(
     "div",
     {},
-    heading("Schedules", writeButton("New schedule", () => navigate(`/schedules/new${jobId ? `?job_id=${jobId}` : ""}`), { kind: "primary" })),
+    heading("Schedules", writeButton("New schedule", () => navigate(`/schedules/new${jobId ? `?job_id=${jobId}` : flowId ? `?flow_id=${flowId}` : ""}`), { kind: "primary" })),
     h("div", { class: "toolbar" }, h("label", {}, "Job ", filter), flowId ? h("p", {}, "Of flow ", h("a", { href: `/flows/${flowId}` }, shortId(flowId)), " · ", h("a", { href: "/schedules" }, "all schedules")) : null),
     table(
       [
         ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
-        ["Job", (s) => (s.flow_id ? h("a", { href: `/flows/${s.flow_id}` }, ["flow ", shortId(s.flow_id)]) : h("a", { href: `/jobs/${s.job_id}` }, jobName(names, s.job_id)))],
+        ["Runs", (s) => (s.flow_id ? h("a", { href: `/flows/${s.flow_id}` }, ["flow ", shortId(s.flow_id)]) : h("a", { href: `/jobs/${s.job_id}` }, jobName(names, s.job_id)))],
         ["Status", (s) => badge(s.status)],
         ["Planned", (s) => h("span", { title: "Slots planned so far, including runs not yet due; they count toward max runs" }, String(s.fire_count))],
         ["Misfire", (s) => s.misfire_policy.replace("_", " ")],
@@ -55,23 +61,33 @@ export async function schedulesView({ query, signal }) {
 }
 
 export async function newScheduleView({ query, signal }) {
-  const jobs = await listAll("/jobs", {}, { signal });
+  const [jobs, flows] = await Promise.all([listAll("/jobs", {}, { signal }), listAll("/flows", {}, { signal })]);
   if (!jobs.length) {
     return h("div", {}, heading("New schedule"), h("p", {}, "Create a job first: ", h("a", { href: "/jobs/new" }, "new job"), "."));
   }
-  return h("div", {}, heading("New schedule"), scheduleForm(null, jobs, query.get("job_id") || jobs[0].id, signal));
+  const flowId = query.get("flow_id");
+  const target = flowId ? { flow_id: flowId } : { job_id: query.get("job_id") || jobs[0].id };
+  return h("div", {}, heading("New schedule"), scheduleForm(null, { jobs, flows }, target, signal));
 }
 
 export async function editScheduleView({ params, signal }) {
   const schedule = await api.get(`/schedules/${params.id}`, {}, { signal });
-  const jobs = await listAll("/jobs", {}, { signal });
-  return h("div", {}, heading("Edit schedule"), scheduleForm(schedule, jobs, schedule.job_id, signal));
+  const [jobs, flows] = await Promise.all([listAll("/jobs", {}, { signal }), listAll("/flows", {}, { signal })]);
+  return h("div", {}, heading("Edit schedule"), scheduleForm(schedule, { jobs, flows }, schedule, signal));
 }
 
-/** The schedule form: ``schedule`` null creates (POST), a schedule edits (PATCH; its job and kind stay). */
-function scheduleForm(schedule, jobs, jobId, signal) {
+/**
+ * The schedule form: ``schedule`` null creates (POST), a schedule edits (PATCH; its target and kind stay).
+ * ``target`` names what it runs: its ``flow_id``, else its ``job_id``.
+ */
+function scheduleForm(schedule, { jobs, flows }, target, signal) {
   const s = schedule || {};
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  const ofFlow = Boolean(target.flow_id);
+  const runs = select("target", [["job", "a job"], ...(flows.length || ofFlow ? [["flow", "a flow"]] : [])], ofFlow ? "flow" : "job", { disabled: Boolean(schedule) });
+  // A deleted flow is not listed: its schedule still names it.
+  const flowChoices = flows.map((flow) => [flow.id, flow.name]);
+  if (ofFlow && !flows.some((flow) => flow.id === target.flow_id)) flowChoices.unshift([target.flow_id, `deleted flow ${shortId(target.flow_id)}`]);
   const kind = select("kind", KINDS, s.kind || "cron", { disabled: Boolean(schedule) });
   const cronWords = h("p", { class: "help cron-words", "aria-live": "polite" });
   const previewList = h("ol", { class: "fire-times" });
@@ -83,7 +99,9 @@ function scheduleForm(schedule, jobs, jobId, signal) {
       "fieldset",
       { class: "grid" },
       h("legend", {}, "Rule"),
-      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), jobId, { disabled: Boolean(schedule) }), { wide: true }),
+      field("Runs", runs),
+      field("Job", select("job_id", jobs.map((job) => [job.id, job.name]), target.job_id || jobs[0]?.id, { disabled: Boolean(schedule) }), { wide: true }),
+      field("Flow", select("flow_id", flowChoices, target.flow_id || flowChoices[0]?.[0], { disabled: Boolean(schedule) }), { wide: true, help: "Every fire starts one run of the flow." }),
       field("Kind", kind),
       field("Cron expression", input("cron_expression", { placeholder: "30 2 * * *", autocomplete: "off", class: "code", value: s.cron_expression || "" }), {
         help: "minute hour day month weekday (or 6 fields with seconds first, or @daily ...)",
@@ -120,6 +138,11 @@ function scheduleForm(schedule, jobs, jobId, signal) {
     submitButton(schedule ? "Save schedule" : "Create schedule"),
   );
   const showFields = () => {
+    const flow = runs.value === "flow";
+    form.querySelector('[data-field="job_id"]').hidden = flow;
+    form.querySelector('[data-field="flow_id"]').hidden = !flow;
+    for (const option of kind.options) option.disabled = option.hidden = flow && JOB_ONLY_KINDS.has(option.value);
+    if (kind.selectedOptions[0]?.disabled) kind.value = "cron";
     const used = new Set(KIND_FIELDS[kind.value]);
     for (const name of ["cron_expression", "timezone", "interval_secs", "start_time", "end_time", "max_count", "event_name"]) {
       form.querySelector(`[data-field="${name}"]`).hidden = !used.has(name);
@@ -161,19 +184,21 @@ function scheduleForm(schedule, jobs, jobId, signal) {
   };
   form.addEventListener("input", showWords);
   kind.addEventListener("change", showFields);
+  runs.addEventListener("change", showFields);
   form.addEventListener("input", later);
   form.addEventListener("change", later);
   onSubmit(form, async () => {
     const errors = [];
     const body = {
-      job_id: value(form, "job_id"),
+      ...(runs.value === "flow" ? { flow_id: value(form, "flow_id") } : { job_id: value(form, "job_id") }),
       ...ruleFields(form, errors),
       parameters: jsonObject(form, "parameters", errors),
       status: value(form, "status"),
     };
     if (schedule) {
-      // The job and kind of a schedule never change; only what a PATCH takes is sent.
+      // The target and kind of a schedule never change; only what a PATCH takes is sent.
       delete body.job_id;
+      delete body.flow_id;
       delete body.kind;
     }
     if (kind.value === "event") body.event_name = value(form, "event_name") || null;
@@ -208,17 +233,11 @@ function ruleFields(form, errors) {
   return body;
 }
 
-/** One fire time as the API gives it (in the schedule's zone, with its offset) and its weekday there. */
-function fireTime(text) {
-  // The weekday of the date written in the string (the schedule's zone), not of the instant in UTC.
-  const weekday = new Date(`${text.slice(0, 10)}T00:00:00Z`).toLocaleDateString("en", { weekday: "short", timeZone: "UTC" });
-  return h("li", {}, h("time", { datetime: text, title: `${new Date(text).toISOString()} (UTC)` }, h("code", {}, offsetTimeText(text))), h("span", { class: "muted" }, ` ${weekday}`));
-}
-
 export async function scheduleView({ params, query, signal, reload }) {
   const schedule = await api.get(`/schedules/${params.id}`, {}, { signal });
-  const [job, next, slots] = await Promise.all([
+  const [job, flow, next, slots] = await Promise.all([
     schedule.job_id ? api.get(`/jobs/${schedule.job_id}`, {}, { signal }).catch(() => null) : null,
+    schedule.flow_id ? api.get(`/flows/${schedule.flow_id}`, {}, { signal }).catch(() => null) : null,
     api.get(`/schedules/${schedule.id}/next`, { count: 5 }, { signal }),
     api.get(`/schedules/${schedule.id}/slots`, { limit: PAGE_SIZE, cursor: query.get("cursor") }, { signal }),
   ]);
@@ -226,7 +245,7 @@ export async function scheduleView({ params, query, signal, reload }) {
   const remove = confirmButton("Delete", async () => {
     await api.delete(`/schedules/${schedule.id}`);
     notify("Schedule deleted: its runs not yet started are gone, past runs stay.");
-    navigate(job ? `/jobs/${job.id}` : "/schedules");
+    navigate(job ? `/jobs/${job.id}` : flow ? `/flows/${flow.id}` : "/schedules");
   });
   const zone = CLOCKED.has(schedule.kind) ? schedule.timezone : undefined;
   return h(
@@ -237,7 +256,7 @@ export async function scheduleView({ params, query, signal, reload }) {
       "Schedule",
       details([
         schedule.flow_id
-          ? ["Flow", h("a", { href: `/flows/${schedule.flow_id}` }, shortId(schedule.flow_id))]
+          ? ["Flow", h("a", { href: `/flows/${schedule.flow_id}` }, flow ? flow.name : ["deleted flow ", shortId(schedule.flow_id)])]
           : ["Job", job ? h("a", { href: `/jobs/${job.id}` }, job.name) : shortId(schedule.job_id)],
         ["Kind", schedule.kind],
         ["Cron expression", schedule.cron_expression ? h("span", {}, h("code", {}, schedule.cron_expression), describeCron(schedule.cron_expression) ? ` — ${describeCron(schedule.cron_expression)}` : "") : null],
@@ -279,5 +298,34 @@ export async function scheduleView({ params, query, signal, reload }) {
       ),
       pager(`/schedules/${schedule.id}`, query, slots.next_cursor),
     ),
+  );
+}
+
+/** The section of a flow's page: its schedules, each with its next fire times, edit, and "Add schedule". */
+export async function flowSchedules(flow, signal) {
+  const page = await api.get("/schedules", { flow_id: flow.id, limit: FLOW_SCHEDULES }, { signal });
+  const next = await Promise.all(page.items.map((s) => api.get(`/schedules/${s.id}/next`, { count: FLOW_NEXT }, { signal })));
+  const nextOf = new Map(page.items.map((s, index) => [s.id, next[index].fire_times]));
+  const nextCell = (s) => {
+    const times = nextOf.get(s.id);
+    if (times.length) return h("ol", { class: "fire-times" }, times.map(fireTime));
+    if (s.kind === "event") return h("span", { class: "muted" }, "when its event is posted");
+    return h("span", { class: "muted" }, s.status === "enabled" ? "never again" : "none while disabled");
+  };
+  return section(
+    "Schedules",
+    table(
+      [
+        ["Rule", (s) => h("a", { href: `/schedules/${s.id}` }, describeSchedule(s))],
+        ["Status", (s) => badge(s.status)],
+        ["Next fire times", nextCell],
+        ["Parameters", (s) => (Object.keys(s.parameters).length ? json(s.parameters) : "—")],
+        ["Change", (s) => writeButton("Edit", () => navigate(`/schedules/${s.id}/edit`), { title: `Edit the schedule ${describeSchedule(s)}`, key: `edit:${s.id}` })],
+      ],
+      page.items,
+      { empty: "No schedules: the flow runs when started.", caption: "Each fire starts one run" },
+    ),
+    page.next_cursor ? h("p", {}, h("a", { href: `/schedules?flow_id=${flow.id}` }, "All its schedules")) : null,
+    writeButton("Add schedule", () => navigate(`/schedules/new?flow_id=${flow.id}`)),
   );
 }

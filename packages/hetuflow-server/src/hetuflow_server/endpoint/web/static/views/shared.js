@@ -1,9 +1,9 @@
-// Pieces several views show: job names by id, a schedule's rule in words, the enable/disable button, the task
-// table with each run's duration, and the pager.
+// Pieces several views show: job names by id, a schedule's rule in words and its fire times, the enable/disable
+// button, the task table with each run's duration, and the pager.
 
 import { api, listAll } from "../api.js";
 import { describeCron } from "../cron.js";
-import { badge, duration, h, notify, shortId, table, time, timeText, until, writeButton } from "../dom.js";
+import { badge, duration, h, notify, offsetTimeText, shortId, table, time, timeText, until, writeButton } from "../dom.js";
 
 // A task names its latest attempt (instance_id); the attempt has the run time. The attempts behind a shown
 // page are read a few at a time, and an ended attempt never changes, so its duration is kept for this tab.
@@ -40,6 +40,13 @@ export function describeSchedule(schedule) {
     default:
       return schedule.kind;
   }
+}
+
+/** One fire time as the API gives it (in the schedule's zone, with its offset) and its weekday there. */
+export function fireTime(text) {
+  // The weekday of the date written in the string (the schedule's zone), not of the instant in UTC.
+  const weekday = new Date(`${text.slice(0, 10)}T00:00:00Z`).toLocaleDateString("en", { weekday: "short", timeZone: "UTC" });
+  return h("li", {}, h("time", { datetime: text, title: `${new Date(text).toISOString()} (UTC)` }, h("code", {}, offsetTimeText(text))), h("span", { class: "muted" }, ` ${weekday}`));
 }
 
 /** Enable or Disable for ``item`` (a job or schedule) under ``/collection``; the page is rendered again. */
