@@ -177,3 +177,26 @@ async def test_a_unit_whose_statement_error_was_caught_outside_a_savepoint_does_
     with pytest.raises(HetuflowError, match="aborted"):
         await _catch_an_error_outside_a_savepoint(probe)
     assert await _values(probe) == []
+
+
+async def _insert_then_fail(probe: ModelManager, value: int) -> None:
+    async with probe.transaction() as conn:
+        await db.execute(conn, _INSERT, {"v": value})
+        raise RuntimeError("the block fails after its statement ran")
+
+
+async def test_a_failing_first_block_of_a_unit_is_undone_and_the_unit_goes_on(probe: ModelManager) -> None:
+    committed: list[str] = []
+    async with probe.unit_of_work():
+        # The first block of the transaction: going back to its start is going back to BEGIN.
+        with pytest.raises(RuntimeError):
+            await _insert_then_fail(probe, 7)
+        with pytest.raises(RuntimeError):
+            await _insert_then_fail(probe, 8)  # first again: nothing of the unit survived the last one
+        async with probe.transaction() as conn:
+            await db.execute(conn, _INSERT, {"v": 9})
+        with pytest.raises(RuntimeError):
+            await _insert_then_fail(probe, 10)  # not first: a savepoint keeps 9
+        probe.after_commit(lambda: committed.append("after"))
+    assert committed == ["after"]
+    assert await _values(probe) == [9]

@@ -246,9 +246,11 @@ class ModelManager:
         normal exit, rollback on error."""
         try:
             conn = await self._checkout(_BEGIN)
+            _fresh.add(conn)
             try:
                 yield conn
             except BaseException:
+                _fresh.discard(conn)
                 _queued.pop(conn, None)
                 await _rollback(conn)
                 raise
@@ -335,6 +337,7 @@ async def _commit(conn: Connection) -> None:
         _queued.pop(conn, None)
         await _rollback(conn)
         raise HetuflowError("the transaction was aborted by an earlier error and was rolled back")
+    _fresh.discard(conn)
     queue = _queued.pop(conn, None)
     try:
         if not queue:
@@ -415,7 +418,23 @@ async def execute_later(conn: Connection, q: Query, params: Params | None = None
 async def savepoint(conn: Connection) -> AsyncIterator[Connection]:
     """A savepoint of ``conn``'s transaction for the block: an exception leaving it rolls back what the block
     did (and the transaction goes on); normal exit keeps it. The SAVEPOINT travels with the block's first
-    statement and the RELEASE with the statement after the block: no round trip of their own."""
+    statement and the RELEASE with the statement after the block: no round trip of their own. A block that
+    starts a transaction needs neither: on failure its transaction restarts."""
+    if conn in _fresh and not _queued.get(conn):
+        # Nothing sent or queued since BEGIN: going back to the block's start is going back to BEGIN, which
+        # needs no savepoint (the API's units of work start so, and their first statement goes alone).
+        try:
+            yield conn
+        except BaseException:
+            _queued.pop(conn, None)  # all of it the block's
+            if conn not in _fresh:
+                try:
+                    await conn.execute(_RESTART)
+                except psycopg.Error as exc:
+                    raise translate(exc, "restart_transaction") from exc
+                _fresh.add(conn)
+            raise
+        return
     name = f"hetuflow_{next(_savepoint_names)}"
     mark = _Statement(Query("savepoint", f"SAVEPOINT {name}"), None)
     _queued.setdefault(conn, []).append(mark)
@@ -453,11 +472,15 @@ class _Statement(NamedTuple):
 
 # Statements queued on a connection by `execute_later` (and savepoints), sent before its next statement.
 _queued: weakref.WeakKeyDictionary[Connection, list[_Statement]] = weakref.WeakKeyDictionary()
+# Connections in a transaction that has sent nothing but its BEGIN yet.
+_fresh: weakref.WeakSet[Connection] = weakref.WeakSet()
+_RESTART: Final = b"ROLLBACK; BEGIN"
 _savepoint_names: Final = itertools.count(1)
 
 
 async def _run(conn: Connection, q: Query, params: Params | None) -> psycopg.AsyncCursor[DictRow]:
     """Execute ``q`` on ``conn``, preceded in one pipeline (one round trip) by the statements queued there."""
+    _fresh.discard(conn)
     queue = _queued.pop(conn, None)
     if not queue:
         with _translated(q):
