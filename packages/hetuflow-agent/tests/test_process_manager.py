@@ -385,6 +385,36 @@ async def test_task_fires_at_its_fire_time(tmp_path: Path) -> None:
     assert started.at >= task.fire_at
 
 
+async def test_a_task_due_later_has_its_directory_and_script_made_while_it_waits(tmp_path: Path) -> None:
+    task = scheduled(script="echo prepared", fire_in=1.0)
+    async with open_manager(tmp_path) as (manager, reports):
+        await manager.submit(task)
+        script = tmp_path / "tasks" / str(task.instance_id) / "script.sh"
+        for _ in range(80):  # up to 0.8 s, well before the fire time
+            if script.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert script.read_text() == "echo prepared"
+        assert manager.running()[0].started_at is None  # made, not started
+        started = await reports.started(task.instance_id)
+        final = await reports.final(task.instance_id)
+    assert started.at is not None
+    assert started.at >= task.fire_at
+    assert final.status is InstanceStatus.SUCCEEDED
+    assert reports.output(task.instance_id) == b"prepared\n"
+
+
+async def test_a_task_due_later_that_cannot_start_fails_at_its_fire_time(tmp_path: Path) -> None:
+    task = scheduled(script="true", workdir=str(tmp_path / "nope"), fire_in=0.5)
+    async with open_manager(tmp_path) as (manager, reports):
+        final = await reports.run(manager, task)
+        reported = datetime.now(UTC)
+    assert reported >= task.fire_at  # found while waiting, reported when it was due to start
+    assert final.status is InstanceStatus.FAILED
+    assert final.error == f"workdir {str(tmp_path / 'nope')!r} does not exist or is not a directory"
+    assert [u.status for u in reports.updates(task.instance_id)] == [InstanceStatus.FAILED]
+
+
 async def test_running_lists_held_attempts(tmp_path: Path) -> None:
     running = scheduled(script="sleep 30")
     waiting = scheduled(script="true", fire_in=60)

@@ -1,7 +1,8 @@
 """One attempt of one task, from the wait for its fire time to its final report.
 
-An ``Execution`` waits on the precise timer, then for a run slot (the agent may hold more attempts than
-it runs at once), has the spawner prepare the launch and start the process group off the event loop,
+An ``Execution`` waits on the precise timer (an attempt due later has the spawner make its task directory
+and script meanwhile, so its fire time costs only the start of the process), then for a run slot (the agent
+may hold more attempts than it runs at once), has the spawner start the process group off the event loop,
 feeds its pipes into log chunks and enforces its limits, then reports. Reports leave in a fixed order:
 ``running`` (when the process really started), the log chunks of each stream in sequence (through one
 sender task), and the final status last, after every chunk. Stops are requests (``request_stop``) from
@@ -41,13 +42,15 @@ from hetuflow_core.enums import InstanceStatus
 from hetuflow_core.protocol import ScheduledTaskData, TaskInstanceUpdatedData, TaskLogChunkData
 from hetuflow_core.task import InstanceMetrics
 
-__all__ = ["Execution", "LogCallback", "Phase", "UpdateCallback"]
+__all__ = ["PREPARE_AHEAD_SECS", "Execution", "LogCallback", "Phase", "UpdateCallback"]
 
 logger = logging.getLogger(__name__)
 
 UpdateCallback = Callable[[TaskInstanceUpdatedData], Awaitable[None]]
 LogCallback = Callable[[TaskLogChunkData], Awaitable[None]]
 
+PREPARE_AHEAD_SECS: Final = 0.01
+"""An attempt due later than this has its task directory and script made while it waits for its fire time."""
 _MIB: Final = 1024 * 1024
 _MAX_ERROR_CHARS: Final = 4096
 """Errors are one line for people; the protocol refuses more than 64 Ki characters."""
@@ -174,14 +177,25 @@ class Execution:
     # ---------------------------------------------------------------- phases
 
     async def _run(self) -> TaskInstanceUpdatedData:
+        launch: launching.Launch | None = None
+        unstartable: launching.LaunchError | None = None
+        if self._stop is None and self._timer.delay(self.task.fire_at) > PREPARE_AHEAD_SECS:
+            # Made while waiting, so that the fire time costs only the start of the process; a reason it
+            # cannot start is still reported at the fire time, like one found then.
+            try:
+                launch = await self._spawner.prepare(self.task)
+            except launching.LaunchError as exc:
+                unstartable = exc
         if not await self._wait_for_fire() or not await self._wait_for_slot():
             assert self._stop is not None
             return self._final(self._stop.status, self._stop.error)
         assert self._slot is not None
+        if unstartable is not None:
+            return self._final(InstanceStatus.FAILED, str(unstartable))
         self.phase = Phase.STARTING
         try:
             started = await self._spawner.start(
-                self.task, slot=self._slot, cpu_secs=self.task.config.limits.cpu_secs
+                self.task, slot=self._slot, cpu_secs=self.task.config.limits.cpu_secs, launch=launch
             )
         except launching.LaunchError as exc:
             return self._final(InstanceStatus.FAILED, str(exc))

@@ -77,21 +77,31 @@ class Spawner:
         self._releases_scheduled = False
         self._closing = False
 
+    async def prepare(self, task: ScheduledTaskData) -> launching.Launch:
+        """Make ``task``'s launch (task directory, script) now, for a ``start`` at its fire time that then
+        only starts the process. Raises ``LaunchError`` saying why it cannot start."""
+        releases, self._releases = self._releases, []
+        return await self._workers.call(self._prepare, task, releases)
+
     async def start(
         self,
         task: ScheduledTaskData,
         *,
         slot: int,
         cpu_secs: int | None,
+        launch: launching.Launch | None = None,
     ) -> child.Started:
-        """Prepare ``task``'s launch (task directory, script) and start its process in run slot ``slot``.
+        """Start ``task``'s process in run slot ``slot``, from its ``launch`` made by ``prepare`` or, without
+        one, after making it (task directory, script).
 
         Raises ``LaunchError`` saying why it cannot start. The caller owns the result: it must reap
         the process (``child.watch_exit``) and close the pipes. Should the awaiting task be cancelled
         meanwhile, a process started anyway is killed and reaped here.
         """
         releases, self._releases = self._releases, []
-        return await self._workers.call(self._start, task, slot, cpu_secs, releases, on_abandoned=_abandon)
+        return await self._workers.call(
+            self._start, task, slot, cpu_secs, releases, launch, on_abandoned=_abandon
+        )
 
     def remove_task_dir(self, task: ScheduledTaskData) -> None:
         """Clear away the attempt's task directory (missing is fine), in the background.
@@ -139,11 +149,9 @@ class Spawner:
             except Exception:  # a directory left behind must not cost the start that carried it
                 logger.exception("cannot remove task directory %s", release.task_dir)
 
-    def _start(
-        self, task: ScheduledTaskData, slot: int, cpu_secs: int | None, releases: list[_Release]
-    ) -> child.Started:
+    def _prepare(self, task: ScheduledTaskData, releases: list[_Release]) -> launching.Launch:
         self._release_all(releases)
-        launch = launching.prepare_launch(
+        return launching.prepare_launch(
             task,
             executables=self._executables,
             base_env=self._base_env,
@@ -151,6 +159,19 @@ class Spawner:
             resolve=self._resolve,
             scratch=self._scratch,
         )
+
+    def _start(
+        self,
+        task: ScheduledTaskData,
+        slot: int,
+        cpu_secs: int | None,
+        releases: list[_Release],
+        launch: launching.Launch | None,
+    ) -> child.Started:
+        if launch is None:
+            launch = self._prepare(task, releases)
+        else:
+            self._release_all(releases)
         program = launch.argv[0]
         before = self.leaders.now()
         try:
