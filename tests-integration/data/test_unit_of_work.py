@@ -200,3 +200,20 @@ async def test_a_failing_first_block_of_a_unit_is_undone_and_the_unit_goes_on(pr
         probe.after_commit(lambda: committed.append("after"))
     assert committed == ["after"]
     assert await _values(probe) == [9]
+
+
+async def test_rows_fetched_later_arrive_with_the_next_statement_or_the_commit(probe: ModelManager) -> None:
+    async with probe.transaction() as conn:
+        await db.execute(conn, _INSERT, {"v": 1})
+        before = await db.fetch_later(conn, _VALUES)
+        with pytest.raises(RuntimeError, match="before the statement ran"):
+            _ = before.rows
+        await db.execute(conn, _INSERT, {"v": 2})  # sent after the queued read, in the same round trip
+        at_commit = await db.fetch_later(conn, _VALUES)
+    row = before.first()
+    assert row is not None
+    assert list(row["vs"]) == [1]
+    row = at_commit.first()
+    assert row is not None
+    assert list(row["vs"]) == [1, 2]
+    assert await _values(probe) == [1, 2]

@@ -54,11 +54,13 @@ from hetuflow_server.infra.sql import Query, query
 
 __all__ = [
     "Connection",
+    "Later",
     "ModelManager",
     "Params",
     "execute",
     "execute_later",
     "fetch_all",
+    "fetch_later",
     "fetch_one",
     "savepoint",
     "translate",
@@ -343,6 +345,16 @@ async def _commit(conn: Connection) -> None:
         if not queue:
             await conn.execute(_COMMIT)
             return
+        if any(item.later is not None for item in queue):
+            try:
+                async with conn.pipeline():  # someone reads rows: each statement needs its own result
+                    read = await _send_queued(conn, queue)
+                    await conn.execute(_COMMIT)
+                for later, cur in read:
+                    later._rows = await cur.fetchall()
+            except psycopg.Error as exc:
+                raise translate(exc, "+".join(item.query.name for item in queue)) from exc
+            return
         # One simple-protocol query, so one write and one round trip (a pipeline writes each statement on
         # its own): the queued statements with their values bound here by psycopg, then COMMIT.
         binder = psycopg.AsyncClientCursor(conn)
@@ -414,6 +426,36 @@ async def execute_later(conn: Connection, q: Query, params: Params | None = None
     _queued.setdefault(conn, []).append(_Statement(q, params))
 
 
+class Later:
+    """The rows of a statement sent with a later one (``fetch_later``), readable once that one ran."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Row] | None = None) -> None:
+        self._rows = rows
+
+    @property
+    def rows(self) -> list[Row]:
+        """The statement's rows; RuntimeError while it has not run yet."""
+        if self._rows is None:
+            raise RuntimeError("read before the statement ran: it travels with the next one or the COMMIT")
+        return self._rows
+
+    def first(self) -> Row | None:
+        """The first row, or None when the statement returned none."""
+        return self.rows[0] if self.rows else None
+
+
+async def fetch_later(conn: Connection, q: Query, params: Params | None = None) -> Later:
+    """Like ``execute_later``, for a statement whose rows are read afterwards: they are there once the next
+    statement on ``conn`` (or its COMMIT) ran, the two in one round trip."""
+    if conn.info.transaction_status is TransactionStatus.IDLE:
+        return Later(await fetch_all(conn, q, params))
+    later = Later()
+    _queued.setdefault(conn, []).append(_Statement(q, params, later))
+    return later
+
+
 @asynccontextmanager
 async def savepoint(conn: Connection) -> AsyncIterator[Connection]:
     """A savepoint of ``conn``'s transaction for the block: an exception leaving it rolls back what the block
@@ -468,6 +510,8 @@ def _position(queue: list[_Statement], item: _Statement) -> int | None:
 class _Statement(NamedTuple):
     query: Query
     params: Params | None
+    later: Later | None = None
+    """Where its rows go (``fetch_later``); None when nobody reads them."""
 
 
 # Statements queued on a connection by `execute_later` (and savepoints), sent before its next statement.
@@ -488,12 +532,25 @@ async def _run(conn: Connection, q: Query, params: Params | None) -> psycopg.Asy
     names = "+".join(item.query.name for item in (*queue, _Statement(q, params)))
     try:
         async with conn.pipeline():
-            for item in queue:
-                await conn.execute(item.query.statement, item.params)
+            read = await _send_queued(conn, queue)
             cur = await conn.execute(q.statement, params)
+        for later, queued_cur in read:
+            later._rows = await queued_cur.fetchall()
     except psycopg.Error as exc:
         raise translate(exc, names) from exc
     return cur
+
+
+async def _send_queued(
+    conn: Connection, queue: list[_Statement]
+) -> list[tuple[Later, psycopg.AsyncCursor[DictRow]]]:
+    """Send ``queue`` inside a pipeline; the cursors whose rows someone reads (``fetch_later``)."""
+    read = []
+    for item in queue:
+        cur = await conn.execute(item.query.statement, item.params)
+        if item.later is not None:
+            read.append((item.later, cur))
+    return read
 
 
 def translate(exc: BaseException, query_name: str | None = None) -> HetuflowError:

@@ -1,15 +1,16 @@
 """Claiming due work for connected agents: which task goes to which agent, and the attempts that carry it.
 
-``claim`` runs inside the dispatch transaction: it promotes retries whose backoff has passed, locks due
-pending tasks with ``FOR UPDATE SKIP LOCKED`` (so no two servers ever take the same task), gives each to the
-least-loaded matching agent with a free slot, lets the admission step judge schedule slots (misfire and
-overlap), then creates the attempts (the fencing tokens of a dispatch) and marks their tasks dispatched.
+``claim`` runs inside the dispatch transaction, after ``promote_due_retries`` put the retries whose backoff
+has passed back in line: it locks due pending tasks with ``FOR UPDATE SKIP LOCKED`` (so no two servers ever
+take the same task), gives each to the least-loaded matching agent with a free slot, lets the admission step
+judge schedule slots (misfire and overlap), then creates the attempts (the fencing tokens of a dispatch) and
+marks their tasks dispatched, with the transaction's COMMIT (``PendingClaims``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -23,7 +24,16 @@ from hetuflow_server.infra import bmc, db
 from hetuflow_server.service._admission import admit
 from hetuflow_server.triggers.misfire import MISFIRE_SLACK_SECS
 
-__all__ = ["AgentCapacity", "Claimed", "Dispatch", "claim", "next_wake_at"]
+__all__ = [
+    "AgentCapacity",
+    "Claimed",
+    "Dispatch",
+    "PendingClaims",
+    "claim",
+    "next_wake_at",
+    "next_wake_at_later",
+    "promote_due_retries",
+]
 
 PROMOTE_BATCH_SIZE: Final = 1000
 """Retries moved back to pending per dispatch round, at most."""
@@ -66,7 +76,7 @@ async def claim(
     limit: int,
     server_id: UUID | None,
     misfire_slack_secs: float = MISFIRE_SLACK_SECS,
-) -> list[Claimed]:
+) -> PendingClaims:
     """Claim due work for ``agents`` (each within its free slots) in ``conn``'s transaction.
 
     Tasks due within ``lookahead_secs`` are included (the agent waits for ``fire_at``); priority first, then
@@ -75,9 +85,8 @@ async def claim(
     """
     usable = [agent for agent in agents if agent.free_slots > 0 and agent.commands]
     budget = min(limit, sum(agent.free_slots for agent in usable))
-    await bmc.TaskBmc.promote_due_retries(conn, limit=PROMOTE_BATCH_SIZE)
     if budget <= 0:
-        return []
+        return PendingClaims([], None)
     profiles: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], list[str]] = defaultdict(list)
     for a in usable:
         key = (tuple(sorted(a.labels.items())), tuple(sorted(c.value for c in a.commands)))
@@ -129,20 +138,67 @@ async def claim(
     }
     chosen = [(task, inst) for task, inst in chosen if task.id in admitted]
     if not chosen:
-        return []
-    instances, all_marked = await bmc.InstanceBmc.dispatch_many(conn, [inst for _, inst in chosen])
-    # The claimed rows are locked by this transaction, so every one of them is still pending.
-    assert all_marked, "claimed tasks changed under their row lock"
-    by_id = {inst.id: inst for inst in instances}
-    return [Claimed(task=task, new=new, instance=by_id[new.id]) for task, new in chosen]
+        return PendingClaims([], None)
+    dispatched = await bmc.InstanceBmc.dispatch_many_later(conn, [inst for _, inst in chosen])
+    return PendingClaims(chosen, dispatched)
+
+
+class PendingClaims:
+    """What a claim chose; its attempts are written with the transaction's COMMIT (one round trip for both),
+    so read ``claimed()`` once the transaction committed."""
+
+    __slots__ = ("_chosen", "_dispatched")
+
+    def __init__(
+        self, chosen: list[tuple[Task, bmc.NewInstance]], dispatched: bmc.DispatchedLater | None
+    ) -> None:
+        self._chosen = chosen
+        self._dispatched = dispatched
+
+    def __len__(self) -> int:
+        return len(self._chosen)
+
+    def claimed(self) -> list[Claimed]:
+        """The claimed tasks with their attempts."""
+        if self._dispatched is None:
+            return []
+        instances, all_marked = self._dispatched.result()
+        # The claimed rows were locked by the transaction, so every one of them was still pending.
+        assert all_marked, "claimed tasks changed under their row lock"
+        by_id = {inst.id: inst for inst in instances}
+        return [Claimed(task=task, new=new, instance=by_id[new.id]) for task, new in self._chosen]
 
 
 async def next_wake_at(conn: db.Connection, *, now: datetime, lookahead_secs: float) -> datetime | None:
     """When a dispatcher must look again without being woken: the moment the next pending task enters the
     look-ahead window, or the next retry backoff ends; None when there is neither."""
     window = timedelta(seconds=lookahead_secs)
+    return _wake_at(await bmc.TaskBmc.next_wake_times(conn, now=now, after=now + window), window)
+
+
+async def promote_due_retries(conn: db.Connection) -> None:
+    """Put the tasks whose retry backoff has passed back in line, with the transaction's next statement (a
+    claim then sees them pending)."""
+    await bmc.TaskBmc.promote_due_retries(conn, limit=PROMOTE_BATCH_SIZE)
+
+
+async def next_wake_at_later(
+    conn: db.Connection, *, now: datetime, lookahead_secs: float
+) -> Callable[[], datetime | None]:
+    """``next_wake_at``, read with the transaction's next statement; call the result once that ran.
+
+    Read before a claim in the same transaction it gives the same answer as after it: the claim takes only
+    tasks due within the window, holds back guarded slots (still pending), and never touches retries."""
+    window = timedelta(seconds=lookahead_secs)
+    times = await bmc.TaskBmc.next_wake_times_later(conn, now=now, after=now + window)
+    return lambda: _wake_at(times(), window)
+
+
+def _wake_at(
+    times: tuple[datetime | None, datetime | None, datetime | None], window: timedelta
+) -> datetime | None:
+    pending_at, retry_at, guarded_at = times
     # Slots of forbid/replace jobs are claimed when due, not a look-ahead early (see the admission step).
-    pending_at, retry_at, guarded_at = await bmc.TaskBmc.next_wake_times(conn, now=now, after=now + window)
     moments = [pending_at - window if pending_at is not None else None, retry_at, guarded_at]
     return min((moment for moment in moments if moment is not None), default=None)
 

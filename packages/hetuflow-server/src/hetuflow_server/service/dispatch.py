@@ -99,11 +99,15 @@ class DispatchService:
         wake: bool = True,
     ) -> DispatchRound:
         """``dispatch``, and with ``wake`` when a round that claimed fewer than ``limit`` must look again
-        (``next_wake_at``), read in the same transaction: a dispatcher round is one transaction."""
+        (``next_wake_at``), read in the same transaction: a dispatcher round is one transaction of three
+        round trips (BEGIN; wake-up times, retries promoted and the claim; the attempts and COMMIT)."""
         now = datetime.now(UTC)
-        wake_at: datetime | None = None
         async with self._db.transaction() as conn:
-            claimed = await _claim.claim(
+            # Retries promoted and wake-up times read ahead of the claim, in its round trip (the answer is the
+            # same, see `next_wake_at_later`); the attempts are written with the COMMIT.
+            await _claim.promote_due_retries(conn)
+            wake_at_of = await _claim.next_wake_at_later(conn, now=now, lookahead_secs=lookahead_secs)
+            pending = await _claim.claim(
                 conn,
                 agents,
                 now=now,
@@ -112,8 +116,8 @@ class DispatchService:
                 server_id=self._server_id,
                 misfire_slack_secs=self._misfire_slack_secs,
             )
-            if wake and len(claimed) < limit:
-                wake_at = await _claim.next_wake_at(conn, now=now, lookahead_secs=lookahead_secs)
+        claimed = pending.claimed()
+        wake_at = wake_at_of() if wake and len(claimed) < limit else None
         if self._observer is not None and claimed:  # due: a retry's backoff end, else the planned time
             due = [(c.instance.dispatched_at, c.task.next_attempt_at or c.task.scheduled_at) for c in claimed]
             self._observer.dispatched([max((at - due_at).total_seconds(), 0.0) for at, due_at in due])

@@ -22,7 +22,14 @@ from hetuflow_server.infra.bmc._task_records import (
 from hetuflow_server.infra.bmc.agent import AgentBeat, AgentBmc, AgentMsgBmc
 from hetuflow_server.infra.bmc.audit import AuditBmc, NewAuditEntry
 from hetuflow_server.infra.bmc.flow import FlowBmc, FlowRunBmc, LockedRun, NewFlow
-from hetuflow_server.infra.bmc.instance import AppliedReport, InstanceBmc, LiveAttempt, NewInstance, ReportRow
+from hetuflow_server.infra.bmc.instance import (
+    AppliedReport,
+    DispatchedLater,
+    InstanceBmc,
+    LiveAttempt,
+    NewInstance,
+    ReportRow,
+)
 from hetuflow_server.infra.bmc.job import JobBmc
 from hetuflow_server.infra.bmc.log import LogBmc, LogQuota, NewLogChunk, StoredLogChunk
 from hetuflow_server.infra.bmc.notification import ClaimedNotification, NotificationBmc
@@ -52,6 +59,7 @@ __all__ = [
     "ClaimedNotification",
     "DaemonRun",
     "DaemonVacancy",
+    "DispatchedLater",
     "EventTarget",
     "FlowBmc",
     "FlowEventTarget",

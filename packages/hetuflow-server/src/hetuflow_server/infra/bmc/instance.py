@@ -15,7 +15,7 @@ from hetuflow_server.infra import db, transitions
 from hetuflow_server.infra.bmc._rows import many, many_json, required
 from hetuflow_server.infra.sql import query
 
-__all__ = ["AppliedReport", "InstanceBmc", "LiveAttempt", "NewInstance", "ReportRow"]
+__all__ = ["AppliedReport", "DispatchedLater", "InstanceBmc", "LiveAttempt", "NewInstance", "ReportRow"]
 
 _DISPATCH = query("dispatch_attempts")
 _GET = query("get_instance")
@@ -106,6 +106,15 @@ class InstanceBmc:
         return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])
 
     @staticmethod
+    async def dispatch_many_later(conn: db.Connection, instances: Sequence[NewInstance]) -> DispatchedLater:
+        """``dispatch_many``, sent with the transaction's next statement or its COMMIT (one round trip
+        fewer); its result is read from the handle once that ran."""
+        if not instances:
+            return DispatchedLater(None)
+        params = {"attempts": _json.encode(instances).decode(), "allowed": _DISPATCHABLE}
+        return DispatchedLater(await db.fetch_later(conn, _DISPATCH, params))
+
+    @staticmethod
     async def get(conn: db.Connection, instance_id: UUID) -> TaskInstance:
         """The instance, or NotFound."""
         row = await db.fetch_one(conn, _GET, {"id": instance_id})
@@ -189,3 +198,19 @@ class InstanceBmc:
             )
             for row in rows
         ]
+
+
+class DispatchedLater:
+    """The outcome of ``InstanceBmc.dispatch_many_later``, readable once its statement ran."""
+
+    __slots__ = ("_later",)
+
+    def __init__(self, later: db.Later | None) -> None:
+        self._later = later
+
+    def result(self) -> tuple[list[TaskInstance], bool]:
+        """The attempts, and whether every task moved (as ``dispatch_many``)."""
+        if self._later is None:
+            return [], True
+        row = self._later.first()
+        return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])
