@@ -36,7 +36,12 @@ from hetuflow_core.enums import TokenScope
 from hetuflow_server.application import ServerApplication, build_app
 from hetuflow_server.config import Setting, load_config
 
-READY_TIMEOUT_SECS = 30.0
+READY_TIMEOUT_SECS = 120.0
+"""How long a server process may take to answer ``/readyz`` with 200: generous, since on a machine loaded
+well beyond its cores starting the interpreter and importing the server alone can take tens of seconds."""
+PROBE_TIMEOUT_SECS = 10.0
+"""How long one ``/readyz`` request may take: a readiness check runs a database statement, which a loaded
+machine can keep waiting for seconds; a shorter limit could give up on every single probe."""
 STOP_TIMEOUT_SECS = 20.0
 CLI_TIMEOUT_SECS = 60.0
 _CONFIG_ENV = re.compile(r"^HETUFLOW_[A-Z]+__")
@@ -164,7 +169,7 @@ def wait_ready(server: ServerProcess, timeout: float) -> None:
         if server.process.poll() is not None:
             raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/readyz", timeout=PROBE_TIMEOUT_SECS).status_code == 200:
                 return
         except httpx.TransportError:
             pass

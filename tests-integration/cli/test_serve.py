@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -138,6 +140,29 @@ def test_keep_alive_survives_answers_given_before_the_body_is_read(server_proces
                 assert client.post("/healthz", json=body).status_code == 405
             else:
                 assert client.get("/healthz").status_code == 200
+
+
+def test_an_idle_keep_alive_connection_outlives_a_client_pools_expiry(server_process: ServerProcess) -> None:
+    # A client pool reuses a connection idle for up to its expiry (httpx: 5 s). The server must still hold it
+    # then; closing it first races the client's next request, which gets no response at all.
+    idle_secs = httpx.Limits().keepalive_expiry
+    assert idle_secs is not None
+    connection = http.client.HTTPConnection("127.0.0.1", server_process.port, timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200
+        assert first.getheader("connection") != "close"
+        sock = connection.sock
+        time.sleep(idle_secs + 1)
+        connection.request("GET", "/healthz")  # on the same socket: http.client reopens only a closed one
+        assert connection.sock is sock
+        second = connection.getresponse()
+        second.read()
+        assert second.status == 200
+    finally:
+        connection.close()
 
 
 def test_large_unread_body_closes_the_connection_cleanly(server_process: ServerProcess) -> None:

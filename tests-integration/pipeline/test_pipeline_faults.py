@@ -11,7 +11,6 @@ from typing import Any
 import psutil
 import pytest
 from pipelinefixtures import AGENT_TIMEOUT_SECS, AgentPool, Pipeline, wait_for
-from serverfixtures import free_port
 
 RETRY = {"max_retries": 2, "backoff": "fixed", "base_secs": 0.2, "jitter": 0.0}
 
@@ -120,29 +119,6 @@ def test_restart_of_an_agent_with_the_same_id_reconciles_and_nothing_runs_twice(
     assert second["status"] == "succeeded"
     assert {first["agent_id"], second["agent_id"]} == {restarted.agent_id}
     assert ledger.read_text().splitlines() == ["start 1", "start 2", "end 2"]
-
-
-def test_a_running_task_survives_a_reconnect_and_is_kept_by_the_state_sync(
-    pipeline: Pipeline, agents: AgentPool, tmp_path: Path
-) -> None:
-    port = free_port()
-    server = pipeline.start_server("restarting", port=port)
-    agent = agents.start(servers=[server], capacity=1)
-    ledger = tmp_path / "ledger"
-    script = f'echo "pid $$"\necho start >> {ledger}\nsleep 2\necho end >> {ledger}\n'
-    task_id = pipeline.run(suite=agents.suite, script=script, retry=RETRY)
-    _wait_pid(pipeline, task_id)
-
-    assert server.terminate() == 0  # the agent loses its connection while the task runs
-    pipeline.servers.remove(server)
-    pipeline.start_server("restarting", port=port)
-    agent.wait_registered(2)
-
-    task = pipeline.wait_task(task_id)
-    assert task["status"] == "succeeded"
-    (instance,) = pipeline.instances(task_id)  # kept at registration: one attempt, run once
-    assert instance["status"] == "succeeded"
-    assert ledger.read_text().splitlines() == ["start", "end"]
 
 
 @pytest.mark.parametrize("scope", ["read", "admin"])

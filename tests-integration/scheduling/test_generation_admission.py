@@ -251,6 +251,47 @@ async def test_a_slot_due_after_the_scheduler_came_back_waits_for_an_agent(
     assert await f.outcomes() == {down: SlotOutcome.MISSED, back: SlotOutcome.RAN}
 
 
+async def test_a_slot_due_just_before_the_scheduler_came_back_waits_for_an_agent(
+    services: Services, model_manager: ModelManager, make_job: MakeJob, up_since: UpSince
+) -> None:
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=MisfirePolicy.SKIP, misfire_grace_secs=0
+    )
+    await up_since(20)
+    # Due within the slack before the scheduler was back: it was back in time for that slot, however much
+    # later the first dispatch comes (here twenty seconds).
+    (within,) = await f.plan_in_time(-20 - MISFIRE_SLACK_SECS / 2)
+    (beyond,) = await f.plan_in_time(-20 - MISFIRE_SLACK_SECS * 3)
+    assert await f.dispatch() == [within]
+    assert await f.outcomes() == {beyond: SlotOutcome.MISSED, within: SlotOutcome.RAN}
+
+
+@pytest.mark.parametrize(
+    ("policy", "late_that_run"), [(MisfirePolicy.RUN_ONCE, 1), (MisfirePolicy.RUN_ALL, 2)]
+)
+async def test_slots_that_only_wait_for_an_agent_do_not_crowd_out_the_late_ones_that_run(
+    policy: MisfirePolicy,
+    late_that_run: int,
+    services: Services,
+    model_manager: ModelManager,
+    make_job: MakeJob,
+    up_since: UpSince,
+) -> None:
+    f = await setup(
+        services, model_manager, make_job, misfire_policy=policy, misfire_grace_secs=0, misfire_max_runs=2
+    )
+    await up_since(30)
+    down = await f.plan_in_time(-45, -40, -35)  # due while every server was down
+    waited = await f.plan_in_time(-20, -15)  # due once it was back; no agent was free until now
+    kept = down[len(down) - late_that_run :]
+    # The waiting slots are overdue but not late: the policy still runs the latest late ones.
+    assert sorted(await f.dispatch()) == sorted(kept + waited)
+    assert await f.outcomes() == {
+        **dict.fromkeys([task for task in down if task not in kept], SlotOutcome.MISSED),
+        **dict.fromkeys(kept + waited, SlotOutcome.RAN),
+    }
+
+
 async def test_manual_tasks_and_retries_are_never_judged(
     services: Services, model_manager: ModelManager, make_job: MakeJob
 ) -> None:

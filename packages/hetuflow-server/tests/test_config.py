@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hetuflow_server.cli.serve import hypercorn_config
 from hetuflow_server.config import (
     ConfigError,
     ServerConfig,
@@ -53,6 +54,16 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     assert config.server.host == "0.0.0.0"  # file beats default
     assert config.log.level == "debug"
     assert config.server.graceful_timeout_secs == 10  # default kept
+
+
+def test_idle_keep_alive_connections_outlive_common_client_pools(tmp_path: Path) -> None:
+    config = load_config(environ={}, cwd=tmp_path)
+    # httpx drops a pooled connection after 5 s idle, aiohttp after 15 s, many load balancers after 60 s:
+    # the server must not close first, or a client reusing the connection gets no response.
+    assert config.server.keep_alive_timeout_secs > 60
+    assert hypercorn_config(config).keep_alive_timeout == config.server.keep_alive_timeout_secs
+    environ = {"HETUFLOW_SERVER__KEEP_ALIVE_TIMEOUT_SECS": "120"}
+    assert hypercorn_config(load_config(environ=environ, cwd=tmp_path)).keep_alive_timeout == 120
 
 
 def test_env_converts_strings_and_ignores_foreign_variables(tmp_path: Path) -> None:

@@ -118,6 +118,42 @@ def test_a_slot_whose_time_fell_in_an_outage_is_late() -> None:
     assert rule.judge(later, planned_at=planned, up_since=back, now=NOW) is Verdict.WAITING
 
 
+def test_a_slot_the_scheduler_came_back_for_within_grace_and_slack_only_waits() -> None:
+    rule = MisfireRule(policy=MisfirePolicy.SKIP, grace_secs=0)
+    back = NOW - timedelta(seconds=20)  # every server was down until then
+    planned = back - timedelta(minutes=5)  # planned before the outage, as the horizon does
+    within = back - timedelta(seconds=MISFIRE_SLACK_SECS / 2)  # due just before the scheduler was back
+    # However late the first dispatch after the restart looks at it (agents reconnecting, a backlog of
+    # dispatch rounds), the scheduler was back in time for it: it waits for an agent.
+    assert rule.judge(within, planned_at=planned, up_since=back, now=NOW) is Verdict.WAITING
+    beyond = back - timedelta(seconds=MISFIRE_SLACK_SECS * 2)
+    assert rule.judge(beyond, planned_at=planned, up_since=back, now=NOW) is Verdict.LATE
+    assert rule.unwatched_before(back) == back - timedelta(seconds=MISFIRE_SLACK_SECS)
+
+
+@given(
+    grace=st.sampled_from([0.0, 2.0, 60.0]),
+    slot_ms=st.integers(min_value=-120_000, max_value=0),
+    first_ms=st.integers(min_value=0, max_value=120_000),
+    again_ms=st.integers(min_value=0, max_value=120_000),
+)
+def test_whether_the_policy_judges_a_slot_does_not_depend_on_when_it_is_dispatched(
+    grace: float, slot_ms: int, first_ms: int, again_ms: int
+) -> None:
+    # A slot planned before an outage that ended at `back`: the policy judges it or it runs normally, and
+    # which of the two does not depend on how long after the restart a dispatch round first looks at it.
+    rule = MisfireRule(policy=MisfirePolicy.RUN_ONCE, grace_secs=grace)
+    back = NOW
+    slot = back + timedelta(milliseconds=slot_ms)
+    planned = slot - timedelta(minutes=10)
+
+    def judged_at(after_ms: int) -> bool:
+        now = back + timedelta(milliseconds=after_ms)
+        return rule.judge(slot, planned_at=planned, up_since=back, now=now) is Verdict.LATE
+
+    assert judged_at(first_ms) == judged_at(again_ms) == (slot < rule.unwatched_before(back))
+
+
 def test_a_slot_planned_after_it_was_late_is_late() -> None:
     rule = MisfireRule(policy=MisfirePolicy.RUN_ONCE, grace_secs=10)
     slot = NOW - timedelta(seconds=40)
@@ -180,7 +216,8 @@ def test_only_slots_the_scheduler_missed_are_left_to_the_policy(
     planned = slot + timedelta(seconds=planned_secs)
     up_since = NOW + timedelta(seconds=up_secs)
     verdict = rule.judge(slot, planned_at=planned, up_since=up_since, now=NOW)
-    in_time = planned <= slot + timedelta(seconds=grace + MISFIRE_SLACK_SECS) and up_since <= slot
+    tolerance = timedelta(seconds=grace + MISFIRE_SLACK_SECS)
+    in_time = planned <= slot + tolerance and up_since <= slot + tolerance
     if rule.past_deadline(slot, NOW):
         assert verdict is Verdict.PAST_DEADLINE
     elif not rule.is_late(slot, NOW):

@@ -83,6 +83,10 @@ class ServerSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     tls_cert: Path | None = None
     tls_key: Path | None = None
     graceful_timeout_secs: Secs = 10.0
+    keep_alive_timeout_secs: Secs = 75.0
+    """How long an idle HTTP keep-alive connection stays open. Longer than the idle expiry of common client
+    pools (httpx 5 s, aiohttp 15 s, a load balancer's 60 s): a server that closes first races a client
+    sending its next request on the connection, which then fails with no response."""
 
 
 class DatabaseSection(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

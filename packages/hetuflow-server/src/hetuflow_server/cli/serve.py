@@ -43,12 +43,16 @@ _TLS_KEYS = "server.tls_cert/server.tls_key"
 
 
 def hypercorn_config(config: ServerConfig) -> HypercornConfig:
-    """Hypercorn's settings for ``config``: bind address, TLS, graceful timeout, our loggers."""
+    """Hypercorn's settings for ``config``: bind address, TLS, graceful and keep-alive timeouts, our
+    loggers."""
     server = config.server
     hc = HypercornConfig()
     host = f"[{server.host}]" if ":" in server.host else server.host
     hc.bind = [f"{host}:{server.port}"]
     hc.graceful_timeout = server.graceful_timeout_secs
+    # Hypercorn's own default (5 s) equals httpx's pool expiry: a client reusing a connection idle for just
+    # under 5 s meets the server closing it and gets no response at all.
+    hc.keep_alive_timeout = server.keep_alive_timeout_secs
     # Records go to the handlers the CLI configured (text or JSON), not to Hypercorn's own.
     hc.errorlog = logging.getLogger("hypercorn.error")
     # Hypercorn builds the fields of an access record for every request before the logger can drop it; the

@@ -140,6 +140,8 @@ async def _misfires(
                 schedule_id=_schedule_id(task),
                 scheduled_at=task.scheduled_at,
                 cutoff=rule.cutoff(now),
+                unwatched_before=rule.unwatched_before(up_since),
+                tolerance_secs=rule.tolerance.total_seconds(),
                 pin=task.config.target.agent_id,
             )
             for task, rule in late

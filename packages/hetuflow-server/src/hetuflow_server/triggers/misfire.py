@@ -1,14 +1,15 @@
 """Misfire policy: which slots wait for an agent, which are late and which of those still run, decided the
 same way wherever a slot is judged.
 
-A slot whose task was planned in time and that the scheduler has watched since its time, without a gap, only
-waits for capacity: it runs when an agent is free, however long that takes, unless the schedule's
-``start_deadline_secs`` passes first (then it is missed). Any other slot is *late* when it starts more than
-the schedule's ``misfire_grace_secs`` (plus the slack, the scheduler's own latency) after its time: after an
-outage, a pause, or when the generator's cursor is behind the clock. ``skip`` runs none of them, ``run_once``
-the latest, ``run_all`` the latest ``misfire_max_runs``; the others are recorded ``missed``. Every rule is
-one test (*a late slot runs while fewer than ``keep`` later late slots of its schedule exist*), so the
-generator and the dispatcher's admission step agree on which slots run, whichever sees a slot first.
+A slot whose task was planned in time and that the scheduler has watched since its time (up without a gap,
+or back within grace and slack of it) only waits for capacity: it runs when an agent is free, however long
+that takes, unless the schedule's ``start_deadline_secs`` passes first (then it is missed). Any other slot is
+*late* when it starts more than the schedule's ``misfire_grace_secs`` (plus the slack, the scheduler's own
+latency) after its time: after an outage, a pause, or when the generator's cursor is behind the clock.
+``skip`` runs none of them, ``run_once`` the latest, ``run_all`` the latest ``misfire_max_runs``; the others
+are recorded ``missed``. Every rule is one test (*a late slot runs while fewer than ``keep`` later late slots
+of its schedule exist*), so the generator and the dispatcher's admission step agree on which slots run,
+whichever sees a slot first.
 """
 
 from __future__ import annotations
@@ -62,19 +63,33 @@ class MisfireRule(msgspec.Struct, kw_only=True, frozen=True):
             return 1
         return 0
 
+    @property
+    def tolerance(self) -> timedelta:
+        """How late a slot may be seen and still count as seen in time: grace plus slack."""
+        return timedelta(seconds=self.grace_secs + self.slack_secs)
+
     def cutoff(self, now: datetime) -> datetime:
         """Slots strictly before this instant are late at ``now``."""
-        return now - timedelta(seconds=self.grace_secs + self.slack_secs)
+        return now - self.tolerance
 
     def is_late(self, slot: datetime, now: datetime) -> bool:
         """True when ``slot`` has not started and is too late to run normally at ``now``."""
         return slot < self.cutoff(now)
 
+    def unwatched_before(self, up_since: datetime) -> datetime:
+        """Slots strictly before this instant came due in an outage that ended at ``up_since`` and were not
+        seen within grace and slack of their time: the misfire policy judges them, however they were planned.
+
+        Measured from when the scheduler came back, not from the dispatch that first looks at a slot: how
+        long agents take to reconnect, or how many dispatch rounds a backlog needs, must not turn a slot the
+        scheduler was back in time for into a misfire (nor decide which late slot is the latest)."""
+        return up_since - self.tolerance
+
     def waits_for_capacity(self, slot: datetime, *, planned_at: datetime, up_since: datetime) -> bool:
         """True when the slot's task existed before the slot could be late (``planned_at``, when it was made)
-        and the scheduler has been up without a gap since the slot's time (``up_since``): nothing but a free
-        agent was missing, so the slot is not a misfire."""
-        return planned_at <= slot + timedelta(seconds=self.grace_secs + self.slack_secs) and up_since <= slot
+        and the scheduler has been up without a gap since the slot's time, or came back within grace and
+        slack of it (``up_since``): nothing but a free agent was missing, so the slot is not a misfire."""
+        return planned_at <= slot + self.tolerance and slot >= self.unwatched_before(up_since)
 
     def past_deadline(self, slot: datetime, now: datetime) -> bool:
         """True when the schedule has a start deadline and ``slot`` can no longer start within it at

@@ -100,12 +100,16 @@ class AgentProfile(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class LateSlot(msgspec.Struct, kw_only=True, frozen=True):
-    """A slot task judged late, and the instant before which a slot of its schedule counts as late."""
+    """A slot task judged late, and which later slots of its schedule count as late too: due before
+    ``cutoff``, and either due before ``unwatched_before`` or planned more than ``tolerance_secs`` after
+    their time (the others only wait for an agent)."""
 
     task_id: UUID
     schedule_id: UUID
     scheduled_at: datetime
     cutoff: datetime
+    unwatched_before: datetime
+    tolerance_secs: float
     pin: str | None = None
     """The agent the task is pinned to: only later slots with the same pin count."""
 

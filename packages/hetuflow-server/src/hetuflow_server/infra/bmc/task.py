@@ -290,8 +290,8 @@ class TaskBmc:
 
     @staticmethod
     async def later_late_counts(conn: db.Connection, slots: Sequence[LateSlot]) -> dict[UUID, int]:
-        """For each late slot task: how many later slots of its schedule with the same pin, before its cutoff,
-        still wait for their first attempt."""
+        """For each late slot task: how many later slots of its schedule with the same pin, late as well
+        (see `LateSlot`), still wait for their first attempt."""
         if not slots:
             return {}
         params = {
@@ -299,6 +299,8 @@ class TaskBmc:
             "schedule_ids": [s.schedule_id for s in slots],
             "scheduled_ats": [s.scheduled_at for s in slots],
             "cutoffs": [s.cutoff for s in slots],
+            "unwatched_befores": [s.unwatched_before for s in slots],
+            "tolerances": [s.tolerance_secs for s in slots],
             "pins": [s.pin or "" for s in slots],
         }
         return {row["id"]: int(row["later"]) for row in await db.fetch_all(conn, _LATER_LATE, params)}

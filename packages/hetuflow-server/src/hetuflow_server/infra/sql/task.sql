@@ -243,16 +243,22 @@ WHERE schedule_id = %(schedule_id)s::uuid AND scheduled_at > %(after)s::timestam
 -- For each given slot task: how many later slots of its schedule are also late (before the slot's `cutoff`)
 -- and still waiting for their first attempt, among the tasks with the same pin ('' for none: each agent of a
 -- broadcast job is judged on its own copies). A late slot runs under run_once/run_all only while fewer than
--- the policy keeps come after it.
+-- the policy keeps come after it. A later slot that only waits for an agent is not late and does not count:
+-- late means due before `unwatched_before` (in an outage, beyond grace and slack of the scheduler's return)
+-- or planned more than `tolerance_secs` (grace and slack) after its time.
 SELECT u.id,
        (SELECT count(*)
         FROM sched_task o
         WHERE o.schedule_id = u.schedule_id
           AND o.scheduled_at > u.scheduled_at AND o.scheduled_at < u.cutoff
+          AND (o.scheduled_at < u.unwatched_before
+               OR o.created_at > o.scheduled_at + make_interval(secs => u.tolerance_secs))
           AND coalesce(o.config #>> '{target,agent_id}', '') = u.pin
           AND o.status = 'pending' AND o.attempt = 0) AS later
 FROM unnest(%(ids)s::uuid[], %(schedule_ids)s::uuid[], %(scheduled_ats)s::timestamptz[],
-            %(cutoffs)s::timestamptz[], %(pins)s::text[]) AS u(id, schedule_id, scheduled_at, cutoff, pin)
+            %(cutoffs)s::timestamptz[], %(unwatched_befores)s::timestamptz[],
+            %(tolerances)s::double precision[], %(pins)s::text[])
+     AS u(id, schedule_id, scheduled_at, cutoff, unwatched_before, tolerance_secs, pin)
 
 -- name: live_runs_of_schedules
 -- Runs of some schedules that are going now (dispatched or running), oldest slot first, with their pin.
