@@ -255,11 +255,12 @@ def print_report(args: argparse.Namespace, results: Results) -> None:
     cpus = os.cpu_count() or 1
     where = f"all on this machine ({cpus} CPUs)"
     print(f"\n{n} tasks of `bash -c true` at concurrency {c}, {runs}, {where}")
-    load = (results.values.get("load_before", math.nan), results.values.get("load_after", math.nan))
-    print(f"load average (1 min) before / after the run: {load[0]:.1f} / {load[1]:.1f}", end="")
-    if max(load) > cpus:
-        print(f" -- above the {cpus} CPUs: other work shared the machine, read the ratios only", end="")
-    print()
+    before, after = results.values.get("load_before", math.nan), results.values.get("load_after", math.nan)
+    print(
+        f"load average (1 min) before / after the run (which loads the machine): {before:.1f} / {after:.1f}"
+    )
+    if before > cpus / 2:
+        print(f"  the {cpus} CPUs were busy before the run: other work shared them, read the ratios only")
     rows = [
         ("floor_multi", f"floor: {c} processes, subprocess.run back to back"),
         ("floor_asyncio", f"floor: one asyncio process, {c} at a time"),
