@@ -259,7 +259,7 @@ def print_report(args: argparse.Namespace, results: Results) -> None:
     print(
         f"load average (1 min) before / after the run (which loads the machine): {before:.1f} / {after:.1f}"
     )
-    if before > cpus / 2:
+    if before > cpus:
         print(f"  the {cpus} CPUs were busy before the run: other work shared them, read the ratios only")
     rows = [
         ("floor_multi", f"floor: {c} processes, subprocess.run back to back"),
