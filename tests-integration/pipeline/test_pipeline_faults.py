@@ -100,9 +100,12 @@ def test_restart_of_an_agent_with_the_same_id_reconciles_and_nothing_runs_twice(
 ) -> None:
     ledger = tmp_path / "ledger"
     agent = agents.start(capacity=1)
+    # The first attempt outlives the restart however slow the machine (the successor kills it); the retry
+    # is short.
     script = (
         f'echo "pid $$"\necho "start $HETUFLOW_ATTEMPT" >> {ledger}\n'
-        f'sleep 1.5\necho "end $HETUFLOW_ATTEMPT" >> {ledger}\n'
+        'if [ "$HETUFLOW_ATTEMPT" = 1 ]; then sleep 60; else sleep 1.5; fi\n'
+        f'echo "end $HETUFLOW_ATTEMPT" >> {ledger}\n'
     )
     task_id = pipeline.run(suite=agents.suite, script=script, retry=RETRY)
     _, pid = _wait_pid(pipeline, task_id)
