@@ -160,8 +160,9 @@ async def test_savepoints_nest_and_roll_back_only_their_own_block(probe: ModelMa
         with pytest.raises(RuntimeError):
             await _fail_around_a_savepoint(outer)
         async with db.savepoint(outer):
-            pass  # a block that ran nothing sends nothing
-    assert await _values(probe) == [1, 3]
+            # Only a queued statement: its savepoint is never sent, the statement joins the unit's COMMIT.
+            await db.execute_later(outer, _INSERT, {"v": 5})
+    assert await _values(probe) == [1, 3, 5]
 
 
 async def _catch_an_error_outside_a_savepoint(probe: ModelManager) -> None:

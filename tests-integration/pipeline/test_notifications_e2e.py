@@ -4,9 +4,7 @@ loopback and sends email to a real SMTP sink (aiosmtpd), and records every deliv
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -17,39 +15,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pipelinefixtures import AgentPool, Pipeline, wait_for
 from serverfixtures import free_port
+from webhookfixtures import Receiver, running_receiver
 
 from hetuflow_server.notifier import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 SECRET = "webhook-secret-for-tests"
 DELIVERIES = "/notifications/deliveries"
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that records every POST (headers and body) and answers ``status``."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.status = 204
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers.items()), body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def for_task(self, task_id: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        found = [(headers, json.loads(body)) for headers, body in list(self.requests)]
-        return [(headers, body) for headers, body in found if body.get("task_id") == task_id]
 
 
 class Mailbox:
@@ -66,11 +37,8 @@ class Mailbox:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    with running_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.server
 import itertools
 import json
 import os
@@ -30,7 +29,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -42,6 +40,7 @@ import httpx
 import psycopg
 import pytest
 from pipelinefixtures import AgentPool, Pipeline, wait_for
+from webhookfixtures import Receiver, running_receiver
 
 CHROMIUM = os.environ.get("HETUFLOW_CHROMIUM") or next(
     filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
@@ -288,39 +287,15 @@ def page(browser: Browser, pipeline: Pipeline) -> Iterator[Page]:
         tab.close()
 
 
-class Hook:
-    """A webhook receiver on 127.0.0.1 answering 204 to every POST (what the notifications page lists)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                hook.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+@pytest.fixture(scope="module")
+def hook() -> Iterator[Receiver]:
+    """A webhook receiver answering 204 to every POST (what the notifications page lists)."""
+    with running_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
-def hook() -> Iterator[Hook]:
-    receiver = Hook()
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def pipeline_env(hook: Hook) -> dict[str, str]:
+def pipeline_env(hook: Receiver) -> dict[str, str]:
     """The module's server knows one webhook target, ``ui-hook``."""
     targets = {"ui-hook": {"kind": "webhook", "url": hook.url, "timeout_secs": 5}}
     return {"HETUFLOW_NOTIFICATIONS__TARGETS": json.dumps(targets)}
@@ -1039,7 +1014,7 @@ def test_a_read_token_gets_no_audit_trail(page: Page, pipeline: Pipeline) -> Non
 
 
 def test_the_notifications_page_lists_a_delivery(
-    page: Page, pipeline: Pipeline, agents: AgentPool, hook: Hook
+    page: Page, pipeline: Pipeline, agents: AgentPool, hook: Receiver
 ) -> None:
     agents.start()
     job_id = pipeline.create_job(suite=agents.suite, script="exit 3")
@@ -1084,7 +1059,7 @@ def test_the_notifications_page_lists_a_delivery(
     page.click_text("a", "Notifications sent about it")
     page.wait_search(f"?job_id={job_id}")
     assert page.eval(f"!!{row}")
-    assert any(json.loads(body)["task_id"] == task_id for body in hook.bodies)
+    assert hook.for_task(task_id)
 
 
 def test_an_offline_agent_is_forgotten_from_the_agents_page(

@@ -101,9 +101,7 @@ class InstanceBmc:
         whether every task moved. A second instance for the same (task, attempt) is a Conflict."""
         if not instances:
             return [], True
-        params = {"attempts": _json.encode(instances).decode(), "allowed": _DISPATCHABLE}
-        row = await db.fetch_one(conn, _DISPATCH, params)
-        return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])
+        return _dispatched(await db.fetch_one(conn, _DISPATCH, _dispatch_params(instances)))
 
     @staticmethod
     async def dispatch_many_later(conn: db.Connection, instances: Sequence[NewInstance]) -> DispatchedLater:
@@ -111,8 +109,7 @@ class InstanceBmc:
         fewer); its result is read from the handle once that ran."""
         if not instances:
             return DispatchedLater(None)
-        params = {"attempts": _json.encode(instances).decode(), "allowed": _DISPATCHABLE}
-        return DispatchedLater(await db.fetch_later(conn, _DISPATCH, params))
+        return DispatchedLater(await db.fetch_later(conn, _DISPATCH, _dispatch_params(instances)))
 
     @staticmethod
     async def get(conn: db.Connection, instance_id: UUID) -> TaskInstance:
@@ -212,5 +209,13 @@ class DispatchedLater:
         """The attempts, and whether every task moved (as ``dispatch_many``)."""
         if self._later is None:
             return [], True
-        row = self._later.first()
-        return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])
+        return _dispatched(self._later.first())
+
+
+def _dispatch_params(instances: Sequence[NewInstance]) -> db.Params:
+    return {"attempts": _json.encode(instances).decode(), "allowed": _DISPATCHABLE}
+
+
+def _dispatched(row: db.Row | None) -> tuple[list[TaskInstance], bool]:
+    """The attempts the dispatch statement created, and whether every task moved."""
+    return many_json(row, TaskInstance), row is not None and bool(row["all_marked"])

@@ -249,10 +249,7 @@ class TaskBmc:
     ) -> tuple[datetime | None, datetime | None, datetime | None]:
         """The earliest pending task due after ``after``, the earliest end of a retry backoff, and the
         earliest pending slot of a forbid/replace job due after ``now`` (None where there is none)."""
-        row = await db.fetch_one(conn, _NEXT_WAKE, {"now": now, "after": after})
-        if row is None:
-            return None, None, None
-        return row["next_pending_at"], row["next_retry_at"], row["next_guarded_at"]
+        return _wake_times(await db.fetch_one(conn, _NEXT_WAKE, {"now": now, "after": after}))
 
     @staticmethod
     async def next_wake_times_later(
@@ -261,14 +258,7 @@ class TaskBmc:
         """``next_wake_times``, sent with the transaction's next statement (one round trip fewer); call the
         result once that ran."""
         later = await db.fetch_later(conn, _NEXT_WAKE, {"now": now, "after": after})
-
-        def times() -> tuple[datetime | None, datetime | None, datetime | None]:
-            row = later.first()
-            if row is None:
-                return None, None, None
-            return row["next_pending_at"], row["next_retry_at"], row["next_guarded_at"]
-
-        return times
+        return lambda: _wake_times(later.first())
 
     # -- tasks as the slots of their schedules (generator, admission) ---------------------------------------
 
@@ -332,3 +322,9 @@ class TaskBmc:
             return []
         params = {"schedule_id": schedule_id, "job_id": job_id}
         return many(await db.fetch_all(conn, _LOCK_LIVE_DAEMONS, params), Task)
+
+
+def _wake_times(row: db.Row | None) -> tuple[datetime | None, datetime | None, datetime | None]:
+    if row is None:
+        return None, None, None
+    return row["next_pending_at"], row["next_retry_at"], row["next_guarded_at"]
